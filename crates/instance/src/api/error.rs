@@ -1,0 +1,111 @@
+//! API errors: every failure becomes `{"error":{"code","message"}}` with a 4xx/5xx
+//! status, mapped here once from the library errors.
+
+use crate::dispatch::DispatchError;
+use crate::ecc::{EnrollError, StoreError};
+use crate::registry::RegistryError;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use openmid_proto::api::{ErrorBody, ErrorDetail};
+
+/// An error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code.
+    pub code: &'static str,
+    /// Message naming the problem.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 422 for a field with a bad value.
+    pub fn invalid_field(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            format!("{field}: {message}"),
+        )
+    }
+
+    /// 401.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    fn internal(err: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the instance log has the details",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(e: DispatchError) -> Self {
+        match e {
+            DispatchError::Invalid { field, message } => Self::invalid_field(&field, message),
+            DispatchError::NotFound(m) => Self::not_found(m),
+            DispatchError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::Invalid { field, message } => Self::invalid_field(field, message),
+            e @ RegistryError::ProtocolMismatch { .. } => {
+                Self::new(StatusCode::UPGRADE_REQUIRED, "protocol_mismatch", e.to_string())
+            }
+            RegistryError::Enroll(EnrollError::Store(e)) | RegistryError::Store(e) => e.into(),
+            RegistryError::Enroll(e @ EnrollError::TokenInvalid) => {
+                Self::new(StatusCode::FORBIDDEN, "enrollment_refused", e.to_string())
+            }
+            RegistryError::Enroll(e @ EnrollError::NameTaken(_)) => {
+                Self::new(StatusCode::CONFLICT, "name_taken", e.to_string())
+            }
+            RegistryError::Unauthorized(m) => Self::unauthorized(m),
+            e @ RegistryError::Invalidated => {
+                Self::new(StatusCode::FORBIDDEN, "invalidated", e.to_string())
+            }
+            e @ RegistryError::NoSuchMid(_) => Self::not_found(e.to_string()),
+        }
+    }
+}

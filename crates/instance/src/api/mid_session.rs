@@ -1,0 +1,79 @@
+//! `/mid/v1`: the MID session. Every request but enrollment carries the MID's
+//! credentials and protocol version.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, bearer};
+use crate::ecc::MidRow;
+use crate::registry;
+use axum::Json;
+use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use openmid_proto::PROTOCOL_HEADER;
+use openmid_proto::mid::{
+    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, PollRequest,
+    PollResponse, ResultsRequest, ResultsResponse,
+};
+
+/// An authenticated MID.
+pub struct MidSession(pub MidRow);
+
+impl FromRequestParts<AppState> for MidSession {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let version = parts
+            .headers
+            .get(PROTOCOL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "missing_protocol",
+                    format!("send the `{PROTOCOL_HEADER}` header with the protocol version"),
+                )
+            })?;
+        registry::check_protocol(version)?;
+        let token = bearer(&parts.headers)
+            .ok_or_else(|| ApiError::unauthorized("missing MID credential"))?;
+        let row = registry::authenticate(state.dispatcher.store(), token).await?;
+        Ok(MidSession(row))
+    }
+}
+
+pub(super) async fn enroll(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> Result<(StatusCode, Json<EnrollResponse>), ApiError> {
+    let row = registry::enroll(state.dispatcher.store(), &req).await?;
+    tracing::info!(mid = %row.name, status = row.status.as_str(), "MID enrolled");
+    Ok((StatusCode::CREATED, Json(registry::enroll_response(&row))))
+}
+
+pub(super) async fn poll(
+    State(state): State<AppState>,
+    MidSession(mid): MidSession,
+    ApiJson(req): ApiJson<PollRequest>,
+) -> Result<Json<PollResponse>, ApiError> {
+    Ok(Json(
+        state.dispatcher.poll(&mid, &req, &state.shutdown).await?,
+    ))
+}
+
+pub(super) async fn results(
+    State(state): State<AppState>,
+    MidSession(mid): MidSession,
+    ApiJson(req): ApiJson<ResultsRequest>,
+) -> Result<Json<ResultsResponse>, ApiError> {
+    Ok(Json(state.dispatcher.accept_results(&mid, &req).await?))
+}
+
+pub(super) async fn heartbeat(
+    State(state): State<AppState>,
+    MidSession(mid): MidSession,
+    ApiJson(req): ApiJson<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, ApiError> {
+    Ok(Json(state.dispatcher.heartbeat(&mid, &req).await?))
+}

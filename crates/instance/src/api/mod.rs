@@ -1,0 +1,93 @@
+//! The HTTP surface: the admin API under `/api/v1` (admin bearer token) and the MID
+//! session under `/mid/v1` (per-MID credentials). Handlers stay thin: they parse, call
+//! the registry or the dispatcher, and shape the answer.
+
+mod admin;
+pub mod error;
+mod extract;
+mod mid_session;
+
+use crate::auth::token_matches;
+use crate::config::InstanceConfig;
+use crate::dispatch::Dispatcher;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use error::ApiError;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// Queue and registry operations.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Hash of the admin API token.
+    pub admin_token_hash: Arc<String>,
+    /// Settings.
+    pub config: Arc<InstanceConfig>,
+    /// Cancelled when the instance stops (ends long-polls at once).
+    pub shutdown: CancellationToken,
+}
+
+/// Builds the router.
+pub fn router(state: AppState) -> Router {
+    let admin = Router::new()
+        .route("/enrollment-tokens", post(admin::create_enrollment_token))
+        .route("/mids", get(admin::list_mids))
+        .route("/mids/{name}", get(admin::get_mid))
+        .route("/mids/{name}/validate", post(admin::validate_mid))
+        .route("/ecc", post(admin::insert_output).get(admin::list_records))
+        .route("/ecc/{id}", get(admin::get_record))
+        .route("/actions/rest", post(admin::rest_action))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_admin,
+        ));
+    let mid = Router::new()
+        .route("/enroll", post(mid_session::enroll))
+        .route("/poll", post(mid_session::poll))
+        .route("/results", post(mid_session::results))
+        .route("/heartbeat", post(mid_session::heartbeat));
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/api/v1/openapi.json", get(admin::openapi))
+        .nest("/api/v1", admin)
+        .nest("/mid/v1", mid)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    match extract::bearer(req.headers()) {
+        None => Err(ApiError::unauthorized(
+            "missing admin token: send `Authorization: Bearer <admin token>`",
+        )),
+        Some(token) if !token_matches(token, &state.admin_token_hash) => {
+            Err(ApiError::unauthorized("the admin token is not valid"))
+        }
+        Some(_) => Ok(next.run(req).await),
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}

@@ -1,0 +1,287 @@
+//! A typed client of the admin API, used by `openmid ctl`, the demo, the test kit and
+//! the benchmarks — so every caller speaks the API exactly as users do.
+
+use openmid_proto::api::{
+    ActionPending, EnrollmentToken, ErrorBody, MidInfo, NewEnrollmentToken, NewOutput,
+    RecordPage, RecordQuery, RestAction, RestActionResult,
+};
+use openmid_proto::ecc::EccRecord;
+use openmid_proto::secret::Secret;
+use openmid_proto::trust::{Trust, TrustError, client_config};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Errors of API calls.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The instance answered with an error.
+    #[error("{status}: {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// The request did not get an answer.
+    #[error("request to {url} failed: {source}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// The cause.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer from {url}: {detail}")]
+    Unexpected {
+        /// The URL.
+        url: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The base URL is not usable.
+    #[error("instance URL `{0}` is not a valid https:// or http:// URL")]
+    BadUrl(String),
+    /// TLS trust settings are wrong.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+}
+
+/// Result of an action call: finished, or still running when the wait ran out.
+#[derive(Debug, Clone)]
+pub enum ActionOutcome {
+    /// Finished (HTTP 200).
+    Done(Box<RestActionResult>),
+    /// Still queued or running (HTTP 202).
+    Pending(ActionPending),
+}
+
+/// Admin API client.
+#[derive(Clone)]
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    token: Secret,
+}
+
+impl ApiClient {
+    /// A client for the instance at `base_url`, authenticating with the admin `token`.
+    pub fn new(base_url: &str, token: Secret, trust: &Trust) -> Result<Self, ClientError> {
+        let base = reqwest::Url::parse(base_url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "https" | "http"))
+            .ok_or_else(|| ClientError::BadUrl(base_url.to_string()))?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(tls) = client_config(trust)? {
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let http = builder.build().map_err(|source| ClientError::Transport {
+            url: base_url.to_string(),
+            source,
+        })?;
+        Ok(Self { http, base, token })
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, T), ClientError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|_| ClientError::BadUrl(format!("{}{path}", self.base)))?;
+        let mut req = self
+            .http
+            .request(method, url.clone())
+            .bearer_auth(self.token.expose())
+            .timeout(timeout);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let transport = |source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(transport)?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: e.error.code,
+                    message: e.error.message,
+                },
+                Err(_) => ClientError::Unexpected {
+                    url: url.to_string(),
+                    detail: format!("HTTP {status} without an error body"),
+                },
+            });
+        }
+        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+            url: url.to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok((status, value))
+    }
+
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Creates an enrollment token.
+    pub async fn create_enrollment_token(
+        &self,
+        req: &NewEnrollmentToken,
+    ) -> Result<EnrollmentToken, ClientError> {
+        let (_, t) = self
+            .call(Method::POST, "api/v1/enrollment-tokens", Some(req), Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(t)
+    }
+
+    /// Lists MIDs.
+    pub async fn list_mids(&self) -> Result<Vec<MidInfo>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            mids: Vec<MidInfo>,
+        }
+        let (_, l): (_, List) = self
+            .call::<(), _>(Method::GET, "api/v1/mids", None, Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(l.mids)
+    }
+
+    /// Shows one MID.
+    pub async fn get_mid(&self, name: &str) -> Result<MidInfo, ClientError> {
+        let (_, m) = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("api/v1/mids/{}", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(m)
+    }
+
+    /// Validates a MID.
+    pub async fn validate_mid(&self, name: &str) -> Result<MidInfo, ClientError> {
+        let (_, m) = self
+            .call::<(), _>(
+                Method::POST,
+                &format!("api/v1/mids/{}/validate", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(m)
+    }
+
+    /// Inserts an output record.
+    pub async fn insert_output(&self, new: &NewOutput) -> Result<EccRecord, ClientError> {
+        let (_, r) = self
+            .call(Method::POST, "api/v1/ecc", Some(new), Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(r)
+    }
+
+    /// Reads one record.
+    pub async fn get_record(&self, id: &str) -> Result<EccRecord, ClientError> {
+        let (_, r) = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("api/v1/ecc/{}", encode(id)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(r)
+    }
+
+    /// Lists records.
+    pub async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage, ClientError> {
+        let query = serde_urlencoded_query(q);
+        let (_, p) = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("api/v1/ecc{query}"),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(p)
+    }
+
+    /// Runs a REST action, waiting up to `wait` for its result.
+    pub async fn rest_action(
+        &self,
+        action: &RestAction,
+        wait: Duration,
+    ) -> Result<ActionOutcome, ClientError> {
+        let path = format!("api/v1/actions/rest?wait={}", wait.as_secs_f64());
+        let timeout = wait + Self::DEFAULT_TIMEOUT;
+        let url = self.base.join(&path).map_err(|_| ClientError::BadUrl(path.clone()))?;
+        let (status, value): (_, serde_json::Value) =
+            self.call(Method::POST, &path, Some(action), timeout).await?;
+        let unexpected = |e: serde_json::Error| ClientError::Unexpected {
+            url: url.to_string(),
+            detail: e.to_string(),
+        };
+        if status == StatusCode::ACCEPTED {
+            Ok(ActionOutcome::Pending(
+                serde_json::from_value(value).map_err(unexpected)?,
+            ))
+        } else {
+            Ok(ActionOutcome::Done(Box::new(
+                serde_json::from_value(value).map_err(unexpected)?,
+            )))
+        }
+    }
+}
+
+/// Percent-encodes a path segment.
+fn encode(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn serde_urlencoded_query(q: &RecordQuery) -> String {
+    let limit = q.limit.map(|l| l.to_string());
+    let pairs: Vec<String> = [
+        ("queue", q.queue.as_deref()),
+        ("state", q.state.as_deref()),
+        ("agent", q.agent.as_deref()),
+        ("topic", q.topic.as_deref()),
+        ("correlator", q.correlator.as_deref()),
+        ("limit", limit.as_deref()),
+        ("after", q.after.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| format!("{k}={}", encode(v))))
+    .collect();
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
+}

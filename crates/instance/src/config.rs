@@ -1,0 +1,75 @@
+//! The instance's settings. The binary fills this from a TOML file, `OPENMID_INSTANCE_*`
+//! environment variables and flags; tests build it directly.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Instance settings. Every field has a default, so an empty file is a valid config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceConfig {
+    /// Where the database, the TLS certificate and keys live.
+    pub data_dir: PathBuf,
+    /// Address to listen on (HTTPS).
+    pub listen: SocketAddr,
+    /// Certificate chain (PEM) to serve instead of the self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Extra host names or IPs for the self-signed certificate (made at first start).
+    pub hostnames: Vec<String>,
+    /// Lease length of a claimed output. A MID renews it by heartbeat; a lease that
+    /// lapses returns the output to `ready` for another attempt.
+    pub lease_ms: u64,
+    /// How often MIDs heartbeat (and so renew leases).
+    pub heartbeat_ms: u64,
+    /// Longest a MID long-poll is held open.
+    pub max_poll_wait_ms: u64,
+    /// Default claims allowed per output.
+    pub max_attempts: u32,
+    /// Largest request body accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Longest `?wait=` an action call may ask for, in seconds.
+    pub max_action_wait_secs: u64,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("openmid-data"),
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            tls_cert: None,
+            tls_key: None,
+            hostnames: Vec::new(),
+            lease_ms: 30_000,
+            heartbeat_ms: 5_000,
+            max_poll_wait_ms: 30_000,
+            max_attempts: 3,
+            max_request_bytes: 16 * 1024 * 1024,
+            max_action_wait_secs: 300,
+        }
+    }
+}
+
+impl InstanceConfig {
+    /// Checks values that would make the instance misbehave.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key must be given together".into());
+        }
+        if self.heartbeat_ms == 0 || self.lease_ms < 2 * self.heartbeat_ms {
+            return Err(format!(
+                "lease_ms ({}) must be at least twice heartbeat_ms ({}), which must be > 0",
+                self.lease_ms, self.heartbeat_ms
+            ));
+        }
+        if !(1..=10).contains(&self.max_attempts) {
+            return Err(format!("max_attempts ({}) must be 1–10", self.max_attempts));
+        }
+        if self.max_request_bytes < 1024 {
+            return Err("max_request_bytes must be at least 1024".into());
+        }
+        Ok(())
+    }
+}

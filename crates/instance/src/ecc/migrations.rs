@@ -1,0 +1,71 @@
+//! The schema, as numbered migrations embedded in the binary and applied at start.
+//! A migration is never edited once released; changes are new entries.
+
+/// `(version, SQL)` in order. The SQL is plain enough for SQLite and PostgreSQL alike.
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE enrollment_tokens (
+    token_hash    TEXT PRIMARY KEY,
+    expires_at    BIGINT NOT NULL,
+    auto_validate BOOLEAN NOT NULL,
+    note          TEXT,
+    created_at    BIGINT NOT NULL,
+    used_by       TEXT,
+    used_at       BIGINT
+);
+
+CREATE TABLE mids (
+    id               TEXT PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
+    secret_hash      TEXT NOT NULL,
+    public_key       TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    status_reason    TEXT,
+    version          TEXT NOT NULL,
+    hostname         TEXT NOT NULL,
+    protocol_version BIGINT NOT NULL,
+    enrolled_at      BIGINT NOT NULL,
+    validated_at     BIGINT,
+    last_seen_at     BIGINT
+);
+
+CREATE TABLE ecc (
+    id               TEXT PRIMARY KEY,
+    queue            TEXT NOT NULL,
+    agent            TEXT NOT NULL,
+    topic            TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    source           TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    priority         BIGINT NOT NULL,
+    response_to      TEXT,
+    correlator       TEXT,
+    attempt          BIGINT NOT NULL,
+    max_attempts     BIGINT NOT NULL,
+    at_most_once     BOOLEAN NOT NULL,
+    error            TEXT,
+    claimed_by       TEXT,
+    lease_expires_at BIGINT,
+    created_at       BIGINT NOT NULL,
+    claimed_at       BIGINT,
+    processed_at     BIGINT,
+    duration_ms      BIGINT
+);
+
+-- What a claim scans: ready outputs of one agent, by priority then age.
+CREATE INDEX ecc_ready ON ecc (agent, priority, id) WHERE queue = 'output' AND state = 'ready';
+-- What the lease sweeper scans.
+CREATE INDEX ecc_leases ON ecc (lease_expires_at) WHERE state = 'processing';
+CREATE INDEX ecc_correlator ON ecc (correlator) WHERE correlator IS NOT NULL;
+CREATE INDEX ecc_state ON ecc (queue, state, id);
+-- Exactly one input per output: the database itself refuses a second.
+CREATE UNIQUE INDEX ecc_one_input ON ecc (response_to) WHERE queue = 'input';
+"#,
+)];

@@ -1,0 +1,294 @@
+//! The durable ECC queue and the registry tables behind one [`Store`] trait.
+//!
+//! Every operation is one transaction with a meaning of its own (claim, record results,
+//! expire leases …), never a generic "run this SQL": so SQLite (one writer) and
+//! PostgreSQL (`FOR UPDATE SKIP LOCKED`, several instance nodes) can each implement it
+//! the way that is right for them.
+
+mod migrations;
+mod rows;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use openmid_proto::ecc::{EccRecord, Priority, Queue, State, Topic};
+use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidStatus, WorkResult};
+use openmid_proto::time::rfc3339;
+
+pub use sqlite::SqliteStore;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored value could not be read back (a bug or a hand-edited database).
+    #[error("corrupt record {id}: {detail}")]
+    Corrupt {
+        /// The record.
+        id: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Creating the data directory or the database file failed.
+    #[error("opening {path}: {source}")]
+    Open {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Why an enrollment was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    /// The token is unknown, expired or used (one message for all three: a caller
+    /// guessing tokens learns nothing).
+    #[error("enrollment token is unknown, expired or already used: ask an admin for a new one")]
+    TokenInvalid,
+    /// A MID with this name exists.
+    #[error("a MID named `{0}` is already enrolled: pick another name or invalidate the old MID")]
+    NameTaken(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One ECC record as stored: times are epoch milliseconds, the payload is JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Time-ordered UUID.
+    pub id: String,
+    /// Output or input.
+    pub queue: Queue,
+    /// Agent string.
+    pub agent: String,
+    /// Probe.
+    pub topic: Topic,
+    /// Label.
+    pub name: String,
+    /// Who asked / who answered.
+    pub source: String,
+    /// JSON text.
+    pub payload: String,
+    /// State.
+    pub state: State,
+    /// Priority.
+    pub priority: Priority,
+    /// For inputs, the output answered.
+    pub response_to: Option<String>,
+    /// Caller's correlator.
+    pub correlator: Option<String>,
+    /// Claims so far (outputs) or attempt answered (inputs).
+    pub attempt: u32,
+    /// Claims allowed.
+    pub max_attempts: u32,
+    /// Never re-run after a lapsed lease.
+    pub at_most_once: bool,
+    /// Error text.
+    pub error: Option<String>,
+    /// MID holding or last holding the lease.
+    pub claimed_by: Option<String>,
+    /// Lease end while processing.
+    pub lease_expires_at: Option<i64>,
+    /// Written at.
+    pub created_at: i64,
+    /// Last claimed at.
+    pub claimed_at: Option<i64>,
+    /// Finished at.
+    pub processed_at: Option<i64>,
+    /// Inputs: how long the probe ran.
+    pub duration_ms: Option<i64>,
+}
+
+impl Record {
+    /// The record as the API shows it.
+    pub fn to_api(&self) -> EccRecord {
+        EccRecord {
+            id: self.id.clone(),
+            queue: self.queue,
+            agent: self.agent.clone(),
+            topic: self.topic,
+            name: self.name.clone(),
+            source: self.source.clone(),
+            payload: serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null),
+            state: self.state,
+            priority: self.priority,
+            response_to: self.response_to.clone(),
+            correlator: self.correlator.clone(),
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            at_most_once: self.at_most_once,
+            error: self.error.clone(),
+            claimed_by: self.claimed_by.clone(),
+            lease_expires_at: self.lease_expires_at.map(rfc3339),
+            created_at: rfc3339(self.created_at),
+            claimed_at: self.claimed_at.map(rfc3339),
+            processed_at: self.processed_at.map(rfc3339),
+        }
+    }
+
+    /// Whether the record reached a final state.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Processed | State::Error | State::Cancelled)
+    }
+}
+
+/// Filters for [`Store::list_records`]; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct RecordFilter {
+    /// Queue.
+    pub queue: Option<Queue>,
+    /// State.
+    pub state: Option<State>,
+    /// Exact agent.
+    pub agent: Option<String>,
+    /// Topic.
+    pub topic: Option<Topic>,
+    /// Exact correlator.
+    pub correlator: Option<String>,
+    /// Only records with an id greater than this (ids are time-ordered).
+    pub after: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A claim: outputs addressed to `agents`, up to `capacity` per priority.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// Agent strings the MID may serve (its own `mid.server.NAME` for now).
+    pub agents: &'a [String],
+    /// The claiming MID's name (recorded as `claimed_by`).
+    pub mid_name: &'a str,
+    /// Free slots per priority.
+    pub capacity: Capacity,
+    /// Claim time.
+    pub now: i64,
+    /// Lease end.
+    pub lease_until: i64,
+}
+
+/// A MID Server's registry row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MidRow {
+    /// Registry id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Hash of the MID's session secret.
+    pub secret_hash: String,
+    /// X25519 public key, base64.
+    pub public_key: String,
+    /// Status.
+    pub status: MidStatus,
+    /// Why.
+    pub status_reason: Option<String>,
+    /// Build version.
+    pub version: String,
+    /// Host name.
+    pub hostname: String,
+    /// Protocol version.
+    pub protocol_version: u32,
+    /// Enrolled at.
+    pub enrolled_at: i64,
+    /// Validated at.
+    pub validated_at: Option<i64>,
+    /// Last contact.
+    pub last_seen_at: Option<i64>,
+}
+
+/// An enrollment token as stored (hash only).
+#[derive(Debug, Clone)]
+pub struct EnrollmentTokenRow {
+    /// Hash of the token.
+    pub token_hash: String,
+    /// Expiry.
+    pub expires_at: i64,
+    /// Validate MIDs enrolling with it at once.
+    pub auto_validate: bool,
+    /// Free text.
+    pub note: Option<String>,
+    /// Created at.
+    pub created_at: i64,
+}
+
+/// Look a MID up by registry id or by name.
+#[derive(Debug, Clone, Copy)]
+pub enum MidKey<'a> {
+    /// Registry id.
+    Id(&'a str),
+    /// Name.
+    Name(&'a str),
+}
+
+/// What [`Store::record_results`] did with one result.
+#[derive(Debug, Clone)]
+pub struct RecordedResult {
+    /// The outcome acknowledged to the MID.
+    pub outcome: AckOutcome,
+    /// The output, as updated, when the result was recorded.
+    pub output: Option<Record>,
+}
+
+/// The queue and registry store. Implementations: [`SqliteStore`] (embedded default);
+/// PostgreSQL follows with the scale-out work.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads an instance setting.
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Writes an instance setting.
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+
+    /// Stores a new enrollment token.
+    async fn insert_enrollment_token(&self, token: &EnrollmentTokenRow) -> Result<(), StoreError>;
+    /// Consumes the token and registers the MID, atomically. The MID's status is set
+    /// from the token (`up` when it auto-validates).
+    async fn enroll_mid(&self, token_hash: &str, mid: &MidRow) -> Result<MidRow, EnrollError>;
+    /// Finds a MID.
+    async fn get_mid(&self, key: MidKey<'_>) -> Result<Option<MidRow>, StoreError>;
+    /// All MIDs, by name.
+    async fn list_mids(&self) -> Result<Vec<MidRow>, StoreError>;
+    /// Sets a MID's status; returns the updated row, or `None` if there is no such MID.
+    async fn set_mid_status(
+        &self,
+        name: &str,
+        status: MidStatus,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<MidRow>, StoreError>;
+    /// Records contact from a MID.
+    async fn mark_mid_seen(&self, id: &str, now: i64) -> Result<(), StoreError>;
+
+    /// Writes a new output record (state `ready`).
+    async fn insert_output(&self, record: &Record) -> Result<(), StoreError>;
+    /// Reads one record.
+    async fn get_record(&self, id: &str) -> Result<Option<Record>, StoreError>;
+    /// The input record answering an output, if any.
+    async fn input_for(&self, output_id: &str) -> Result<Option<Record>, StoreError>;
+    /// One page of records, oldest first.
+    async fn list_records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError>;
+    /// Claims ready outputs for a MID: each claimed output becomes `processing` with a
+    /// lease, `attempt + 1` and `claimed_by`, in the same transaction that selects it.
+    /// Most urgent priority first, oldest first within a priority.
+    async fn claim_ready_outputs(&self, claim: &Claim<'_>) -> Result<Vec<Record>, StoreError>;
+    /// Records a batch of results from one MID in one transaction, exactly once each:
+    /// a result for the current attempt becomes the output's input record and finishes
+    /// the output; a repeat is `duplicate`; a superseded attempt is discarded.
+    async fn record_results(
+        &self,
+        mid_name: &str,
+        results: &[WorkResult],
+        now: i64,
+    ) -> Result<Vec<RecordedResult>, StoreError>;
+    /// Extends the leases of jobs a MID still runs; returns the jobs it no longer holds.
+    async fn renew_leases(
+        &self,
+        mid_name: &str,
+        jobs: &[JobRef],
+        lease_until: i64,
+    ) -> Result<Vec<JobRef>, StoreError>;
+    /// Returns outputs whose lease lapsed to `ready` (or ends them in `error` when
+    /// attempts are used up or they are at-most-once). Returns the changed outputs.
+    async fn expire_leases(&self, now: i64) -> Result<Vec<Record>, StoreError>;
+}

@@ -1,0 +1,184 @@
+//! The openmid instance (hub) as a library: the ECC queue, the MID registry, dispatch
+//! and the HTTPS API. The `openmid instance` command and the test kit start it through
+//! [`start`].
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod dispatch;
+pub mod ecc;
+pub mod registry;
+pub mod tls;
+
+use crate::api::AppState;
+use crate::dispatch::Dispatcher;
+use crate::ecc::{SqliteStore, Store, StoreError};
+use config::InstanceConfig;
+use openmid_proto::secret::Secret;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Settings key of the admin token's hash.
+const ADMIN_TOKEN_KEY: &str = "admin_token_hash";
+
+/// Errors starting or running the instance.
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    /// A setting is wrong.
+    #[error("config: {0}")]
+    Config(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// Binding the listen address failed.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A running instance.
+pub struct RunningInstance {
+    /// Bound address.
+    pub addr: SocketAddr,
+    /// Base URL for clients on this host (`https://127.0.0.1:PORT` when bound to all
+    /// interfaces).
+    pub url: String,
+    /// SHA-256 fingerprint of the served certificate.
+    pub fingerprint: String,
+    /// PEM file of the served certificate (a client's CA file for a self-signed one).
+    pub cert_path: PathBuf,
+    /// The admin API token, present only on the start that created it.
+    pub admin_token: Option<Secret>,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    handle: axum_server::Handle<SocketAddr>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    store: SqliteStore,
+}
+
+/// Opens the store, prepares TLS and the admin token, and starts serving.
+pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceError> {
+    config.validate().map_err(InstanceError::Config)?;
+    let store = SqliteStore::open(&config.data_dir.join("openmid.db")).await?;
+    let identity = tls::load_or_create(
+        &config.data_dir,
+        config.tls_cert.as_deref(),
+        config.tls_key.as_deref(),
+        &config.hostnames,
+    )?;
+    let (admin_token_hash, admin_token) = match store.get_setting(ADMIN_TOKEN_KEY).await? {
+        Some(hash) => (hash, None),
+        None => {
+            let token = auth::new_token("omadm_");
+            let hash = auth::hash_token(&token);
+            store.put_setting(ADMIN_TOKEN_KEY, &hash).await?;
+            (hash, Some(Secret::new(token)))
+        }
+    };
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| InstanceError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(InstanceError::Serve)?;
+    let addr = listener.local_addr().map_err(InstanceError::Serve)?;
+    let config = Arc::new(config);
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let dispatcher = Arc::new(Dispatcher::new(
+        Arc::new(store.clone()) as Arc<dyn Store>,
+        config.clone(),
+    ));
+    tasks.spawn(dispatcher.clone().run_lease_sweeper(shutdown.clone()));
+    let app = api::router(AppState {
+        dispatcher,
+        admin_token_hash: Arc::new(admin_token_hash),
+        config: config.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let handle = axum_server::Handle::new();
+    let tls_config = axum_server::tls_rustls::RustlsConfig::from_config(identity.server_config);
+    let server = axum_server::from_tcp_rustls(listener, tls_config)
+        .map_err(InstanceError::Serve)?
+        .handle(handle.clone())
+        .serve(app.into_make_service());
+    let server = tokio::spawn(server);
+    let host = if addr.ip().is_unspecified() {
+        if addr.is_ipv4() {
+            "127.0.0.1".to_string()
+        } else {
+            "[::1]".to_string()
+        }
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    tracing::info!(%addr, fingerprint = %identity.fingerprint, "instance listening");
+    Ok(RunningInstance {
+        addr,
+        url: format!("https://{host}:{}", addr.port()),
+        fingerprint: identity.fingerprint,
+        cert_path: identity.cert_path,
+        admin_token,
+        data_dir: config.data_dir.clone(),
+        shutdown,
+        tasks,
+        handle,
+        server,
+        store,
+    })
+}
+
+impl RunningInstance {
+    /// Stops taking connections, ends long-polls, lets requests in flight finish (up to
+    /// a few seconds), stops background tasks and closes the store.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        match self.server.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
+            Err(e) => tracing::error!(error = %e, "server task failed"),
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.store.close().await;
+    }
+
+    /// A token that stops the instance when cancelled (for signal handlers).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Replaces the admin token of the instance whose data lives in `data_dir` (the old
+/// one stops working at the instance's next start). Returns the new token.
+pub async fn reset_admin_token(data_dir: &std::path::Path) -> Result<Secret, InstanceError> {
+    let store = SqliteStore::open(&data_dir.join("openmid.db")).await?;
+    let token = auth::new_token("omadm_");
+    store
+        .put_setting(ADMIN_TOKEN_KEY, &auth::hash_token(&token))
+        .await?;
+    store.close().await;
+    Ok(Secret::new(token))
+}

@@ -1,0 +1,203 @@
+//! Bodies of the admin API (`/api/v1/*`), shared by the instance and its clients.
+
+use crate::ecc::{EccRecord, Priority, State, Topic};
+use crate::mid::MidStatus;
+use crate::rest::{Body, RestResponse};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Every API error: `{"error":{"code","message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A machine-readable code and a message for people that names the problem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `invalid_body`, `not_found`, `unauthorized`.
+    pub code: String,
+    /// What went wrong, naming the field or value at fault.
+    pub message: String,
+}
+
+/// `POST /api/v1/enrollment-tokens`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrollmentToken {
+    /// Lifetime in seconds (default 3600, at most 30 days).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    /// When true, a MID enrolling with this token is validated at once.
+    #[serde(default)]
+    pub auto_validate: bool,
+    /// Free text for people (who it is for).
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// A newly made enrollment token. The token is shown once; the instance keeps its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollmentToken {
+    /// The token to put in the MID's config.
+    pub token: String,
+    /// RFC 3339 expiry.
+    pub expires_at: String,
+    /// Whether MIDs enrolling with it skip validation.
+    pub auto_validate: bool,
+}
+
+/// A MID Server as the registry shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MidInfo {
+    /// Registry id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Current status.
+    pub status: MidStatus,
+    /// Why it has that status.
+    pub status_reason: Option<String>,
+    /// Build version.
+    pub version: String,
+    /// Protocol version it speaks.
+    pub protocol_version: u32,
+    /// Host it runs on.
+    pub hostname: String,
+    /// X25519 public key, base64.
+    pub public_key: String,
+    /// RFC 3339.
+    pub enrolled_at: String,
+    /// RFC 3339.
+    pub validated_at: Option<String>,
+    /// RFC 3339, last contact.
+    pub last_seen_at: Option<String>,
+}
+
+/// `POST /api/v1/ecc`: insert an output record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOutput {
+    /// `mid.server.NAME` (clusters and `mid.auto` come with the clusters work).
+    pub agent: String,
+    /// The probe.
+    pub topic: Topic,
+    /// Label (defaults to the topic).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Who asks (defaults to `api`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Probe input; checked against the topic's schema.
+    pub payload: serde_json::Value,
+    /// Priority (default `interactive`).
+    #[serde(default)]
+    pub priority: Option<Priority>,
+    /// Caller's id for grouping records.
+    #[serde(default)]
+    pub correlator: Option<String>,
+    /// Claims allowed (1–10, default 3).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Never run twice: a lapsed lease ends it in `error`.
+    #[serde(default)]
+    pub at_most_once: bool,
+}
+
+/// `GET /api/v1/ecc` answer: one page of records, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordPage {
+    /// The records.
+    pub records: Vec<EccRecord>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+/// Filters of `GET /api/v1/ecc` (all optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordQuery {
+    /// `output` or `input`.
+    pub queue: Option<String>,
+    /// A state name.
+    pub state: Option<String>,
+    /// Exact agent string.
+    pub agent: Option<String>,
+    /// A topic name.
+    pub topic: Option<String>,
+    /// Exact correlator.
+    pub correlator: Option<String>,
+    /// Page size (1–1000, default 100).
+    pub limit: Option<u32>,
+    /// Return records after this id.
+    pub after: Option<String>,
+}
+
+/// `POST /api/v1/actions/rest`: one HTTP request made by a MID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestAction {
+    /// Name of the MID to run it.
+    pub mid: String,
+    /// HTTP method (default `GET`).
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Absolute URL as the MID sees it.
+    pub url: String,
+    /// Request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Request body.
+    #[serde(default)]
+    pub body: Option<Body>,
+    /// Timeout on the MID (default 30 000 ms).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Caller's correlator for the output record.
+    #[serde(default)]
+    pub correlator: Option<String>,
+}
+
+/// The result of an action that finished (HTTP 200).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestActionResult {
+    /// `processed` or `error`.
+    pub state: State,
+    /// The output record.
+    pub output_id: String,
+    /// The input record holding the result.
+    pub input_id: Option<String>,
+    /// The MID that ran it.
+    pub mid: Option<String>,
+    /// The attempt that produced the result.
+    pub attempt: u32,
+    /// Why it failed, when `state` is `error`.
+    pub error: Option<String>,
+    /// The target's response (absent when the call itself failed).
+    pub response: Option<RestResponse>,
+    /// Where the time went.
+    pub timings: ActionTimings,
+}
+
+/// Where an action's time went, from the instance's point of view.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionTimings {
+    /// Output written → claimed by a MID.
+    pub queued_ms: i64,
+    /// Probe run time reported by the MID.
+    pub run_ms: u64,
+    /// Output written → result recorded.
+    pub total_ms: i64,
+}
+
+/// An action that had not finished when the wait ran out (HTTP 202).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionPending {
+    /// The output record to poll.
+    pub output_id: String,
+    /// Its state now.
+    pub state: State,
+    /// Where to poll: `GET` this path.
+    pub poll: String,
+}

@@ -1,0 +1,50 @@
+//! Wire types shared by the openmid instance and the MID Server.
+//!
+//! Both ends compile against this one crate, so the protocol cannot drift between them
+//! (the shape rathole uses). It holds data and pure functions only: no sockets, no files.
+
+pub mod api;
+pub mod ecc;
+pub mod mid;
+pub mod rest;
+pub mod secret;
+pub mod time;
+pub mod trust;
+
+/// Version of the MID ↔ instance protocol. Sent at enrollment and on every session
+/// request in the [`PROTOCOL_HEADER`] header; the instance refuses other versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// HTTP header carrying [`PROTOCOL_VERSION`] on every `/mid/v1` request.
+pub const PROTOCOL_HEADER: &str = "openmid-protocol";
+
+/// Version of this build, reported by MIDs and shown in the registry.
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// True when `name` is acceptable as a MID or cluster name: 1–64 characters from
+/// `A-Z a-z 0-9 . _ -`, starting with a letter or digit. Names end up in agent strings
+/// (`mid.server.NAME`), URLs and file names, so the alphabet is kept narrow.
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_valid_name("mid-1.dc_east"));
+        assert!(!is_valid_name(""));
+        assert!(!is_valid_name("-mid"));
+        assert!(!is_valid_name("mid one"));
+        assert!(!is_valid_name("mid/../x"));
+        assert!(!is_valid_name(&"a".repeat(65)));
+    }
+}

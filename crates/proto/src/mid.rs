@@ -1,0 +1,264 @@
+//! Messages of the MID ↔ instance session (`/mid/v1/*`). The MID opens every connection.
+//!
+//! A session request carries `Authorization: Bearer MID_ID.SECRET` and the
+//! [`crate::PROTOCOL_HEADER`] header.
+
+use crate::ecc::{Priority, Topic};
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+
+/// Status of a MID Server in the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MidStatus {
+    /// Enrolled, waiting for an admin to validate it. Gets no work.
+    ValidationPending,
+    /// Validated and in contact.
+    Up,
+    /// Validated, but has stopped contacting the instance.
+    Down,
+    /// An admin paused it: it stays connected and gets no new work.
+    Paused,
+    /// Finishing running work, taking no more.
+    Draining,
+    /// Drained: nothing running, nothing taken.
+    Drained,
+    /// Being upgraded.
+    Upgrading,
+    /// Refused everywhere; must re-enroll.
+    Invalidated,
+}
+
+impl MidStatus {
+    /// The snake_case name used in the API and store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MidStatus::ValidationPending => "validation_pending",
+            MidStatus::Up => "up",
+            MidStatus::Down => "down",
+            MidStatus::Paused => "paused",
+            MidStatus::Draining => "draining",
+            MidStatus::Drained => "drained",
+            MidStatus::Upgrading => "upgrading",
+            MidStatus::Invalidated => "invalidated",
+        }
+    }
+
+    /// Parses [`MidStatus::as_str`] output.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            MidStatus::ValidationPending,
+            MidStatus::Up,
+            MidStatus::Down,
+            MidStatus::Paused,
+            MidStatus::Draining,
+            MidStatus::Drained,
+            MidStatus::Upgrading,
+            MidStatus::Invalidated,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == s)
+    }
+
+    /// Whether a MID in this status may claim new work.
+    pub fn takes_work(self) -> bool {
+        matches!(self, MidStatus::Up | MidStatus::Down)
+    }
+}
+
+/// `POST /mid/v1/enroll`: a MID's first contact, made with a one-time enrollment token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollRequest {
+    /// The one-time token an admin created.
+    pub token: Secret,
+    /// The MID's chosen name (unique on the instance).
+    pub name: String,
+    /// The MID's X25519 public key, base64 (credentials are sealed to it).
+    pub public_key: String,
+    /// The MID's secret for later sessions; the instance keeps only its hash.
+    pub secret: Secret,
+    /// The protocol version the MID speaks.
+    pub protocol_version: u32,
+    /// The MID's build version.
+    pub version: String,
+    /// Host name the MID runs on, for people.
+    pub hostname: String,
+}
+
+/// Answer to [`EnrollRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnrollResponse {
+    /// The id to use in the session `Authorization` header.
+    pub mid_id: String,
+    /// The registered name.
+    pub name: String,
+    /// `validation_pending` unless the token auto-validates.
+    pub status: MidStatus,
+}
+
+/// Free worker slots per priority pool: how much work a poll may return.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capacity {
+    /// Free slots in the interactive pool.
+    pub interactive: u32,
+    /// Free slots in the expedited pool.
+    pub expedited: u32,
+    /// Free slots in the standard pool.
+    pub standard: u32,
+}
+
+impl Capacity {
+    /// Free slots for one priority.
+    pub fn get(&self, p: Priority) -> u32 {
+        match p {
+            Priority::Interactive => self.interactive,
+            Priority::Expedited => self.expedited,
+            Priority::Standard => self.standard,
+        }
+    }
+
+    /// Total free slots.
+    pub fn total(&self) -> u32 {
+        self.interactive
+            .saturating_add(self.expedited)
+            .saturating_add(self.standard)
+    }
+}
+
+/// `POST /mid/v1/poll`: a long-poll for work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollRequest {
+    /// How much work the MID can start now.
+    pub capacity: Capacity,
+    /// How long the instance may hold the request when there is no work (capped by the
+    /// instance).
+    pub wait_ms: u64,
+}
+
+/// Answer to [`PollRequest`]: zero or more claimed outputs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollResponse {
+    /// The MID's registry status (a pending MID learns here that it was validated).
+    pub status: MidStatus,
+    /// Length of a lease; the MID heartbeats well inside it.
+    pub lease_ms: u64,
+    /// How often the MID should heartbeat.
+    pub heartbeat_ms: u64,
+    /// Claimed work.
+    pub work: Vec<WorkItem>,
+}
+
+/// One claimed output, leased to the polling MID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorkItem {
+    /// The output record id.
+    pub output_id: String,
+    /// Attempt number of this claim; the result must carry it.
+    pub attempt: u32,
+    /// The probe to run.
+    pub topic: Topic,
+    /// The record's label.
+    pub name: String,
+    /// The pool to run in.
+    pub priority: Priority,
+    /// Probe input.
+    pub payload: serde_json::Value,
+}
+
+/// Identifies one attempt at one output.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobRef {
+    /// Output record id.
+    pub output_id: String,
+    /// Attempt number.
+    pub attempt: u32,
+}
+
+/// The outcome of one attempt, as the MID reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkResult {
+    /// Output record id.
+    pub output_id: String,
+    /// The attempt this result belongs to.
+    pub attempt: u32,
+    /// Probe output (on success) or whatever partial detail the probe had (on error).
+    pub payload: serde_json::Value,
+    /// Set when the probe failed; the output then ends in `error`.
+    pub error: Option<String>,
+    /// When the probe started (epoch ms, MID clock).
+    pub started_at_ms: i64,
+    /// How long the probe ran.
+    pub duration_ms: u64,
+}
+
+/// `POST /mid/v1/results`: a batch of results.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsRequest {
+    /// The results, in any order.
+    pub results: Vec<WorkResult>,
+}
+
+/// What the instance did with one posted result. Every outcome is final: the MID drops
+/// the result from its outbox on any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AckOutcome {
+    /// Stored as the output's input record.
+    Recorded,
+    /// This exact result was recorded before (a repeated post).
+    Duplicate,
+    /// The attempt was superseded (lease lapsed, re-run elsewhere); discarded.
+    Superseded,
+    /// No such output; discarded.
+    Unknown,
+}
+
+/// Acknowledgement of one result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// Output record id.
+    pub output_id: String,
+    /// Attempt number.
+    pub attempt: u32,
+    /// What happened to it.
+    pub outcome: AckOutcome,
+}
+
+/// Answer to [`ResultsRequest`], one ack per result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResultsResponse {
+    /// Acks in request order.
+    pub acks: Vec<Ack>,
+}
+
+/// `POST /mid/v1/heartbeat`: liveness, health and lease renewal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatRequest {
+    /// Jobs running now; their leases are renewed.
+    pub running: Vec<JobRef>,
+    /// Build version.
+    pub version: String,
+    /// Milliseconds since the MID started.
+    pub uptime_ms: u64,
+    /// Results waiting in the outbox.
+    pub outbox_len: u64,
+    /// Bytes held by the outbox.
+    pub outbox_bytes: u64,
+}
+
+/// Answer to [`HeartbeatRequest`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// The MID's registry status.
+    pub status: MidStatus,
+    /// Length of a renewed lease.
+    pub lease_ms: u64,
+    /// Running jobs whose lease could not be renewed (superseded or cancelled): their
+    /// results will be discarded.
+    pub lost: Vec<JobRef>,
+}
