@@ -1,1 +1,130 @@
+//! The openmid MID Server as a library: it enrolls with an instance, long-polls for
+//! work, runs probes in bounded pools, keeps results in a durable outbox until the
+//! instance acknowledges them. The `openmid mid` command and the test kit start it
+//! through [`start`].
 
+pub mod config;
+pub mod executor;
+pub mod keys;
+pub mod outbox;
+pub mod probes;
+pub mod session;
+
+use config::MidConfig;
+use executor::Executor;
+use keys::Identity;
+use openmid_proto::mid::MidStatus;
+use outbox::Outbox;
+use probes::ProbeContext;
+use session::Session;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Errors of the MID.
+#[derive(Debug, thiserror::Error)]
+pub enum MidError {
+    /// A setting is wrong.
+    #[error("config: {0}")]
+    Config(String),
+    /// The identity could not be loaded or saved.
+    #[error(transparent)]
+    Identity(#[from] keys::IdentityError),
+    /// The outbox could not be opened.
+    #[error(transparent)]
+    Outbox(#[from] outbox::OutboxError),
+    /// The instance refused this MID for good.
+    #[error("{0}")]
+    Refused(String),
+    /// The session task failed.
+    #[error("session task: {0}")]
+    Task(String),
+}
+
+/// A running MID.
+pub struct RunningMid {
+    /// The MID's name.
+    pub name: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), MidError>>,
+    status: watch::Receiver<Option<MidStatus>>,
+}
+
+/// Checks the config, loads or makes the identity, opens the outbox and starts the
+/// session (enrollment, if needed, happens in the session with retries).
+pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
+    config
+        .validate()
+        .map_err(|e| MidError::Config(e.to_string()))?;
+    let identity = Identity::load_or_create(&config.state_dir, &config.name)?;
+    let outbox = Arc::new(Outbox::open(
+        &config.state_dir.join("outbox"),
+        config.outbox_limit_bytes,
+    )?);
+    let ctx = Arc::new(
+        ProbeContext::new(config.max_response_bytes)
+            .map_err(|e| MidError::Config(format!("probe HTTP client: {e}")))?,
+    );
+    let result_ready = Arc::new(Notify::new());
+    if !outbox.is_empty() {
+        result_ready.notify_one();
+    }
+    let executor = Arc::new(Executor::new(config.pools, ctx, outbox.clone(), result_ready));
+    let client = session::client::InstanceClient::new(&config)
+        .map_err(|e| MidError::Config(e.to_string()))?;
+    let shutdown = CancellationToken::new();
+    let (status_tx, status) = watch::channel(None);
+    let name = config.name.clone();
+    let session = Session {
+        config: Arc::new(config),
+        client,
+        identity,
+        executor,
+        outbox,
+        shutdown: shutdown.clone(),
+        status: status_tx,
+        started: Instant::now(),
+        heartbeat_ms: AtomicU64::new(5_000),
+    };
+    let task = tokio::spawn(session.run());
+    Ok(RunningMid {
+        name,
+        shutdown,
+        task,
+        status,
+    })
+}
+
+impl RunningMid {
+    /// The status the instance last reported (None before the first answer).
+    pub fn status(&self) -> Option<MidStatus> {
+        *self.status.borrow()
+    }
+
+    /// Waits until the instance reports `want`, up to `timeout`. Returns whether it did.
+    pub async fn wait_for_status(&mut self, want: MidStatus, timeout: Duration) -> bool {
+        tokio::time::timeout(timeout, self.status.wait_for(|s| *s == Some(want)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A token that stops the MID when cancelled (for signal handlers).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops taking work, lets running jobs finish, posts what it can, and returns.
+    pub async fn shutdown(self) -> Result<(), MidError> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the session ends (shutdown, or refused by the instance).
+    pub async fn wait(self) -> Result<(), MidError> {
+        self.task
+            .await
+            .map_err(|e| MidError::Task(e.to_string()))?
+    }
+}

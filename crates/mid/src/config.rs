@@ -1,0 +1,173 @@
+//! The MID Server's settings. The binary reads them from TOML (with `OPENMID_MID_*`
+//! environment overrides); tests build them directly.
+
+use openmid_proto::secret::Secret;
+use openmid_proto::trust::{Trust, parse_fingerprint};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// MID settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MidConfig {
+    /// This MID's name on the instance (unique).
+    pub name: String,
+    /// The instance's base URL, e.g. `https://instance.example.com:8443`.
+    pub instance_url: String,
+    /// Where the MID keeps its identity (key pair, secret) and its outbox.
+    pub state_dir: PathBuf,
+    /// One-time enrollment token; needed only until the MID has enrolled.
+    #[serde(default)]
+    pub enrollment_token: Option<Secret>,
+    /// How to trust the instance's certificate.
+    #[serde(default)]
+    pub tls: TlsTrust,
+    /// Outbound HTTP proxy for reaching the instance (`http://host:port`). Without it
+    /// the usual `HTTPS_PROXY` environment variables apply.
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Worker pool sizes.
+    #[serde(default)]
+    pub pools: PoolSizes,
+    /// When the outbox holds more than this many bytes of unacknowledged results, the
+    /// MID stops claiming new work (back-pressure; nothing is ever deleted).
+    #[serde(default = "default_outbox_limit")]
+    pub outbox_limit_bytes: u64,
+    /// How long a poll may wait at the instance for work.
+    #[serde(default = "default_poll_wait")]
+    pub poll_wait_ms: u64,
+    /// Largest response body a REST probe reads; larger ones fail with a clear error.
+    #[serde(default = "default_max_response")]
+    pub max_response_bytes: usize,
+}
+
+fn default_outbox_limit() -> u64 {
+    512 * 1024 * 1024
+}
+fn default_poll_wait() -> u64 {
+    25_000
+}
+fn default_max_response() -> usize {
+    16 * 1024 * 1024
+}
+
+/// How the MID verifies the instance. Give at most one; with none, the operating
+/// system's root certificates are used.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsTrust {
+    /// A PEM file of CA certificates (or the instance's own self-signed certificate).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The SHA-256 fingerprint the instance printed at first start.
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// Accept any certificate: anyone between the MID and the instance can then read and
+    /// change all traffic, credentials included. For throwaway experiments only.
+    #[serde(default)]
+    pub dangerously_accept_any_certificate: bool,
+}
+
+/// Worker slots per priority.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolSizes {
+    /// API calls people and flows wait on.
+    pub interactive: u32,
+    /// Work that must not queue behind bulk jobs.
+    pub expedited: u32,
+    /// Bulk work.
+    pub standard: u32,
+}
+
+impl Default for PoolSizes {
+    fn default() -> Self {
+        Self {
+            interactive: 32,
+            expedited: 8,
+            standard: 8,
+        }
+    }
+}
+
+/// A config problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// The key at fault.
+    pub key: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn bad(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key,
+        message: message.into(),
+    }
+}
+
+impl MidConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !openmid_proto::is_valid_name(&self.name) {
+            return Err(bad(
+                "name",
+                format!(
+                    "`{}` is not a valid MID name (1–64 of A-Z a-z 0-9 . _ -)",
+                    self.name
+                ),
+            ));
+        }
+        let url = reqwest::Url::parse(&self.instance_url)
+            .map_err(|e| bad("instance_url", format!("`{}`: {e}", self.instance_url)))?;
+        if url.scheme() != "https" {
+            return Err(bad(
+                "instance_url",
+                "must be an https:// URL: the MID only talks to the instance over TLS",
+            ));
+        }
+        for (key, size) in [
+            ("pools.interactive", self.pools.interactive),
+            ("pools.expedited", self.pools.expedited),
+            ("pools.standard", self.pools.standard),
+        ] {
+            if !(1..=1024).contains(&size) {
+                return Err(bad(key, format!("must be 1–1024, got {size}")));
+            }
+        }
+        if let Some(proxy) = &self.proxy {
+            reqwest::Proxy::all(proxy).map_err(|e| bad("proxy", format!("`{proxy}`: {e}")))?;
+        }
+        self.trust()?;
+        Ok(())
+    }
+
+    /// The trust setting, read from `tls` (reads the CA file).
+    pub fn trust(&self) -> Result<Trust, ConfigError> {
+        let t = &self.tls;
+        let given = usize::from(t.ca_file.is_some())
+            + usize::from(t.fingerprint.is_some())
+            + usize::from(t.dangerously_accept_any_certificate);
+        if given > 1 {
+            return Err(bad(
+                "tls",
+                "give only one of ca_file, fingerprint, dangerously_accept_any_certificate",
+            ));
+        }
+        if let Some(path) = &t.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| bad("tls.ca_file", format!("{}: {e}", path.display())))?;
+            return Ok(Trust::CaPem(pem));
+        }
+        if let Some(fp) = &t.fingerprint {
+            return parse_fingerprint(fp)
+                .map(Trust::Fingerprint)
+                .map_err(|e| bad("tls.fingerprint", e.to_string()));
+        }
+        if t.dangerously_accept_any_certificate {
+            return Ok(Trust::DangerAcceptAnyCertificate);
+        }
+        Ok(Trust::SystemRoots)
+    }
+}

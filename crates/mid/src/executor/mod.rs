@@ -1,0 +1,150 @@
+//! The executor: one bounded worker pool per priority, so a slow scan never starves an
+//! API call. A job's result reaches the outbox before its worker slot is freed, so the
+//! capacity a MID advertises never hides an unsaved result.
+
+use crate::outbox::Outbox;
+use crate::probes::{self, ProbeContext};
+use openmid_proto::ecc::Priority;
+use openmid_proto::mid::{Capacity, JobRef, WorkItem, WorkResult};
+use openmid_proto::time::now_ms;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::task::TaskTracker;
+
+use crate::config::PoolSizes;
+
+/// Runs claimed work.
+pub struct Executor {
+    pools: [Arc<Semaphore>; 3],
+    running: Mutex<HashSet<JobRef>>,
+    ctx: Arc<ProbeContext>,
+    outbox: Arc<Outbox>,
+    tasks: TaskTracker,
+    /// Signalled when a worker slot frees up.
+    pub slot_freed: Notify,
+    /// Signalled when a result lands in the outbox.
+    pub result_ready: Arc<Notify>,
+}
+
+fn pool_index(p: Priority) -> usize {
+    match p {
+        Priority::Interactive => 0,
+        Priority::Expedited => 1,
+        Priority::Standard => 2,
+    }
+}
+
+impl Executor {
+    /// An executor with the given pool sizes.
+    pub fn new(
+        sizes: PoolSizes,
+        ctx: Arc<ProbeContext>,
+        outbox: Arc<Outbox>,
+        result_ready: Arc<Notify>,
+    ) -> Self {
+        let pool = |n: u32| Arc::new(Semaphore::new(n as usize));
+        Self {
+            pools: [
+                pool(sizes.interactive),
+                pool(sizes.expedited),
+                pool(sizes.standard),
+            ],
+            running: Mutex::new(HashSet::new()),
+            ctx,
+            outbox,
+            tasks: TaskTracker::new(),
+            slot_freed: Notify::new(),
+            result_ready,
+        }
+    }
+
+    /// Free slots per pool.
+    pub fn capacity(&self) -> Capacity {
+        let free = |p: Priority| self.pools[pool_index(p)].available_permits() as u32;
+        Capacity {
+            interactive: free(Priority::Interactive),
+            expedited: free(Priority::Expedited),
+            standard: free(Priority::Standard),
+        }
+    }
+
+    /// Jobs running now (their leases are renewed by heartbeat).
+    pub fn running(&self) -> Vec<JobRef> {
+        let mut jobs: Vec<JobRef> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
+        jobs.sort();
+        jobs
+    }
+
+    /// Starts a claimed job in its pool.
+    pub fn spawn(self: &Arc<Self>, item: WorkItem) {
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            let pool = this.pools[pool_index(item.priority)].clone();
+            // The poll only asked for free slots, so this normally does not wait.
+            let Ok(permit) = pool.acquire_owned().await else {
+                return;
+            };
+            let job = JobRef {
+                output_id: item.output_id.clone(),
+                attempt: item.attempt,
+            };
+            this.running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job.clone());
+            let result = this.run_probe(item).await;
+            if let Err(e) = this.outbox.put(result).await {
+                // The lease will lapse and the instance will re-run the job elsewhere.
+                tracing::error!(output = %job.output_id, error = %e, "could not store a result in the outbox");
+            }
+            this.running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&job);
+            drop(permit);
+            this.result_ready.notify_one();
+            this.slot_freed.notify_waiters();
+        });
+    }
+
+    async fn run_probe(&self, item: WorkItem) -> WorkResult {
+        let started_at_ms = now_ms();
+        let started = Instant::now();
+        let ctx = self.ctx.clone();
+        let topic = item.topic;
+        // A panicking probe must not take the MID down or lose the job's answer.
+        let outcome =
+            tokio::spawn(async move { probes::run(topic, item.payload, &ctx).await }).await;
+        let (payload, error) = match outcome {
+            Ok(Ok(payload)) => (payload, None),
+            Ok(Err(e)) => (serde_json::Value::Null, Some(e.to_string())),
+            Err(e) => (
+                serde_json::Value::Null,
+                Some(format!("the {topic} probe crashed: {e}")),
+            ),
+        };
+        tracing::debug!(output = %item.output_id, attempt = item.attempt, %topic, error = ?error, "job finished");
+        WorkResult {
+            output_id: item.output_id,
+            attempt: item.attempt,
+            payload,
+            error,
+            started_at_ms,
+            duration_ms: started.elapsed().as_millis() as u64,
+        }
+    }
+
+    /// Waits for running jobs to finish and store their results.
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}

@@ -1,0 +1,282 @@
+//! The durable outbox: every result is on disk (written, fsynced, renamed into place)
+//! before the MID posts it, and leaves only when the instance has acknowledged it.
+//! A MID that restarts finds its unacknowledged results here and posts them again; the
+//! instance's exactly-once recording turns a repeat into a harmless `duplicate`.
+//!
+//! One file per result keeps a torn write from ever damaging another result, and lets
+//! a removal be a single unlink.
+
+use openmid_proto::mid::{JobRef, WorkResult};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Errors of the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// File access failed.
+    #[error("outbox {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A result could not be encoded.
+    #[error("encoding a result: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Writes `bytes` to `path` so that the file is either the old or the new content after
+/// a crash: temp file, fsync, rename, fsync the directory. `private` makes it 0600.
+pub fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+struct Entry {
+    result: Arc<WorkResult>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Contents {
+    entries: BTreeMap<JobRef, Entry>,
+    bytes: u64,
+}
+
+/// The outbox.
+pub struct Outbox {
+    dir: PathBuf,
+    limit_bytes: u64,
+    contents: Mutex<Contents>,
+}
+
+fn file_name(job: &JobRef) -> String {
+    // Output ids come from the instance: hex-encode them so no id can name a path.
+    format!("{}.{}.json", hex::encode(job.output_id.as_bytes()), job.attempt)
+}
+
+impl Outbox {
+    /// Opens the outbox in `dir`, loading every result left from earlier runs. Files
+    /// that cannot be read as a result are renamed `*.corrupt` and reported, never
+    /// silently dropped.
+    pub fn open(dir: &Path, limit_bytes: u64) -> Result<Self, OutboxError> {
+        let io = |source| OutboxError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut contents = Contents::default();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|source| OutboxError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            match serde_json::from_slice::<WorkResult>(&bytes) {
+                Ok(result) => {
+                    let job = JobRef {
+                        output_id: result.output_id.clone(),
+                        attempt: result.attempt,
+                    };
+                    contents.bytes += bytes.len() as u64;
+                    contents.entries.insert(
+                        job,
+                        Entry {
+                            result: Arc::new(result),
+                            bytes: bytes.len() as u64,
+                        },
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "unreadable outbox file set aside as .corrupt");
+                    let _ = std::fs::rename(&path, path.with_extension("corrupt"));
+                }
+            }
+        }
+        if !contents.entries.is_empty() {
+            tracing::info!(
+                results = contents.entries.len(),
+                "outbox holds results from an earlier run; they will be posted"
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            limit_bytes,
+            contents: Mutex::new(contents),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Contents> {
+        self.contents.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a result durably. Returns once it is on disk.
+    pub async fn put(&self, result: WorkResult) -> Result<(), OutboxError> {
+        let job = JobRef {
+            output_id: result.output_id.clone(),
+            attempt: result.attempt,
+        };
+        let bytes = serde_json::to_vec(&result)?;
+        let path = self.dir.join(file_name(&job));
+        let len = bytes.len() as u64;
+        let written = path.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&written, &bytes, true))
+            .await
+            .map_err(|e| OutboxError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(|source| OutboxError::Io { path, source })?;
+        let mut c = self.lock();
+        if let Some(old) = c.entries.insert(
+            job,
+            Entry {
+                result: Arc::new(result),
+                bytes: len,
+            },
+        ) {
+            c.bytes -= old.bytes;
+        }
+        c.bytes += len;
+        Ok(())
+    }
+
+    /// Up to `max` results waiting to be acknowledged, oldest output first.
+    pub fn pending(&self, max: usize) -> Vec<Arc<WorkResult>> {
+        self.lock()
+            .entries
+            .values()
+            .take(max)
+            .map(|e| e.result.clone())
+            .collect()
+    }
+
+    /// Drops acknowledged results.
+    pub async fn remove(&self, jobs: Vec<JobRef>) {
+        let mut paths = Vec::with_capacity(jobs.len());
+        {
+            let mut c = self.lock();
+            for job in jobs {
+                if let Some(old) = c.entries.remove(&job) {
+                    c.bytes -= old.bytes;
+                    paths.push(self.dir.join(file_name(&job)));
+                }
+            }
+        }
+        // A removal lost in a crash only means the result is posted again and
+        // acknowledged as a duplicate, so no fsync here.
+        let _ = tokio::task::spawn_blocking(move || {
+            for path in paths {
+                if let Err(e) = std::fs::remove_file(&path)
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove an acknowledged result");
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Results waiting.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes waiting.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    /// Whether the outbox is past its limit (the MID then claims no new work).
+    pub fn over_limit(&self) -> bool {
+        self.bytes() >= self.limit_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn result(id: &str, attempt: u32) -> WorkResult {
+        WorkResult {
+            output_id: id.to_string(),
+            attempt,
+            payload: serde_json::json!({"status": 200}),
+            error: None,
+            started_at_ms: 1,
+            duration_ms: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn results_survive_reopen_until_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Outbox::open(dir.path(), 1 << 20).expect("open");
+        outbox.put(result("a", 1)).await.expect("put");
+        outbox.put(result("../../etc/passwd", 1)).await.expect("put");
+        drop(outbox);
+        std::fs::write(dir.path().join("junk.json"), b"{not json").expect("write");
+
+        let outbox = Outbox::open(dir.path(), 1 << 20).expect("reopen");
+        assert_eq!(outbox.len(), 2);
+        assert!(dir.path().join("junk.corrupt").exists());
+        outbox
+            .remove(vec![JobRef {
+                output_id: "a".into(),
+                attempt: 1,
+            }])
+            .await;
+        drop(outbox);
+        let outbox = Outbox::open(dir.path(), 1 << 20).expect("reopen");
+        let left: Vec<String> = outbox.pending(10).iter().map(|r| r.output_id.clone()).collect();
+        assert_eq!(left, vec!["../../etc/passwd".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn limit_applies_back_pressure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Outbox::open(dir.path(), 100).expect("open");
+        assert!(!outbox.over_limit());
+        outbox.put(result("a", 1)).await.expect("put");
+        outbox.put(result("b", 1)).await.expect("put");
+        assert!(outbox.over_limit());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn any_file_content_is_survived(content in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            std::fs::write(dir.path().join("x.json"), &content).expect("write");
+            let outbox = Outbox::open(dir.path(), 1 << 20).expect("open");
+            prop_assert!(outbox.len() <= 1);
+        }
+    }
+}

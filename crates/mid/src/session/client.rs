@@ -1,0 +1,177 @@
+//! The MID's HTTPS client for the instance: TLS trust from the config, an optional
+//! outbound proxy, credentials and protocol version on every request.
+
+use crate::config::MidConfig;
+use openmid_proto::api::ErrorBody;
+use openmid_proto::mid::{
+    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, PollRequest,
+    PollResponse, ResultsRequest, ResultsResponse,
+};
+use openmid_proto::secret::Secret;
+use openmid_proto::trust::client_config;
+use openmid_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Errors of one session request.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// No answer (instance down, network, TLS); try again later.
+    #[error("instance unreachable: {0}")]
+    Unreachable(String),
+    /// The instance refused the request.
+    #[error("instance refused ({status} {code}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// Message.
+        message: String,
+    },
+    /// Setting the client up failed.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl SessionError {
+    /// Whether retrying cannot help: bad credentials, invalidated, name taken, protocol
+    /// mismatch. Other refusals are retried with back-off.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            SessionError::Refused { status, .. } => matches!(status, 401 | 403 | 409 | 426),
+            SessionError::Setup(_) => true,
+            SessionError::Unreachable(_) => false,
+        }
+    }
+}
+
+/// Client of `/mid/v1`.
+pub struct InstanceClient {
+    http: reqwest::Client,
+    base: reqwest::Url,
+    bearer: Option<Secret>,
+}
+
+impl InstanceClient {
+    /// Builds the client from the config.
+    pub fn new(config: &MidConfig) -> Result<Self, SessionError> {
+        let base = reqwest::Url::parse(&config.instance_url)
+            .map_err(|e| SessionError::Setup(format!("instance_url: {e}")))?;
+        let trust = config
+            .trust()
+            .map_err(|e| SessionError::Setup(e.to_string()))?;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .http2_keep_alive_while_idle(true)
+            .user_agent(format!("openmid-mid/{}", openmid_proto::BUILD_VERSION));
+        if let Some(tls) =
+            client_config(&trust).map_err(|e| SessionError::Setup(e.to_string()))?
+        {
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        if let Some(proxy) = &config.proxy {
+            let proxy = reqwest::Proxy::all(proxy)
+                .map_err(|e| SessionError::Setup(format!("proxy: {e}")))?;
+            builder = builder.proxy(proxy);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| SessionError::Setup(e.to_string()))?;
+        Ok(Self {
+            http,
+            base,
+            bearer: None,
+        })
+    }
+
+    /// Sets the session credential (`MID_ID.SECRET`).
+    pub fn set_bearer(&mut self, bearer: Secret) {
+        self.bearer = Some(bearer);
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T, SessionError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| SessionError::Setup(e.to_string()))?;
+        let mut req = self
+            .http
+            .post(url)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .json(body)
+            .timeout(timeout);
+        if let Some(bearer) = &self.bearer {
+            req = req.bearer_auth(bearer.expose());
+        }
+        let resp = req.send().await.map_err(|e| unreachable(&e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
+        if !status.is_success() {
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => (b.error.code, b.error.message),
+                Err(_) => ("http".into(), format!("HTTP {status}")),
+            };
+            if status.is_server_error() {
+                return Err(SessionError::Unreachable(format!("{status}: {message}")));
+            }
+            return Err(SessionError::Refused {
+                status: status.as_u16(),
+                code,
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| SessionError::Unreachable(format!("unreadable answer: {e}")))
+    }
+
+    /// Enrolls with a one-time token.
+    pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, SessionError> {
+        self.post("mid/v1/enroll", req, Duration::from_secs(30))
+            .await
+    }
+
+    /// Long-polls for work.
+    pub async fn poll(&self, req: &PollRequest) -> Result<PollResponse, SessionError> {
+        let timeout = Duration::from_millis(req.wait_ms) + Duration::from_secs(15);
+        self.post("mid/v1/poll", req, timeout).await
+    }
+
+    /// Posts a batch of results.
+    pub async fn post_results(
+        &self,
+        req: &ResultsRequest,
+    ) -> Result<ResultsResponse, SessionError> {
+        self.post("mid/v1/results", req, Duration::from_secs(60))
+            .await
+    }
+
+    /// Heartbeats.
+    pub async fn heartbeat(
+        &self,
+        req: &HeartbeatRequest,
+    ) -> Result<HeartbeatResponse, SessionError> {
+        self.post("mid/v1/heartbeat", req, Duration::from_secs(30))
+            .await
+    }
+}
+
+fn unreachable(e: &reqwest::Error) -> SessionError {
+    use std::error::Error as _;
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    SessionError::Unreachable(text)
+}

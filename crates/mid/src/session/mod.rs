@@ -1,0 +1,298 @@
+//! The session with the instance: enroll once, then three loops over one HTTPS client —
+//! long-poll for work, post results from the outbox, heartbeat to renew leases. Every
+//! connection is opened by the MID.
+
+pub mod backoff;
+pub mod client;
+
+use crate::MidError;
+use crate::config::MidConfig;
+use crate::executor::Executor;
+use crate::keys::Identity;
+use crate::outbox::Outbox;
+use backoff::Backoff;
+use client::{InstanceClient, SessionError};
+use openmid_proto::mid::{
+    AckOutcome, Capacity, EnrollRequest, HeartbeatRequest, MidStatus, PollRequest, ResultsRequest,
+};
+use openmid_proto::{BUILD_VERSION, PROTOCOL_VERSION};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Results posted per request.
+const RESULTS_PER_POST: usize = 256;
+
+/// A MID's session.
+pub struct Session {
+    pub(crate) config: Arc<MidConfig>,
+    pub(crate) client: InstanceClient,
+    pub(crate) identity: Identity,
+    pub(crate) executor: Arc<Executor>,
+    pub(crate) outbox: Arc<Outbox>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) status: watch::Sender<Option<MidStatus>>,
+    pub(crate) started: Instant,
+    pub(crate) heartbeat_ms: AtomicU64,
+}
+
+fn new_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(30))
+}
+
+impl Session {
+    /// Runs until `shutdown` is cancelled or the instance refuses the MID for good.
+    /// On the way out it lets running jobs finish (their results go to the outbox) and
+    /// makes one last attempt to post what the outbox holds.
+    pub async fn run(mut self) -> Result<(), MidError> {
+        self.enroll().await?;
+        let Some(bearer) = self.identity.bearer() else {
+            return Ok(()); // shut down before enrollment finished
+        };
+        self.client.set_bearer(bearer);
+        let this = Arc::new(self);
+        let background = CancellationToken::new();
+        let sender = tokio::spawn(this.clone().send_results(background.clone()));
+        let heart = tokio::spawn(this.clone().heartbeats(background.clone()));
+        let outcome = this.poll_for_work().await;
+        this.executor.drain().await;
+        background.cancel();
+        let _ = sender.await;
+        let _ = heart.await;
+        if !this.outbox.is_empty() {
+            tracing::warn!(
+                results = this.outbox.len(),
+                "stopping with unacknowledged results; they stay in the outbox and are posted at the next start"
+            );
+        }
+        outcome
+    }
+
+    async fn enroll(&mut self) -> Result<(), MidError> {
+        if self.identity.mid_id.is_some() {
+            return Ok(());
+        }
+        let token = self.config.enrollment_token.clone().ok_or_else(|| {
+            MidError::Config(
+                "enrollment_token: this MID has not enrolled yet; put a token from `openmid ctl enroll-token create` in the config".into(),
+            )
+        })?;
+        let req = EnrollRequest {
+            token,
+            name: self.identity.name.clone(),
+            public_key: self.identity.public_key_b64(),
+            secret: self.identity.secret.clone(),
+            protocol_version: PROTOCOL_VERSION,
+            version: BUILD_VERSION.to_string(),
+            hostname: hostname(),
+        };
+        let mut backoff = new_backoff();
+        loop {
+            let attempt = tokio::select! {
+                r = self.client.enroll(&req) => r,
+                _ = self.shutdown.cancelled() => return Ok(()),
+            };
+            match attempt {
+                Ok(resp) => {
+                    self.identity
+                        .set_enrolled(resp.mid_id)
+                        .map_err(MidError::Identity)?;
+                    tracing::info!(mid = %resp.name, status = resp.status.as_str(), "enrolled with the instance");
+                    self.status.send_replace(Some(resp.status));
+                    return Ok(());
+                }
+                Err(e) if e.is_fatal() => return Err(MidError::Refused(e.to_string())),
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "enrollment failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.shutdown.cancelled() => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+
+    fn set_status(&self, status: MidStatus) {
+        let previous = self.status.send_replace(Some(status));
+        if previous != Some(status) {
+            match status {
+                MidStatus::ValidationPending => tracing::warn!(
+                    mid = %self.identity.name,
+                    "waiting for an admin to validate this MID (openmid ctl mids validate {})",
+                    self.identity.name
+                ),
+                s => tracing::info!(mid = %self.identity.name, status = s.as_str(), "MID status"),
+            }
+        }
+    }
+
+    async fn poll_for_work(&self) -> Result<(), MidError> {
+        let mut backoff = new_backoff();
+        let mut throttled = false;
+        while !self.shutdown.is_cancelled() {
+            let over = self.outbox.over_limit();
+            if over != throttled {
+                throttled = over;
+                if over {
+                    tracing::warn!(bytes = self.outbox.bytes(), "outbox past its limit: taking no new work until the instance acknowledges results");
+                } else {
+                    tracing::info!("outbox back under its limit: taking work again");
+                }
+            }
+            let capacity = if over {
+                Capacity::default()
+            } else {
+                self.executor.capacity()
+            };
+            if capacity.total() == 0 {
+                tokio::select! {
+                    _ = self.executor.slot_freed.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            let req = PollRequest {
+                capacity,
+                wait_ms: self.config.poll_wait_ms,
+            };
+            let answer = tokio::select! {
+                r = self.client.poll(&req) => r,
+                _ = self.shutdown.cancelled() => break,
+            };
+            match answer {
+                Ok(resp) => {
+                    if backoff.failures() > 0 {
+                        tracing::info!("connected to the instance again");
+                    }
+                    backoff.reset();
+                    self.heartbeat_ms.store(resp.heartbeat_ms.max(100), Ordering::Relaxed);
+                    self.set_status(resp.status);
+                    for item in resp.work {
+                        self.executor.spawn(item);
+                    }
+                }
+                Err(e) if e.is_fatal() => {
+                    tracing::error!(error = %e, "the instance refused this MID; stopping");
+                    return Err(MidError::Refused(e.to_string()));
+                }
+                Err(e) => self.pause_after(&mut backoff, &e, "poll").await,
+            }
+        }
+        Ok(())
+    }
+
+    async fn pause_after(&self, backoff: &mut Backoff, e: &SessionError, what: &str) {
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "{what} failed");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = self.shutdown.cancelled() => {}
+        }
+    }
+
+    /// Posts the outbox's results in batches; removes each once acknowledged.
+    async fn send_results(self: Arc<Self>, stop: CancellationToken) {
+        let mut backoff = new_backoff();
+        loop {
+            let stopping = stop.is_cancelled();
+            let batch = self.outbox.pending(RESULTS_PER_POST);
+            if batch.is_empty() {
+                if stopping {
+                    return;
+                }
+                tokio::select! {
+                    _ = self.executor.result_ready.notified() => {}
+                    _ = stop.cancelled() => {}
+                }
+                continue;
+            }
+            let req = ResultsRequest {
+                results: batch.iter().map(|r| (**r).clone()).collect(),
+            };
+            let limit = if stopping {
+                Duration::from_secs(5)
+            } else {
+                Duration::from_secs(120)
+            };
+            match tokio::time::timeout(limit, self.client.post_results(&req)).await {
+                Ok(Ok(resp)) => {
+                    backoff.reset();
+                    let mut acked = Vec::with_capacity(resp.acks.len());
+                    for ack in resp.acks {
+                        if ack.outcome == AckOutcome::Superseded {
+                            tracing::info!(output = %ack.output_id, attempt = ack.attempt, "instance discarded a result of a superseded attempt");
+                        }
+                        acked.push(openmid_proto::mid::JobRef {
+                            output_id: ack.output_id,
+                            attempt: ack.attempt,
+                        });
+                    }
+                    self.outbox.remove(acked).await;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, pending = self.outbox.len(), retry_in_ms = delay.as_millis() as u64, "posting results failed; they stay in the outbox");
+                    if stopping {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                }
+                Err(_) => {
+                    tracing::warn!("posting results timed out; they stay in the outbox");
+                    if stopping {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Heartbeats: report health, renew the leases of running jobs.
+    async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            let every = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.cancelled() => return,
+            }
+            let req = HeartbeatRequest {
+                running: self.executor.running(),
+                version: BUILD_VERSION.to_string(),
+                uptime_ms: self.started.elapsed().as_millis() as u64,
+                outbox_len: self.outbox.len() as u64,
+                outbox_bytes: self.outbox.bytes(),
+            };
+            match self.client.heartbeat(&req).await {
+                Ok(resp) => {
+                    self.set_status(resp.status);
+                    for job in resp.lost {
+                        tracing::warn!(output = %job.output_id, attempt = job.attempt, "lease lost: the instance re-assigned this job; its result will be discarded");
+                    }
+                }
+                Err(e) if e.is_fatal() => {
+                    tracing::error!(error = %e, "heartbeat refused; stopping");
+                    self.shutdown.cancel();
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
