@@ -2,8 +2,8 @@
 //! the benchmarks — so every caller speaks the API exactly as users do.
 
 use openmid_proto::api::{
-    ActionPending, EnrollmentToken, ErrorBody, MidInfo, NewEnrollmentToken, NewOutput,
-    RecordPage, RecordQuery, RestAction, RestActionResult,
+    ActionPending, EnrollmentToken, ErrorBody, MidInfo, NewEnrollmentToken, NewOutput, RecordPage,
+    RecordQuery, RestAction, RestActionResult,
 };
 use openmid_proto::ecc::EccRecord;
 use openmid_proto::secret::Secret;
@@ -147,7 +147,12 @@ impl ApiClient {
         req: &NewEnrollmentToken,
     ) -> Result<EnrollmentToken, ClientError> {
         let (_, t) = self
-            .call(Method::POST, "api/v1/enrollment-tokens", Some(req), Self::DEFAULT_TIMEOUT)
+            .call(
+                Method::POST,
+                "api/v1/enrollment-tokens",
+                Some(req),
+                Self::DEFAULT_TIMEOUT,
+            )
             .await?;
         Ok(t)
     }
@@ -233,9 +238,13 @@ impl ApiClient {
     ) -> Result<ActionOutcome, ClientError> {
         let path = format!("api/v1/actions/rest?wait={}", wait.as_secs_f64());
         let timeout = wait + Self::DEFAULT_TIMEOUT;
-        let url = self.base.join(&path).map_err(|_| ClientError::BadUrl(path.clone()))?;
-        let (status, value): (_, serde_json::Value) =
-            self.call(Method::POST, &path, Some(action), timeout).await?;
+        let url = self
+            .base
+            .join(&path)
+            .map_err(|_| ClientError::BadUrl(path.clone()))?;
+        let (status, value): (_, serde_json::Value) = self
+            .call(Method::POST, &path, Some(action), timeout)
+            .await?;
         let unexpected = |e: serde_json::Error| ClientError::Unexpected {
             url: url.to_string(),
             detail: e.to_string(),

@@ -71,7 +71,12 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
     if !outbox.is_empty() {
         result_ready.notify_one();
     }
-    let executor = Arc::new(Executor::new(config.pools, ctx, outbox.clone(), result_ready));
+    let executor = Arc::new(Executor::new(
+        config.pools,
+        ctx,
+        outbox.clone(),
+        result_ready,
+    ));
     let client = session::client::InstanceClient::new(&config)
         .map_err(|e| MidError::Config(e.to_string()))?;
     let shutdown = CancellationToken::new();
@@ -123,8 +128,6 @@ impl RunningMid {
 
     /// Waits until the session ends (shutdown, or refused by the instance).
     pub async fn wait(self) -> Result<(), MidError> {
-        self.task
-            .await
-            .map_err(|e| MidError::Task(e.to_string()))?
+        self.task.await.map_err(|e| MidError::Task(e.to_string()))?
     }
 }

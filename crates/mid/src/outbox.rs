@@ -70,7 +70,11 @@ pub struct Outbox {
 
 fn file_name(job: &JobRef) -> String {
     // Output ids come from the instance: hex-encode them so no id can name a path.
-    format!("{}.{}.json", hex::encode(job.output_id.as_bytes()), job.attempt)
+    format!(
+        "{}.{}.json",
+        hex::encode(job.output_id.as_bytes()),
+        job.attempt
+    )
 }
 
 impl Outbox {
@@ -240,7 +244,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let outbox = Outbox::open(dir.path(), 1 << 20).expect("open");
         outbox.put(result("a", 1)).await.expect("put");
-        outbox.put(result("../../etc/passwd", 1)).await.expect("put");
+        outbox
+            .put(result("../../etc/passwd", 1))
+            .await
+            .expect("put");
         drop(outbox);
         std::fs::write(dir.path().join("junk.json"), b"{not json").expect("write");
 
@@ -255,7 +262,11 @@ mod tests {
             .await;
         drop(outbox);
         let outbox = Outbox::open(dir.path(), 1 << 20).expect("reopen");
-        let left: Vec<String> = outbox.pending(10).iter().map(|r| r.output_id.clone()).collect();
+        let left: Vec<String> = outbox
+            .pending(10)
+            .iter()
+            .map(|r| r.output_id.clone())
+            .collect();
         assert_eq!(left, vec!["../../etc/passwd".to_string()]);
     }
 

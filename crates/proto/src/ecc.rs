@@ -45,7 +45,11 @@ pub enum Priority {
 
 impl Priority {
     /// All priorities, most urgent first.
-    pub const ALL: [Priority; 3] = [Priority::Interactive, Priority::Expedited, Priority::Standard];
+    pub const ALL: [Priority; 3] = [
+        Priority::Interactive,
+        Priority::Expedited,
+        Priority::Standard,
+    ];
 
     /// The numeric rank stored in the queue (0 = most urgent).
     pub fn rank(self) -> i64 {
@@ -305,7 +309,13 @@ mod tests {
         for s in ["mid.server.a1", "mid.cluster.east-1", "mid.auto"] {
             assert_eq!(s.parse::<Agent>().map(|a| a.to_string()), Ok(s.to_string()));
         }
-        for s in ["mid.server.", "mid.server.a b", "server.a", "mid.cluster", ""] {
+        for s in [
+            "mid.server.",
+            "mid.server.a b",
+            "server.a",
+            "mid.cluster",
+            "",
+        ] {
             assert!(s.parse::<Agent>().is_err(), "{s}");
         }
     }
@@ -321,8 +331,15 @@ mod tests {
             assert_eq!(Priority::from_rank(p.rank()), Some(p));
             assert_eq!(p.as_str().parse::<Priority>(), Ok(p));
         }
-        let err = "Nope".parse::<Topic>().err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("unknown topic `Nope`") && err.contains("RESTProbe"), "{err}");
+        let err = "Nope"
+            .parse::<Topic>()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("unknown topic `Nope`") && err.contains("RESTProbe"),
+            "{err}"
+        );
     }
 
     proptest! {

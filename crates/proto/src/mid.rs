@@ -135,6 +135,10 @@ pub struct PollRequest {
     /// How long the instance may hold the request when there is no work (capped by the
     /// instance).
     pub wait_ms: u64,
+    /// The status the MID last heard; when the registry says otherwise, the poll answers
+    /// at once so the MID learns it (e.g. that it was validated).
+    #[serde(default)]
+    pub known_status: Option<MidStatus>,
 }
 
 /// Answer to [`PollRequest`]: zero or more claimed outputs.

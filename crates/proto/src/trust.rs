@@ -236,7 +236,10 @@ mod tests {
         let digest = [0xABu8; 32];
         let printed = format_fingerprint(&digest);
         assert_eq!(parse_fingerprint(&printed).ok(), Some(digest));
-        assert_eq!(parse_fingerprint(&format!("sha256:{printed}")).ok(), Some(digest));
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{printed}")).ok(),
+            Some(digest)
+        );
         assert_eq!(parse_fingerprint(&"ab".repeat(32)).ok(), Some(digest));
         assert!(parse_fingerprint("ab:cd").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());

@@ -101,7 +101,11 @@ where
         .as_deref()
         .map(|v| {
             v.parse::<T>().map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("{field}: {e}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("{field}: {e}"),
+                )
             })
         })
         .transpose()
@@ -208,7 +212,10 @@ pub(super) async fn rest_action(
     let result = RestActionResult {
         state: output.state,
         input_id: input.as_ref().map(|i| i.id.clone()),
-        mid: input.as_ref().map(|i| i.source.clone()).or(output.claimed_by.clone()),
+        mid: input
+            .as_ref()
+            .map(|i| i.source.clone())
+            .or(output.claimed_by.clone()),
         attempt: output.attempt,
         error: output.error.clone(),
         response,

@@ -91,9 +91,11 @@ impl From<RegistryError> for ApiError {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::Invalid { field, message } => Self::invalid_field(field, message),
-            e @ RegistryError::ProtocolMismatch { .. } => {
-                Self::new(StatusCode::UPGRADE_REQUIRED, "protocol_mismatch", e.to_string())
-            }
+            e @ RegistryError::ProtocolMismatch { .. } => Self::new(
+                StatusCode::UPGRADE_REQUIRED,
+                "protocol_mismatch",
+                e.to_string(),
+            ),
             RegistryError::Enroll(EnrollError::Store(e)) | RegistryError::Store(e) => e.into(),
             RegistryError::Enroll(e @ EnrollError::TokenInvalid) => {
                 Self::new(StatusCode::FORBIDDEN, "enrollment_refused", e.to_string())

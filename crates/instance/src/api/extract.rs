@@ -33,12 +33,18 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(_) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",
-            text.replace("Failed to deserialize the JSON body into the target type: ", ""),
+            text.replace(
+                "Failed to deserialize the JSON body into the target type: ",
+                "",
+            ),
         ),
         JsonRejection::JsonSyntaxError(_) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
-            text.replace("Failed to parse the request body as JSON: ", "body is not valid JSON: "),
+            text.replace(
+                "Failed to parse the request body as JSON: ",
+                "body is not valid JSON: ",
+            ),
         ),
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

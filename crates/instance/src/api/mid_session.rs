@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use openmid_proto::PROTOCOL_HEADER;
 use openmid_proto::mid::{
-    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, PollRequest,
-    PollResponse, ResultsRequest, ResultsResponse,
+    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
+    ResultsRequest, ResultsResponse,
 };
 
 /// An authenticated MID.

@@ -53,7 +53,10 @@ pub fn router(state: AppState) -> Router {
         .route("/results", post(mid_session::results))
         .route("/heartbeat", post(mid_session::heartbeat));
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
         .route("/api/v1/openapi.json", get(admin::openapi))
         .nest("/api/v1", admin)
         .nest("/mid/v1", mid)
@@ -81,7 +84,11 @@ async fn require_admin(
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::not_found(format!("no route for {} {}", req.method(), req.uri().path()))
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {

@@ -9,7 +9,7 @@ use crate::ecc::{Claim, MidKey, MidRow, Record, RecordedResult, Store, StoreErro
 use openmid_proto::api::NewOutput;
 use openmid_proto::ecc::{Agent, Priority, Queue, State};
 use openmid_proto::mid::{
-    Ack, AckOutcome, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
+    Ack, AckOutcome, HeartbeatRequest, HeartbeatResponse, MidStatus, PollRequest, PollResponse,
     ResultsRequest, ResultsResponse, WorkItem,
 };
 use openmid_proto::time::now_ms;
@@ -83,7 +83,9 @@ impl Dispatcher {
         let Agent::Server(mid_name) = &agent else {
             return Err(invalid(
                 "agent",
-                format!("`{agent}`: clusters and mid.auto are not available in this release; address a MID as mid.server.NAME"),
+                format!(
+                    "`{agent}`: clusters and mid.auto are not available in this release; address a MID as mid.server.NAME"
+                ),
             ));
         };
         if self.store.get_mid(MidKey::Name(mid_name)).await?.is_none() {
@@ -155,6 +157,8 @@ impl Dispatcher {
         let agents = [format!("mid.server.{}", mid.name)];
         let notify = self.agents.subscribe(&agents[0]);
         let mut status = mid.status;
+        // The MID has not heard its current status yet: answer at once.
+        let mut status_news = req.known_status.is_some_and(|known| known != status);
         let work = loop {
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -175,16 +179,27 @@ impl Dispatcher {
                     break claimed;
                 }
             }
+            if status_news {
+                break Vec::new();
+            }
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => break Vec::new(),
                 _ = shutdown.cancelled() => break Vec::new(),
             }
-            if let Some(row) = self.store.get_mid(MidKey::Id(&mid.id)).await? {
+            // A status change (validation, pause …) is news for the MID: answer now.
+            if let Some(row) = self.store.get_mid(MidKey::Id(&mid.id)).await?
+                && row.status != status
+            {
                 status = row.status;
+                status_news = true;
             }
         };
-        let work = work
+        Ok(self.poll_answer(status, work))
+    }
+
+    fn poll_answer(&self, status: MidStatus, claimed: Vec<Record>) -> PollResponse {
+        let work = claimed
             .into_iter()
             .map(|r| WorkItem {
                 payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
@@ -195,12 +210,12 @@ impl Dispatcher {
                 priority: r.priority,
             })
             .collect();
-        Ok(PollResponse {
+        PollResponse {
             status,
             lease_ms: self.config.lease_ms,
             heartbeat_ms: self.config.heartbeat_ms,
             work,
-        })
+        }
     }
 
     /// Records a batch of results from a MID and wakes whoever waits on them.
@@ -267,11 +282,10 @@ impl Dispatcher {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let record = self
-                .store
-                .get_record(id)
-                .await?
-                .ok_or_else(|| DispatchError::NotFound(format!("no ECC record with id `{id}`")))?;
+            let record =
+                self.store.get_record(id).await?.ok_or_else(|| {
+                    DispatchError::NotFound(format!("no ECC record with id `{id}`"))
+                })?;
             if record.is_finished() || Instant::now() >= deadline {
                 return Ok(record);
             }

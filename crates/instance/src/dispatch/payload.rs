@@ -51,7 +51,10 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(err(
             "url",
-            format!("scheme `{}` is not allowed: use http or https", url.scheme()),
+            format!(
+                "scheme `{}` is not allowed: use http or https",
+                url.scheme()
+            ),
         ));
     }
     if url.host_str().is_none() {
@@ -96,7 +99,10 @@ mod tests {
             (json!({"url": "ftp://x/y"}), "url"),
             (json!({"url": "not a url"}), "url"),
             (json!({"url": "http://x", "method": "GE T"}), "method"),
-            (json!({"url": "http://x", "headers": {"bad name": "v"}}), "headers"),
+            (
+                json!({"url": "http://x", "headers": {"bad name": "v"}}),
+                "headers",
+            ),
             (json!({"url": "http://x", "timeout_ms": 0}), "timeout_ms"),
             (json!({"url": "http://x", "surprise": 1}), "payload"),
         ];
@@ -105,7 +111,10 @@ mod tests {
             assert_eq!(got.as_deref(), Some(field), "{payload}");
         }
         assert_eq!(
-            check(Topic::Ping, &json!({})).err().map(|e| e.field).as_deref(),
+            check(Topic::Ping, &json!({}))
+                .err()
+                .map(|e| e.field)
+                .as_deref(),
             Some("topic")
         );
     }

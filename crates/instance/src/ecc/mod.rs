@@ -131,7 +131,10 @@ impl Record {
 
     /// Whether the record reached a final state.
     pub fn is_finished(&self) -> bool {
-        matches!(self.state, State::Processed | State::Error | State::Cancelled)
+        matches!(
+            self.state,
+            State::Processed | State::Error | State::Cancelled
+        )
     }
 }
 

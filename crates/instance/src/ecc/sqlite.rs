@@ -90,10 +90,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
 
 const INSERT_RECORD: &str = "INSERT INTO ecc (id, queue, agent, topic, name, source, payload, state, priority, response_to, correlator, attempt, max_attempts, at_most_once, error, claimed_by, lease_expires_at, created_at, claimed_at, processed_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-async fn insert_record(
-    conn: &mut sqlx::SqliteConnection,
-    r: &Record,
-) -> Result<(), sqlx::Error> {
+async fn insert_record(conn: &mut sqlx::SqliteConnection, r: &Record) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT_RECORD)
         .bind(&r.id)
         .bind(r.queue.as_str())
@@ -124,10 +121,12 @@ async fn insert_record(
 #[async_trait]
 impl Store for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -316,7 +315,10 @@ impl Store for SqliteStore {
         for priority in Priority::ALL {
             for agent in c.agents {
                 let room = c.capacity.get(priority) as usize
-                    - claimed.iter().filter(|r: &&Record| r.priority == priority).count();
+                    - claimed
+                        .iter()
+                        .filter(|r: &&Record| r.priority == priority)
+                        .count();
                 if room == 0 {
                     break;
                 }

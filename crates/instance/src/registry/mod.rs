@@ -162,11 +162,9 @@ pub fn enroll_response(row: &MidRow) -> EnrollResponse {
 
 /// Authenticates a session request's bearer credential `MID_ID.SECRET`.
 pub async fn authenticate(store: &dyn Store, bearer: &str) -> Result<MidRow, RegistryError> {
-    let (id, secret) = bearer
-        .split_once('.')
-        .ok_or(RegistryError::Unauthorized(
-            "MID credential must be `Bearer MID_ID.SECRET`",
-        ))?;
+    let (id, secret) = bearer.split_once('.').ok_or(RegistryError::Unauthorized(
+        "MID credential must be `Bearer MID_ID.SECRET`",
+    ))?;
     let row = store
         .get_mid(MidKey::Id(id))
         .await?

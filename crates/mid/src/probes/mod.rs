@@ -53,7 +53,9 @@ pub enum ProbeError {
     #[error("timed out after {0} ms")]
     Timeout(u64),
     /// The response exceeded the size cap.
-    #[error("response body exceeds the {limit}-byte limit (max_response_bytes); nothing was truncated, the call is reported as failed")]
+    #[error(
+        "response body exceeds the {limit}-byte limit (max_response_bytes); nothing was truncated, the call is reported as failed"
+    )]
     TooLarge {
         /// The cap.
         limit: usize,

@@ -2,7 +2,9 @@
 
 use super::{ProbeContext, ProbeError};
 use base64::Engine;
-use openmid_proto::rest::{Body, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, RestRequest, RestResponse, RestTimings};
+use openmid_proto::rest::{
+    Body, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, RestRequest, RestResponse, RestTimings,
+};
 use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::time::{Duration, Instant};
@@ -11,8 +13,8 @@ use std::time::{Duration, Instant};
 pub async fn run(req: RestRequest, ctx: &ProbeContext) -> Result<RestResponse, ProbeError> {
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| ProbeError::InvalidInput(format!("`{}` is not an HTTP method", req.method)))?;
-    let url = reqwest::Url::parse(&req.url)
-        .map_err(|e| ProbeError::InvalidInput(format!("url: {e}")))?;
+    let url =
+        reqwest::Url::parse(&req.url).map_err(|e| ProbeError::InvalidInput(format!("url: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ProbeError::InvalidInput(format!(
             "url: scheme `{}` is not allowed",

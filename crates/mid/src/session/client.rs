@@ -4,8 +4,8 @@
 use crate::config::MidConfig;
 use openmid_proto::api::ErrorBody;
 use openmid_proto::mid::{
-    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, PollRequest,
-    PollResponse, ResultsRequest, ResultsResponse,
+    EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
+    ResultsRequest, ResultsResponse,
 };
 use openmid_proto::secret::Secret;
 use openmid_proto::trust::client_config;
@@ -68,9 +68,7 @@ impl InstanceClient {
             .http2_keep_alive_interval(Duration::from_secs(20))
             .http2_keep_alive_while_idle(true)
             .user_agent(format!("openmid-mid/{}", openmid_proto::BUILD_VERSION));
-        if let Some(tls) =
-            client_config(&trust).map_err(|e| SessionError::Setup(e.to_string()))?
-        {
+        if let Some(tls) = client_config(&trust).map_err(|e| SessionError::Setup(e.to_string()))? {
             builder = builder.tls_backend_preconfigured(tls);
         }
         if let Some(proxy) = &config.proxy {

@@ -138,7 +138,10 @@ impl Session {
             if over != throttled {
                 throttled = over;
                 if over {
-                    tracing::warn!(bytes = self.outbox.bytes(), "outbox past its limit: taking no new work until the instance acknowledges results");
+                    tracing::warn!(
+                        bytes = self.outbox.bytes(),
+                        "outbox past its limit: taking no new work until the instance acknowledges results"
+                    );
                 } else {
                     tracing::info!("outbox back under its limit: taking work again");
                 }
@@ -159,6 +162,7 @@ impl Session {
             let req = PollRequest {
                 capacity,
                 wait_ms: self.config.poll_wait_ms,
+                known_status: *self.status.borrow(),
             };
             let answer = tokio::select! {
                 r = self.client.poll(&req) => r,
@@ -170,7 +174,8 @@ impl Session {
                         tracing::info!("connected to the instance again");
                     }
                     backoff.reset();
-                    self.heartbeat_ms.store(resp.heartbeat_ms.max(100), Ordering::Relaxed);
+                    self.heartbeat_ms
+                        .store(resp.heartbeat_ms.max(100), Ordering::Relaxed);
                     self.set_status(resp.status);
                     for item in resp.work {
                         self.executor.spawn(item);

@@ -1,0 +1,463 @@
+//! `openmid ctl`: the admin API from a shell — tables for people, `--json` for scripts.
+
+use anyhow::{Context, Result, anyhow};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use openmid_instance::client::{ActionOutcome, ApiClient};
+use openmid_proto::api::{MidInfo, NewEnrollmentToken, NewOutput, RecordQuery, RestAction};
+use openmid_proto::ecc::{EccRecord, Priority, Topic};
+use openmid_proto::rest::Body;
+use openmid_proto::secret::Secret;
+use openmid_proto::trust::{Trust, parse_fingerprint};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Connection flags shared by every `ctl` command.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Instance URL.
+    #[arg(long, env = "OPENMID_URL", global = true)]
+    url: Option<String>,
+    /// Admin API token.
+    #[arg(long, env = "OPENMID_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// CA (or the instance's own certificate) file to trust.
+    #[arg(long, env = "OPENMID_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// SHA-256 fingerprint of the instance certificate to trust.
+    #[arg(long, env = "OPENMID_FINGERPRINT", global = true)]
+    fingerprint: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Enrollment tokens for new MIDs.
+    #[command(subcommand)]
+    EnrollToken(EnrollTokenCommand),
+    /// MID Servers.
+    #[command(subcommand)]
+    Mids(MidsCommand),
+    /// The ECC queue.
+    #[command(subcommand)]
+    Ecc(EccCommand),
+    /// Run an action through a MID.
+    #[command(subcommand)]
+    Run(RunCommand),
+}
+
+#[derive(clap::Subcommand)]
+enum EnrollTokenCommand {
+    /// Make a one-time enrollment token.
+    Create {
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+        /// Validate MIDs that enroll with it at once.
+        #[arg(long)]
+        auto_validate: bool,
+        /// A note for people.
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum MidsCommand {
+    /// List MID Servers.
+    List,
+    /// Show one MID Server.
+    Show { name: String },
+    /// Validate a MID Server so it gets work.
+    Validate { name: String },
+}
+
+#[derive(clap::Subcommand)]
+enum EccCommand {
+    /// Insert an output record.
+    Insert {
+        /// mid.server.NAME
+        #[arg(long)]
+        agent: String,
+        /// Topic, e.g. RESTProbe.
+        #[arg(long)]
+        topic: String,
+        /// Payload JSON.
+        #[arg(long)]
+        payload: String,
+        /// Label.
+        #[arg(long)]
+        name: Option<String>,
+        /// interactive, expedited or standard.
+        #[arg(long)]
+        priority: Option<String>,
+        /// Correlator.
+        #[arg(long)]
+        correlator: Option<String>,
+    },
+    /// Show one record.
+    Get { id: String },
+    /// List records.
+    List {
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        correlator: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        after: Option<String>,
+    },
+}
+
+#[derive(clap::Subcommand)]
+enum RunCommand {
+    /// An HTTP request made by a MID.
+    Rest {
+        /// MID name.
+        #[arg(long)]
+        mid: String,
+        /// URL as the MID sees it.
+        #[arg(long)]
+        url: String,
+        /// HTTP method.
+        #[arg(long, short = 'X', default_value = "GET")]
+        method: String,
+        /// Header `Name: value` (repeatable).
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// Request body.
+        #[arg(long, short = 'd')]
+        body: Option<String>,
+        /// Seconds to wait for the result.
+        #[arg(long, default_value_t = 30.0)]
+        wait: f64,
+        /// Timeout on the MID, in milliseconds.
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+    },
+}
+
+fn client(args: &Args) -> Result<ApiClient> {
+    let url = args
+        .url
+        .as_deref()
+        .ok_or_else(|| anyhow!("no instance URL: pass --url or set OPENMID_URL"))?;
+    let token = args
+        .token
+        .as_deref()
+        .ok_or_else(|| anyhow!("no admin token: pass --token or set OPENMID_TOKEN"))?;
+    let trust = match (&args.ca, &args.fingerprint) {
+        (Some(_), Some(_)) => {
+            return Err(anyhow!(
+                "give either --ca/OPENMID_CA or --fingerprint/OPENMID_FINGERPRINT, not both"
+            ));
+        }
+        (Some(ca), None) => Trust::CaPem(
+            std::fs::read(ca).with_context(|| format!("OPENMID_CA: reading {}", ca.display()))?,
+        ),
+        (None, Some(fp)) => {
+            Trust::Fingerprint(parse_fingerprint(fp).context("OPENMID_FINGERPRINT")?)
+        }
+        (None, None) => Trust::SystemRoots,
+    };
+    Ok(ApiClient::new(url, Secret::new(token), &trust)?)
+}
+
+fn print_json<T: Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
+    t
+}
+
+fn print_mid(m: &MidInfo) {
+    let mut t = table(&["field", "value"]);
+    let rows = [
+        ("name", m.name.clone()),
+        ("id", m.id.clone()),
+        ("status", m.status.as_str().to_string()),
+        ("reason", m.status_reason.clone().unwrap_or_default()),
+        ("version", m.version.clone()),
+        ("protocol", m.protocol_version.to_string()),
+        ("host", m.hostname.clone()),
+        ("public key", m.public_key.clone()),
+        ("enrolled", m.enrolled_at.clone()),
+        ("validated", m.validated_at.clone().unwrap_or_default()),
+        ("last seen", m.last_seen_at.clone().unwrap_or_default()),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    println!("{t}");
+}
+
+fn print_record(r: &EccRecord) -> Result<()> {
+    let mut t = table(&["field", "value"]);
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let rows = [
+        ("id", r.id.clone()),
+        ("queue", r.queue.to_string()),
+        ("agent", r.agent.clone()),
+        ("topic", r.topic.to_string()),
+        ("name", r.name.clone()),
+        ("source", r.source.clone()),
+        ("state", r.state.to_string()),
+        ("priority", r.priority.to_string()),
+        ("attempt", format!("{} of {}", r.attempt, r.max_attempts)),
+        ("response_to", opt(&r.response_to)),
+        ("correlator", opt(&r.correlator)),
+        ("claimed_by", opt(&r.claimed_by)),
+        ("error", opt(&r.error)),
+        ("created", r.created_at.clone()),
+        ("claimed", opt(&r.claimed_at)),
+        ("processed", opt(&r.processed_at)),
+        ("payload", serde_json::to_string_pretty(&r.payload)?),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let api = client(&args)?;
+    let json = args.json;
+    match args.command {
+        Command::EnrollToken(EnrollTokenCommand::Create {
+            ttl,
+            auto_validate,
+            note,
+        }) => {
+            let t = api
+                .create_enrollment_token(&NewEnrollmentToken {
+                    ttl_secs: Some(ttl),
+                    auto_validate,
+                    note,
+                })
+                .await?;
+            if json {
+                print_json(&t)?;
+            } else {
+                println!("{}", t.token);
+                eprintln!(
+                    "one-time enrollment token, expires {}{}; put it in the MID config as enrollment_token",
+                    t.expires_at,
+                    if t.auto_validate {
+                        ", auto-validates"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        Command::Mids(MidsCommand::List) => {
+            let mids = api.list_mids().await?;
+            if json {
+                print_json(&mids)?;
+            } else {
+                let mut t = table(&["name", "status", "version", "host", "last seen"]);
+                for m in &mids {
+                    t.add_row(vec![
+                        m.name.clone(),
+                        m.status.as_str().to_string(),
+                        m.version.clone(),
+                        m.hostname.clone(),
+                        m.last_seen_at.clone().unwrap_or_default(),
+                    ]);
+                }
+                println!("{t}");
+            }
+        }
+        Command::Mids(MidsCommand::Show { name }) => {
+            let m = api.get_mid(&name).await?;
+            if json { print_json(&m)? } else { print_mid(&m) }
+        }
+        Command::Mids(MidsCommand::Validate { name }) => {
+            let m = api.validate_mid(&name).await?;
+            if json { print_json(&m)? } else { print_mid(&m) }
+        }
+        Command::Ecc(EccCommand::Insert {
+            agent,
+            topic,
+            payload,
+            name,
+            priority,
+            correlator,
+        }) => {
+            let topic: Topic = topic.parse().context("--topic")?;
+            let payload: serde_json::Value =
+                serde_json::from_str(&payload).context("--payload is not valid JSON")?;
+            let priority = priority
+                .map(|p| p.parse::<Priority>())
+                .transpose()
+                .context("--priority")?;
+            let r = api
+                .insert_output(&NewOutput {
+                    agent,
+                    topic,
+                    name,
+                    source: Some("ctl".into()),
+                    payload,
+                    priority,
+                    correlator,
+                    max_attempts: None,
+                    at_most_once: false,
+                })
+                .await?;
+            if json {
+                print_json(&r)?
+            } else {
+                print_record(&r)?
+            }
+        }
+        Command::Ecc(EccCommand::Get { id }) => {
+            let r = api.get_record(&id).await?;
+            if json {
+                print_json(&r)?
+            } else {
+                print_record(&r)?
+            }
+        }
+        Command::Ecc(EccCommand::List {
+            queue,
+            state,
+            agent,
+            topic,
+            correlator,
+            limit,
+            after,
+        }) => {
+            let page = api
+                .list_records(&RecordQuery {
+                    queue,
+                    state,
+                    agent,
+                    topic,
+                    correlator,
+                    limit,
+                    after,
+                })
+                .await?;
+            if json {
+                print_json(&page)?;
+            } else {
+                let mut t = table(&[
+                    "id", "queue", "state", "topic", "agent", "attempt", "name", "created",
+                ]);
+                for r in &page.records {
+                    t.add_row(vec![
+                        r.id.clone(),
+                        r.queue.to_string(),
+                        r.state.to_string(),
+                        r.topic.to_string(),
+                        r.agent.clone(),
+                        r.attempt.to_string(),
+                        r.name.chars().take(48).collect(),
+                        r.created_at.clone(),
+                    ]);
+                }
+                println!("{t}");
+                if let Some(next) = page.next_after {
+                    eprintln!("more: --after {next}");
+                }
+            }
+        }
+        Command::Run(RunCommand::Rest {
+            mid,
+            url,
+            method,
+            headers,
+            body,
+            wait,
+            timeout_ms,
+        }) => {
+            let mut map = BTreeMap::new();
+            for h in headers {
+                let (k, v) = h
+                    .split_once(':')
+                    .ok_or_else(|| anyhow!("--header `{h}`: expected `Name: value`"))?;
+                map.insert(k.trim().to_string(), v.trim().to_string());
+            }
+            if !(0.0..=3600.0).contains(&wait) {
+                return Err(anyhow!("--wait must be 0–3600 seconds"));
+            }
+            let outcome = api
+                .rest_action(
+                    &RestAction {
+                        mid,
+                        method: Some(method),
+                        url,
+                        headers: map,
+                        body: body.map(Body::Text),
+                        timeout_ms,
+                        correlator: None,
+                    },
+                    Duration::from_secs_f64(wait),
+                )
+                .await?;
+            match outcome {
+                ActionOutcome::Pending(p) => {
+                    if json {
+                        print_json(&p)?;
+                    } else {
+                        println!(
+                            "not finished after {wait} s: output {} is {}; poll with `openmid ctl ecc get {}`",
+                            p.output_id, p.state, p.output_id
+                        );
+                    }
+                    return Ok(ExitCode::from(2));
+                }
+                ActionOutcome::Done(r) => {
+                    if json {
+                        print_json(&r)?;
+                    } else {
+                        let mid = r.mid.clone().unwrap_or_default();
+                        match &r.response {
+                            Some(resp) => {
+                                eprintln!(
+                                    "HTTP {} via MID {mid} in {} ms (output {}, input {})",
+                                    resp.status,
+                                    r.timings.total_ms,
+                                    r.output_id,
+                                    r.input_id.clone().unwrap_or_default()
+                                );
+                                match (&resp.body, &resp.body_base64) {
+                                    (Some(text), _) => println!("{text}"),
+                                    (None, Some(b64)) => println!("<binary body, base64> {b64}"),
+                                    _ => {}
+                                }
+                            }
+                            None => eprintln!(
+                                "failed via MID {mid}: {} (output {})",
+                                r.error.clone().unwrap_or_default(),
+                                r.output_id
+                            ),
+                        }
+                    }
+                    if r.response.is_none() {
+                        return Ok(ExitCode::FAILURE);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,80 @@
+//! `openmid instance`: runs the hub until Ctrl-C / SIGTERM.
+
+use crate::config_file;
+use anyhow::{Context, Result};
+use openmid_instance::config::InstanceConfig;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Flags of `openmid instance`. They override the config file, which
+/// `OPENMID_INSTANCE_*` environment variables override in turn.
+#[derive(clap::Args)]
+pub struct Args {
+    /// TOML config file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (database, TLS certificate).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Listen address, e.g. 0.0.0.0:8443.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Certificate chain (PEM) to serve instead of a self-signed one.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Replace the admin API token, print the new one, and exit.
+    #[arg(long)]
+    reset_admin_token: bool,
+}
+
+pub async fn run(args: Args) -> Result<ExitCode> {
+    let mut config: InstanceConfig =
+        config_file::load(args.config.as_deref(), "OPENMID_INSTANCE_")?;
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if args.tls_cert.is_some() {
+        config.tls_cert = args.tls_cert;
+        config.tls_key = args.tls_key;
+    }
+    if args.reset_admin_token {
+        let token = openmid_instance::reset_admin_token(&config.data_dir).await?;
+        println!("New admin API token (the old one stops working when the instance restarts):");
+        println!("{}", token.expose());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let running = openmid_instance::start(config)
+        .await
+        .context("starting the instance")?;
+    println!(
+        "openmid instance {} listening on {}",
+        openmid_proto::BUILD_VERSION,
+        running.addr
+    );
+    println!("  URL:          {}", running.url);
+    println!("  data:         {}", running.data_dir.display());
+    println!("  certificate:  {}", running.cert_path.display());
+    println!("  fingerprint:  SHA256:{}", running.fingerprint);
+    match &running.admin_token {
+        Some(token) => {
+            println!("  admin token:  {}", token.expose());
+            println!(
+                "                (shown once: store it now; `--reset-admin-token` makes a new one)"
+            );
+        }
+        None => {
+            println!("  admin token:  set at first start (`--reset-admin-token` makes a new one)")
+        }
+    }
+    super::stop_requested().await;
+    println!("stopping…");
+    running.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}

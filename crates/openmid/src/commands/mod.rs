@@ -1,0 +1,29 @@
+//! One module per subcommand.
+
+pub mod ctl;
+pub mod demo;
+pub mod instance;
+pub mod mid;
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM, as systemd sends).
+pub async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,121 @@
+//! An "internal" HTTP service on loopback: what a MID reaches on behalf of the instance.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::{any, get};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A running target service.
+pub struct TargetService {
+    /// Bound address (127.0.0.1:port).
+    pub addr: SocketAddr,
+    hits: Arc<AtomicU64>,
+    shutdown: CancellationToken,
+}
+
+impl TargetService {
+    /// Starts the service on 127.0.0.1 and a free port. Routes:
+    /// `GET /hello` → `{"hello":"world"}`; `ANY /echo` → the request as JSON;
+    /// `GET /slow?ms=N` → answers after N ms; `GET /status/{code}`; `GET /bytes/{n}`.
+    pub async fn start() -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let hits = Arc::new(AtomicU64::new(0));
+        let app = Router::new()
+            .route(
+                "/hello",
+                get(|| async { axum::Json(json!({"hello": "world"})) }),
+            )
+            .route("/echo", any(echo))
+            .route("/slow", get(slow))
+            .route("/status/{code}", get(status))
+            .route("/bytes/{n}", get(bytes))
+            .layer(axum::middleware::from_fn_with_state(hits.clone(), count))
+            .with_state(());
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "target service failed");
+            }
+        });
+        Ok(Self {
+            addr,
+            hits,
+            shutdown,
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Stops the service.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Drop for TargetService {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn count(
+    State(hits): State<Arc<AtomicU64>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    hits.fetch_add(1, Ordering::SeqCst);
+    next.run(req).await
+}
+
+async fn echo(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> axum::Json<Value> {
+    let headers: HashMap<String, String> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    axum::Json(json!({
+        "method": method.as_str(),
+        "path": uri.path(),
+        "query": uri.query(),
+        "headers": headers,
+        "body": String::from_utf8_lossy(&body),
+    }))
+}
+
+async fn slow(Query(q): Query<HashMap<String, u64>>) -> axum::Json<Value> {
+    let ms = q.get("ms").copied().unwrap_or(100).min(60_000);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    axum::Json(json!({"slept_ms": ms}))
+}
+
+async fn status(Path(code): Path<u16>) -> (StatusCode, String) {
+    let code = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
+    (code, format!("status {}", code.as_u16()))
+}
+
+async fn bytes(Path(n): Path<usize>) -> Vec<u8> {
+    vec![b'x'; n.min(256 * 1024 * 1024)]
+}
