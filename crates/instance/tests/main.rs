@@ -1,0 +1,6 @@
+//! Integration tests of the instance over real HTTPS on loopback.
+
+mod api_errors;
+mod persistence;
+mod protocol;
+mod support;

@@ -1,0 +1,78 @@
+//! The queue, the registry and the admin token survive an instance restart.
+
+use crate::support::{enrolled_client, instance};
+use openmid_proto::api::{NewOutput, RecordQuery};
+use openmid_proto::ecc::{State, Topic};
+use openmid_proto::mid::{Capacity, MidStatus, PollRequest};
+use openmid_testkit::TestInstance;
+use serde_json::json;
+
+#[tokio::test]
+async fn a_restart_keeps_the_queue_registry_and_token() {
+    let (instance, dir) = instance().await;
+    let addr = instance.running.addr;
+    let fingerprint = instance.running.fingerprint.clone();
+    let client = enrolled_client(&instance, "keeper", true).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let r = instance
+            .api
+            .insert_output(&NewOutput {
+                agent: "mid.server.keeper".into(),
+                topic: Topic::RESTProbe,
+                name: Some(format!("job {i}")),
+                source: None,
+                payload: json!({"url": format!("http://127.0.0.1:9/{i}")}),
+                priority: None,
+                correlator: Some("restart".into()),
+                max_attempts: None,
+                at_most_once: false,
+            })
+            .await
+            .expect("insert");
+        ids.push(r.id);
+    }
+    let token = instance.token.clone();
+    instance.shutdown().await;
+
+    let instance = TestInstance::start_in(dir.path(), addr, Some(token))
+        .await
+        .expect("restart");
+    assert!(
+        instance.running.admin_token.is_none(),
+        "the admin token is printed only once"
+    );
+    assert_eq!(
+        instance.running.fingerprint, fingerprint,
+        "the certificate is kept"
+    );
+    let page = instance
+        .api
+        .list_records(&RecordQuery {
+            correlator: Some("restart".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list with the old token");
+    let found: Vec<&str> = page.records.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(found, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(page.records.iter().all(|r| r.state == State::Ready));
+    let mids = instance.api.list_mids().await.expect("mids");
+    assert_eq!(mids.len(), 1);
+    assert_eq!(mids[0].status, MidStatus::Up);
+
+    // The MID's credentials still work, and the kept work is handed out.
+    let answer = client
+        .poll(&PollRequest {
+            capacity: Capacity {
+                interactive: 10,
+                ..Default::default()
+            },
+            wait_ms: 0,
+            known_status: Some(MidStatus::Up),
+        })
+        .await
+        .expect("poll after restart");
+    assert_eq!(answer.work.len(), 3);
+    instance.shutdown().await;
+}
