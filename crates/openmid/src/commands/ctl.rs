@@ -18,8 +18,8 @@ use std::time::Duration;
 #[derive(clap::Args)]
 pub struct Args {
     /// Instance URL.
-    #[arg(long, env = "OPENMID_URL", global = true)]
-    url: Option<String>,
+    #[arg(long = "instance", env = "OPENMID_URL", global = true)]
+    instance_url: Option<String>,
     /// Admin API token.
     #[arg(long, env = "OPENMID_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
@@ -152,9 +152,9 @@ enum RunCommand {
 
 fn client(args: &Args) -> Result<ApiClient> {
     let url = args
-        .url
+        .instance_url
         .as_deref()
-        .ok_or_else(|| anyhow!("no instance URL: pass --url or set OPENMID_URL"))?;
+        .ok_or_else(|| anyhow!("no instance URL: pass --instance or set OPENMID_URL"))?;
     let token = args
         .token
         .as_deref()

@@ -53,28 +53,34 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let running = openmid_instance::start(config)
         .await
         .context("starting the instance")?;
-    println!(
+    // A daemon's stdout may be closed (or a pipe nobody reads): never die of it.
+    let say = |line: String| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    say(format!(
         "openmid instance {} listening on {}",
         openmid_proto::BUILD_VERSION,
         running.addr
-    );
-    println!("  URL:          {}", running.url);
-    println!("  data:         {}", running.data_dir.display());
-    println!("  certificate:  {}", running.cert_path.display());
-    println!("  fingerprint:  SHA256:{}", running.fingerprint);
+    ));
+    say(format!("  URL:          {}", running.url));
+    say(format!("  data:         {}", running.data_dir.display()));
+    say(format!("  certificate:  {}", running.cert_path.display()));
+    say(format!("  fingerprint:  SHA256:{}", running.fingerprint));
     match &running.admin_token {
         Some(token) => {
-            println!("  admin token:  {}", token.expose());
-            println!(
+            say(format!("  admin token:  {}", token.expose()));
+            say(
                 "                (shown once: store it now; `--reset-admin-token` makes a new one)"
+                    .into(),
             );
         }
         None => {
-            println!("  admin token:  set at first start (`--reset-admin-token` makes a new one)")
+            say("  admin token:  set at first start (`--reset-admin-token` makes a new one)".into())
         }
     }
     super::stop_requested().await;
-    println!("stopping…");
+    tracing::info!("stopping");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

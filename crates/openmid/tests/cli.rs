@@ -1,0 +1,202 @@
+//! The `openmid` binary as a user runs it: the demo, `ctl`, and an instance and a MID
+//! as two separate processes configured the way the README says.
+
+use crate::support::{MID, Stack};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_openmid");
+
+#[test]
+fn demo_once_runs_a_call_end_to_end_and_exits_zero() {
+    let out = Command::new(BIN)
+        .args(["demo", "--once"])
+        .output()
+        .expect("demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("validation_pending"), "{stdout}");
+    assert!(stdout.contains("response 200"), "{stdout}");
+    assert!(stdout.contains(r#"{"hello":"world"}"#), "{stdout}");
+    assert!(stdout.contains("processed"), "{stdout}");
+}
+
+async fn ctl(stack: &Stack, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(BIN)
+        .arg("ctl")
+        .args(args)
+        .env("OPENMID_URL", &stack.instance.running.url)
+        .env("OPENMID_TOKEN", stack.instance.token.expose())
+        .env("OPENMID_CA", &stack.instance.running.cert_path)
+        .output()
+        .await
+        .expect("ctl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn ctl_speaks_the_api_for_people_and_scripts() {
+    let stack = Stack::start().await;
+    let (ok, stdout, stderr) = ctl(&stack, &["mids", "list", "--json"]).await;
+    assert!(ok, "{stderr}");
+    let mids: serde_json::Value = serde_json::from_str(&stdout).expect("JSON for scripts");
+    assert_eq!(mids[0]["name"], MID);
+    assert_eq!(mids[0]["status"], "up");
+
+    let (ok, table, _) = ctl(&stack, &["mids", "list"]).await;
+    assert!(ok && table.contains(MID) && table.contains("up"), "{table}");
+
+    let url = stack.target.url("/hello");
+    let (ok, stdout, stderr) = ctl(
+        &stack,
+        &["run", "rest", "--mid", MID, "--url", &url, "--wait", "20"],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), r#"{"hello":"world"}"#);
+    assert!(stderr.contains("HTTP 200 via MID"), "{stderr}");
+
+    let (ok, stdout, _) = ctl(&stack, &["ecc", "list", "--queue", "input", "--json"]).await;
+    assert!(ok);
+    let page: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(1));
+
+    let (ok, _, stderr) = ctl(&stack, &["ecc", "list", "--state", "bogus"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("unknown state `bogus`"), "{stderr}");
+
+    let (ok, stdout, _) = ctl(&stack, &["enroll-token", "create", "--ttl", "60"]).await;
+    assert!(ok && stdout.trim().starts_with("omenr_"), "{stdout}");
+
+    let out = tokio::process::Command::new(BIN)
+        .args(["ctl", "mids", "list"])
+        .env_remove("OPENMID_URL")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("OPENMID_URL"));
+    stack.stop().await;
+}
+
+/// Kills the child when dropped, so a failing test leaves no process behind.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads the child's stdout until `want` keys are seen (`key: value` lines).
+fn read_fields(child: &mut Child, want: &[&str]) -> std::collections::HashMap<String, String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut found = std::collections::HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while found.len() < want.len() && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some((k, v)) = line.trim().split_once(':') {
+            let k = k.trim();
+            if want.contains(&k) {
+                found.insert(k.to_string(), v.trim().to_string());
+            }
+        }
+    }
+    // Keep reading, as a terminal would, so the child never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    found
+}
+
+#[test]
+fn instance_and_mid_run_as_separate_processes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut instance = Proc(
+        Command::new(BIN)
+            .args(["instance", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("OPENMID_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("instance starts"),
+    );
+    let fields = read_fields(&mut instance.0, &["URL", "fingerprint", "admin token"]);
+    let url = fields.get("URL").expect("URL printed").clone();
+    let fingerprint = fields
+        .get("fingerprint")
+        .expect("fingerprint printed")
+        .clone();
+    let token = fields
+        .get("admin token")
+        .expect("admin token printed")
+        .clone();
+    let ctl = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("ctl")
+            .args(args)
+            .env("OPENMID_URL", &url)
+            .env("OPENMID_TOKEN", &token)
+            .env("OPENMID_FINGERPRINT", &fingerprint)
+            .output()
+            .expect("ctl runs");
+        assert!(
+            out.status.success(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let enroll = ctl(&["enroll-token", "create"]).trim().to_string();
+    let config = dir.path().join("mid.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"proc-mid\"\ninstance_url = \"{url}\"\nstate_dir = \"{}\"\nenrollment_token = \"{enroll}\"\n\n[tls]\nfingerprint = \"{fingerprint}\"\n",
+            dir.path().join("mid-state").display()
+        ),
+    )
+    .expect("write config");
+    let _mid = Proc(
+        Command::new(BIN)
+            .args(["mid", "--config"])
+            .arg(&config)
+            .env("OPENMID_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("MID starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ctl(&["mids", "list"]).contains("validation_pending") {
+        assert!(Instant::now() < deadline, "the MID enrolled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ctl(&["mids", "validate", "proc-mid"]);
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let target = runtime
+        .block_on(openmid_testkit::TargetService::start())
+        .expect("target");
+    let _guard = runtime.enter();
+    let body = ctl(&[
+        "run",
+        "rest",
+        "--mid",
+        "proc-mid",
+        "--url",
+        &target.url("/hello"),
+        "--wait",
+        "20",
+    ]);
+    assert_eq!(body.trim(), r#"{"hello":"world"}"#);
+    assert_eq!(target.hits(), 1);
+}

@@ -1,0 +1,276 @@
+//! A REST call travels instance → ECC queue → MID → service → back.
+
+use crate::support::{MID, Stack, eventually, get, run};
+use openmid_instance::client::ActionOutcome;
+use openmid_proto::api::{NewOutput, RecordQuery, RestAction};
+use openmid_proto::ecc::{Queue, State, Topic};
+use openmid_proto::mid::MidStatus;
+use openmid_proto::rest::Body;
+use openmid_testkit::{TargetService, TestInstance, loopback_any_port};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_rest_call_goes_through_the_mid_and_back() {
+    let stack = Stack::start().await;
+    let result = run(&stack.instance, &get(stack.target.url("/hello"))).await;
+    assert_eq!(result.state, State::Processed);
+    assert_eq!(result.mid.as_deref(), Some(MID));
+    assert_eq!(result.attempt, 1);
+    let response = result.response.expect("a response");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.as_deref(), Some(r#"{"hello":"world"}"#));
+    assert_eq!(
+        response.headers.get("content-type").map(String::as_str),
+        Some("application/json")
+    );
+    assert_eq!(stack.target.hits(), 1, "the service was called once");
+
+    // The records tell the same story.
+    let output = stack
+        .instance
+        .api
+        .get_record(&result.output_id)
+        .await
+        .expect("output");
+    assert_eq!(
+        (output.queue, output.state, output.topic),
+        (Queue::Output, State::Processed, Topic::RESTProbe)
+    );
+    assert_eq!(output.agent, format!("mid.server.{MID}"));
+    assert_eq!(output.claimed_by.as_deref(), Some(MID));
+    let input_id = result.input_id.expect("an input record");
+    let input = stack
+        .instance
+        .api
+        .get_record(&input_id)
+        .await
+        .expect("input");
+    assert_eq!(input.queue, Queue::Input);
+    assert_eq!(
+        input.response_to.as_deref(),
+        Some(result.output_id.as_str())
+    );
+    assert_eq!(input.payload["status"], 200);
+
+    // Method, headers and a JSON body arrive as sent.
+    let echoed = run(
+        &stack.instance,
+        &RestAction {
+            method: Some("put".into()),
+            headers: [("x-trace".to_string(), "abc".to_string())].into(),
+            body: Some(Body::Json(json!({"n": 1}))),
+            ..get(stack.target.url("/echo?q=1"))
+        },
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_str(
+        echoed
+            .response
+            .and_then(|r| r.body)
+            .as_deref()
+            .unwrap_or(""),
+    )
+    .expect("json");
+    assert_eq!(body["method"], "PUT");
+    assert_eq!(body["query"], "q=1");
+    assert_eq!(body["headers"]["x-trace"], "abc");
+    assert_eq!(body["headers"]["content-type"], "application/json");
+    assert_eq!(body["body"], r#"{"n":1}"#);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn target_errors_and_failures_come_back_as_such() {
+    let stack = Stack::start().await;
+    let server_error = run(&stack.instance, &get(stack.target.url("/status/503"))).await;
+    assert_eq!(
+        server_error.state,
+        State::Processed,
+        "an HTTP error is still an answer"
+    );
+    assert_eq!(server_error.response.map(|r| r.status), Some(503));
+
+    // A port nobody listens on: the probe fails, the output ends in error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let refused = run(
+        &stack.instance,
+        &get(format!("http://127.0.0.1:{port}/x?secret=hunter2")),
+    )
+    .await;
+    assert_eq!(refused.state, State::Error);
+    let error = refused.error.unwrap_or_default();
+    assert!(error.contains("could not connect"), "{error}");
+    assert!(
+        !error.contains("hunter2"),
+        "query strings are not echoed into errors: {error}"
+    );
+    assert!(
+        refused.input_id.is_some(),
+        "the failure is recorded as an input"
+    );
+
+    let slow = run(
+        &stack.instance,
+        &RestAction {
+            timeout_ms: Some(200),
+            ..get(stack.target.url("/slow?ms=3000"))
+        },
+    )
+    .await;
+    assert_eq!(slow.state, State::Error);
+    assert!(
+        slow.error
+            .unwrap_or_default()
+            .contains("timed out after 200 ms")
+    );
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn without_wait_the_call_answers_202_and_can_be_polled() {
+    let stack = Stack::start().await;
+    let outcome = stack
+        .instance
+        .api
+        .rest_action(&get(stack.target.url("/slow?ms=300")), Duration::ZERO)
+        .await
+        .expect("accepted");
+    let ActionOutcome::Pending(pending) = outcome else {
+        panic!("expected 202")
+    };
+    assert_eq!(pending.poll, format!("/api/v1/ecc/{}", pending.output_id));
+    let api = stack.instance.api.clone();
+    let id = pending.output_id.clone();
+    assert!(
+        eventually(Duration::from_secs(15), || {
+            let api = api.clone();
+            let id = id.clone();
+            async move {
+                api.get_record(&id)
+                    .await
+                    .map(|r| r.state == State::Processed)
+                    .unwrap_or(false)
+            }
+        })
+        .await
+    );
+    let inputs = stack
+        .instance
+        .api
+        .list_records(&RecordQuery {
+            queue: Some("input".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(inputs.records.len(), 1);
+    assert_eq!(inputs.records[0].response_to.as_deref(), Some(id.as_str()));
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn an_unvalidated_mid_gets_no_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let instance = TestInstance::start_in(&dir.path().join("i"), loopback_any_port(), None)
+        .await
+        .expect("instance");
+    let target = TargetService::start().await.expect("target");
+    let mut mid = instance
+        .start_mid("waiting", &dir.path().join("m"), false)
+        .await
+        .expect("MID enrolls");
+    let output = instance
+        .api
+        .insert_output(&NewOutput {
+            agent: "mid.server.waiting".into(),
+            topic: Topic::RESTProbe,
+            name: None,
+            source: None,
+            payload: json!({"url": target.url("/hello")}),
+            priority: None,
+            correlator: None,
+            max_attempts: None,
+            at_most_once: false,
+        })
+        .await
+        .expect("insert");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let record = instance.api.get_record(&output.id).await.expect("get");
+    assert_eq!((record.state, record.attempt), (State::Ready, 0));
+    assert_eq!(target.hits(), 0, "the pending MID called nothing");
+
+    instance
+        .api
+        .validate_mid("waiting")
+        .await
+        .expect("validate");
+    assert!(
+        mid.wait_for_status(MidStatus::Up, Duration::from_secs(10))
+            .await
+    );
+    let api = instance.api.clone();
+    let id = output.id.clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let api = api.clone();
+            let id = id.clone();
+            async move {
+                api.get_record(&id)
+                    .await
+                    .map(|r| r.state == State::Processed)
+                    .unwrap_or(false)
+            }
+        })
+        .await
+    );
+    assert_eq!(target.hits(), 1);
+    mid.shutdown().await.expect("stop");
+    instance.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_mid_refuses_an_instance_with_the_wrong_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let instance = TestInstance::start_in(&dir.path().join("i"), loopback_any_port(), None)
+        .await
+        .expect("instance");
+    let token = instance
+        .api
+        .create_enrollment_token(&Default::default())
+        .await
+        .expect("token");
+    let mut config = instance.mid_config("wary", &dir.path().join("m"), Some(token.token));
+    config.tls = openmid_mid::config::TlsTrust {
+        fingerprint: Some("AB".repeat(32)),
+        ..Default::default()
+    };
+    let mut mid = openmid_mid::start(config).await.expect("starts");
+    assert!(
+        !mid.wait_for_status(MidStatus::ValidationPending, Duration::from_secs(2))
+            .await,
+        "a MID must not talk to an instance whose certificate does not match its pin"
+    );
+    assert!(instance.api.list_mids().await.expect("mids").is_empty());
+
+    // System roots do not trust a self-signed instance either.
+    let token = instance
+        .api
+        .create_enrollment_token(&Default::default())
+        .await
+        .expect("token");
+    let mut config = instance.mid_config("wary2", &dir.path().join("m2"), Some(token.token));
+    config.tls = Default::default();
+    let mut mid2 = openmid_mid::start(config).await.expect("starts");
+    assert!(
+        !mid2
+            .wait_for_status(MidStatus::ValidationPending, Duration::from_secs(2))
+            .await
+    );
+    assert!(instance.api.list_mids().await.expect("mids").is_empty());
+    mid.shutdown().await.expect("stops");
+    mid2.shutdown().await.expect("stops");
+    instance.shutdown().await;
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: a real instance, real MID Servers and a real target service on
+//! loopback, over real TLS; and the `openmid` binary as a user runs it.
+
+mod cli;
+mod durability;
+mod end_to_end;
+mod support;

@@ -1,0 +1,85 @@
+//! Shared set-up of the end-to-end tests.
+
+use openmid_instance::client::ActionOutcome;
+use openmid_mid::RunningMid;
+use openmid_proto::api::{RestAction, RestActionResult};
+use openmid_testkit::{TargetService, TestInstance, loopback_any_port};
+use std::time::{Duration, Instant};
+
+/// An instance, a target service and one validated MID, each in a fresh directory.
+pub struct Stack {
+    pub instance: TestInstance,
+    pub target: TargetService,
+    pub mid: RunningMid,
+    pub dir: tempfile::TempDir,
+}
+
+pub const MID: &str = "mid-e2e";
+
+impl Stack {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let instance =
+            TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
+                .await
+                .expect("instance");
+        let target = TargetService::start().await.expect("target");
+        let mid = instance
+            .start_mid(MID, &dir.path().join("mid"), true)
+            .await
+            .expect("MID starts and is validated");
+        Self {
+            instance,
+            target,
+            mid,
+            dir,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.mid.shutdown().await.expect("MID stops cleanly");
+        self.instance.shutdown().await;
+    }
+}
+
+/// A GET through the MID.
+pub fn get(url: String) -> RestAction {
+    RestAction {
+        mid: MID.into(),
+        method: None,
+        url,
+        headers: Default::default(),
+        body: None,
+        timeout_ms: Some(10_000),
+        correlator: None,
+    }
+}
+
+/// Runs an action, expecting it to finish within 20 s.
+pub async fn run(instance: &TestInstance, action: &RestAction) -> RestActionResult {
+    match instance
+        .api
+        .rest_action(action, Duration::from_secs(20))
+        .await
+        .expect("action accepted")
+    {
+        ActionOutcome::Done(r) => *r,
+        ActionOutcome::Pending(p) => panic!("not finished in 20 s: {p:?}"),
+    }
+}
+
+/// Polls `check` every 50 ms until it is true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
