@@ -446,7 +446,9 @@ async fn mid_session_refuses_bad_credentials_and_versions() {
 async fn the_openapi_document_describes_every_admin_route() {
     let (instance, _dir) = instance().await;
     let raw = Raw::new(&instance);
-    let doc = raw.send("GET", "/api/v1/openapi.json", None, None, Vec::new()).await;
+    let doc = raw
+        .send("GET", "/api/v1/openapi.json", None, None, Vec::new())
+        .await;
     assert_eq!(doc.status, 200, "served without a token");
     assert_eq!(doc.body["openapi"], "3.1.0");
     for (path, method) in [
@@ -459,6 +461,9 @@ async fn the_openapi_document_describes_every_admin_route() {
         ("/api/v1/ecc/{id}", "get"),
         ("/api/v1/actions/rest", "post"),
     ] {
-        assert!(doc.body["paths"][path][method].is_object(), "{method} {path} is documented");
+        assert!(
+            doc.body["paths"][path][method].is_object(),
+            "{method} {path} is documented"
+        );
     }
 }

@@ -274,3 +274,41 @@ async fn a_mid_refuses_an_instance_with_the_wrong_certificate() {
     mid2.shutdown().await.expect("stops");
     instance.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_mid_reaches_the_instance_through_an_http_proxy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let instance = TestInstance::start_in(&dir.path().join("i"), loopback_any_port(), None)
+        .await
+        .expect("instance");
+    let target = TargetService::start().await.expect("target");
+    let proxy = openmid_testkit::ConnectProxy::start().await.expect("proxy");
+    let token = instance
+        .api
+        .create_enrollment_token(&openmid_proto::api::NewEnrollmentToken {
+            auto_validate: true,
+            ..Default::default()
+        })
+        .await
+        .expect("token");
+    let mut config = instance.mid_config("behind-proxy", &dir.path().join("m"), Some(token.token));
+    config.proxy = Some(proxy.url());
+    let mut mid = openmid_mid::start(config).await.expect("starts");
+    assert!(
+        mid.wait_for_status(MidStatus::Up, Duration::from_secs(20))
+            .await,
+        "an auto-validating token makes the MID up at once"
+    );
+    let result = run(
+        &instance,
+        &RestAction {
+            mid: "behind-proxy".into(),
+            ..get(target.url("/hello"))
+        },
+    )
+    .await;
+    assert_eq!(result.response.map(|r| r.status), Some(200));
+    assert!(proxy.tunnels() >= 1, "the session went through the proxy");
+    mid.shutdown().await.expect("stops");
+    instance.shutdown().await;
+}

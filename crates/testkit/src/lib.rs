@@ -2,6 +2,7 @@
 //! (port 0, fresh directories) for the tests, the demo and the benchmarks — one place,
 //! so no test file grows its own copy.
 
+pub mod proxy;
 pub mod target;
 
 use openmid_instance::client::ApiClient;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use proxy::ConnectProxy;
 pub use target::TargetService;
 
 /// Errors of the kit, with what failed.
