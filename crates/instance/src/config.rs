@@ -46,7 +46,7 @@ impl Default for InstanceConfig {
             heartbeat_ms: 5_000,
             max_poll_wait_ms: 30_000,
             max_attempts: 3,
-            max_request_bytes: 16 * 1024 * 1024,
+            max_request_bytes: 32 * 1024 * 1024,
             max_action_wait_secs: 300,
         }
     }

@@ -117,7 +117,15 @@ fn generate(
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
+    // The machine's own name, so MIDs that trust the certificate as a CA can use it.
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_string());
+        }
+    }
     names.extend(hostnames.iter().cloned());
+    names.sort();
     names.dedup();
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::new(names)?;

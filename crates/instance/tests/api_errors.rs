@@ -190,7 +190,7 @@ async fn bad_output_records_are_refused_and_nothing_is_written() {
     assert!(no_type.error().1.contains("application/json"));
     let huge = format!(
         "{{\"agent\":\"mid.server.mid-a\",\"topic\":\"RESTProbe\",\"payload\":{{\"url\":\"http://x\",\"body\":\"{}\"}}}}",
-        "x".repeat(17 * 1024 * 1024)
+        "x".repeat(33 * 1024 * 1024)
     );
     let big = raw
         .send(

@@ -48,7 +48,7 @@ fn default_poll_wait() -> u64 {
     25_000
 }
 fn default_max_response() -> usize {
-    16 * 1024 * 1024
+    8 * 1024 * 1024
 }
 
 /// How the MID verifies the instance. Give at most one; with none, the operating

@@ -166,14 +166,21 @@ impl Outbox {
         Ok(())
     }
 
-    /// Up to `max` results waiting to be acknowledged, oldest output first.
-    pub fn pending(&self, max: usize) -> Vec<Arc<WorkResult>> {
-        self.lock()
-            .entries
-            .values()
-            .take(max)
-            .map(|e| e.result.clone())
-            .collect()
+    /// Results waiting to be acknowledged, oldest output first: up to `max` of them and,
+    /// past the first, no more than `max_bytes` together (so a batch fits the instance's
+    /// request limit).
+    pub fn pending(&self, max: usize, max_bytes: u64) -> Vec<Arc<WorkResult>> {
+        let contents = self.lock();
+        let mut batch = Vec::new();
+        let mut bytes = 0u64;
+        for entry in contents.entries.values().take(max) {
+            if !batch.is_empty() && bytes + entry.bytes > max_bytes {
+                break;
+            }
+            bytes += entry.bytes;
+            batch.push(entry.result.clone());
+        }
+        batch
     }
 
     /// Drops acknowledged results.
@@ -263,11 +270,27 @@ mod tests {
         drop(outbox);
         let outbox = Outbox::open(dir.path(), 1 << 20).expect("reopen");
         let left: Vec<String> = outbox
-            .pending(10)
+            .pending(10, u64::MAX)
             .iter()
             .map(|r| r.output_id.clone())
             .collect();
         assert_eq!(left, vec!["../../etc/passwd".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn batches_are_capped_by_bytes_but_never_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Outbox::open(dir.path(), 1 << 20).expect("open");
+        for id in ["a", "b", "c"] {
+            outbox.put(result(id, 1)).await.expect("put");
+        }
+        assert_eq!(outbox.pending(10, u64::MAX).len(), 3);
+        assert_eq!(outbox.pending(2, u64::MAX).len(), 2);
+        assert_eq!(
+            outbox.pending(10, 1).len(),
+            1,
+            "one result even when it alone is over"
+        );
     }
 
     #[tokio::test]

@@ -200,3 +200,74 @@ fn instance_and_mid_run_as_separate_processes() {
     assert_eq!(body.trim(), r#"{"hello":"world"}"#);
     assert_eq!(target.hits(), 1);
 }
+
+#[test]
+fn install_service_writes_a_systemd_unit_for_a_valid_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mid.toml");
+    std::fs::write(
+        &config,
+        "name = \"svc-mid\"\ninstance_url = \"https://instance.example:8443\"\nstate_dir = \"/var/lib/openmid-mid\"\n",
+    )
+    .expect("write");
+    let unit = dir.path().join("openmid-mid.service");
+    let out = Command::new(BIN)
+        .args(["mid", "install-service", "--user", "openmid", "--config"])
+        .arg(&config)
+        .arg("--unit-file")
+        .arg(&unit)
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&unit).expect("unit written");
+    assert!(
+        text.contains(&format!(
+            "mid --config \"{}\"",
+            config.canonicalize().expect("abs").display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("User=openmid"));
+
+    std::fs::write(
+        &config,
+        "name = \"svc mid\"\ninstance_url = \"http://x\"\nstate_dir = \"/tmp/x\"\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["mid", "install-service", "--config"])
+        .arg(&config)
+        .arg("--unit-file")
+        .arg(dir.path().join("bad.service"))
+        .output()
+        .expect("runs");
+    assert!(
+        !out.status.success(),
+        "a broken config is refused at install time"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("name"),
+        "names the bad key"
+    );
+
+    std::fs::write(
+        &config,
+        "name = \"m\"\ninstance_url = \"https://x\"\nstate_dir = \"/tmp/x\"\ncolour = \"red\"\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["mid", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown field `colour`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -312,3 +312,49 @@ async fn a_mid_reaches_the_instance_through_an_http_proxy() {
     mid.shutdown().await.expect("stops");
     instance.shutdown().await;
 }
+
+#[tokio::test]
+async fn oversized_responses_fail_clearly_instead_of_being_truncated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let instance = TestInstance::start_with(
+        openmid_instance::config::InstanceConfig {
+            data_dir: dir.path().join("i"),
+            listen: loopback_any_port(),
+            max_request_bytes: 64 * 1024,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .expect("instance");
+    let target = TargetService::start().await.expect("target");
+    let mid = instance
+        .start_mid(MID, &dir.path().join("m"), true)
+        .await
+        .expect("MID");
+
+    // Over the MID's own cap (8 MiB): the probe refuses to read it all.
+    let huge = run(&instance, &get(target.url("/bytes/9000000"))).await;
+    assert_eq!(huge.state, State::Error);
+    assert!(
+        huge.error
+            .unwrap_or_default()
+            .contains("exceeds the 8388608-byte limit")
+    );
+
+    // Under the MID's cap but over what this instance accepts in one request: the MID
+    // reports that as the job's error rather than retrying the post forever.
+    let big = run(&instance, &get(target.url("/bytes/200000"))).await;
+    assert_eq!(big.state, State::Error);
+    assert!(
+        big.error
+            .unwrap_or_default()
+            .contains("larger than the instance accepts")
+    );
+
+    // And the MID goes on working.
+    let small = run(&instance, &get(target.url("/hello"))).await;
+    assert_eq!(small.state, State::Processed);
+    mid.shutdown().await.expect("stops");
+    instance.shutdown().await;
+}

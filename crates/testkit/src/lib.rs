@@ -118,7 +118,7 @@ impl TestInstance {
             pools: Default::default(),
             outbox_limit_bytes: 512 * 1024 * 1024,
             poll_wait_ms: 25_000,
-            max_response_bytes: 16 * 1024 * 1024,
+            max_response_bytes: 8 * 1024 * 1024,
         }
     }
 

@@ -24,6 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 /// Results posted per request.
 const RESULTS_PER_POST: usize = 256;
+/// Bytes of results per request (past the first result), well inside the instance's
+/// default request limit.
+const RESULT_BYTES_PER_POST: u64 = 4 * 1024 * 1024;
 
 /// A MID's session.
 pub struct Session {
@@ -205,7 +208,7 @@ impl Session {
         let mut backoff = new_backoff();
         loop {
             let stopping = stop.is_cancelled();
-            let batch = self.outbox.pending(RESULTS_PER_POST);
+            let batch = self.outbox.pending(RESULTS_PER_POST, RESULT_BYTES_PER_POST);
             if batch.is_empty() {
                 if stopping {
                     return;
@@ -238,6 +241,24 @@ impl Session {
                         });
                     }
                     self.outbox.remove(acked).await;
+                    continue;
+                }
+                Ok(Err(SessionError::Refused { status: 413, .. })) if batch.len() == 1 => {
+                    // One result larger than the instance accepts: report that instead
+                    // of retrying forever; the output ends in error with the reason.
+                    let big = &batch[0];
+                    let size = serde_json::to_vec(&big.payload).map_or(0, |v| v.len());
+                    tracing::error!(output = %big.output_id, bytes = size, "result too large for the instance; reporting an error instead");
+                    let replacement = openmid_proto::mid::WorkResult {
+                        payload: serde_json::Value::Null,
+                        error: Some(format!(
+                            "the result ({size} bytes) is larger than the instance accepts (max_request_bytes); lower max_response_bytes on the MID or raise the instance's limit"
+                        )),
+                        ..(**big).clone()
+                    };
+                    if let Err(e) = self.outbox.put(replacement).await {
+                        tracing::error!(error = %e, "could not store the replacement result");
+                    }
                     continue;
                 }
                 Ok(Err(e)) => {
