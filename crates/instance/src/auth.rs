@@ -11,12 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// A fresh random token with a readable prefix (`omadm_`, `omenr_` …), 256 bits.
 pub fn new_token(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    // The OS random source failing is not recoverable; aws-lc aborts in that case too.
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        panic!("the operating system's random number generator failed");
-    }
-    format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{prefix}{}",
+        URL_SAFE_NO_PAD.encode(openmid_proto::secret::random_32())
+    )
 }
 
 /// Hex SHA-256 of a token, as stored.

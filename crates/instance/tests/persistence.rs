@@ -76,3 +76,61 @@ async fn a_restart_keeps_the_queue_registry_and_token() {
     assert_eq!(answer.work.len(), 3);
     instance.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_operator_certificate_is_served_instead_of_the_self_signed_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("cert");
+    let cert_path = dir.path().join("operator.crt");
+    let key_path = dir.path().join("operator.key");
+    std::fs::write(&cert_path, cert.pem()).expect("write");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write");
+    let instance = TestInstance::start_with(
+        openmid_instance::config::InstanceConfig {
+            data_dir: dir.path().join("data"),
+            listen: openmid_testkit::loopback_any_port(),
+            tls_cert: Some(cert_path.clone()),
+            tls_key: Some(key_path),
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .expect("starts with the operator's certificate");
+    assert_eq!(instance.running.cert_path, cert_path);
+    let expected =
+        openmid_proto::trust::format_fingerprint(&openmid_proto::trust::fingerprint_of(cert.der()));
+    assert_eq!(instance.running.fingerprint, expected);
+    assert!(
+        !dir.path().join("data/tls/instance.crt").exists(),
+        "no self-signed certificate made"
+    );
+    // A client trusting the operator's certificate gets through.
+    assert!(
+        instance
+            .api
+            .list_mids()
+            .await
+            .expect("API over the operator's TLS")
+            .is_empty()
+    );
+
+    let broken = TestInstance::start_with(
+        openmid_instance::config::InstanceConfig {
+            data_dir: dir.path().join("data2"),
+            listen: openmid_testkit::loopback_any_port(),
+            tls_cert: Some(dir.path().join("missing.crt")),
+            tls_key: Some(dir.path().join("missing.key")),
+            ..Default::default()
+        },
+        None,
+    )
+    .await;
+    let message = broken.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("missing.crt"), "names the file: {message}");
+    instance.shutdown().await;
+}

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use openmid_proto::secret::Secret;
+use openmid_proto::secret::{Secret, random_32};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use x25519_dalek::{PublicKey, StaticSecret};
@@ -70,14 +70,6 @@ impl std::fmt::Debug for Identity {
             .field("mid_id", &self.mid_id)
             .finish_non_exhaustive()
     }
-}
-
-fn random_32() -> [u8; 32] {
-    let mut bytes = [0u8; 32];
-    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
-        panic!("the operating system's random number generator failed");
-    }
-    bytes
 }
 
 impl Identity {

@@ -51,6 +51,19 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// 32 bytes from the operating system's random source, for keys, tokens and secrets.
+///
+/// # Panics
+/// If the OS random source fails: nothing secure can be made without it, and aws-lc
+/// would abort anyway.
+pub fn random_32() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        panic!("the operating system's random number generator failed");
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
