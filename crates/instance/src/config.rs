@@ -24,6 +24,13 @@ pub struct InstanceConfig {
     pub lease_ms: u64,
     /// How often MIDs heartbeat (and so renew leases).
     pub heartbeat_ms: u64,
+    /// A MID whose long-poll connection dropped and did not come back within this is
+    /// `down`, and its work moves to other eligible MIDs (a killed MID drops its
+    /// connection at once, so this bounds failover time).
+    pub disconnect_grace_ms: u64,
+    /// A MID not heard from at all for this long is `down` (for partitions where no
+    /// connection visibly closes).
+    pub down_after_ms: u64,
     /// Longest a MID long-poll is held open.
     pub max_poll_wait_ms: u64,
     /// Default claims allowed per output.
@@ -44,6 +51,8 @@ impl Default for InstanceConfig {
             hostnames: Vec::new(),
             lease_ms: 30_000,
             heartbeat_ms: 5_000,
+            disconnect_grace_ms: 1_000,
+            down_after_ms: 15_000,
             max_poll_wait_ms: 30_000,
             max_attempts: 3,
             max_request_bytes: 32 * 1024 * 1024,
@@ -62,6 +71,12 @@ impl InstanceConfig {
             return Err(format!(
                 "lease_ms ({}) must be at least twice heartbeat_ms ({}), which must be > 0",
                 self.lease_ms, self.heartbeat_ms
+            ));
+        }
+        if self.down_after_ms < 2 * self.heartbeat_ms {
+            return Err(format!(
+                "down_after_ms ({}) must be at least twice heartbeat_ms ({})",
+                self.down_after_ms, self.heartbeat_ms
             ));
         }
         if !(1..=10).contains(&self.max_attempts) {

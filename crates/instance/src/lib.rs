@@ -108,7 +108,11 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         Arc::new(store.clone()) as Arc<dyn Store>,
         config.clone(),
     ));
-    tasks.spawn(dispatcher.clone().run_lease_sweeper(shutdown.clone()));
+    dispatcher
+        .watch_registered_mids()
+        .await
+        .map_err(|e| InstanceError::Config(e.to_string()))?;
+    tasks.spawn(dispatcher.clone().run_sweeper(shutdown.clone()));
     let app = api::router(AppState {
         dispatcher,
         admin_token_hash: Arc::new(admin_token_hash),

@@ -124,7 +124,7 @@ async fn bad_output_records_are_refused_and_nothing_is_written() {
             with("agent", json!("mid.cluster.east")),
             422,
             "invalid_field",
-            "clusters",
+            "no cluster named `east`",
         ),
         (
             with("payload", json!({"url": "ftp://x/y"})),
@@ -225,7 +225,7 @@ async fn other_endpoints_name_what_is_wrong() {
             "/api/v1/actions/rest",
             json!({"url": "http://x"}),
             422,
-            "missing field `mid`",
+            "give either `mid`",
         ),
         (
             "POST",

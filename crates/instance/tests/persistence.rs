@@ -27,6 +27,7 @@ async fn a_restart_keeps_the_queue_registry_and_token() {
                 correlator: Some("restart".into()),
                 max_attempts: None,
                 at_most_once: false,
+                application: None,
             })
             .await
             .expect("insert");

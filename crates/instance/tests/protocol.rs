@@ -25,6 +25,7 @@ fn output(mid: &str, at_most_once: bool, max_attempts: Option<u32>) -> NewOutput
         correlator: None,
         max_attempts,
         at_most_once,
+        application: None,
     }
 }
 
@@ -245,6 +246,7 @@ async fn heartbeats_keep_a_lease_and_report_lost_ones() {
         uptime_ms: 1,
         outbox_len: 0,
         outbox_bytes: 0,
+        ..Default::default()
     };
     for _ in 0..12 {
         let answer = client

@@ -160,7 +160,7 @@ pub async fn enrolled_client(
         },
         ..instance.mid_config(name, std::path::Path::new("/nonexistent"), None)
     };
-    let mut client = InstanceClient::new(&config).expect("client");
+    let client = InstanceClient::new(&config).expect("client");
     let secret = Secret::new(format!("{name}-secret-{}", "x".repeat(40)));
     let enrolled = client
         .enroll(&openmid_proto::mid::EnrollRequest {
@@ -171,6 +171,7 @@ pub async fn enrolled_client(
             protocol_version: openmid_proto::PROTOCOL_VERSION,
             version: "test".into(),
             hostname: "test-host".into(),
+            profile: Default::default(),
         })
         .await
         .expect("enrolls");

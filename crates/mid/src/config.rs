@@ -39,6 +39,16 @@ pub struct MidConfig {
     /// Largest response body a REST probe reads; larger ones fail with a clear error.
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
+    /// Capabilities this MID offers (`REST`, `SSH`, …, or `ALL`); empty means all.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Applications it serves (`Discovery`, `Orchestration`, …); empty means all.
+    #[serde(default)]
+    pub applications: Vec<String>,
+    /// IP ranges it serves (`10.0.0.0/8`, `10.0.0.1-10.0.0.9`, `!10.9.0.0/16`); empty
+    /// means all.
+    #[serde(default)]
+    pub ip_ranges: Vec<String>,
 }
 
 fn default_outbox_limit() -> u64 {
@@ -136,11 +146,22 @@ impl MidConfig {
                 return Err(bad(key, format!("must be 1–1024, got {size}")));
             }
         }
+        openmid_proto::iprange::IpRanges::parse(&self.ip_ranges)
+            .map_err(|e| bad("ip_ranges", e.to_string()))?;
         if let Some(proxy) = &self.proxy {
             reqwest::Proxy::all(proxy).map_err(|e| bad("proxy", format!("`{proxy}`: {e}")))?;
         }
         self.trust()?;
         Ok(())
+    }
+
+    /// What this MID declares it offers.
+    pub fn profile(&self) -> openmid_proto::mid::MidProfile {
+        openmid_proto::mid::MidProfile {
+            capabilities: self.capabilities.clone(),
+            applications: self.applications.clone(),
+            ip_ranges: self.ip_ranges.clone(),
+        }
     }
 
     /// The trust setting, read from `tls` (reads the CA file).

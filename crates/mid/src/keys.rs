@@ -49,6 +49,29 @@ struct IdentityFile {
     mid_id: Option<String>,
     secret: Secret,
     private_key: Secret,
+    /// Keys of a rekey in progress: saved before they are sent, promoted once the
+    /// instance has them, so a crash in between cannot lock the MID out.
+    #[serde(default)]
+    pending: Option<PendingKeys>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PendingKeys {
+    secret: Secret,
+    private_key: Secret,
+}
+
+fn decode_key(path: &Path, b64: &Secret) -> Result<StaticSecret, IdentityError> {
+    let key: [u8; 32] = STANDARD
+        .decode(b64.expose())
+        .ok()
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| IdentityError::Invalid {
+            path: path.to_path_buf(),
+            detail: "private_key is not 32 bytes of base64".into(),
+        })?;
+    Ok(StaticSecret::from(key))
 }
 
 /// The MID's identity.
@@ -60,6 +83,7 @@ pub struct Identity {
     /// Session secret (the instance keeps its hash).
     pub secret: Secret,
     private_key: StaticSecret,
+    pending: Option<(Secret, StaticSecret)>,
     path: PathBuf,
 }
 
@@ -94,19 +118,17 @@ impl Identity {
                         wanted: name.to_string(),
                     });
                 }
-                let key: [u8; 32] = STANDARD
-                    .decode(file.private_key.expose())
-                    .ok()
-                    .and_then(|k| k.try_into().ok())
-                    .ok_or_else(|| IdentityError::Invalid {
-                        path: path.clone(),
-                        detail: "private_key is not 32 bytes of base64".into(),
-                    })?;
+                let private_key = decode_key(&path, &file.private_key)?;
+                let pending = file
+                    .pending
+                    .map(|p| decode_key(&path, &p.private_key).map(|k| (p.secret, k)))
+                    .transpose()?;
                 Ok(Self {
                     name: file.name,
                     mid_id: file.mid_id,
                     secret: file.secret,
-                    private_key: StaticSecret::from(key),
+                    private_key,
+                    pending,
                     path,
                 })
             }
@@ -117,6 +139,7 @@ impl Identity {
                     mid_id: None,
                     secret: Secret::new(URL_SAFE_NO_PAD.encode(random_32())),
                     private_key: StaticSecret::from(random_32()),
+                    pending: None,
                     path,
                 };
                 identity.save()?;
@@ -138,10 +161,53 @@ impl Identity {
             .map(|id| Secret::new(format!("{id}.{}", self.secret.expose())))
     }
 
+    /// `MID_ID.SECRET` with another secret (the pending one of a rekey).
+    pub fn bearer_with(&self, secret: &Secret) -> Option<Secret> {
+        self.mid_id
+            .as_ref()
+            .map(|id| Secret::new(format!("{id}.{}", secret.expose())))
+    }
+
     /// Records the registry id after enrollment.
     pub fn set_enrolled(&mut self, mid_id: String) -> Result<(), IdentityError> {
         self.mid_id = Some(mid_id);
         self.save()
+    }
+
+    /// Makes (or reuses) the keys of a rekey and saves them as pending. Returns the
+    /// new public key (base64) and secret to send to the instance.
+    pub fn begin_rekey(&mut self) -> Result<(String, Secret), IdentityError> {
+        if self.pending.is_none() {
+            self.pending = Some((
+                Secret::new(URL_SAFE_NO_PAD.encode(random_32())),
+                StaticSecret::from(random_32()),
+            ));
+            self.save()?;
+        }
+        let (secret, key) = self
+            .pending
+            .as_ref()
+            .map(|(s, k)| (s.clone(), k.clone()))
+            .ok_or_else(|| IdentityError::Invalid {
+                path: self.path.clone(),
+                detail: "no pending keys".into(),
+            })?;
+        Ok((STANDARD.encode(PublicKey::from(&key).as_bytes()), secret))
+    }
+
+    /// The instance has the pending keys: they become the identity.
+    pub fn finish_rekey(&mut self) -> Result<(), IdentityError> {
+        if let Some((secret, key)) = self.pending.take() {
+            self.secret = secret;
+            self.private_key = key;
+            self.save()?;
+        }
+        Ok(())
+    }
+
+    /// Whether a rekey was begun and not finished (e.g. the MID crashed in between).
+    pub fn has_pending_rekey(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// Writes the identity atomically, owner-readable only.
@@ -151,6 +217,10 @@ impl Identity {
             mid_id: self.mid_id.clone(),
             secret: self.secret.clone(),
             private_key: Secret::new(STANDARD.encode(self.private_key.to_bytes())),
+            pending: self.pending.as_ref().map(|(secret, key)| PendingKeys {
+                secret: secret.clone(),
+                private_key: Secret::new(STANDARD.encode(key.to_bytes())),
+            }),
         };
         let bytes = serde_json::to_vec_pretty(&file).map_err(|e| IdentityError::Invalid {
             path: self.path.clone(),
@@ -182,5 +252,17 @@ mod tests {
             Identity::load_or_create(dir.path(), "mid-b"),
             Err(IdentityError::OtherMid { .. })
         ));
+
+        // A rekey survives a restart between its two steps.
+        let mut c = Identity::load_or_create(dir.path(), "mid-a").expect("load");
+        let (public, secret) = c.begin_rekey().expect("begin");
+        let mut d = Identity::load_or_create(dir.path(), "mid-a").expect("load");
+        assert!(d.has_pending_rekey());
+        assert_eq!(d.begin_rekey().expect("same keys").0, public);
+        d.finish_rekey().expect("finish");
+        let e = Identity::load_or_create(dir.path(), "mid-a").expect("load");
+        assert_eq!(e.public_key_b64(), public);
+        assert_eq!(e.secret.expose(), secret.expose());
+        assert!(!e.has_pending_rekey());
     }
 }

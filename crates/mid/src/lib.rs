@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod executor;
+pub mod health;
 pub mod keys;
 pub mod outbox;
 pub mod probes;
@@ -85,7 +86,7 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
     let session = Session {
         config: Arc::new(config),
         client,
-        identity,
+        identity: std::sync::Mutex::new(identity),
         executor,
         outbox,
         shutdown: shutdown.clone(),

@@ -27,6 +27,7 @@ async fn insert_slow_jobs(stack: &Stack, correlator: &str) -> Vec<String> {
                 correlator: Some(correlator.into()),
                 max_attempts: None,
                 at_most_once: false,
+                application: None,
             })
             .await
             .expect("insert");

@@ -194,6 +194,7 @@ async fn an_unvalidated_mid_gets_no_work() {
             correlator: None,
             max_attempts: None,
             at_most_once: false,
+            application: None,
         })
         .await
         .expect("insert");
@@ -302,7 +303,7 @@ async fn a_mid_reaches_the_instance_through_an_http_proxy() {
     let result = run(
         &instance,
         &RestAction {
-            mid: "behind-proxy".into(),
+            agent: Some("mid.server.behind-proxy".into()),
             ..get(target.url("/hello"))
         },
     )

@@ -45,13 +45,8 @@ impl Stack {
 /// A GET through the MID.
 pub fn get(url: String) -> RestAction {
     RestAction {
-        mid: MID.into(),
-        method: None,
-        url,
-        headers: Default::default(),
-        body: None,
         timeout_ms: Some(10_000),
-        correlator: None,
+        ..RestAction::new(format!("mid.server.{MID}"), url)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Bodies of the admin API (`/api/v1/*`), shared by the instance and its clients.
 
 use crate::ecc::{EccRecord, Priority, State, Topic};
-use crate::mid::MidStatus;
+use crate::mid::{Capacity, MidProfile, MidStatus};
 use crate::rest::{Body, RestResponse};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,13 +73,145 @@ pub struct MidInfo {
     pub validated_at: Option<String>,
     /// RFC 3339, last contact.
     pub last_seen_at: Option<String>,
+    /// What the MID offers (the admin's settings where given, else its config's).
+    pub profile: MidProfile,
+    /// What the MID's own config declares.
+    pub declared_profile: MidProfile,
+    /// Health from the last heartbeat.
+    pub health: Option<MidHealth>,
+    /// A rekey was asked for and the MID has not done it yet.
+    pub rekey_pending: bool,
+    /// Outputs assigned to it and not yet claimed.
+    pub ready: u64,
+    /// Outputs it runs now.
+    pub processing: u64,
+}
+
+/// A MID's health as its last heartbeat reported it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MidHealth {
+    /// Build version.
+    pub version: String,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Jobs running per pool.
+    pub running_by_pool: Capacity,
+    /// Worker slots per pool.
+    pub pool_sizes: Capacity,
+    /// Jobs waiting for a slot.
+    pub queued: u32,
+    /// Results waiting in its outbox.
+    pub outbox_len: u64,
+    /// Bytes in its outbox.
+    pub outbox_bytes: u64,
+    /// CPU use, percent of one core.
+    pub cpu_percent: Option<f32>,
+    /// Resident memory in bytes.
+    pub rss_bytes: Option<u64>,
+    /// RFC 3339, when it was reported.
+    pub reported_at: String,
+}
+
+/// One status change of a MID.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusChange {
+    /// RFC 3339.
+    pub at: String,
+    /// Status before (absent at enrollment).
+    pub from: Option<MidStatus>,
+    /// Status after.
+    pub to: MidStatus,
+    /// Why.
+    pub reason: String,
+}
+
+/// `PATCH /api/v1/mids/{name}`: an admin's settings for what a MID offers. A field given
+/// replaces the MID's declared value; `reset` returns to what the MID declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// Capabilities.
+    #[serde(default)]
+    pub capabilities: Option<Vec<String>>,
+    /// Applications.
+    #[serde(default)]
+    pub applications: Option<Vec<String>>,
+    /// IP ranges.
+    #[serde(default)]
+    pub ip_ranges: Option<Vec<String>>,
+    /// Drop the admin's settings.
+    #[serde(default)]
+    pub reset: bool,
+}
+
+/// How a cluster shares work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterKind {
+    /// Members share work by current load.
+    LoadBalance,
+    /// The first `up` member in order takes the work.
+    Failover,
+}
+
+impl ClusterKind {
+    /// Name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterKind::LoadBalance => "load_balance",
+            ClusterKind::Failover => "failover",
+        }
+    }
+
+    /// Parses [`ClusterKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "load_balance" => Some(ClusterKind::LoadBalance),
+            "failover" => Some(ClusterKind::Failover),
+            _ => None,
+        }
+    }
+}
+
+/// `POST /api/v1/clusters` and `PUT /api/v1/clusters/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCluster {
+    /// Unique name (`mid.cluster.NAME`).
+    pub name: String,
+    /// Load balancing or failover.
+    pub kind: ClusterKind,
+    /// Member MID names, in order (the order matters for failover).
+    pub members: Vec<String>,
+}
+
+/// A cluster as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: ClusterKind,
+    /// Members in order.
+    pub members: Vec<ClusterMember>,
+}
+
+/// One member of a cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterMember {
+    /// MID name.
+    pub name: String,
+    /// Position, from 1.
+    pub rank: u32,
+    /// The MID's status now (absent if no such MID is enrolled yet).
+    pub status: Option<MidStatus>,
 }
 
 /// `POST /api/v1/ecc`: insert an output record.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewOutput {
-    /// `mid.server.NAME` (clusters and `mid.auto` come with the clusters work).
+    /// `mid.server.NAME`, `mid.cluster.NAME` or `mid.auto`.
     pub agent: String,
     /// The probe.
     pub topic: Topic,
@@ -103,6 +235,9 @@ pub struct NewOutput {
     /// Never run twice: a lapsed lease ends it in `error`.
     #[serde(default)]
     pub at_most_once: bool,
+    /// Application (for `mid.auto` selection).
+    #[serde(default)]
+    pub application: Option<String>,
 }
 
 /// `GET /api/v1/ecc` answer: one page of records, oldest first.
@@ -138,8 +273,18 @@ pub struct RecordQuery {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestAction {
-    /// Name of the MID to run it.
-    pub mid: String,
+    /// Name of the MID to run it (or give `agent`).
+    #[serde(default)]
+    pub mid: Option<String>,
+    /// Who runs it: `mid.server.NAME`, `mid.cluster.NAME` or `mid.auto`.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Application, for `mid.auto`.
+    #[serde(default)]
+    pub application: Option<String>,
+    /// Leave the call in `error` rather than run it again after a lost MID.
+    #[serde(default)]
+    pub at_most_once: bool,
     /// HTTP method (default `GET`).
     #[serde(default)]
     pub method: Option<String>,
@@ -157,6 +302,25 @@ pub struct RestAction {
     /// Caller's correlator for the output record.
     #[serde(default)]
     pub correlator: Option<String>,
+}
+
+impl RestAction {
+    /// A GET of `url` run by `agent` (`mid.server.NAME`, `mid.cluster.NAME` or
+    /// `mid.auto`), everything else default.
+    pub fn new(agent: impl Into<String>, url: impl Into<String>) -> Self {
+        Self {
+            mid: None,
+            agent: Some(agent.into()),
+            application: None,
+            at_most_once: false,
+            method: None,
+            url: url.into(),
+            headers: BTreeMap::new(),
+            body: None,
+            timeout_ms: None,
+            correlator: None,
+        }
+    }
 }
 
 /// The result of an action that finished (HTTP 200).

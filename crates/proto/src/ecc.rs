@@ -116,6 +116,23 @@ impl Topic {
         Topic::SystemCommand,
     ];
 
+    /// The MID capability a topic needs (`mid.auto` selects by it).
+    pub fn capability(self) -> &'static str {
+        match self {
+            Topic::RESTProbe => "REST",
+            Topic::SOAPProbe => "SOAP",
+            Topic::Command | Topic::SystemCommand => "Command",
+            Topic::SSHCommand => "SSH",
+            Topic::JDBCProbe => "JDBC",
+            Topic::LDAPProbe => "LDAP",
+            Topic::SNMPProbe => "SNMP",
+            Topic::Ping | Topic::Shazzam => "Discovery",
+            Topic::FileImport => "FileImport",
+            Topic::MetricScrape => "Metrics",
+            Topic::HeartbeatProbe => "ALL",
+        }
+    }
+
     /// The topic's name as written in records.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -289,6 +306,12 @@ pub struct EccRecord {
     pub error: Option<String>,
     /// The MID holding (or that last held) the lease.
     pub claimed_by: Option<String>,
+    /// The MID that may claim it now (clusters and `mid.auto` choose one).
+    pub assigned_to: Option<String>,
+    /// Why that MID, or why none yet.
+    pub selection: Option<String>,
+    /// Application the output belongs to (`mid.auto` selects by it).
+    pub application: Option<String>,
     /// When the current lease lapses (RFC 3339), while `processing`.
     pub lease_expires_at: Option<String>,
     /// RFC 3339.

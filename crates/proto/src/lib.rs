@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod ecc;
+pub mod iprange;
 pub mod mid;
 pub mod rest;
 pub mod secret;

@@ -60,10 +60,28 @@ impl MidStatus {
         .find(|m| m.as_str() == s)
     }
 
-    /// Whether a MID in this status may claim new work.
+    /// Whether a MID in this status may claim new work (a `down` MID that is heard
+    /// from again is made `up` first).
     pub fn takes_work(self) -> bool {
-        matches!(self, MidStatus::Up | MidStatus::Down)
+        self == MidStatus::Up
     }
+}
+
+/// What a MID offers: capabilities (`REST`, `SOAP`, `SSH`, `JDBC`, `LDAP`, `SNMP`,
+/// `Command`, `ALL`, or `name:value`), applications (`Discovery`, `Orchestration`, …,
+/// or `ALL`) and IP ranges it serves (CIDR or `a-b`; a leading `!` excludes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MidProfile {
+    /// Capabilities.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Applications.
+    #[serde(default)]
+    pub applications: Vec<String>,
+    /// IP ranges.
+    #[serde(default)]
+    pub ip_ranges: Vec<String>,
 }
 
 /// `POST /mid/v1/enroll`: a MID's first contact, made with a one-time enrollment token.
@@ -84,6 +102,9 @@ pub struct EnrollRequest {
     pub version: String,
     /// Host name the MID runs on, for people.
     pub hostname: String,
+    /// What the MID's config declares it offers.
+    #[serde(default)]
+    pub profile: MidProfile,
 }
 
 /// Answer to [`EnrollRequest`].
@@ -152,6 +173,9 @@ pub struct PollResponse {
     pub heartbeat_ms: u64,
     /// Claimed work.
     pub work: Vec<WorkItem>,
+    /// An admin asked this MID to make a new key pair and secret (`/mid/v1/rekey`).
+    #[serde(default)]
+    pub rekey: bool,
 }
 
 /// One claimed output, leased to the polling MID.
@@ -240,7 +264,7 @@ pub struct ResultsResponse {
 }
 
 /// `POST /mid/v1/heartbeat`: liveness, health and lease renewal.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatRequest {
     /// Jobs running now; their leases are renewed.
@@ -253,6 +277,24 @@ pub struct HeartbeatRequest {
     pub outbox_len: u64,
     /// Bytes held by the outbox.
     pub outbox_bytes: u64,
+    /// Jobs running per pool.
+    #[serde(default)]
+    pub running_by_pool: Capacity,
+    /// Worker slots per pool.
+    #[serde(default)]
+    pub pool_sizes: Capacity,
+    /// Jobs waiting for a slot.
+    #[serde(default)]
+    pub queued: u32,
+    /// CPU use of the MID process since the last heartbeat, in percent of one core.
+    #[serde(default)]
+    pub cpu_percent: Option<f32>,
+    /// Resident memory of the MID process.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// What the MID's config declares it offers.
+    #[serde(default)]
+    pub profile: MidProfile,
 }
 
 /// Answer to [`HeartbeatRequest`].
@@ -265,4 +307,17 @@ pub struct HeartbeatResponse {
     /// Running jobs whose lease could not be renewed (superseded or cancelled): their
     /// results will be discarded.
     pub lost: Vec<JobRef>,
+    /// An admin asked this MID to make a new key pair and secret.
+    #[serde(default)]
+    pub rekey: bool,
+}
+
+/// `POST /mid/v1/rekey`: the MID's new key pair and secret, sent with its old credential.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RekeyRequest {
+    /// New X25519 public key, base64.
+    pub public_key: String,
+    /// New session secret.
+    pub secret: Secret,
 }

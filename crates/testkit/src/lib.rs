@@ -119,6 +119,9 @@ impl TestInstance {
             outbox_limit_bytes: 512 * 1024 * 1024,
             poll_wait_ms: 25_000,
             max_response_bytes: 8 * 1024 * 1024,
+            capabilities: Vec::new(),
+            applications: Vec::new(),
+            ip_ranges: Vec::new(),
         }
     }
 

@@ -3,18 +3,21 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
-use crate::ecc::{MidKey, Record, RecordFilter};
+use crate::dispatch::AdminAction;
+use crate::ecc::{ClusterRow, MidKey, MidRow, Record, RecordFilter};
 use crate::registry;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use openmid_proto::api::{
-    ActionPending, ActionTimings, EnrollmentToken, MidInfo, NewEnrollmentToken, NewOutput,
-    RecordPage, RecordQuery, RestAction, RestActionResult,
+    ActionPending, ActionTimings, ClusterInfo, ClusterMember, EnrollmentToken, MidInfo, NewCluster,
+    NewEnrollmentToken, NewOutput, ProfileUpdate, RecordPage, RecordQuery, RestAction,
+    RestActionResult, StatusChange,
 };
 use openmid_proto::ecc::{EccRecord, Priority, State as RecordState, Topic};
 use openmid_proto::rest::{RestRequest, RestResponse};
+use openmid_proto::time::{now_ms, rfc3339};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -40,33 +43,254 @@ pub(super) struct MidList {
 }
 
 pub(super) async fn list_mids(State(state): State<AppState>) -> Result<Json<MidList>, ApiError> {
-    let rows = state.dispatcher.store().list_mids().await?;
+    let store = state.dispatcher.store();
+    let rows = store.list_mids().await?;
+    let load = store.load_by_mid().await?;
     Ok(Json(MidList {
-        mids: rows.iter().map(registry::mid_info).collect(),
+        mids: rows
+            .iter()
+            .map(|r| registry::mid_info(r, load.get(&r.name).copied().unwrap_or_default()))
+            .collect(),
     }))
+}
+
+async fn mid_row(state: &AppState, name: &str) -> Result<MidRow, ApiError> {
+    state
+        .dispatcher
+        .store()
+        .get_mid(MidKey::Name(name))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no MID named `{name}`")))
+}
+
+async fn info(state: &AppState, row: &MidRow) -> Result<MidInfo, ApiError> {
+    let load = state.dispatcher.store().load_by_mid().await?;
+    Ok(registry::mid_info(
+        row,
+        load.get(&row.name).copied().unwrap_or_default(),
+    ))
 }
 
 pub(super) async fn get_mid(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<MidInfo>, ApiError> {
+    let row = mid_row(&state, &name).await?;
+    Ok(Json(info(&state, &row).await?))
+}
+
+pub(super) async fn mid_action(
+    State(state): State<AppState>,
+    Path((name, action)): Path<(String, String)>,
+) -> Result<Json<MidInfo>, ApiError> {
+    let row = if action == "rekey" {
+        state.dispatcher.request_rekey(&name).await?
+    } else {
+        let action = AdminAction::parse(&action).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no MID action `{action}`: use validate, pause, resume, drain, invalidate or rekey"
+            ))
+        })?;
+        state.dispatcher.admin_action(&name, action).await?
+    };
+    Ok(Json(info(&state, &row).await?))
+}
+
+#[derive(serde::Serialize)]
+pub(super) struct History {
+    changes: Vec<StatusChange>,
+}
+
+pub(super) async fn mid_history(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<History>, ApiError> {
+    let row = mid_row(&state, &name).await?;
+    let changes = state.dispatcher.store().mid_history(&row.id, 200).await?;
+    Ok(Json(History {
+        changes: changes
+            .into_iter()
+            .map(|c| StatusChange {
+                at: rfc3339(c.at),
+                from: c.from,
+                to: c.to,
+                reason: c.reason,
+            })
+            .collect(),
+    }))
+}
+
+pub(super) async fn update_mid_profile(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(update): ApiJson<ProfileUpdate>,
+) -> Result<Json<MidInfo>, ApiError> {
+    let mut current = mid_row(&state, &name).await?;
+    let admin = if update.reset {
+        None
+    } else {
+        let mut merged = current.admin_profile.take().unwrap_or_default();
+        merged.capabilities = update.capabilities.or(merged.capabilities);
+        merged.applications = update.applications.or(merged.applications);
+        merged.ip_ranges = update.ip_ranges.or(merged.ip_ranges);
+        Some(merged)
+    };
+    if let Some(admin) = &admin {
+        let candidate = MidRow {
+            admin_profile: Some(admin.clone()),
+            ..current.clone()
+        };
+        registry::check_profile(&candidate.profile())?;
+    }
     let row = state
         .dispatcher
         .store()
-        .get_mid(MidKey::Name(&name))
+        .set_admin_profile(&name, admin.as_ref())
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no MID named `{name}`")))?;
-    Ok(Json(registry::mid_info(&row)))
+    state.dispatcher.want_rebalance();
+    Ok(Json(info(&state, &row).await?))
 }
 
-pub(super) async fn validate_mid(
+async fn cluster_info(state: &AppState, cluster: ClusterRow) -> Result<ClusterInfo, ApiError> {
+    let mids = state.dispatcher.store().list_mids().await?;
+    Ok(ClusterInfo {
+        members: cluster
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ClusterMember {
+                name: name.clone(),
+                rank: i as u32 + 1,
+                status: mids.iter().find(|m| &m.name == name).map(|m| m.status),
+            })
+            .collect(),
+        name: cluster.name,
+        kind: cluster.kind,
+    })
+}
+
+fn check_cluster(c: &NewCluster) -> Result<(), ApiError> {
+    if !openmid_proto::is_valid_name(&c.name) {
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("`{}` is not a valid cluster name", c.name),
+        ));
+    }
+    if c.members.is_empty() || c.members.len() > 100 {
+        return Err(ApiError::invalid_field(
+            "members",
+            "give 1–100 member MID names",
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for m in &c.members {
+        if !openmid_proto::is_valid_name(m) {
+            return Err(ApiError::invalid_field(
+                "members",
+                format!("`{m}` is not a valid MID name"),
+            ));
+        }
+        if !seen.insert(m) {
+            return Err(ApiError::invalid_field(
+                "members",
+                format!("`{m}` is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn create_cluster(
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewCluster>,
+) -> Result<(StatusCode, Json<ClusterInfo>), ApiError> {
+    check_cluster(&new)?;
+    let store = state.dispatcher.store();
+    if store.get_cluster(&new.name).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "a cluster named `{}` exists: PUT /api/v1/clusters/{} to change it",
+                new.name, new.name
+            ),
+        ));
+    }
+    store
+        .put_cluster(&new.name, new.kind, &new.members, now_ms())
+        .await?;
+    state.dispatcher.want_rebalance();
+    let row = store
+        .get_cluster(&new.name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("cluster vanished"))?;
+    Ok((StatusCode::CREATED, Json(cluster_info(&state, row).await?)))
+}
+
+pub(super) async fn put_cluster(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<MidInfo>, ApiError> {
-    let row = registry::validate(state.dispatcher.store(), &name).await?;
-    state.dispatcher.wake_mid(&row.name);
-    tracing::info!(mid = %row.name, "MID validated");
-    Ok(Json(registry::mid_info(&row)))
+    ApiJson(new): ApiJson<NewCluster>,
+) -> Result<Json<ClusterInfo>, ApiError> {
+    check_cluster(&new)?;
+    if new.name != name {
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("must match the path (`{name}`)"),
+        ));
+    }
+    let store = state.dispatcher.store();
+    store
+        .put_cluster(&new.name, new.kind, &new.members, now_ms())
+        .await?;
+    state.dispatcher.want_rebalance();
+    let row = store
+        .get_cluster(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found("cluster vanished"))?;
+    Ok(Json(cluster_info(&state, row).await?))
+}
+
+#[derive(serde::Serialize)]
+pub(super) struct ClusterList {
+    clusters: Vec<ClusterInfo>,
+}
+
+pub(super) async fn list_clusters(
+    State(state): State<AppState>,
+) -> Result<Json<ClusterList>, ApiError> {
+    let rows = state.dispatcher.store().list_clusters().await?;
+    let mut clusters = Vec::with_capacity(rows.len());
+    for row in rows {
+        clusters.push(cluster_info(&state, row).await?);
+    }
+    Ok(Json(ClusterList { clusters }))
+}
+
+pub(super) async fn get_cluster(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ClusterInfo>, ApiError> {
+    let row = state
+        .dispatcher
+        .store()
+        .get_cluster(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no cluster named `{name}`")))?;
+    Ok(Json(cluster_info(&state, row).await?))
+}
+
+pub(super) async fn delete_cluster(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.dispatcher.store().delete_cluster(&name).await? {
+        state.dispatcher.want_rebalance();
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no cluster named `{name}`")))
+    }
 }
 
 pub(super) async fn insert_output(
@@ -163,12 +387,24 @@ pub(super) async fn rest_action(
             format!("wait: must be 0–{max} seconds, got {wait}"),
         ));
     }
-    if !openmid_proto::is_valid_name(&action.mid) {
-        return Err(ApiError::invalid_field(
-            "mid",
-            format!("`{}` is not a valid MID name", action.mid),
-        ));
-    }
+    let agent = match (&action.mid, &action.agent) {
+        (Some(mid), None) => {
+            if !openmid_proto::is_valid_name(mid) {
+                return Err(ApiError::invalid_field(
+                    "mid",
+                    format!("`{mid}` is not a valid MID name"),
+                ));
+            }
+            format!("mid.server.{mid}")
+        }
+        (None, Some(agent)) => agent.clone(),
+        _ => {
+            return Err(ApiError::invalid_field(
+                "mid",
+                "give either `mid` (a MID name) or `agent` (mid.server.NAME, mid.cluster.NAME or mid.auto)",
+            ));
+        }
+    };
     let request = RestRequest {
         method: action.method.unwrap_or_else(|| "GET".into()).to_uppercase(),
         url: action.url,
@@ -181,7 +417,7 @@ pub(super) async fn rest_action(
     let output = state
         .dispatcher
         .submit(NewOutput {
-            agent: format!("mid.server.{}", action.mid),
+            agent,
             topic: Topic::RESTProbe,
             name: Some(name),
             source: Some("api:actions/rest".into()),
@@ -189,7 +425,8 @@ pub(super) async fn rest_action(
             priority: Some(Priority::Interactive),
             correlator: action.correlator,
             max_attempts: None,
-            at_most_once: false,
+            at_most_once: action.at_most_once,
+            application: action.application,
         })
         .await?;
     let output = state

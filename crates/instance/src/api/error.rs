@@ -82,6 +82,7 @@ impl From<DispatchError> for ApiError {
         match e {
             DispatchError::Invalid { field, message } => Self::invalid_field(&field, message),
             DispatchError::NotFound(m) => Self::not_found(m),
+            DispatchError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             DispatchError::Store(e) => e.into(),
         }
     }
@@ -107,7 +108,6 @@ impl From<RegistryError> for ApiError {
             e @ RegistryError::Invalidated => {
                 Self::new(StatusCode::FORBIDDEN, "invalidated", e.to_string())
             }
-            e @ RegistryError::NoSuchMid(_) => Self::not_found(e.to_string()),
         }
     }
 }

@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use openmid_proto::PROTOCOL_HEADER;
 use openmid_proto::mid::{
     EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
-    ResultsRequest, ResultsResponse,
+    RekeyRequest, ResultsRequest, ResultsResponse,
 };
 
 /// An authenticated MID.
@@ -76,4 +76,13 @@ pub(super) async fn heartbeat(
     ApiJson(req): ApiJson<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     Ok(Json(state.dispatcher.heartbeat(&mid, &req).await?))
+}
+
+pub(super) async fn rekey(
+    State(state): State<AppState>,
+    MidSession(mid): MidSession,
+    ApiJson(req): ApiJson<RekeyRequest>,
+) -> Result<StatusCode, ApiError> {
+    state.dispatcher.rekey(&mid, &req).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -38,8 +38,22 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/enrollment-tokens", post(admin::create_enrollment_token))
         .route("/mids", get(admin::list_mids))
-        .route("/mids/{name}", get(admin::get_mid))
-        .route("/mids/{name}/validate", post(admin::validate_mid))
+        .route(
+            "/mids/{name}",
+            get(admin::get_mid).patch(admin::update_mid_profile),
+        )
+        .route("/mids/{name}/history", get(admin::mid_history))
+        .route("/mids/{name}/{action}", post(admin::mid_action))
+        .route(
+            "/clusters",
+            post(admin::create_cluster).get(admin::list_clusters),
+        )
+        .route(
+            "/clusters/{name}",
+            get(admin::get_cluster)
+                .put(admin::put_cluster)
+                .delete(admin::delete_cluster),
+        )
         .route("/ecc", post(admin::insert_output).get(admin::list_records))
         .route("/ecc/{id}", get(admin::get_record))
         .route("/actions/rest", post(admin::rest_action))
@@ -51,7 +65,8 @@ pub fn router(state: AppState) -> Router {
         .route("/enroll", post(mid_session::enroll))
         .route("/poll", post(mid_session::poll))
         .route("/results", post(mid_session::results))
-        .route("/heartbeat", post(mid_session::heartbeat));
+        .route("/heartbeat", post(mid_session::heartbeat))
+        .route("/rekey", post(mid_session::rekey));
     Router::new()
         .route(
             "/healthz",

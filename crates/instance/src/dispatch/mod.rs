@@ -1,20 +1,28 @@
-//! Dispatch: turns API requests into output records, hands them to MIDs by long-poll,
-//! records results exactly once, and returns outputs whose lease lapsed.
+//! Dispatch: turns API requests into output records and assigns each to a MID (directly,
+//! through a cluster, or by `mid.auto` selection), hands them out by long-poll, records
+//! results exactly once, notices MIDs that go away, and moves their work elsewhere.
 
 pub mod payload;
+pub mod presence;
+pub mod selection;
 pub mod signals;
 
 use crate::config::InstanceConfig;
-use crate::ecc::{Claim, MidKey, MidRow, Record, RecordedResult, Store, StoreError};
-use openmid_proto::api::NewOutput;
-use openmid_proto::ecc::{Agent, Priority, Queue, State};
+use crate::ecc::{Claim, Load, MidKey, MidRow, Record, RecordedResult, Store, StoreError};
+use openmid_proto::api::{MidHealth, NewOutput};
+use openmid_proto::ecc::{Agent, Priority, Queue, State, Topic};
 use openmid_proto::mid::{
     Ack, AckOutcome, HeartbeatRequest, HeartbeatResponse, MidStatus, PollRequest, PollResponse,
-    ResultsRequest, ResultsResponse, WorkItem,
+    RekeyRequest, ResultsRequest, ResultsResponse, WorkItem,
 };
-use openmid_proto::time::now_ms;
+use openmid_proto::time::{now_ms, rfc3339};
+use presence::Presence;
+use selection::{Choice, Needs};
 use signals::Signals;
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +44,9 @@ pub enum DispatchError {
     /// A named thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -48,14 +59,91 @@ fn invalid(field: &str, message: impl Into<String>) -> DispatchError {
     }
 }
 
-/// The dispatcher: shared by the API handlers and the lease sweeper.
+/// What an admin can do to a MID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminAction {
+    /// Let a pending MID take work.
+    Validate,
+    /// Take no new work; stay connected.
+    Pause,
+    /// Take work again after a pause or drain.
+    Resume,
+    /// Finish running work, take no more, then be `drained`.
+    Drain,
+    /// Refuse the MID everywhere, at once and for good.
+    Invalidate,
+}
+
+impl AdminAction {
+    /// Parses the URL word.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "validate" => AdminAction::Validate,
+            "pause" => AdminAction::Pause,
+            "resume" => AdminAction::Resume,
+            "drain" => AdminAction::Drain,
+            "invalidate" => AdminAction::Invalidate,
+            _ => return None,
+        })
+    }
+
+    fn transition(self) -> (&'static [MidStatus], MidStatus, &'static str) {
+        use MidStatus::*;
+        match self {
+            AdminAction::Validate => (&[ValidationPending], Up, "validated by an admin"),
+            AdminAction::Pause => (&[Up, Down, Draining, Drained], Paused, "paused by an admin"),
+            AdminAction::Resume => (&[Paused, Draining, Drained], Up, "resumed by an admin"),
+            AdminAction::Drain => (
+                &[Up, Down, Paused],
+                Draining,
+                "draining: finishing running work",
+            ),
+            AdminAction::Invalidate => (
+                &[
+                    ValidationPending,
+                    Up,
+                    Down,
+                    Paused,
+                    Draining,
+                    Drained,
+                    Upgrading,
+                ],
+                Invalidated,
+                "invalidated by an admin",
+            ),
+        }
+    }
+}
+
+/// The dispatcher: shared by the API handlers and the background sweeper.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     config: Arc<InstanceConfig>,
-    /// "New work for agent X" (key: agent string).
+    /// "New work for MID X" (key: `mid.server.X`).
     agents: Signals,
     /// "Output X finished" (key: output id).
     outputs: Signals,
+    presence: Arc<Presence>,
+    rebalance_wanted: AtomicBool,
+}
+
+fn mid_key(name: &str) -> String {
+    format!("mid.server.{name}")
+}
+
+/// The target IP of a payload, when it names one literally (for `mid.auto` IP ranges).
+fn target_ip(topic: Topic, payload: &serde_json::Value) -> Option<IpAddr> {
+    match topic {
+        Topic::RESTProbe => {
+            let url = reqwest::Url::parse(payload.get("url")?.as_str()?).ok()?;
+            match url.host()? {
+                url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+                url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+                url::Host::Domain(_) => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 impl Dispatcher {
@@ -66,6 +154,8 @@ impl Dispatcher {
             config,
             agents: Signals::default(),
             outputs: Signals::default(),
+            presence: Arc::new(Presence::default()),
+            rebalance_wanted: AtomicBool::new(true),
         }
     }
 
@@ -74,21 +164,53 @@ impl Dispatcher {
         self.store.as_ref()
     }
 
-    /// Checks and queues an output record, waking a MID that waits for it.
+    /// Starts watching the MIDs the registry says are up (at instance start): each has
+    /// `down_after` to get back in touch.
+    pub async fn watch_registered_mids(&self) -> Result<(), DispatchError> {
+        for mid in self.store.list_mids().await? {
+            if matches!(
+                mid.status,
+                MidStatus::Up | MidStatus::Paused | MidStatus::Draining
+            ) {
+                self.presence.expect(&mid.name);
+            }
+        }
+        Ok(())
+    }
+
+    async fn choose(
+        &self,
+        agent: &Agent,
+        needs: &Needs<'_>,
+        mids: &[MidRow],
+        load: &HashMap<String, Load>,
+    ) -> Result<Choice, DispatchError> {
+        Ok(match agent {
+            Agent::Server(name) => Choice::Mid {
+                name: name.clone(),
+                why: format!("addressed to mid.server.{name}"),
+            },
+            Agent::Cluster(name) => {
+                let cluster = self
+                    .store
+                    .get_cluster(name)
+                    .await?
+                    .ok_or_else(|| invalid("agent", format!("no cluster named `{name}`")))?;
+                selection::in_cluster(&cluster, mids, load, needs.avoid)
+            }
+            Agent::Auto => selection::auto(needs, mids, load),
+        })
+    }
+
+    /// Checks and queues an output record, assigns it to a MID and wakes that MID.
     pub async fn submit(&self, new: NewOutput) -> Result<Record, DispatchError> {
         let agent: Agent = new
             .agent
             .parse()
             .map_err(|e: openmid_proto::ecc::InvalidAgent| invalid("agent", e.to_string()))?;
-        let Agent::Server(mid_name) = &agent else {
-            return Err(invalid(
-                "agent",
-                format!(
-                    "`{agent}`: clusters and mid.auto are not available in this release; address a MID as mid.server.NAME"
-                ),
-            ));
-        };
-        if self.store.get_mid(MidKey::Name(mid_name)).await?.is_none() {
+        if let Agent::Server(mid_name) = &agent
+            && self.store.get_mid(MidKey::Name(mid_name)).await?.is_none()
+        {
             return Err(invalid(
                 "agent",
                 format!("no MID named `{mid_name}` is enrolled"),
@@ -106,11 +228,30 @@ impl Dispatcher {
             ("name", new.name.as_deref(), 1000),
             ("source", new.source.as_deref(), 200),
             ("correlator", new.correlator.as_deref(), 200),
+            ("application", new.application.as_deref(), 100),
         ] {
             if value.is_some_and(|v| v.chars().count() > limit) {
                 return Err(invalid(field, format!("longer than {limit} characters")));
             }
         }
+        let (mids, load) = match agent {
+            Agent::Server(_) => (Vec::new(), HashMap::new()),
+            _ => (
+                self.store.list_mids().await?,
+                self.store.load_by_mid().await?,
+            ),
+        };
+        let needs = Needs {
+            capability: new.topic.capability(),
+            application: new.application.as_deref(),
+            target_ip: target_ip(new.topic, &new.payload),
+            avoid: None,
+        };
+        let (assigned_to, selection) = match self.choose(&agent, &needs, &mids, &load).await? {
+            Choice::Mid { name, why } => (Some(name), why),
+            Choice::Nobody { why } if agent == Agent::Auto => return Err(invalid("agent", why)),
+            Choice::Nobody { why } => (None, why),
+        };
         let record = Record {
             id: uuid::Uuid::now_v7().to_string(),
             queue: Queue::Output,
@@ -133,42 +274,71 @@ impl Dispatcher {
             claimed_at: None,
             processed_at: None,
             duration_ms: None,
+            assigned_to,
+            selection: Some(selection),
+            application: new.application,
         };
         self.store.insert_output(&record).await?;
-        self.agents.signal(&record.agent);
+        if let Some(mid) = &record.assigned_to {
+            self.agents.signal(&mid_key(mid));
+        }
         Ok(record)
     }
 
     /// Wakes a MID's long-poll (after validation or a status change).
     pub fn wake_mid(&self, name: &str) {
-        self.agents.signal(&format!("mid.server.{name}"));
+        self.agents.signal(&mid_key(name));
+    }
+
+    /// A MID back in touch after being `down` is `up` again.
+    async fn restore_contact(&self, mid: &mut MidRow) -> Result<(), DispatchError> {
+        if mid.status == MidStatus::Down
+            && let Some(row) = self
+                .store
+                .set_mid_status(
+                    &mid.name,
+                    &[MidStatus::Down],
+                    MidStatus::Up,
+                    "contact restored",
+                    now_ms(),
+                )
+                .await?
+        {
+            tracing::info!(mid = %mid.name, "MID back in touch: up");
+            *mid = row;
+            self.rebalance_wanted.store(true, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// A MID's long-poll: claims work at once if there is some, else waits until work
-    /// arrives for it, its status changes, the wait runs out or the instance stops.
+    /// is assigned to it, its status changes, the wait runs out or the instance stops.
+    /// The poll also tells the instance the MID is alive: a poll whose connection drops
+    /// starts the disconnect grace.
     pub async fn poll(
         &self,
         mid: &MidRow,
         req: &PollRequest,
         shutdown: &CancellationToken,
     ) -> Result<PollResponse, DispatchError> {
+        let guard = self.presence.poll_started(&mid.name);
+        let mut mid = mid.clone();
+        self.restore_contact(&mut mid).await?;
         let wait = Duration::from_millis(req.wait_ms.min(self.config.max_poll_wait_ms));
         let deadline = Instant::now() + wait;
-        let agents = [format!("mid.server.{}", mid.name)];
-        let notify = self.agents.subscribe(&agents[0]);
-        let mut status = mid.status;
+        let notify = self.agents.subscribe(&mid_key(&mid.name));
         // The MID has not heard its current status yet: answer at once.
-        let mut status_news = req.known_status.is_some_and(|known| known != status);
+        let mut news =
+            req.known_status.is_some_and(|known| known != mid.status) || mid.rekey_requested;
         let work = loop {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if status.takes_work() && req.capacity.total() > 0 {
+            if mid.status.takes_work() && req.capacity.total() > 0 {
                 let now = now_ms();
                 let claimed = self
                     .store
                     .claim_ready_outputs(&Claim {
-                        agents: &agents,
                         mid_name: &mid.name,
                         capacity: req.capacity,
                         now,
@@ -179,7 +349,7 @@ impl Dispatcher {
                     break claimed;
                 }
             }
-            if status_news {
+            if news {
                 break Vec::new();
             }
             tokio::select! {
@@ -187,18 +357,17 @@ impl Dispatcher {
                 _ = tokio::time::sleep_until(deadline) => break Vec::new(),
                 _ = shutdown.cancelled() => break Vec::new(),
             }
-            // A status change (validation, pause …) is news for the MID: answer now.
-            if let Some(row) = self.store.get_mid(MidKey::Id(&mid.id)).await?
-                && row.status != status
-            {
-                status = row.status;
-                status_news = true;
+            // A status change (validation, pause …) or a rekey request is news: answer now.
+            if let Some(row) = self.store.get_mid(MidKey::Id(&mid.id)).await? {
+                news = row.status != mid.status || (row.rekey_requested && !mid.rekey_requested);
+                mid = row;
             }
         };
-        Ok(self.poll_answer(status, work))
+        guard.finish();
+        Ok(self.poll_answer(&mid, work))
     }
 
-    fn poll_answer(&self, status: MidStatus, claimed: Vec<Record>) -> PollResponse {
+    fn poll_answer(&self, mid: &MidRow, claimed: Vec<Record>) -> PollResponse {
         let work = claimed
             .into_iter()
             .map(|r| WorkItem {
@@ -211,10 +380,11 @@ impl Dispatcher {
             })
             .collect();
         PollResponse {
-            status,
+            status: mid.status,
             lease_ms: self.config.lease_ms,
             heartbeat_ms: self.config.heartbeat_ms,
             work,
+            rekey: mid.rekey_requested,
         }
     }
 
@@ -224,6 +394,7 @@ impl Dispatcher {
         mid: &MidRow,
         req: &ResultsRequest,
     ) -> Result<ResultsResponse, DispatchError> {
+        self.presence.contact(&mid.name);
         if req.results.len() > MAX_RESULTS_PER_POST {
             return Err(invalid(
                 "results",
@@ -255,14 +426,39 @@ impl Dispatcher {
         Ok(ResultsResponse { acks })
     }
 
-    /// A MID's heartbeat: marks it seen and renews the leases of what it runs.
+    /// A MID's heartbeat: records its health and profile, renews the leases of what it
+    /// runs, and tells it its status.
     pub async fn heartbeat(
         &self,
         mid: &MidRow,
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, DispatchError> {
+        self.presence.contact(&mid.name);
+        let mut mid = mid.clone();
+        self.restore_contact(&mut mid).await?;
+        for range in &req.profile.ip_ranges {
+            openmid_proto::iprange::IpRanges::parse(std::slice::from_ref(range))
+                .map_err(|e| invalid("profile.ip_ranges", e.to_string()))?;
+        }
         let now = now_ms();
-        self.store.mark_mid_seen(&mid.id, now).await?;
+        let health = MidHealth {
+            version: req.version.chars().take(64).collect(),
+            uptime_ms: req.uptime_ms,
+            running_by_pool: req.running_by_pool,
+            pool_sizes: req.pool_sizes,
+            queued: req.queued,
+            outbox_len: req.outbox_len,
+            outbox_bytes: req.outbox_bytes,
+            cpu_percent: req.cpu_percent,
+            rss_bytes: req.rss_bytes,
+            reported_at: rfc3339(now),
+        };
+        if mid.declared_profile != req.profile {
+            self.rebalance_wanted.store(true, Ordering::Relaxed);
+        }
+        self.store
+            .record_heartbeat(&mid.id, &health, &req.profile, now)
+            .await?;
         let lost = self
             .store
             .renew_leases(&mid.name, &req.running, now + self.lease_ms())
@@ -271,7 +467,71 @@ impl Dispatcher {
             status: mid.status,
             lease_ms: self.config.lease_ms,
             lost,
+            rekey: mid.rekey_requested,
         })
+    }
+
+    /// An admin changes a MID's status.
+    pub async fn admin_action(
+        &self,
+        name: &str,
+        action: AdminAction,
+    ) -> Result<MidRow, DispatchError> {
+        let (from, to, reason) = action.transition();
+        let row = self
+            .store
+            .set_mid_status(name, from, to, reason, now_ms())
+            .await?
+            .ok_or_else(|| DispatchError::NotFound(format!("no MID named `{name}`")))?;
+        if row.status != to {
+            return Err(DispatchError::Conflict(format!(
+                "MID `{name}` is {}: it cannot be made {} from there",
+                row.status.as_str(),
+                to.as_str()
+            )));
+        }
+        tracing::info!(mid = %name, status = to.as_str(), "admin changed MID status");
+        if to == MidStatus::Invalidated {
+            self.presence.forget(name);
+            self.release_leases(name, "MID was invalidated").await?;
+        }
+        if to == MidStatus::Up {
+            self.presence.expect(name);
+        }
+        self.rebalance_wanted.store(true, Ordering::Relaxed);
+        self.wake_mid(name);
+        Ok(row)
+    }
+
+    /// An admin asks a MID to make a new key pair and secret.
+    pub async fn request_rekey(&self, name: &str) -> Result<MidRow, DispatchError> {
+        let row = self
+            .store
+            .request_rekey(name, true)
+            .await?
+            .ok_or_else(|| DispatchError::NotFound(format!("no MID named `{name}`")))?;
+        if row.status == MidStatus::Invalidated {
+            return Err(DispatchError::Conflict(format!(
+                "MID `{name}` is invalidated"
+            )));
+        }
+        self.wake_mid(name);
+        Ok(row)
+    }
+
+    /// A MID sends its new key and secret.
+    pub async fn rekey(&self, mid: &MidRow, req: &RekeyRequest) -> Result<(), DispatchError> {
+        crate::registry::check_key_and_secret(&req.public_key, &req.secret)
+            .map_err(|e| invalid("rekey", e.to_string()))?;
+        self.store
+            .rekey_mid(
+                &mid.id,
+                &crate::auth::hash_token(req.secret.expose()),
+                &req.public_key,
+            )
+            .await?;
+        tracing::info!(mid = %mid.name, "MID rekeyed");
+        Ok(())
     }
 
     /// Waits up to `wait` for an output to finish; returns it as it is then.
@@ -296,39 +556,193 @@ impl Dispatcher {
         }
     }
 
-    /// Returns lapsed leases to the queue (or ends them), waking MIDs and waiters.
-    pub async fn sweep_leases(&self) -> Result<usize, DispatchError> {
-        let changed = self.store.expire_leases(now_ms()).await?;
-        for output in &changed {
+    /// Ends the leases of everything a MID runs, so the work runs elsewhere.
+    async fn release_leases(&self, name: &str, reason: &str) -> Result<(), DispatchError> {
+        let changed = self.store.release_leases_of(name, reason, now_ms()).await?;
+        if !changed.is_empty() {
+            tracing::warn!(mid = %name, outputs = changed.len(), "{reason}: its running work is released");
+        }
+        self.after_lapse(changed).await
+    }
+
+    /// Outputs whose lease ended: wake waiters of those that ended in error, and move
+    /// the others (addressed to a cluster or `mid.auto`) to another eligible MID.
+    async fn after_lapse(&self, changed: Vec<Record>) -> Result<(), DispatchError> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mids = self.store.list_mids().await?;
+        let mut load = self.store.load_by_mid().await?;
+        for output in changed {
             match output.state {
                 State::Ready => {
-                    tracing::warn!(output = %output.id, attempt = output.attempt, mid = ?output.claimed_by, "lease lapsed; output returned to the queue");
-                    self.agents.signal(&output.agent);
+                    self.reassign(&output, &mids, &mut load, output.claimed_by.as_deref())
+                        .await?;
                 }
-                _ => {
-                    tracing::warn!(output = %output.id, error = ?output.error, "lease lapsed; output ended in error");
-                    self.outputs.signal(&output.id);
+                _ => self.outputs.signal(&output.id),
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-chooses the MID of one ready output; `avoid` is a MID not to pick again when
+    /// another is eligible.
+    async fn reassign(
+        &self,
+        output: &Record,
+        mids: &[MidRow],
+        load: &mut HashMap<String, Load>,
+        avoid: Option<&str>,
+    ) -> Result<(), DispatchError> {
+        let Ok(agent) = output.agent.parse::<Agent>() else {
+            return Ok(());
+        };
+        if let Agent::Server(name) = &agent {
+            // Addressed to one MID: it waits for that MID.
+            self.wake_mid(name);
+            return Ok(());
+        }
+        let current = output.assigned_to.as_deref();
+        let eligible = |name: &str| {
+            mids.iter()
+                .any(|m| m.name == name && m.status == MidStatus::Up)
+        };
+        let payload: serde_json::Value = serde_json::from_str(&output.payload).unwrap_or_default();
+        let needs = Needs {
+            capability: output.topic.capability(),
+            application: output.application.as_deref(),
+            target_ip: target_ip(output.topic, &payload),
+            avoid,
+        };
+        let choice = match self.choose(&agent, &needs, mids, load).await {
+            Ok(c) => c,
+            Err(DispatchError::Invalid { message, .. }) => Choice::Nobody { why: message },
+            Err(e) => return Err(e),
+        };
+        let is_failover = matches!(&choice, Choice::Mid { why, .. } if why.starts_with("failover"));
+        let (to, why) = match choice {
+            // Load-balanced and auto work stays where it is while that MID is eligible;
+            // failover work follows the first up member.
+            _ if avoid.is_none() && !is_failover && current.is_some_and(eligible) => return Ok(()),
+            Choice::Mid { name, .. } if Some(name.as_str()) == current => return Ok(()),
+            Choice::Mid { name, why } => (Some(name), why),
+            Choice::Nobody { why } => (None, why),
+        };
+        if current.is_none() && to.is_none() {
+            return Ok(());
+        }
+        if self
+            .store
+            .assign_output(&output.id, current, to.as_deref(), &why)
+            .await?
+        {
+            if let Some(old) = current.and_then(|c| load.get_mut(c)) {
+                old.ready = old.ready.saturating_sub(1);
+            }
+            if let Some(new) = &to {
+                load.entry(new.clone()).or_default().ready += 1;
+                self.wake_mid(new);
+            }
+            tracing::info!(output = %output.id, from = ?current, to = ?to, "{why}");
+        }
+        Ok(())
+    }
+
+    /// Re-checks where every movable ready output is assigned.
+    pub async fn rebalance(&self) -> Result<(), DispatchError> {
+        let outputs = self.store.movable_outputs(1000).await?;
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let mids = self.store.list_mids().await?;
+        let mut load = self.store.load_by_mid().await?;
+        for output in &outputs {
+            self.reassign(output, &mids, &mut load, None).await?;
+        }
+        Ok(())
+    }
+
+    /// One round of housekeeping: MIDs that went away become `down` and their work
+    /// moves; lapsed leases return to the queue; drained MIDs are marked; assignments
+    /// are re-checked when something changed.
+    pub async fn sweep(&self) -> Result<(), DispatchError> {
+        let grace = Duration::from_millis(self.config.disconnect_grace_ms);
+        let down_after = Duration::from_millis(self.config.down_after_ms);
+        for gone in self.presence.gone(grace, down_after) {
+            self.presence.forget(&gone.name);
+            let row = self
+                .store
+                .set_mid_status(
+                    &gone.name,
+                    &[MidStatus::Up],
+                    MidStatus::Down,
+                    &gone.reason,
+                    now_ms(),
+                )
+                .await?;
+            if row.is_some_and(|r| r.status == MidStatus::Down) {
+                tracing::warn!(mid = %gone.name, reason = %gone.reason, "MID is down");
+            }
+            self.release_leases(&gone.name, &format!("MID {} went away", gone.name))
+                .await?;
+            self.rebalance_wanted.store(true, Ordering::Relaxed);
+        }
+        let lapsed = self.store.expire_leases(now_ms()).await?;
+        for output in &lapsed {
+            tracing::warn!(output = %output.id, attempt = output.attempt, mid = ?output.claimed_by, state = output.state.as_str(), "lease lapsed");
+        }
+        self.after_lapse(lapsed).await?;
+        let mids = self.store.list_mids().await?;
+        if mids.iter().any(|m| m.status == MidStatus::Draining) {
+            let load = self.store.load_by_mid().await?;
+            for mid in mids.iter().filter(|m| m.status == MidStatus::Draining) {
+                if load.get(&mid.name).is_none_or(|l| l.processing == 0) {
+                    self.store
+                        .set_mid_status(
+                            &mid.name,
+                            &[MidStatus::Draining],
+                            MidStatus::Drained,
+                            "drained: no running work left",
+                            now_ms(),
+                        )
+                        .await?;
+                    tracing::info!(mid = %mid.name, "MID drained");
                 }
             }
         }
-        Ok(changed.len())
+        if self.rebalance_wanted.swap(false, Ordering::Relaxed) {
+            self.rebalance().await?;
+        }
+        Ok(())
     }
 
-    /// Runs [`Dispatcher::sweep_leases`] until `shutdown`.
-    pub async fn run_lease_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
-        let period = Duration::from_millis((self.config.lease_ms / 10).clamp(100, 1000));
+    /// Runs [`Dispatcher::sweep`] until `shutdown`; every few seconds it also re-checks
+    /// assignments, so work waiting for a cluster member is picked up.
+    pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
+        let period = Duration::from_millis((self.config.disconnect_grace_ms / 5).clamp(50, 250));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rounds = 0u64;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    if let Err(e) = self.sweep_leases().await {
-                        tracing::error!(error = %e, "lease sweep failed");
+                    rounds += 1;
+                    if rounds.is_multiple_of(20) {
+                        self.rebalance_wanted.store(true, Ordering::Relaxed);
+                    }
+                    if let Err(e) = self.sweep().await {
+                        tracing::error!(error = %e, "sweep failed");
                     }
                 }
                 _ = shutdown.cancelled() => return,
             }
         }
+    }
+
+    /// Marks that assignments should be re-checked at the next sweep (after a cluster
+    /// or profile change).
+    pub fn want_rebalance(&self) {
+        self.rebalance_wanted.store(true, Ordering::Relaxed);
     }
 
     fn lease_ms(&self) -> i64 {

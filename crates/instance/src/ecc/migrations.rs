@@ -2,9 +2,10 @@
 //! A migration is never edited once released; changes are new entries.
 
 /// `(version, SQL)` in order. The SQL is plain enough for SQLite and PostgreSQL alike.
-pub(crate) const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub(crate) const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE settings (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -68,4 +69,45 @@ CREATE INDEX ecc_state ON ecc (queue, state, id);
 -- Exactly one input per output: the database itself refuses a second.
 CREATE UNIQUE INDEX ecc_one_input ON ecc (response_to) WHERE queue = 'input';
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+-- Clusters and mid.auto: the instance assigns each output to one MID, and says why.
+ALTER TABLE ecc ADD COLUMN assigned_to TEXT;
+ALTER TABLE ecc ADD COLUMN selection TEXT;
+ALTER TABLE ecc ADD COLUMN application TEXT;
+UPDATE ecc SET assigned_to = substr(agent, 12) WHERE queue = 'output' AND agent LIKE 'mid.server.%';
+DROP INDEX ecc_ready;
+CREATE INDEX ecc_ready ON ecc (assigned_to, priority, id) WHERE queue = 'output' AND state = 'ready';
+CREATE INDEX ecc_running ON ecc (claimed_by) WHERE queue = 'output' AND state = 'processing';
+
+ALTER TABLE mids ADD COLUMN declared_profile TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE mids ADD COLUMN admin_profile TEXT;
+ALTER TABLE mids ADD COLUMN health TEXT;
+ALTER TABLE mids ADD COLUMN rekey_requested BOOLEAN NOT NULL DEFAULT FALSE;
+
+CREATE TABLE mid_status_history (
+    id          TEXT PRIMARY KEY,
+    mid_id      TEXT NOT NULL,
+    at          BIGINT NOT NULL,
+    from_status TEXT,
+    to_status   TEXT NOT NULL,
+    reason      TEXT NOT NULL
+);
+CREATE INDEX mid_status_history_mid ON mid_status_history (mid_id, at);
+
+CREATE TABLE clusters (
+    name       TEXT PRIMARY KEY,
+    kind       TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE cluster_members (
+    cluster  TEXT NOT NULL REFERENCES clusters (name) ON DELETE CASCADE,
+    mid_name TEXT NOT NULL,
+    rank     BIGINT NOT NULL,
+    PRIMARY KEY (cluster, mid_name)
+);
+"#,
+    ),
+];

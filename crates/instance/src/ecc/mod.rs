@@ -10,9 +10,11 @@ mod rows;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
 use openmid_proto::ecc::{EccRecord, Priority, Queue, State, Topic};
-use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidStatus, WorkResult};
+use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, WorkResult};
 use openmid_proto::time::rfc3339;
+use std::collections::HashMap;
 
 pub use sqlite::SqliteStore;
 
@@ -100,6 +102,12 @@ pub struct Record {
     pub processed_at: Option<i64>,
     /// Inputs: how long the probe ran.
     pub duration_ms: Option<i64>,
+    /// Outputs: the MID that may claim it now.
+    pub assigned_to: Option<String>,
+    /// Outputs: why that MID (or why none yet).
+    pub selection: Option<String>,
+    /// Application (for `mid.auto`).
+    pub application: Option<String>,
 }
 
 impl Record {
@@ -122,6 +130,9 @@ impl Record {
             at_most_once: self.at_most_once,
             error: self.error.clone(),
             claimed_by: self.claimed_by.clone(),
+            assigned_to: self.assigned_to.clone(),
+            selection: self.selection.clone(),
+            application: self.application.clone(),
             lease_expires_at: self.lease_expires_at.map(rfc3339),
             created_at: rfc3339(self.created_at),
             claimed_at: self.claimed_at.map(rfc3339),
@@ -157,11 +168,9 @@ pub struct RecordFilter {
     pub limit: u32,
 }
 
-/// A claim: outputs addressed to `agents`, up to `capacity` per priority.
+/// A claim: ready outputs assigned to `mid_name`, up to `capacity` per priority.
 #[derive(Debug, Clone)]
 pub struct Claim<'a> {
-    /// Agent strings the MID may serve (its own `mid.server.NAME` for now).
-    pub agents: &'a [String],
     /// The claiming MID's name (recorded as `claimed_by`).
     pub mid_name: &'a str,
     /// Free slots per priority.
@@ -199,6 +208,72 @@ pub struct MidRow {
     pub validated_at: Option<i64>,
     /// Last contact.
     pub last_seen_at: Option<i64>,
+    /// What its config declares it offers.
+    pub declared_profile: MidProfile,
+    /// What an admin set instead.
+    pub admin_profile: Option<ProfileUpdate>,
+    /// Health from the last heartbeat.
+    pub health: Option<MidHealth>,
+    /// An admin asked for a rekey that has not happened yet.
+    pub rekey_requested: bool,
+}
+
+impl MidRow {
+    /// What the MID offers: the admin's settings where given, else its declared ones.
+    pub fn profile(&self) -> MidProfile {
+        let admin = self.admin_profile.clone().unwrap_or_default();
+        MidProfile {
+            capabilities: admin
+                .capabilities
+                .unwrap_or_else(|| self.declared_profile.capabilities.clone()),
+            applications: admin
+                .applications
+                .unwrap_or_else(|| self.declared_profile.applications.clone()),
+            ip_ranges: admin
+                .ip_ranges
+                .unwrap_or_else(|| self.declared_profile.ip_ranges.clone()),
+        }
+    }
+}
+
+/// One recorded status change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChangeRow {
+    /// When.
+    pub at: i64,
+    /// Before.
+    pub from: Option<MidStatus>,
+    /// After.
+    pub to: MidStatus,
+    /// Why.
+    pub reason: String,
+}
+
+/// A cluster and its members in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterRow {
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: ClusterKind,
+    /// Member MID names, best-ranked first.
+    pub members: Vec<String>,
+}
+
+/// Outputs a MID has: assigned and waiting, and running.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Assigned to it, still `ready`.
+    pub ready: u64,
+    /// Claimed by it, `processing`.
+    pub processing: u64,
+}
+
+impl Load {
+    /// Everything it has.
+    pub fn total(&self) -> u64 {
+        self.ready + self.processing
+    }
 }
 
 /// An enrollment token as stored (hash only).
@@ -252,16 +327,63 @@ pub trait Store: Send + Sync + 'static {
     async fn get_mid(&self, key: MidKey<'_>) -> Result<Option<MidRow>, StoreError>;
     /// All MIDs, by name.
     async fn list_mids(&self) -> Result<Vec<MidRow>, StoreError>;
-    /// Sets a MID's status; returns the updated row, or `None` if there is no such MID.
+    /// Sets a MID's status (by name) and records the change in its history — only if
+    /// the current status is one of `only_from` (any, when empty) and differs. Returns
+    /// the row as it is afterwards, or `None` if there is no such MID.
     async fn set_mid_status(
         &self,
         name: &str,
+        only_from: &[MidStatus],
         status: MidStatus,
         reason: &str,
         now: i64,
     ) -> Result<Option<MidRow>, StoreError>;
+    /// A MID's status changes, newest first.
+    async fn mid_history(&self, id: &str, limit: u32) -> Result<Vec<StatusChangeRow>, StoreError>;
     /// Records contact from a MID.
     async fn mark_mid_seen(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    /// Records a heartbeat: contact, health and the profile its config declares.
+    async fn record_heartbeat(
+        &self,
+        id: &str,
+        health: &MidHealth,
+        declared: &MidProfile,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// Sets (or with `None` drops) an admin's profile settings.
+    async fn set_admin_profile(
+        &self,
+        name: &str,
+        profile: Option<&ProfileUpdate>,
+    ) -> Result<Option<MidRow>, StoreError>;
+    /// Asks (or stops asking) a MID to rekey.
+    async fn request_rekey(
+        &self,
+        name: &str,
+        requested: bool,
+    ) -> Result<Option<MidRow>, StoreError>;
+    /// Stores a MID's new key and secret hash and clears the request.
+    async fn rekey_mid(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        public_key: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Creates or replaces a cluster with its members in order.
+    async fn put_cluster(
+        &self,
+        name: &str,
+        kind: ClusterKind,
+        members: &[String],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// One cluster.
+    async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRow>, StoreError>;
+    /// All clusters, by name.
+    async fn list_clusters(&self) -> Result<Vec<ClusterRow>, StoreError>;
+    /// Deletes a cluster; returns whether it existed.
+    async fn delete_cluster(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Writes a new output record (state `ready`).
     async fn insert_output(&self, record: &Record) -> Result<(), StoreError>;
@@ -294,4 +416,26 @@ pub trait Store: Send + Sync + 'static {
     /// Returns outputs whose lease lapsed to `ready` (or ends them in `error` when
     /// attempts are used up or they are at-most-once). Returns the changed outputs.
     async fn expire_leases(&self, now: i64) -> Result<Vec<Record>, StoreError>;
+    /// Ends the leases of everything `mid_name` runs at once (it is down or
+    /// invalidated), with the same rules as [`Store::expire_leases`].
+    async fn release_leases_of(
+        &self,
+        mid_name: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<Record>, StoreError>;
+    /// Ready and running outputs per MID.
+    async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError>;
+    /// Ready outputs addressed to a cluster or `mid.auto` (the ones the instance may
+    /// move between MIDs), oldest first.
+    async fn movable_outputs(&self, limit: u32) -> Result<Vec<Record>, StoreError>;
+    /// Assigns a ready output to `to` (None: nobody yet), if it is still ready and
+    /// assigned to `from`. Returns whether it changed.
+    async fn assign_output(
+        &self,
+        id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        selection: &str,
+    ) -> Result<bool, StoreError>;
 }

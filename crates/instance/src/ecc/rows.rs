@@ -29,6 +29,9 @@ pub(crate) struct EccRow {
     claimed_at: Option<i64>,
     processed_at: Option<i64>,
     duration_ms: Option<i64>,
+    assigned_to: Option<String>,
+    selection: Option<String>,
+    application: Option<String>,
 }
 
 fn corrupt(id: &str, detail: impl ToString) -> StoreError {
@@ -71,6 +74,9 @@ impl TryFrom<EccRow> for Record {
             claimed_at: row.claimed_at,
             processed_at: row.processed_at,
             duration_ms: row.duration_ms,
+            assigned_to: row.assigned_to,
+            selection: row.selection,
+            application: row.application,
         })
     }
 }
@@ -95,6 +101,10 @@ pub(crate) struct MidDbRow {
     enrolled_at: i64,
     validated_at: Option<i64>,
     last_seen_at: Option<i64>,
+    declared_profile: String,
+    admin_profile: Option<String>,
+    health: Option<String>,
+    rekey_requested: bool,
 }
 
 impl TryFrom<MidDbRow> for MidRow {
@@ -105,6 +115,18 @@ impl TryFrom<MidDbRow> for MidRow {
             .ok_or_else(|| corrupt(&row.id, format!("status {}", row.status)))?;
         let protocol_version =
             u32::try_from(row.protocol_version).map_err(|e| corrupt(&row.id, e))?;
+        let declared_profile =
+            serde_json::from_str(&row.declared_profile).map_err(|e| corrupt(&row.id, e))?;
+        let admin_profile = row
+            .admin_profile
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| corrupt(&row.id, e))?;
+        let health = row
+            .health
+            .map(|h| serde_json::from_str(&h))
+            .transpose()
+            .map_err(|e| corrupt(&row.id, e))?;
         Ok(MidRow {
             id: row.id,
             name: row.name,
@@ -118,6 +140,35 @@ impl TryFrom<MidDbRow> for MidRow {
             enrolled_at: row.enrolled_at,
             validated_at: row.validated_at,
             last_seen_at: row.last_seen_at,
+            declared_profile,
+            admin_profile,
+            health,
+            rekey_requested: row.rekey_requested,
+        })
+    }
+}
+
+/// `mid_status_history` row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct HistoryDbRow {
+    pub(crate) id: String,
+    pub(crate) at: i64,
+    pub(crate) from_status: Option<String>,
+    pub(crate) to_status: String,
+    pub(crate) reason: String,
+}
+
+impl TryFrom<HistoryDbRow> for super::StatusChangeRow {
+    type Error = StoreError;
+
+    fn try_from(row: HistoryDbRow) -> Result<Self, StoreError> {
+        let parse =
+            |s: &str| MidStatus::parse(s).ok_or_else(|| corrupt(&row.id, format!("status {s}")));
+        Ok(super::StatusChangeRow {
+            at: row.at,
+            from: row.from_status.as_deref().map(parse).transpose()?,
+            to: parse(&row.to_status)?,
+            reason: row.reason.clone(),
         })
     }
 }

@@ -5,18 +5,21 @@
 //! and reads use a separate pool that WAL lets run beside the writer.
 
 use super::migrations::MIGRATIONS;
-use super::rows::{EccRow, MidDbRow, records};
+use super::rows::{EccRow, HistoryDbRow, MidDbRow, records};
 use super::{
-    Claim, EnrollError, EnrollmentTokenRow, MidKey, MidRow, Record, RecordFilter, RecordedResult,
-    Store, StoreError,
+    Claim, ClusterRow, EnrollError, EnrollmentTokenRow, Load, MidKey, MidRow, Record, RecordFilter,
+    RecordedResult, StatusChangeRow, Store, StoreError,
 };
 use async_trait::async_trait;
+use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
 use openmid_proto::ecc::{Priority, Queue, State};
+use openmid_proto::mid::MidProfile;
 use openmid_proto::mid::{AckOutcome, JobRef, MidStatus, WorkResult};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{QueryBuilder, Sqlite};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -88,7 +91,7 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
     Ok(())
 }
 
-const INSERT_RECORD: &str = "INSERT INTO ecc (id, queue, agent, topic, name, source, payload, state, priority, response_to, correlator, attempt, max_attempts, at_most_once, error, claimed_by, lease_expires_at, created_at, claimed_at, processed_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_RECORD: &str = "INSERT INTO ecc (id, queue, agent, topic, name, source, payload, state, priority, response_to, correlator, attempt, max_attempts, at_most_once, error, claimed_by, lease_expires_at, created_at, claimed_at, processed_at, duration_ms, assigned_to, selection, application) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 async fn insert_record(conn: &mut sqlx::SqliteConnection, r: &Record) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT_RECORD)
@@ -113,6 +116,9 @@ async fn insert_record(conn: &mut sqlx::SqliteConnection, r: &Record) -> Result<
         .bind(r.claimed_at)
         .bind(r.processed_at)
         .bind(r.duration_ms)
+        .bind(&r.assigned_to)
+        .bind(&r.selection)
+        .bind(&r.application)
         .execute(conn)
         .await?;
     Ok(())
@@ -192,7 +198,7 @@ impl Store for SqliteStore {
             row.status_reason = Some("waiting for an admin to validate it".into());
         }
         sqlx::query(
-            "INSERT INTO mids (id, name, secret_hash, public_key, status, status_reason, version, hostname, protocol_version, enrolled_at, validated_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO mids (id, name, secret_hash, public_key, status, status_reason, version, hostname, protocol_version, enrolled_at, validated_at, last_seen_at, declared_profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&row.id)
         .bind(&row.name)
@@ -206,7 +212,18 @@ impl Store for SqliteStore {
         .bind(row.enrolled_at)
         .bind(row.validated_at)
         .bind(row.last_seen_at)
+        .bind(json(&row.declared_profile))
         .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        insert_history(
+            &mut tx,
+            &row.id,
+            None,
+            row.status,
+            row.status_reason.as_deref().unwrap_or("enrolled"),
+            row.enrolled_at,
+        )
         .await
         .map_err(StoreError::from)?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -235,21 +252,56 @@ impl Store for SqliteStore {
     async fn set_mid_status(
         &self,
         name: &str,
+        only_from: &[MidStatus],
         status: MidStatus,
         reason: &str,
         now: i64,
     ) -> Result<Option<MidRow>, StoreError> {
-        let row: Option<MidDbRow> = sqlx::query_as(
-            "UPDATE mids SET status = ?, status_reason = ?, validated_at = CASE WHEN ? AND validated_at IS NULL THEN ? ELSE validated_at END WHERE name = ? RETURNING *",
+        let mut tx = self.writer.begin().await?;
+        let current: Option<MidDbRow> = sqlx::query_as("SELECT * FROM mids WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(current) = current.map(MidRow::try_from).transpose()? else {
+            return Ok(None);
+        };
+        if current.status == status
+            || !(only_from.is_empty() || only_from.contains(&current.status))
+        {
+            return Ok(Some(current));
+        }
+        let row: MidDbRow = sqlx::query_as(
+            "UPDATE mids SET status = ?, status_reason = ?, validated_at = CASE WHEN ? AND validated_at IS NULL THEN ? ELSE validated_at END WHERE id = ? RETURNING *",
         )
         .bind(status.as_str())
         .bind(reason)
         .bind(status == MidStatus::Up)
         .bind(now)
-        .bind(name)
-        .fetch_optional(&self.writer)
+        .bind(&current.id)
+        .fetch_one(&mut *tx)
         .await?;
-        row.map(MidRow::try_from).transpose()
+        insert_history(
+            &mut tx,
+            &current.id,
+            Some(current.status),
+            status,
+            reason,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(MidRow::try_from(row)?))
+    }
+
+    async fn mid_history(&self, id: &str, limit: u32) -> Result<Vec<StatusChangeRow>, StoreError> {
+        let rows: Vec<HistoryDbRow> = sqlx::query_as(
+            "SELECT id, at, from_status, to_status, reason FROM mid_status_history WHERE mid_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        rows.into_iter().map(StatusChangeRow::try_from).collect()
     }
 
     async fn mark_mid_seen(&self, id: &str, now: i64) -> Result<(), StoreError> {
@@ -259,6 +311,123 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(())
+    }
+
+    async fn record_heartbeat(
+        &self,
+        id: &str,
+        health: &MidHealth,
+        declared: &MidProfile,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE mids SET last_seen_at = ?, health = ?, declared_profile = ?, version = ? WHERE id = ?")
+            .bind(now)
+            .bind(json(health))
+            .bind(json(declared))
+            .bind(&health.version)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn set_admin_profile(
+        &self,
+        name: &str,
+        profile: Option<&ProfileUpdate>,
+    ) -> Result<Option<MidRow>, StoreError> {
+        let row: Option<MidDbRow> =
+            sqlx::query_as("UPDATE mids SET admin_profile = ? WHERE name = ? RETURNING *")
+                .bind(profile.map(json))
+                .bind(name)
+                .fetch_optional(&self.writer)
+                .await?;
+        row.map(MidRow::try_from).transpose()
+    }
+
+    async fn request_rekey(
+        &self,
+        name: &str,
+        requested: bool,
+    ) -> Result<Option<MidRow>, StoreError> {
+        let row: Option<MidDbRow> =
+            sqlx::query_as("UPDATE mids SET rekey_requested = ? WHERE name = ? RETURNING *")
+                .bind(requested)
+                .bind(name)
+                .fetch_optional(&self.writer)
+                .await?;
+        row.map(MidRow::try_from).transpose()
+    }
+
+    async fn rekey_mid(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        public_key: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE mids SET secret_hash = ?, public_key = ?, rekey_requested = FALSE WHERE id = ?",
+        )
+        .bind(secret_hash)
+        .bind(public_key)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn put_cluster(
+        &self,
+        name: &str,
+        kind: ClusterKind,
+        members: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO clusters (name, kind, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind",
+        )
+        .bind(name)
+        .bind(kind.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM cluster_members WHERE cluster = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        for (rank, member) in members.iter().enumerate() {
+            sqlx::query("INSERT INTO cluster_members (cluster, mid_name, rank) VALUES (?, ?, ?)")
+                .bind(name)
+                .bind(member)
+                .bind(rank as i64 + 1)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRow>, StoreError> {
+        Ok(self.clusters(Some(name)).await?.into_iter().next())
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<ClusterRow>, StoreError> {
+        self.clusters(None).await
+    }
+
+    async fn delete_cluster(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM cluster_members WHERE cluster = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM clusters WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn insert_output(&self, record: &Record) -> Result<(), StoreError> {
@@ -313,30 +482,24 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let mut claimed = Vec::new();
         for priority in Priority::ALL {
-            for agent in c.agents {
-                let room = c.capacity.get(priority) as usize
-                    - claimed
-                        .iter()
-                        .filter(|r: &&Record| r.priority == priority)
-                        .count();
-                if room == 0 {
-                    break;
-                }
-                let rows: Vec<EccRow> = sqlx::query_as(
-                    "UPDATE ecc SET state = 'processing', attempt = attempt + 1, claimed_by = ?, claimed_at = ?, lease_expires_at = ? \
-                     WHERE id IN (SELECT id FROM ecc WHERE queue = 'output' AND state = 'ready' AND agent = ? AND priority = ? ORDER BY id LIMIT ?) \
-                     RETURNING *",
-                )
-                .bind(c.mid_name)
-                .bind(c.now)
-                .bind(c.lease_until)
-                .bind(agent)
-                .bind(priority.rank())
-                .bind(room as i64)
-                .fetch_all(&mut *tx)
-                .await?;
-                claimed.extend(records(rows)?);
+            let room = c.capacity.get(priority);
+            if room == 0 {
+                continue;
             }
+            let rows: Vec<EccRow> = sqlx::query_as(
+                "UPDATE ecc SET state = 'processing', attempt = attempt + 1, claimed_by = ?, claimed_at = ?, lease_expires_at = ? \
+                 WHERE id IN (SELECT id FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to = ? AND priority = ? ORDER BY id LIMIT ?) \
+                 RETURNING *",
+            )
+            .bind(c.mid_name)
+            .bind(c.now)
+            .bind(c.lease_until)
+            .bind(c.mid_name)
+            .bind(priority.rank())
+            .bind(i64::from(room))
+            .fetch_all(&mut *tx)
+            .await?;
+            claimed.extend(records(rows)?);
         }
         tx.commit().await?;
         claimed.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
@@ -415,6 +578,9 @@ impl Store for SqliteStore {
                 claimed_at: None,
                 processed_at: Some(now),
                 duration_ms: Some(i64::try_from(result.duration_ms).unwrap_or(i64::MAX)),
+                assigned_to: None,
+                selection: None,
+                application: output.application.clone(),
             };
             insert_record(&mut tx, &input).await?;
             let updated: EccRow = sqlx::query_as(
@@ -472,43 +638,182 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        let mut changed = Vec::with_capacity(lapsed.len());
-        for output in records(lapsed)? {
-            let holder = output.claimed_by.as_deref().unwrap_or("?");
-            let failure = if output.at_most_once {
-                Some(format!(
-                    "lease lapsed while MID {holder} held attempt {}; at-most-once outputs are not re-run",
-                    output.attempt
-                ))
-            } else if output.attempt >= output.max_attempts {
-                Some(format!(
-                    "lease lapsed on attempt {} of {} (last held by MID {holder}); no attempts left",
-                    output.attempt, output.max_attempts
-                ))
-            } else {
-                None
-            };
-            let row: Option<EccRow> = match &failure {
-                Some(reason) => sqlx::query_as(
-                    "UPDATE ecc SET state = 'error', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' RETURNING *",
-                )
-                .bind(reason)
-                .bind(now)
-                .bind(&output.id)
-                .fetch_optional(&mut *tx)
-                .await?,
-                None => sqlx::query_as(
-                    "UPDATE ecc SET state = 'ready', lease_expires_at = NULL WHERE id = ? AND state = 'processing' RETURNING *",
-                )
-                .bind(&output.id)
-                .fetch_optional(&mut *tx)
-                .await?,
-            };
-            if let Some(row) = row {
-                changed.push(Record::try_from(row)?);
-            }
-        }
+        let changed = end_leases(&mut tx, records(lapsed)?, "lease lapsed", now).await?;
         tx.commit().await?;
         Ok(changed)
     }
+
+    async fn release_leases_of(
+        &self,
+        mid_name: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let running: Vec<EccRow> = sqlx::query_as(
+            "SELECT * FROM ecc WHERE queue = 'output' AND state = 'processing' AND claimed_by = ? ORDER BY id",
+        )
+        .bind(mid_name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let changed = end_leases(&mut tx, records(running)?, reason, now).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT assigned_to, 'ready', COUNT(*) FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to IS NOT NULL GROUP BY assigned_to \
+             UNION ALL \
+             SELECT claimed_by, 'processing', COUNT(*) FROM ecc WHERE queue = 'output' AND state = 'processing' AND claimed_by IS NOT NULL GROUP BY claimed_by",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let mut load: HashMap<String, Load> = HashMap::new();
+        for (mid, state, count) in rows {
+            let entry = load.entry(mid).or_default();
+            let count = u64::try_from(count).unwrap_or(0);
+            if state == "ready" {
+                entry.ready += count;
+            } else {
+                entry.processing += count;
+            }
+        }
+        Ok(load)
+    }
+
+    async fn movable_outputs(&self, limit: u32) -> Result<Vec<Record>, StoreError> {
+        let rows: Vec<EccRow> = sqlx::query_as(
+            "SELECT * FROM ecc WHERE queue = 'output' AND state = 'ready' AND agent NOT LIKE 'mid.server.%' ORDER BY id LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        records(rows)
+    }
+
+    async fn assign_output(
+        &self,
+        id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        selection: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE ecc SET assigned_to = ?, selection = ? WHERE id = ? AND queue = 'output' AND state = 'ready' AND assigned_to IS ?",
+        )
+        .bind(to)
+        .bind(selection)
+        .bind(id)
+        .bind(from)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+impl SqliteStore {
+    async fn clusters(&self, only: Option<&str>) -> Result<Vec<ClusterRow>, StoreError> {
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT c.name, c.kind, m.mid_name FROM clusters c LEFT JOIN cluster_members m ON m.cluster = c.name \
+             WHERE ? IS NULL OR c.name = ? ORDER BY c.name, m.rank",
+        )
+        .bind(only)
+        .bind(only)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut out: Vec<ClusterRow> = Vec::new();
+        for (name, kind, member) in rows {
+            if out.last().is_none_or(|c| c.name != name) {
+                let kind = ClusterKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+                    id: name.clone(),
+                    detail: format!("cluster kind {kind}"),
+                })?;
+                out.push(ClusterRow {
+                    name: name.clone(),
+                    kind,
+                    members: Vec::new(),
+                });
+            }
+            if let (Some(member), Some(cluster)) = (member, out.last_mut()) {
+                cluster.members.push(member);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+async fn insert_history(
+    conn: &mut sqlx::SqliteConnection,
+    mid_id: &str,
+    from: Option<MidStatus>,
+    to: MidStatus,
+    reason: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO mid_status_history (id, mid_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(mid_id)
+    .bind(now)
+    .bind(from.map(MidStatus::as_str))
+    .bind(to.as_str())
+    .bind(reason)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Ends the leases of `outputs`: back to `ready` for another attempt, or `error` when
+/// attempts are used up or the output is at-most-once. `why` starts the error text.
+async fn end_leases(
+    conn: &mut sqlx::SqliteConnection,
+    outputs: Vec<Record>,
+    why: &str,
+    now: i64,
+) -> Result<Vec<Record>, StoreError> {
+    let mut changed = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        let holder = output.claimed_by.as_deref().unwrap_or("?");
+        let failure = if output.at_most_once {
+            Some(format!(
+                "{why} while MID {holder} held attempt {}; at-most-once outputs are not re-run",
+                output.attempt
+            ))
+        } else if output.attempt >= output.max_attempts {
+            Some(format!(
+                "{why} on attempt {} of {} (last held by MID {holder}); no attempts left",
+                output.attempt, output.max_attempts
+            ))
+        } else {
+            None
+        };
+        let row: Option<EccRow> = match &failure {
+            Some(reason) => sqlx::query_as(
+                "UPDATE ecc SET state = 'error', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING *",
+            )
+            .bind(reason)
+            .bind(now)
+            .bind(&output.id)
+            .bind(i64::from(output.attempt))
+            .fetch_optional(&mut *conn)
+            .await?,
+            None => sqlx::query_as(
+                "UPDATE ecc SET state = 'ready', lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING *",
+            )
+            .bind(&output.id)
+            .bind(i64::from(output.attempt))
+            .fetch_optional(&mut *conn)
+            .await?,
+        };
+        if let Some(row) = row {
+            changed.push(Record::try_from(row)?);
+        }
+    }
+    Ok(changed)
 }

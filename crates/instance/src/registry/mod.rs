@@ -1,11 +1,14 @@
 //! The MID registry: enrollment tokens, enrollment, session authentication, validation.
 
 use crate::auth::{hash_token, new_token, token_matches};
-use crate::ecc::{EnrollError, EnrollmentTokenRow, MidKey, MidRow, Store, StoreError};
+use crate::ecc::{EnrollError, EnrollmentTokenRow, Load, MidKey, MidRow, Store, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use openmid_proto::api::{EnrollmentToken, MidInfo, NewEnrollmentToken};
+use openmid_proto::iprange::IpRanges;
+use openmid_proto::mid::MidProfile;
 use openmid_proto::mid::{EnrollRequest, EnrollResponse, MidStatus};
+use openmid_proto::secret::Secret;
 use openmid_proto::time::{now_ms, rfc3339};
 use openmid_proto::{PROTOCOL_VERSION, is_valid_name};
 
@@ -47,9 +50,6 @@ pub enum RegistryError {
     /// The MID was invalidated.
     #[error("this MID was invalidated by an admin: enroll it again with a new token")]
     Invalidated,
-    /// No such MID.
-    #[error("no MID named `{0}`")]
-    NoSuchMid(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -116,22 +116,8 @@ pub async fn enroll(store: &dyn Store, req: &EnrollRequest) -> Result<MidRow, Re
             ),
         });
     }
-    let key_ok = STANDARD
-        .decode(&req.public_key)
-        .map(|k| k.len() == 32)
-        .unwrap_or(false);
-    if !key_ok {
-        return Err(RegistryError::Invalid {
-            field: "public_key",
-            message: "must be a base64 X25519 public key (32 bytes)".into(),
-        });
-    }
-    if req.secret.expose().len() < 32 {
-        return Err(RegistryError::Invalid {
-            field: "secret",
-            message: "must be at least 32 characters".into(),
-        });
-    }
+    check_key_and_secret(&req.public_key, &req.secret)?;
+    check_profile(&req.profile)?;
     let row = MidRow {
         id: uuid::Uuid::now_v7().to_string(),
         name: req.name.clone(),
@@ -145,6 +131,10 @@ pub async fn enroll(store: &dyn Store, req: &EnrollRequest) -> Result<MidRow, Re
         enrolled_at: now_ms(),
         validated_at: None,
         last_seen_at: Some(now_ms()),
+        declared_profile: req.profile.clone(),
+        admin_profile: None,
+        health: None,
+        rekey_requested: false,
     };
     Ok(store
         .enroll_mid(&hash_token(req.token.expose()), &row)
@@ -178,26 +168,49 @@ pub async fn authenticate(store: &dyn Store, bearer: &str) -> Result<MidRow, Reg
     Ok(row)
 }
 
-/// An admin validates a MID: it may take work from now on.
-pub async fn validate(store: &dyn Store, name: &str) -> Result<MidRow, RegistryError> {
-    let current = store
-        .get_mid(MidKey::Name(name))
-        .await?
-        .ok_or_else(|| RegistryError::NoSuchMid(name.to_string()))?;
-    if current.status == MidStatus::Invalidated {
-        return Err(RegistryError::Invalidated);
+/// Checks a MID's public key (base64 X25519) and secret (long enough).
+pub fn check_key_and_secret(public_key: &str, secret: &Secret) -> Result<(), RegistryError> {
+    let key_ok = STANDARD
+        .decode(public_key)
+        .map(|k| k.len() == 32)
+        .unwrap_or(false);
+    if !key_ok {
+        return Err(RegistryError::Invalid {
+            field: "public_key",
+            message: "must be a base64 X25519 public key (32 bytes)".into(),
+        });
     }
-    if current.status != MidStatus::ValidationPending {
-        return Ok(current);
+    if secret.expose().len() < 32 {
+        return Err(RegistryError::Invalid {
+            field: "secret",
+            message: "must be at least 32 characters".into(),
+        });
     }
-    store
-        .set_mid_status(name, MidStatus::Up, "validated by an admin", now_ms())
-        .await?
-        .ok_or_else(|| RegistryError::NoSuchMid(name.to_string()))
+    Ok(())
 }
 
-/// The registry row as the API shows it (no secret hash).
-pub fn mid_info(row: &MidRow) -> MidInfo {
+/// Checks a profile: IP ranges parse; names are short.
+pub fn check_profile(profile: &MidProfile) -> Result<(), RegistryError> {
+    IpRanges::parse(&profile.ip_ranges).map_err(|e| RegistryError::Invalid {
+        field: "ip_ranges",
+        message: e.to_string(),
+    })?;
+    for (field, list) in [
+        ("capabilities", &profile.capabilities),
+        ("applications", &profile.applications),
+    ] {
+        if list.len() > 64 || list.iter().any(|c| c.is_empty() || c.len() > 100) {
+            return Err(RegistryError::Invalid {
+                field,
+                message: "at most 64 entries of 1–100 characters".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The registry row as the API shows it (no secret hash), with its current load.
+pub fn mid_info(row: &MidRow, load: Load) -> MidInfo {
     MidInfo {
         id: row.id.clone(),
         name: row.name.clone(),
@@ -210,5 +223,11 @@ pub fn mid_info(row: &MidRow) -> MidInfo {
         enrolled_at: rfc3339(row.enrolled_at),
         validated_at: row.validated_at.map(rfc3339),
         last_seen_at: row.last_seen_at.map(rfc3339),
+        profile: row.profile(),
+        declared_profile: row.declared_profile.clone(),
+        health: row.health.clone(),
+        rekey_pending: row.rekey_requested,
+        ready: load.ready,
+        processing: load.processing,
     }
 }

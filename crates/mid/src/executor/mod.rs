@@ -18,6 +18,7 @@ use crate::config::PoolSizes;
 /// Runs claimed work.
 pub struct Executor {
     pools: [Arc<Semaphore>; 3],
+    sizes: PoolSizes,
     running: Mutex<HashSet<JobRef>>,
     ctx: Arc<ProbeContext>,
     outbox: Arc<Outbox>,
@@ -46,6 +47,7 @@ impl Executor {
     ) -> Self {
         let pool = |n: u32| Arc::new(Semaphore::new(n as usize));
         Self {
+            sizes,
             pools: [
                 pool(sizes.interactive),
                 pool(sizes.expedited),
@@ -67,6 +69,26 @@ impl Executor {
             interactive: free(Priority::Interactive),
             expedited: free(Priority::Expedited),
             standard: free(Priority::Standard),
+        }
+    }
+
+    /// Worker slots per pool.
+    pub fn pool_sizes(&self) -> Capacity {
+        Capacity {
+            interactive: self.sizes.interactive,
+            expedited: self.sizes.expedited,
+            standard: self.sizes.standard,
+        }
+    }
+
+    /// Slots in use per pool.
+    pub fn busy(&self) -> Capacity {
+        let sizes = self.pool_sizes();
+        let free = self.capacity();
+        Capacity {
+            interactive: sizes.interactive.saturating_sub(free.interactive),
+            expedited: sizes.expedited.saturating_sub(free.expedited),
+            standard: sizes.standard.saturating_sub(free.standard),
         }
     }
 

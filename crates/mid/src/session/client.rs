@@ -51,7 +51,7 @@ impl SessionError {
 pub struct InstanceClient {
     http: reqwest::Client,
     base: reqwest::Url,
-    bearer: Option<Secret>,
+    bearer: std::sync::RwLock<Option<Secret>>,
 }
 
 impl InstanceClient {
@@ -82,13 +82,13 @@ impl InstanceClient {
         Ok(Self {
             http,
             base,
-            bearer: None,
+            bearer: std::sync::RwLock::new(None),
         })
     }
 
     /// Sets the session credential (`MID_ID.SECRET`).
-    pub fn set_bearer(&mut self, bearer: Secret) {
-        self.bearer = Some(bearer);
+    pub fn set_bearer(&self, bearer: Secret) {
+        *self.bearer.write().unwrap_or_else(|e| e.into_inner()) = Some(bearer);
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(
@@ -107,7 +107,12 @@ impl InstanceClient {
             .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
             .json(body)
             .timeout(timeout);
-        if let Some(bearer) = &self.bearer {
+        let bearer = self
+            .bearer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(bearer) = bearer {
             req = req.bearer_auth(bearer.expose());
         }
         let resp = req.send().await.map_err(|e| unreachable(&e))?;
@@ -127,7 +132,8 @@ impl InstanceClient {
                 message,
             });
         }
-        serde_json::from_slice(&bytes)
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        serde_json::from_slice(bytes)
             .map_err(|e| SessionError::Unreachable(format!("unreadable answer: {e}")))
     }
 
@@ -150,6 +156,14 @@ impl InstanceClient {
     ) -> Result<ResultsResponse, SessionError> {
         self.post("mid/v1/results", req, Duration::from_secs(60))
             .await
+    }
+
+    /// Sends a new key pair and secret (authenticated with the current ones).
+    pub async fn rekey(&self, req: &openmid_proto::mid::RekeyRequest) -> Result<(), SessionError> {
+        let _: serde::de::IgnoredAny = self
+            .post("mid/v1/rekey", req, Duration::from_secs(30))
+            .await?;
+        Ok(())
     }
 
     /// Heartbeats.

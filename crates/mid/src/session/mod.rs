@@ -32,7 +32,7 @@ const RESULT_BYTES_PER_POST: u64 = 4 * 1024 * 1024;
 pub struct Session {
     pub(crate) config: Arc<MidConfig>,
     pub(crate) client: InstanceClient,
-    pub(crate) identity: Identity,
+    pub(crate) identity: std::sync::Mutex<Identity>,
     pub(crate) executor: Arc<Executor>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) shutdown: CancellationToken,
@@ -49,13 +49,17 @@ impl Session {
     /// Runs until `shutdown` is cancelled or the instance refuses the MID for good.
     /// On the way out it lets running jobs finish (their results go to the outbox) and
     /// makes one last attempt to post what the outbox holds.
-    pub async fn run(mut self) -> Result<(), MidError> {
+    pub async fn run(self) -> Result<(), MidError> {
         self.enroll().await?;
-        let Some(bearer) = self.identity.bearer() else {
+        let Some(bearer) = self.identity().bearer() else {
             return Ok(()); // shut down before enrollment finished
         };
         self.client.set_bearer(bearer);
         let this = Arc::new(self);
+        if this.identity().has_pending_rekey() {
+            // A rekey was cut short: finish it (sending the same keys again is harmless).
+            this.rekey().await;
+        }
         let background = CancellationToken::new();
         let sender = tokio::spawn(this.clone().send_results(background.clone()));
         let heart = tokio::spawn(this.clone().heartbeats(background.clone()));
@@ -73,8 +77,16 @@ impl Session {
         outcome
     }
 
-    async fn enroll(&mut self) -> Result<(), MidError> {
-        if self.identity.mid_id.is_some() {
+    fn identity(&self) -> std::sync::MutexGuard<'_, Identity> {
+        self.identity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mid_name(&self) -> String {
+        self.config.name.clone()
+    }
+
+    async fn enroll(&self) -> Result<(), MidError> {
+        if self.identity().mid_id.is_some() {
             return Ok(());
         }
         let token = self.config.enrollment_token.clone().ok_or_else(|| {
@@ -82,14 +94,18 @@ impl Session {
                 "enrollment_token: this MID has not enrolled yet; put a token from `openmid ctl enroll-token create` in the config".into(),
             )
         })?;
-        let req = EnrollRequest {
-            token,
-            name: self.identity.name.clone(),
-            public_key: self.identity.public_key_b64(),
-            secret: self.identity.secret.clone(),
-            protocol_version: PROTOCOL_VERSION,
-            version: BUILD_VERSION.to_string(),
-            hostname: hostname(),
+        let req = {
+            let identity = self.identity();
+            EnrollRequest {
+                token,
+                name: identity.name.clone(),
+                public_key: identity.public_key_b64(),
+                secret: identity.secret.clone(),
+                protocol_version: PROTOCOL_VERSION,
+                version: BUILD_VERSION.to_string(),
+                hostname: hostname(),
+                profile: self.config.profile(),
+            }
         };
         let mut backoff = new_backoff();
         loop {
@@ -99,7 +115,7 @@ impl Session {
             };
             match attempt {
                 Ok(resp) => {
-                    self.identity
+                    self.identity()
                         .set_enrolled(resp.mid_id)
                         .map_err(MidError::Identity)?;
                     tracing::info!(mid = %resp.name, status = resp.status.as_str(), "enrolled with the instance");
@@ -124,16 +140,20 @@ impl Session {
         if previous != Some(status) {
             match status {
                 MidStatus::ValidationPending => tracing::warn!(
-                    mid = %self.identity.name,
+                    mid = %self.mid_name(),
                     "waiting for an admin to validate this MID (openmid ctl mids validate {})",
-                    self.identity.name
+                    self.mid_name()
                 ),
-                s => tracing::info!(mid = %self.identity.name, status = s.as_str(), "MID status"),
+                s => tracing::info!(mid = %self.mid_name(), status = s.as_str(), "MID status"),
             }
         }
     }
 
-    async fn poll_for_work(&self) -> Result<(), MidError> {
+    /// Keeps one long-poll open at all times — with free slots it asks for work, with
+    /// none it only tells the instance this MID is alive (a dropped connection is how
+    /// the instance notices a dead MID in about a second). A poll without capacity is
+    /// cut short when a slot frees up.
+    async fn poll_for_work(self: &Arc<Self>) -> Result<(), MidError> {
         let mut backoff = new_backoff();
         let mut throttled = false;
         while !self.shutdown.is_cancelled() {
@@ -149,26 +169,24 @@ impl Session {
                     tracing::info!("outbox back under its limit: taking work again");
                 }
             }
+            let slot_freed = self.executor.slot_freed.notified();
+            tokio::pin!(slot_freed);
+            slot_freed.as_mut().enable();
             let capacity = if over {
                 Capacity::default()
             } else {
                 self.executor.capacity()
             };
-            if capacity.total() == 0 {
-                tokio::select! {
-                    _ = self.executor.slot_freed.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = self.shutdown.cancelled() => {}
-                }
-                continue;
-            }
             let req = PollRequest {
                 capacity,
                 wait_ms: self.config.poll_wait_ms,
                 known_status: *self.status.borrow(),
             };
+            let idle = capacity.total() == 0;
             let answer = tokio::select! {
                 r = self.client.poll(&req) => r,
+                _ = &mut slot_freed, if idle && !over => continue,
+                _ = tokio::time::sleep(Duration::from_secs(1)), if over => continue,
                 _ = self.shutdown.cancelled() => break,
             };
             match answer {
@@ -183,6 +201,9 @@ impl Session {
                     for item in resp.work {
                         self.executor.spawn(item);
                     }
+                    if resp.rekey {
+                        self.rekey().await;
+                    }
                 }
                 Err(e) if e.is_fatal() => {
                     tracing::error!(error = %e, "the instance refused this MID; stopping");
@@ -192,6 +213,49 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Makes a new key pair and secret, saves them as pending, sends them, and switches
+    /// to them once the instance has them.
+    async fn rekey(&self) {
+        let begun = self.identity().begin_rekey();
+        let (public_key, secret) = match begun {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::error!(error = %e, "could not save new keys for a rekey");
+                return;
+            }
+        };
+        let req = openmid_proto::mid::RekeyRequest { public_key, secret };
+        let sent = self.client.rekey(&req).await;
+        let sent = match sent {
+            // The instance already has the new keys (a rekey cut short by a crash).
+            Err(SessionError::Refused { status: 401, .. }) => {
+                let bearer = self.identity().bearer_with(&req.secret);
+                if let Some(bearer) = bearer {
+                    self.client.set_bearer(bearer);
+                }
+                self.client.rekey(&req).await
+            }
+            other => other,
+        };
+        match sent {
+            Ok(()) => {
+                let finished = {
+                    let mut identity = self.identity();
+                    identity.finish_rekey().map(|()| identity.bearer())
+                };
+                match finished {
+                    Ok(Some(bearer)) => {
+                        self.client.set_bearer(bearer);
+                        tracing::info!("rekeyed: new key pair and secret in use");
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "could not save the new keys"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "rekey failed; will retry when asked again"),
+        }
     }
 
     async fn pause_after(&self, backoff: &mut Backoff, e: &SessionError, what: &str) {
@@ -284,22 +348,33 @@ impl Session {
 
     /// Heartbeats: report health, renew the leases of running jobs.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
+        let mut stats = crate::health::ProcessStats::new();
         loop {
             let every = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.cancelled() => return,
             }
+            let (cpu_percent, rss_bytes) = stats.sample();
             let req = HeartbeatRequest {
                 running: self.executor.running(),
                 version: BUILD_VERSION.to_string(),
                 uptime_ms: self.started.elapsed().as_millis() as u64,
                 outbox_len: self.outbox.len() as u64,
                 outbox_bytes: self.outbox.bytes(),
+                running_by_pool: self.executor.busy(),
+                pool_sizes: self.executor.pool_sizes(),
+                queued: 0,
+                cpu_percent,
+                rss_bytes,
+                profile: self.config.profile(),
             };
             match self.client.heartbeat(&req).await {
                 Ok(resp) => {
                     self.set_status(resp.status);
+                    if resp.rekey {
+                        self.rekey().await;
+                    }
                     for job in resp.lost {
                         tracing::warn!(output = %job.output_id, attempt = job.attempt, "lease lost: the instance re-assigned this job; its result will be discarded");
                     }

@@ -126,9 +126,15 @@ enum EccCommand {
 enum RunCommand {
     /// An HTTP request made by a MID.
     Rest {
-        /// MID name.
+        /// MID name (or give --agent).
+        #[arg(long, required_unless_present = "agent", conflicts_with = "agent")]
+        mid: Option<String>,
+        /// mid.server.NAME, mid.cluster.NAME or mid.auto.
         #[arg(long)]
-        mid: String,
+        agent: Option<String>,
+        /// Application, for mid.auto.
+        #[arg(long)]
+        application: Option<String>,
         /// URL as the MID sees it.
         #[arg(long)]
         url: String,
@@ -320,6 +326,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                     correlator,
                     max_attempts: None,
                     at_most_once: false,
+                    application: None,
                 })
                 .await?;
             if json {
@@ -382,6 +389,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Run(RunCommand::Rest {
             mid,
+            agent,
+            application,
             url,
             method,
             headers,
@@ -403,12 +412,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 .rest_action(
                     &RestAction {
                         mid,
+                        agent,
+                        application,
                         method: Some(method),
-                        url,
                         headers: map,
                         body: body.map(Body::Text),
                         timeout_ms,
-                        correlator: None,
+                        ..RestAction::new("", url)
                     },
                     Duration::from_secs_f64(wait),
                 )

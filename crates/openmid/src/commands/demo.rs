@@ -94,13 +94,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .api
         .rest_action(
             &RestAction {
-                mid: MID_NAME.into(),
-                method: Some("GET".into()),
-                url,
-                headers: Default::default(),
-                body: None,
                 timeout_ms: Some(10_000),
                 correlator: Some("demo".into()),
+                ..RestAction::new(format!("mid.server.{MID_NAME}"), url)
             },
             Duration::from_secs(15),
         )

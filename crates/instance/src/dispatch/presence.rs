@@ -1,0 +1,167 @@
+//! Which MIDs are in touch, noticed fast. A MID keeps a long-poll open at all times, so
+//! a MID that dies (kill -9, crash, lost host) drops that connection at once; the poll's
+//! guard sees the drop, and if no new poll arrives within a short grace the MID is
+//! declared `down` — seconds, not the minutes a heartbeat timeout would take. Silent
+//! partitions, where no connection closes, fall back to `down_after` without contact.
+//!
+//! This is per instance node: with several nodes behind one PostgreSQL each node
+//! watches the MIDs connected to it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+struct Entry {
+    open_polls: u32,
+    lost_at: Option<Instant>,
+    last_contact: Instant,
+}
+
+/// Presence of MIDs, by name.
+#[derive(Debug, Default)]
+pub struct Presence {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// Held while a long-poll runs; dropped without [`PollGuard::finish`] it means the
+/// connection went away mid-poll.
+pub struct PollGuard {
+    presence: Arc<Presence>,
+    name: String,
+    finished: bool,
+}
+
+impl PollGuard {
+    /// The poll answered normally.
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for PollGuard {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let mut map = self.presence.lock();
+        if let Some(e) = map.get_mut(&self.name) {
+            e.open_polls = e.open_polls.saturating_sub(1);
+            e.last_contact = now;
+            if !self.finished && e.open_polls == 0 {
+                e.lost_at = Some(now);
+            }
+        }
+    }
+}
+
+/// Why a MID is considered gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    /// MID name.
+    pub name: String,
+    /// What was seen.
+    pub reason: String,
+}
+
+impl Presence {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn entry<'a>(map: &'a mut HashMap<String, Entry>, name: &str, now: Instant) -> &'a mut Entry {
+        map.entry(name.to_string()).or_insert(Entry {
+            open_polls: 0,
+            lost_at: None,
+            last_contact: now,
+        })
+    }
+
+    /// Any request from the MID.
+    pub fn contact(&self, name: &str) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let e = Self::entry(&mut map, name, now);
+        e.last_contact = now;
+    }
+
+    /// A long-poll starts.
+    pub fn poll_started(self: &Arc<Self>, name: &str) -> PollGuard {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let e = Self::entry(&mut map, name, now);
+        e.open_polls += 1;
+        e.lost_at = None;
+        e.last_contact = now;
+        PollGuard {
+            presence: self.clone(),
+            name: name.to_string(),
+            finished: false,
+        }
+    }
+
+    /// Starts watching a MID as if it had just been in touch (at instance start, for
+    /// MIDs the registry says are up).
+    pub fn expect(&self, name: &str) {
+        self.contact(name);
+    }
+
+    /// Stops watching a MID (it is down, invalidated or gone for good).
+    pub fn forget(&self, name: &str) {
+        self.lock().remove(name);
+    }
+
+    /// MIDs whose connection dropped more than `grace` ago without a new poll, or that
+    /// have not been in touch for `down_after`.
+    pub fn gone(&self, grace: Duration, down_after: Duration) -> Vec<Gone> {
+        let now = Instant::now();
+        let map = self.lock();
+        let mut gone = Vec::new();
+        for (name, e) in map.iter() {
+            if let Some(lost) = e.lost_at
+                && e.open_polls == 0
+                && now.duration_since(lost) >= grace
+            {
+                gone.push(Gone {
+                    name: name.clone(),
+                    reason: format!(
+                        "connection lost {} ms ago and not re-established",
+                        now.duration_since(lost).as_millis()
+                    ),
+                });
+            } else if e.open_polls == 0 && now.duration_since(e.last_contact) >= down_after {
+                gone.push(Gone {
+                    name: name.clone(),
+                    reason: format!(
+                        "no contact for {} ms (down_after)",
+                        now.duration_since(e.last_contact).as_millis()
+                    ),
+                });
+            }
+        }
+        gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_poll_is_gone_after_the_grace_unless_it_comes_back() {
+        let p = Arc::new(Presence::default());
+        drop(p.poll_started("a"));
+        drop(p.poll_started("b"));
+        let _back = p.poll_started("b");
+        p.poll_started("c").finish();
+        std::thread::sleep(Duration::from_millis(30));
+        let gone = p.gone(Duration::from_millis(20), Duration::from_secs(60));
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].name, "a");
+        p.forget("a");
+        assert!(p.gone(Duration::ZERO, Duration::from_secs(60)).is_empty());
+        assert_eq!(
+            p.gone(Duration::ZERO, Duration::ZERO).len(),
+            1,
+            "c, silent too long"
+        );
+    }
+}
