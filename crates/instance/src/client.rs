@@ -2,8 +2,9 @@
 //! the benchmarks — so every caller speaks the API exactly as users do.
 
 use openmid_proto::api::{
-    ActionPending, EnrollmentToken, ErrorBody, MidInfo, NewEnrollmentToken, NewOutput, RecordPage,
-    RecordQuery, RestAction, RestActionResult,
+    ActionPending, ClusterInfo, EnrollmentToken, ErrorBody, MidInfo, NewCluster,
+    NewEnrollmentToken, NewOutput, ProfileUpdate, RecordPage, RecordQuery, RestAction,
+    RestActionResult, StatusChange,
 };
 use openmid_proto::ecc::EccRecord;
 use openmid_proto::secret::Secret;
@@ -132,7 +133,8 @@ impl ApiClient {
                 },
             });
         }
-        let value = serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        let value = serde_json::from_slice(bytes).map_err(|e| ClientError::Unexpected {
             url: url.to_string(),
             detail: e.to_string(),
         })?;
@@ -184,15 +186,119 @@ impl ApiClient {
 
     /// Validates a MID.
     pub async fn validate_mid(&self, name: &str) -> Result<MidInfo, ClientError> {
+        self.mid_action(name, "validate").await
+    }
+
+    /// Runs an admin action on a MID: `validate`, `pause`, `resume`, `drain`,
+    /// `invalidate` or `rekey`.
+    pub async fn mid_action(&self, name: &str, action: &str) -> Result<MidInfo, ClientError> {
         let (_, m) = self
             .call::<(), _>(
                 Method::POST,
-                &format!("api/v1/mids/{}/validate", encode(name)),
+                &format!("api/v1/mids/{}/{}", encode(name), encode(action)),
                 None,
                 Self::DEFAULT_TIMEOUT,
             )
             .await?;
         Ok(m)
+    }
+
+    /// A MID's status changes, newest first.
+    pub async fn mid_history(&self, name: &str) -> Result<Vec<StatusChange>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct History {
+            changes: Vec<StatusChange>,
+        }
+        let (_, h): (_, History) = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("api/v1/mids/{}/history", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(h.changes)
+    }
+
+    /// Sets what a MID offers (capabilities, applications, IP ranges).
+    pub async fn update_mid_profile(
+        &self,
+        name: &str,
+        update: &ProfileUpdate,
+    ) -> Result<MidInfo, ClientError> {
+        let (_, m) = self
+            .call(
+                Method::PATCH,
+                &format!("api/v1/mids/{}", encode(name)),
+                Some(update),
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(m)
+    }
+
+    /// Creates a cluster.
+    pub async fn create_cluster(&self, cluster: &NewCluster) -> Result<ClusterInfo, ClientError> {
+        let (_, c) = self
+            .call(
+                Method::POST,
+                "api/v1/clusters",
+                Some(cluster),
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(c)
+    }
+
+    /// Replaces a cluster's kind and members.
+    pub async fn put_cluster(&self, cluster: &NewCluster) -> Result<ClusterInfo, ClientError> {
+        let (_, c) = self
+            .call(
+                Method::PUT,
+                &format!("api/v1/clusters/{}", encode(&cluster.name)),
+                Some(cluster),
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(c)
+    }
+
+    /// Lists clusters.
+    pub async fn list_clusters(&self) -> Result<Vec<ClusterInfo>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            clusters: Vec<ClusterInfo>,
+        }
+        let (_, l): (_, List) = self
+            .call::<(), _>(Method::GET, "api/v1/clusters", None, Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(l.clusters)
+    }
+
+    /// Shows a cluster.
+    pub async fn get_cluster(&self, name: &str) -> Result<ClusterInfo, ClientError> {
+        let (_, c) = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("api/v1/clusters/{}", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(c)
+    }
+
+    /// Deletes a cluster.
+    pub async fn delete_cluster(&self, name: &str) -> Result<(), ClientError> {
+        let _: (_, serde::de::IgnoredAny) = self
+            .call::<(), _>(
+                Method::DELETE,
+                &format!("api/v1/clusters/{}", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(())
     }
 
     /// Inserts an output record.

@@ -2,6 +2,7 @@
 //! loopback, over real TLS; and the `openmid` binary as a user runs it.
 
 mod cli;
+mod clusters;
 mod durability;
 mod end_to_end;
 mod support;

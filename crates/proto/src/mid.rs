@@ -139,6 +139,13 @@ impl Capacity {
         }
     }
 
+    /// Whether some pool that has no slot in `before` has one here.
+    pub fn opens_pool_of(&self, before: &Capacity) -> bool {
+        Priority::ALL
+            .into_iter()
+            .any(|p| before.get(p) == 0 && self.get(p) > 0)
+    }
+
     /// Total free slots.
     pub fn total(&self) -> u32 {
         self.interactive

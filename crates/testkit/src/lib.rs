@@ -2,6 +2,7 @@
 //! (port 0, fresh directories) for the tests, the demo and the benchmarks — one place,
 //! so no test file grows its own copy.
 
+pub mod process;
 pub mod proxy;
 pub mod target;
 
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use process::MidProcess;
 pub use proxy::ConnectProxy;
 pub use target::TargetService;
 
@@ -157,6 +159,18 @@ impl TestInstance {
             }
         }
         Ok(mid)
+    }
+
+    /// An enrollment token that validates the MID at once.
+    pub async fn auto_validating_token(&self) -> Result<String, KitError> {
+        Ok(self
+            .api
+            .create_enrollment_token(&NewEnrollmentToken {
+                auto_validate: true,
+                ..Default::default()
+            })
+            .await?
+            .token)
     }
 
     /// Where the instance keeps its data.

@@ -20,7 +20,12 @@ pub struct ConnectProxy {
 impl ConnectProxy {
     /// Starts on 127.0.0.1 and a free port.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Starts on `addr` (to bring a stopped proxy back on the same port).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let tunnels = Arc::new(AtomicU64::new(0));
         let shutdown = CancellationToken::new();

@@ -108,11 +108,17 @@ impl Executor {
     /// Starts a claimed job in its pool.
     pub fn spawn(self: &Arc<Self>, item: WorkItem) {
         let this = self.clone();
+        let pool = self.pools[pool_index(item.priority)].clone();
+        // Take the slot now, so the capacity the next poll advertises is already right;
+        // the poll only asked for free slots, so this normally succeeds at once.
+        let slot = pool.clone().try_acquire_owned().ok();
         self.tasks.spawn(async move {
-            let pool = this.pools[pool_index(item.priority)].clone();
-            // The poll only asked for free slots, so this normally does not wait.
-            let Ok(permit) = pool.acquire_owned().await else {
-                return;
+            let permit = match slot {
+                Some(permit) => permit,
+                None => match pool.acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
             };
             let job = JobRef {
                 output_id: item.output_id.clone(),

@@ -169,9 +169,6 @@ impl Session {
                     tracing::info!("outbox back under its limit: taking work again");
                 }
             }
-            let slot_freed = self.executor.slot_freed.notified();
-            tokio::pin!(slot_freed);
-            slot_freed.as_mut().enable();
             let capacity = if over {
                 Capacity::default()
             } else {
@@ -182,13 +179,25 @@ impl Session {
                 wait_ms: self.config.poll_wait_ms,
                 known_status: *self.status.borrow(),
             };
-            let idle = capacity.total() == 0;
-            let answer = tokio::select! {
-                r = self.client.poll(&req) => r,
-                _ = &mut slot_freed, if idle && !over => continue,
-                _ = tokio::time::sleep(Duration::from_secs(1)), if over => continue,
-                _ = self.shutdown.cancelled() => break,
+            let poll = self.client.poll(&req);
+            tokio::pin!(poll);
+            // While the poll waits, a pool it asked nothing for may get a free slot:
+            // then ask again, so that pool's work is not left waiting for the poll.
+            let answer = loop {
+                let slot_freed = self.executor.slot_freed.notified();
+                tokio::pin!(slot_freed);
+                slot_freed.as_mut().enable();
+                if !over && self.executor.capacity().opens_pool_of(&capacity) {
+                    break None;
+                }
+                tokio::select! {
+                    r = &mut poll => break Some(r),
+                    _ = &mut slot_freed => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)), if over => break None,
+                    _ = self.shutdown.cancelled() => return Ok(()),
+                }
             };
+            let Some(answer) = answer else { continue };
             match answer {
                 Ok(resp) => {
                     if backoff.failures() > 0 {
