@@ -148,6 +148,16 @@ pub async fn enrolled_client(
     name: &str,
     validate: bool,
 ) -> InstanceClient {
+    enrolled_client_with(instance, name, validate, Default::default()).await
+}
+
+/// [`enrolled_client`] with a declared profile.
+pub async fn enrolled_client_with(
+    instance: &TestInstance,
+    name: &str,
+    validate: bool,
+    profile: openmid_proto::mid::MidProfile,
+) -> InstanceClient {
     let token = instance
         .api
         .create_enrollment_token(&NewEnrollmentToken::default())
@@ -171,7 +181,7 @@ pub async fn enrolled_client(
             protocol_version: openmid_proto::PROTOCOL_VERSION,
             version: "test".into(),
             hostname: "test-host".into(),
-            profile: Default::default(),
+            profile,
         })
         .await
         .expect("enrolls");
