@@ -28,6 +28,8 @@ enum Command {
     Demo(commands::demo::Args),
     /// Call an instance's admin API (OPENMID_URL, OPENMID_TOKEN, OPENMID_CA).
     Ctl(commands::ctl::Args),
+    /// Measure the system as users run it (failover, …).
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
     let default_level = match cli.command {
         Command::Instance(_) | Command::Mid(_) => "info",
         Command::Demo(_) | Command::Ctl(_) => "warn",
+        Command::Bench(_) => "error",
     };
     init_logging(default_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
             Command::Mid(args) => commands::mid::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Ctl(args) => commands::ctl::run(args).await,
+            Command::Bench(args) => commands::bench::run(args).await,
         }
     });
     match outcome {

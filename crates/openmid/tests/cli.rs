@@ -271,3 +271,35 @@ fn install_service_writes_a_systemd_unit_for_a_valid_config() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn bench_failover_reports_its_figures_as_json() {
+    let out = Command::new(BIN)
+        .args([
+            "bench", "failover", "--rounds", "1", "--jobs", "3", "--json",
+        ])
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let figures: serde_json::Value = serde_json::from_str(last).expect("JSON on the last line");
+    for key in [
+        "rounds",
+        "jobs_in_flight",
+        "detect_ms",
+        "complete_ms",
+        "complete_ms_max",
+        "lost",
+        "duplicates",
+    ] {
+        assert!(figures.get(key).is_some(), "{key} in {last}");
+    }
+    assert_eq!(figures["lost"], 0);
+    assert_eq!(figures["duplicates"], 0);
+    assert!(figures["detect_ms"].as_i64().is_some_and(|d| d > 0));
+}
