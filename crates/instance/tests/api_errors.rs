@@ -455,7 +455,14 @@ async fn the_openapi_document_describes_every_admin_route() {
         ("/api/v1/enrollment-tokens", "post"),
         ("/api/v1/mids", "get"),
         ("/api/v1/mids/{name}", "get"),
-        ("/api/v1/mids/{name}/validate", "post"),
+        ("/api/v1/mids/{name}", "patch"),
+        ("/api/v1/mids/{name}/history", "get"),
+        ("/api/v1/mids/{name}/{action}", "post"),
+        ("/api/v1/clusters", "post"),
+        ("/api/v1/clusters", "get"),
+        ("/api/v1/clusters/{name}", "get"),
+        ("/api/v1/clusters/{name}", "put"),
+        ("/api/v1/clusters/{name}", "delete"),
         ("/api/v1/ecc", "post"),
         ("/api/v1/ecc", "get"),
         ("/api/v1/ecc/{id}", "get"),
@@ -466,4 +473,111 @@ async fn the_openapi_document_describes_every_admin_route() {
             "{method} {path} is documented"
         );
     }
+}
+
+#[tokio::test]
+async fn bad_cluster_requests_are_refused() {
+    let (instance, _dir) = instance().await;
+    let raw = Raw::new(&instance);
+    let cases = [
+        (
+            "POST",
+            "/api/v1/clusters",
+            json!({"name": "c", "kind": "round_robin", "members": ["a"]}),
+            422,
+            "unknown variant `round_robin`",
+        ),
+        (
+            "POST",
+            "/api/v1/clusters",
+            json!({"name": "c", "kind": "failover", "members": []}),
+            422,
+            "members",
+        ),
+        (
+            "POST",
+            "/api/v1/clusters",
+            json!({"name": "c", "kind": "failover", "members": ["a", "a"]}),
+            422,
+            "listed twice",
+        ),
+        (
+            "POST",
+            "/api/v1/clusters",
+            json!({"name": "c d", "kind": "failover", "members": ["a"]}),
+            422,
+            "name",
+        ),
+        (
+            "POST",
+            "/api/v1/clusters",
+            json!({"name": "c", "kind": "failover"}),
+            422,
+            "missing field `members`",
+        ),
+        (
+            "PUT",
+            "/api/v1/clusters/c",
+            json!({"name": "other", "kind": "failover", "members": ["a"]}),
+            422,
+            "must match the path",
+        ),
+        (
+            "PATCH",
+            "/api/v1/mids/ghost",
+            json!({"capabilities": ["REST"]}),
+            404,
+            "ghost",
+        ),
+        (
+            "PATCH",
+            "/api/v1/mids/ghost",
+            json!({"colour": "red"}),
+            422,
+            "unknown field `colour`",
+        ),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let a = raw.admin(method, path, body.clone()).await;
+        let (_, message) = a.error();
+        assert_eq!(a.status, status, "{method} {path} {body}: {message}");
+        assert!(
+            message.contains(needle),
+            "{method} {path}: `{message}` should mention `{needle}`"
+        );
+    }
+    assert!(
+        instance.api.list_clusters().await.expect("list").is_empty(),
+        "nothing written"
+    );
+    let ok = raw
+        .admin(
+            "POST",
+            "/api/v1/clusters",
+            json!({"name": "c", "kind": "failover", "members": ["b", "a"]}),
+        )
+        .await;
+    assert_eq!(ok.status, 201, "{:?}", ok.body);
+    assert_eq!(ok.body["members"][0]["name"], "b");
+    assert_eq!(
+        ok.body["members"][0]["status"],
+        serde_json::Value::Null,
+        "not enrolled yet"
+    );
+    let again = raw
+        .admin(
+            "POST",
+            "/api/v1/clusters",
+            json!({"name": "c", "kind": "failover", "members": ["a"]}),
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    let gone = raw
+        .send("DELETE", "/api/v1/clusters/c", Some(""), None, Vec::new())
+        .await;
+    assert_eq!(gone.status, 204);
+    let missing = raw
+        .send("DELETE", "/api/v1/clusters/c", Some(""), None, Vec::new())
+        .await;
+    assert_eq!(missing.status, 404);
 }

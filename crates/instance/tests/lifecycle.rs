@@ -423,3 +423,68 @@ async fn rekey_replaces_the_secret_and_the_old_one_stops_working() {
     assert_eq!(old.status, 401);
     mid.shutdown().await.expect("stops");
 }
+
+#[tokio::test]
+async fn failover_work_follows_the_best_ranked_up_member_and_waits_when_none_is() {
+    let (instance, _dir) = instance().await;
+    let api = &instance.api;
+    let _a = enrolled_client(&instance, "rank1", true).await;
+    let _b = enrolled_client(&instance, "rank2", true).await;
+    api.create_cluster(&openmid_proto::api::NewCluster {
+        name: "pair".into(),
+        kind: openmid_proto::api::ClusterKind::Failover,
+        members: vec!["rank1".into(), "rank2".into()],
+    })
+    .await
+    .expect("cluster");
+    api.mid_action("rank1", "pause").await.expect("pause");
+    let out = api
+        .insert_output(&output("mid.cluster.pair", "http://127.0.0.1:9/", None))
+        .await
+        .expect("insert");
+    assert_eq!(out.assigned_to.as_deref(), Some("rank2"));
+    assert!(out.selection.unwrap_or_default().contains("rank 2 of 2"));
+
+    // The better-ranked member returns: waiting work moves back to it.
+    api.mid_action("rank1", "resume").await.expect("resume");
+    let moved = async {
+        loop {
+            let r = api.get_record(&out.id).await.expect("get");
+            if r.assigned_to.as_deref() == Some("rank1") {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let moved = tokio::time::timeout(Duration::from_secs(10), moved)
+        .await
+        .expect("moved back");
+    assert!(moved.selection.unwrap_or_default().contains("rank 1 of 2"));
+
+    // Nobody up: the output waits, unassigned, and says why; it is picked up later.
+    api.mid_action("rank1", "pause").await.expect("pause");
+    api.mid_action("rank2", "pause").await.expect("pause");
+    let waiting = api
+        .insert_output(&output("mid.cluster.pair", "http://127.0.0.1:9/", None))
+        .await
+        .expect("insert");
+    assert_eq!(waiting.assigned_to, None);
+    let why = waiting.selection.unwrap_or_default();
+    assert!(
+        why.contains("no member of cluster pair is up") && why.contains("rank1: paused"),
+        "{why}"
+    );
+    api.mid_action("rank2", "resume").await.expect("resume");
+    let picked = async {
+        loop {
+            let r = api.get_record(&waiting.id).await.expect("get");
+            if r.assigned_to.as_deref() == Some("rank2") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), picked)
+        .await
+        .expect("assigned once a member is up");
+}
