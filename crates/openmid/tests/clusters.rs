@@ -188,6 +188,11 @@ async fn kill_9_fails_over_every_in_flight_job_once() {
         .await,
         "the first member runs all 50"
     );
+    let target = &rig.target;
+    assert!(
+        wait_for(Duration::from_secs(20), || async { target.hits() == 50 }).await,
+        "all 50 calls reached the service: they are truly in flight"
+    );
     let killed = Instant::now();
     a.kill();
     assert!(
@@ -286,6 +291,8 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
         ))
         .await
     );
+    let target = &rig.target;
+    assert!(wait_for(Duration::from_secs(20), || async { target.hits() == 20 }).await);
     // The network between cut-a and the instance goes away (every tunnel is cut).
     proxy.stop();
     drop(proxy);

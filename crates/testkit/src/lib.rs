@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use process::MidProcess;
+pub use process::{InstanceProcess, MidProcess};
 pub use proxy::ConnectProxy;
 pub use target::TargetService;
 
@@ -105,26 +105,15 @@ impl TestInstance {
     }
 
     /// A MID config for this instance: state in `state_dir`, trusting the instance's
-    /// certificate file, small poll wait so tests stop fast.
+    /// certificate file.
     pub fn mid_config(&self, name: &str, state_dir: &Path, token: Option<String>) -> MidConfig {
-        MidConfig {
-            name: name.to_string(),
-            instance_url: self.running.url.clone(),
-            state_dir: state_dir.to_path_buf(),
-            enrollment_token: token.map(Secret::new),
-            tls: TlsTrust {
-                ca_file: Some(self.running.cert_path.clone()),
-                ..TlsTrust::default()
-            },
-            proxy: None,
-            pools: Default::default(),
-            outbox_limit_bytes: 512 * 1024 * 1024,
-            poll_wait_ms: 25_000,
-            max_response_bytes: 8 * 1024 * 1024,
-            capabilities: Vec::new(),
-            applications: Vec::new(),
-            ip_ranges: Vec::new(),
-        }
+        mid_config(
+            &self.running.url,
+            &self.running.cert_path,
+            name,
+            state_dir,
+            token,
+        )
     }
 
     /// Makes an enrollment token, starts a MID named `name` with it and waits until the
@@ -181,6 +170,34 @@ impl TestInstance {
     /// Stops the instance.
     pub async fn shutdown(self) {
         self.running.shutdown().await;
+    }
+}
+
+/// A MID config for the instance at `url` whose certificate (or CA) is `ca_file`.
+pub fn mid_config(
+    url: &str,
+    ca_file: &Path,
+    name: &str,
+    state_dir: &Path,
+    token: Option<String>,
+) -> MidConfig {
+    MidConfig {
+        name: name.to_string(),
+        instance_url: url.to_string(),
+        state_dir: state_dir.to_path_buf(),
+        enrollment_token: token.map(Secret::new),
+        tls: TlsTrust {
+            ca_file: Some(ca_file.to_path_buf()),
+            ..TlsTrust::default()
+        },
+        proxy: None,
+        pools: Default::default(),
+        outbox_limit_bytes: 512 * 1024 * 1024,
+        poll_wait_ms: 25_000,
+        max_response_bytes: 8 * 1024 * 1024,
+        capabilities: Vec::new(),
+        applications: Vec::new(),
+        ip_ranges: Vec::new(),
     }
 }
 

@@ -1,9 +1,12 @@
-//! A MID Server as a separate `openmid mid` process, for tests and benchmarks that must
-//! kill one for real (`kill -9`) or measure its memory.
+//! An instance or a MID Server as a separate `openmid` process, for tests and benchmarks
+//! that must kill one for real (`kill -9`) or measure its memory and CPU.
 
 use openmid_mid::config::MidConfig;
+use openmid_proto::secret::Secret;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// A running `openmid mid` process; killed when dropped.
 pub struct MidProcess {
@@ -52,18 +55,108 @@ impl MidProcess {
         let _ = self.child.wait();
     }
 
-    /// Resident memory in bytes, from `/proc` (Linux).
+    /// Resident memory in bytes.
     pub fn rss_bytes(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kb * 1024)
+        rss_bytes(self.pid())
+    }
+}
+
+/// Resident memory of a process in bytes, from `/proc` (Linux).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// CPU time a process has used (user + system), from `/proc` (Linux).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    // Linux reports in clock ticks, 100 per second on every mainstream configuration.
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// A running `openmid instance` process; killed when dropped.
+pub struct InstanceProcess {
+    child: Child,
+    /// Base URL.
+    pub url: String,
+    /// Admin token.
+    pub token: Secret,
+    /// Certificate file (the clients' CA).
+    pub cert_path: PathBuf,
+}
+
+impl InstanceProcess {
+    /// Starts `bin instance` with a fresh `data_dir` on a free loopback port and reads
+    /// the URL, certificate and admin token it prints.
+    pub fn spawn(bin: &Path, data_dir: &Path) -> std::io::Result<Self> {
+        let log = std::fs::File::create(data_dir.with_extension("log"))?;
+        let mut child = Command::new(bin)
+            .args(["instance", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env(
+                "OPENMID_LOG",
+                std::env::var("OPENMID_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut url, mut token, mut cert) = (None, None, None);
+        while url.is_none() || token.is_none() || cert.is_none() {
+            let Some(line) = lines.next().transpose()? else {
+                let _ = child.kill();
+                return Err(std::io::Error::other(
+                    "the instance exited before printing its URL and token",
+                ));
+            };
+            if let Some((key, value)) = line.trim().split_once(':') {
+                let value = value.trim().to_string();
+                match key.trim() {
+                    "URL" => url = Some(value),
+                    "admin token" => token = Some(Secret::new(value)),
+                    "certificate" => cert = Some(PathBuf::from(value)),
+                    _ => {}
+                }
+            }
+        }
+        // Keep draining stdout so the instance never writes into a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(Self {
+            child,
+            url: url.unwrap_or_default(),
+            token: token.unwrap_or_else(|| Secret::new("")),
+            cert_path: cert.unwrap_or_default(),
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for InstanceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
