@@ -32,6 +32,9 @@ pub enum StoreError {
         /// What was wrong.
         detail: String,
     },
+    /// A batched write failed (the message of the database error).
+    #[error("database: {0}")]
+    Batch(String),
     /// Creating the data directory or the database file failed.
     #[error("opening {path}: {source}")]
     Open {

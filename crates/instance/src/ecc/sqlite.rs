@@ -3,6 +3,10 @@
 //! SQLite admits one writer at a time. Writes therefore go through a pool of exactly one
 //! connection — transactions queue in-process instead of failing with `SQLITE_BUSY` —
 //! and reads use a separate pool that WAL lets run beside the writer.
+//!
+//! New outputs are group-committed: concurrent API calls' inserts wait in a channel and
+//! one task writes all that are waiting in one transaction, so a burst of calls costs
+//! one fsync instead of one each.
 
 use super::migrations::MIGRATIONS;
 use super::rows::{EccRow, HistoryDbRow, MidDbRow, records};
@@ -28,6 +32,38 @@ use std::time::Duration;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    inserts: tokio::sync::mpsc::Sender<InsertJob>,
+}
+
+/// An output waiting to be written, and who to tell.
+type InsertJob = (Record, tokio::sync::oneshot::Sender<Result<(), String>>);
+
+/// Most outputs written in one group commit.
+const INSERTS_PER_COMMIT: usize = 512;
+
+/// Writes waiting outputs in one transaction per round, until every sender is gone.
+async fn group_commit_inserts(pool: SqlitePool, mut jobs: tokio::sync::mpsc::Receiver<InsertJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < INSERTS_PER_COMMIT {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let written = async {
+            let mut tx = pool.begin().await?;
+            for (record, _) in &batch {
+                insert_record(&mut tx, record).await?;
+            }
+            tx.commit().await
+        }
+        .await
+        .map_err(|e| e.to_string());
+        for (_, reply) in batch {
+            let _ = reply.send(written.clone());
+        }
+    }
 }
 
 impl SqliteStore {
@@ -55,7 +91,13 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Self { writer, reader })
+        let (inserts, jobs) = tokio::sync::mpsc::channel(4 * INSERTS_PER_COMMIT);
+        tokio::spawn(group_commit_inserts(writer.clone(), jobs));
+        Ok(Self {
+            writer,
+            reader,
+            inserts,
+        })
     }
 
     /// Closes both pools, waiting for running statements.
@@ -431,9 +473,15 @@ impl Store for SqliteStore {
     }
 
     async fn insert_output(&self, record: &Record) -> Result<(), StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        insert_record(&mut conn, record).await?;
-        Ok(())
+        let (reply, written) = tokio::sync::oneshot::channel();
+        self.inserts
+            .send((record.clone(), reply))
+            .await
+            .map_err(|_| StoreError::Batch("the store is closed".into()))?;
+        written
+            .await
+            .map_err(|_| StoreError::Batch("the store is closed".into()))?
+            .map_err(StoreError::Batch)
     }
 
     async fn get_record(&self, id: &str) -> Result<Option<Record>, StoreError> {
