@@ -74,6 +74,76 @@ async fn ctl_speaks_the_api_for_people_and_scripts() {
     assert!(!ok);
     assert!(stderr.contains("unknown state `bogus`"), "{stderr}");
 
+    let (ok, _, stderr) = ctl(
+        &stack,
+        &[
+            "clusters",
+            "create",
+            "pair",
+            "--kind",
+            "failover",
+            "--members",
+            &format!("{MID},spare"),
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = ctl(&stack, &["clusters", "list", "--json"]).await;
+    let clusters: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert!(
+        ok && clusters[0]["members"][1]["name"] == "spare",
+        "{stdout}"
+    );
+    let (ok, stdout, stderr) = ctl(
+        &stack,
+        &[
+            "run",
+            "rest",
+            "--agent",
+            "mid.cluster.pair",
+            "--url",
+            &url,
+            "--wait",
+            "20",
+        ],
+    )
+    .await;
+    assert!(ok && stdout.trim() == r#"{"hello":"world"}"#, "{stderr}");
+    let (ok, table, _) = ctl(&stack, &["mids", "pause", MID]).await;
+    assert!(ok && table.contains("paused"), "{table}");
+    let (ok, _, _) = ctl(&stack, &["mids", "resume", MID]).await;
+    assert!(ok);
+    let (ok, stdout, _) = ctl(&stack, &["mids", "history", MID, "--json"]).await;
+    let history: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert!(
+        ok && history[0]["reason"] == "resumed by an admin",
+        "{stdout}"
+    );
+    let (ok, stdout, _) = ctl(
+        &stack,
+        &["mids", "set", MID, "--capabilities", "REST,SSH", "--json"],
+    )
+    .await;
+    let info: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert!(
+        ok && info["profile"]["capabilities"][1] == "SSH",
+        "{stdout}"
+    );
+    let (ok, _, stderr) = ctl(
+        &stack,
+        &[
+            "clusters",
+            "create",
+            "x",
+            "--kind",
+            "sideways",
+            "--members",
+            "a",
+        ],
+    )
+    .await;
+    assert!(!ok && stderr.contains("sideways"), "{stderr}");
+
     let (ok, stdout, _) = ctl(&stack, &["enroll-token", "create", "--ttl", "60"]).await;
     assert!(ok && stdout.trim().starts_with("omenr_"), "{stdout}");
 

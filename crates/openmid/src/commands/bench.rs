@@ -109,7 +109,7 @@ enum Caller {
     Direct(reqwest::Client, String),
     Mid(
         openmid_instance::client::ApiClient,
-        openmid_proto::api::RestAction,
+        std::sync::Arc<openmid_proto::api::RestAction>,
     ),
 }
 
@@ -229,7 +229,10 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
     };
     let url = target.url("/hello");
     let direct = Caller::Direct(reqwest::Client::builder().no_proxy().build()?, url.clone());
-    let via_mid = Caller::Mid(api.clone(), openmid_proto::api::RestAction::new(agent, url));
+    let via_mid = Caller::Mid(
+        api.clone(),
+        std::sync::Arc::new(openmid_proto::api::RestAction::new(agent, url)),
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mid_rss_idle = mb(mids[0].rss_bytes());
     let instance_rss_idle = mb(openmid_testkit::process::rss_bytes(instance.pid()));
