@@ -2,11 +2,13 @@
 //! a partitioned MID whose late results are discarded, and draining under load.
 
 use openmid_mid::config::PoolSizes;
-use openmid_proto::api::{ClusterKind, NewCluster, NewOutput, RecordQuery};
-use openmid_proto::ecc::{EccRecord, Queue, State, Topic};
+use openmid_proto::api::{ClusterKind, NewCluster, RecordQuery};
+use openmid_proto::ecc::{EccRecord, Queue, State};
 use openmid_proto::mid::MidStatus;
-use openmid_testkit::{ConnectProxy, MidProcess, TargetService, TestInstance, loopback_any_port};
-use serde_json::json;
+use openmid_testkit::{
+    ConnectProxy, MidProcess, TargetService, TestInstance, loopback_any_port, rest_output,
+    wait_until,
+};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,7 +50,7 @@ impl Rig {
         let process = MidProcess::spawn(Path::new(BIN), &config).expect("MID process starts");
         let api = &self.instance.api;
         assert!(
-            wait_for(Duration::from_secs(20), || async {
+            wait_until(Duration::from_secs(20), || async {
                 api.get_mid(name)
                     .await
                     .is_ok_and(|m| m.status == MidStatus::Up && m.health.is_some())
@@ -74,21 +76,11 @@ impl Rig {
     async fn submit(&self, agent: &str, n: usize, path: &str, correlator: &str) -> Vec<String> {
         let mut ids = Vec::with_capacity(n);
         for i in 0..n {
+            let url = self.target.url(&format!("{path}&n={i}"));
             let r = self
                 .instance
                 .api
-                .insert_output(&NewOutput {
-                    agent: agent.into(),
-                    topic: Topic::RESTProbe,
-                    name: Some(format!("{correlator} {i}")),
-                    source: None,
-                    payload: json!({"url": self.target.url(&format!("{path}&n={i}"))}),
-                    priority: None,
-                    correlator: Some(correlator.into()),
-                    max_attempts: None,
-                    at_most_once: false,
-                    application: None,
-                })
+                .insert_output(&rest_output(agent, &url, correlator))
                 .await
                 .expect("insert");
             ids.push(r.id);
@@ -155,21 +147,6 @@ impl Rig {
     }
 }
 
-async fn wait_for<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_fails_over_every_in_flight_job_once() {
     let rig = Rig::start().await;
@@ -180,7 +157,7 @@ async fn kill_9_fails_over_every_in_flight_job_once() {
     rig.submit("mid.cluster.fo", 50, "/slow?ms=1500", "kill9")
         .await;
     assert!(
-        wait_for(Duration::from_secs(20), || rig.all_outputs(
+        wait_until(Duration::from_secs(20), || rig.all_outputs(
             "kill9",
             50,
             |o| { o.state == State::Processing && o.claimed_by.as_deref() == Some("fo-a") }
@@ -190,13 +167,13 @@ async fn kill_9_fails_over_every_in_flight_job_once() {
     );
     let target = &rig.target;
     assert!(
-        wait_for(Duration::from_secs(20), || async { target.hits() == 50 }).await,
+        wait_until(Duration::from_secs(20), || async { target.hits() == 50 }).await,
         "all 50 calls reached the service: they are truly in flight"
     );
     let killed = Instant::now();
     a.kill();
     assert!(
-        wait_for(Duration::from_secs(30), || rig.all_outputs(
+        wait_until(Duration::from_secs(30), || rig.all_outputs(
             "kill9",
             50,
             |o| o.state == State::Processed
@@ -247,7 +224,7 @@ async fn a_load_balance_cluster_shares_work_by_load() {
         .await;
     rig.submit("mid.cluster.lb", 300, "/slow?ms=20", "lb").await;
     assert!(
-        wait_for(Duration::from_secs(60), || rig.all_outputs(
+        wait_until(Duration::from_secs(60), || rig.all_outputs(
             "lb",
             300,
             |o| o.state == State::Processed
@@ -284,7 +261,7 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
     rig.submit("mid.cluster.cut", 20, "/slow?ms=2000", "cut")
         .await;
     assert!(
-        wait_for(Duration::from_secs(20), || rig.all_outputs(
+        wait_until(Duration::from_secs(20), || rig.all_outputs(
             "cut",
             20,
             |o| { o.state == State::Processing && o.claimed_by.as_deref() == Some("cut-a") }
@@ -292,12 +269,12 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
         .await
     );
     let target = &rig.target;
-    assert!(wait_for(Duration::from_secs(20), || async { target.hits() == 20 }).await);
+    assert!(wait_until(Duration::from_secs(20), || async { target.hits() == 20 }).await);
     // The network between cut-a and the instance goes away (every tunnel is cut).
     proxy.stop();
     drop(proxy);
     assert!(
-        wait_for(Duration::from_secs(30), || rig.all_outputs(
+        wait_until(Duration::from_secs(30), || rig.all_outputs(
             "cut",
             20,
             |o| o.state == State::Processed
@@ -308,7 +285,7 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
     // cut-a has finished its copies meanwhile; its results wait in its outbox.
     let outbox = rig.dir.path().join("cut-a/outbox");
     assert!(
-        wait_for(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(10), || {
             let n = count_json(&outbox);
             async move { n == 20 }
         })
@@ -327,7 +304,7 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
     }
     let _back = back.expect("the proxy comes back on its port");
     assert!(
-        wait_for(Duration::from_secs(40), || {
+        wait_until(Duration::from_secs(40), || {
             let n = count_json(&outbox);
             async move { n == 0 }
         })
@@ -343,7 +320,7 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
     assert_eq!(rig.target.hits(), 40);
     let api = &rig.instance.api;
     assert!(
-        wait_for(Duration::from_secs(10), || async {
+        wait_until(Duration::from_secs(10), || async {
             api.get_mid("cut-a")
                 .await
                 .is_ok_and(|m| m.status == MidStatus::Up)
@@ -374,7 +351,7 @@ async fn draining_under_load_loses_nothing() {
         .await;
     let api = &rig.instance.api;
     assert!(
-        wait_for(Duration::from_secs(20), || async {
+        wait_until(Duration::from_secs(20), || async {
             api.get_mid("dr-a").await.is_ok_and(|m| m.processing > 0)
         })
         .await
@@ -382,7 +359,7 @@ async fn draining_under_load_loses_nothing() {
     let drained_at = openmid_proto::time::now_ms();
     let info = api.mid_action("dr-a", "drain").await.expect("drain");
     assert_eq!(info.status, MidStatus::Draining);
-    let done = wait_for(Duration::from_secs(60), || {
+    let done = wait_until(Duration::from_secs(60), || {
         rig.all_outputs("drain", 100, |o| o.state == State::Processed)
     })
     .await;
@@ -403,7 +380,7 @@ async fn draining_under_load_loses_nothing() {
     }
     rig.assert_exactly_once("drain", 100).await;
     assert!(
-        wait_for(Duration::from_secs(10), || async {
+        wait_until(Duration::from_secs(10), || async {
             api.get_mid("dr-a")
                 .await
                 .is_ok_and(|m| m.status == MidStatus::Drained)

@@ -1,11 +1,11 @@
 //! Nothing is lost: results wait in the MID's outbox while the instance is away, and
 //! arrive exactly once — whether the MID keeps running or restarts meanwhile.
 
-use crate::support::{MID, Stack, eventually};
-use openmid_proto::api::{NewOutput, RecordQuery};
-use openmid_proto::ecc::{EccRecord, Queue, State, Topic};
+use crate::support::{MID, Stack};
+use openmid_proto::api::RecordQuery;
+use openmid_proto::ecc::{EccRecord, Queue, State};
 use openmid_testkit::TestInstance;
-use serde_json::json;
+use openmid_testkit::{rest_output, wait_until};
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,21 +14,11 @@ const JOBS: usize = 5;
 async fn insert_slow_jobs(stack: &Stack, correlator: &str) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..JOBS {
+        let url = stack.target.url(&format!("/slow?ms=1500&i={i}"));
         let r = stack
             .instance
             .api
-            .insert_output(&NewOutput {
-                agent: format!("mid.server.{MID}"),
-                topic: Topic::RESTProbe,
-                name: Some(format!("slow {i}")),
-                source: None,
-                payload: json!({"url": stack.target.url(&format!("/slow?ms=1500&i={i}"))}),
-                priority: None,
-                correlator: Some(correlator.into()),
-                max_attempts: None,
-                at_most_once: false,
-                application: None,
-            })
+            .insert_output(&rest_output(&format!("mid.server.{MID}"), &url, correlator))
             .await
             .expect("insert");
         ids.push(r.id);
@@ -95,7 +85,7 @@ async fn assert_exactly_once(
 
 async fn wait_until_claimed(instance: &TestInstance, correlator: &str) {
     assert!(
-        eventually(Duration::from_secs(10), || all_in_state(
+        wait_until(Duration::from_secs(10), || all_in_state(
             instance,
             correlator,
             State::Processing
@@ -125,7 +115,7 @@ async fn results_wait_in_the_outbox_while_the_instance_is_down() {
     // The MID finishes its jobs with nobody to tell: the results go to disk.
     let state_dir = dir.path().join("mid");
     assert!(
-        eventually(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(10), || {
             let n = outbox_files(&state_dir);
             async move { n == JOBS }
         })
@@ -137,7 +127,7 @@ async fn results_wait_in_the_outbox_while_the_instance_is_down() {
         .await
         .expect("restart");
     assert!(
-        eventually(Duration::from_secs(40), || all_in_state(
+        wait_until(Duration::from_secs(40), || all_in_state(
             &instance,
             "outage",
             State::Processed
@@ -146,7 +136,7 @@ async fn results_wait_in_the_outbox_while_the_instance_is_down() {
         "every result arrived after the restart"
     );
     assert!(
-        eventually(Duration::from_secs(5), || {
+        wait_until(Duration::from_secs(5), || {
             let n = outbox_files(&state_dir);
             async move { n == 0 }
         })
@@ -190,7 +180,7 @@ async fn a_restarted_mid_replays_its_outbox() {
         .await
         .expect("the MID restarts from its state dir, no token needed");
     assert!(
-        eventually(Duration::from_secs(30), || all_in_state(
+        wait_until(Duration::from_secs(30), || all_in_state(
             &instance,
             "replay",
             State::Processed

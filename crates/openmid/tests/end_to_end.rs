@@ -1,11 +1,12 @@
 //! A REST call travels instance → ECC queue → MID → service → back.
 
-use crate::support::{MID, Stack, eventually, get, run};
+use crate::support::{MID, Stack, get, run};
 use openmid_instance::client::ActionOutcome;
 use openmid_proto::api::{NewOutput, RecordQuery, RestAction};
 use openmid_proto::ecc::{Queue, State, Topic};
 use openmid_proto::mid::MidStatus;
 use openmid_proto::rest::Body;
+use openmid_testkit::wait_until;
 use openmid_testkit::{TargetService, TestInstance, loopback_any_port};
 use serde_json::json;
 use std::time::Duration;
@@ -145,7 +146,7 @@ async fn without_wait_the_call_answers_202_and_can_be_polled() {
     let api = stack.instance.api.clone();
     let id = pending.output_id.clone();
     assert!(
-        eventually(Duration::from_secs(15), || {
+        wait_until(Duration::from_secs(15), || {
             let api = api.clone();
             let id = id.clone();
             async move {
@@ -215,7 +216,7 @@ async fn an_unvalidated_mid_gets_no_work() {
     let api = instance.api.clone();
     let id = output.id.clone();
     assert!(
-        eventually(Duration::from_secs(10), || {
+        wait_until(Duration::from_secs(10), || {
             let api = api.clone();
             let id = id.clone();
             async move {

@@ -4,7 +4,7 @@ use openmid_instance::client::ActionOutcome;
 use openmid_mid::RunningMid;
 use openmid_proto::api::{RestAction, RestActionResult};
 use openmid_testkit::{TargetService, TestInstance, loopback_any_port};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An instance, a target service and one validated MID, each in a fresh directory.
 pub struct Stack {
@@ -61,20 +61,4 @@ pub async fn run(instance: &TestInstance, action: &RestAction) -> RestActionResu
         ActionOutcome::Done(r) => *r,
         ActionOutcome::Pending(p) => panic!("not finished in 20 s: {p:?}"),
     }
-}
-
-/// Polls `check` every 50 ms until it is true or `limit` passes.
-pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }

@@ -201,6 +201,40 @@ pub fn mid_config(
     }
 }
 
+/// Checks `check` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `RESTProbe` output: GET `url`, run by `agent`, tagged with `correlator`.
+pub fn rest_output(agent: &str, url: &str, correlator: &str) -> openmid_proto::api::NewOutput {
+    openmid_proto::api::NewOutput {
+        agent: agent.to_string(),
+        topic: openmid_proto::ecc::Topic::RESTProbe,
+        name: None,
+        source: None,
+        payload: serde_json::json!({ "url": url }),
+        priority: None,
+        correlator: Some(correlator.to_string()),
+        max_attempts: None,
+        at_most_once: false,
+        application: None,
+    }
+}
+
 /// A loopback address with a free port chosen by the kernel.
 pub fn loopback_any_port() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))

@@ -151,6 +151,16 @@ impl InstanceProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// An admin API client trusting this instance's certificate.
+    pub fn api(&self) -> Result<openmid_instance::client::ApiClient, crate::KitError> {
+        let pem = std::fs::read(&self.cert_path)?;
+        Ok(openmid_instance::client::ApiClient::new(
+            &self.url,
+            self.token.clone(),
+            &openmid_proto::trust::Trust::CaPem(pem),
+        )?)
+    }
 }
 
 impl Drop for InstanceProcess {

@@ -4,10 +4,10 @@
 use anyhow::{Context, Result, bail};
 use openmid_mid::config::PoolSizes;
 use openmid_proto::api::{ClusterKind, NewCluster, NewOutput, RecordQuery};
-use openmid_proto::ecc::{EccRecord, Queue, State, Topic};
+use openmid_proto::ecc::{EccRecord, Queue, State};
 use openmid_proto::mid::MidStatus;
 use openmid_proto::time::{now_ms, parse_rfc3339};
-use openmid_testkit::{MidProcess, TargetService, TestInstance, loopback_any_port};
+use openmid_testkit::{MidProcess, TargetService, TestInstance, loopback_any_port, rest_output};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -181,11 +181,7 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
         .tempdir()?;
     let instance = openmid_testkit::InstanceProcess::spawn(&bin, &dir.path().join("instance"))
         .context("starting the instance process")?;
-    let api = openmid_instance::client::ApiClient::new(
-        &instance.url,
-        instance.token.clone(),
-        &openmid_proto::trust::Trust::CaPem(std::fs::read(&instance.cert_path)?),
-    )?;
+    let api = instance.api()?;
     let target = TargetService::start().await?;
     let mut mids = Vec::new();
     let mut start_to_up = Vec::new();
@@ -438,17 +434,11 @@ async fn failover(args: FailoverArgs) -> Result<ExitCode> {
         .await?;
         let correlator = format!("failover-{round}");
         for i in 0..args.jobs {
+            let url = target.url(&format!("/slow?ms={}&i={i}", args.job_ms));
             api.insert_output(&NewOutput {
-                agent: format!("mid.cluster.{cluster}"),
-                topic: Topic::RESTProbe,
                 name: Some(format!("job {i}")),
                 source: Some("bench".into()),
-                payload: serde_json::json!({"url": target.url(&format!("/slow?ms={}&i={i}", args.job_ms))}),
-                priority: None,
-                correlator: Some(correlator.clone()),
-                max_attempts: None,
-                at_most_once: false,
-                application: None,
+                ..rest_output(&format!("mid.cluster.{cluster}"), &url, &correlator)
             })
             .await?;
         }
@@ -595,19 +585,16 @@ async fn records(instance: &TestInstance, correlator: &str, queue: Queue) -> Vec
         .unwrap_or_default()
 }
 
-async fn wait<F, Fut>(limit: Duration, mut check: F) -> Result<()>
+async fn wait<F, Fut>(limit: Duration, check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if openmid_testkit::wait_until(limit, check).await {
+        Ok(())
+    } else {
+        bail!("timed out after {limit:?}")
     }
-    bail!("timed out after {limit:?}")
 }
 
 /// One simulated MID: enrolls, keeps a long-poll open, heartbeats, answers work at once,
@@ -686,11 +673,7 @@ async fn scale(args: ScaleArgs) -> Result<ExitCode> {
         .tempdir()?;
     let instance = openmid_testkit::InstanceProcess::spawn(&bin, &dir.path().join("instance"))
         .context("starting the instance process")?;
-    let api = openmid_instance::client::ApiClient::new(
-        &instance.url,
-        instance.token.clone(),
-        &openmid_proto::trust::Trust::CaPem(std::fs::read(&instance.cert_path)?),
-    )?;
+    let api = instance.api()?;
     let heartbeat =
         Duration::from_millis(openmid_instance::config::InstanceConfig::default().heartbeat_ms);
     eprintln!("enrolling {} simulated MIDs …", args.mids);
@@ -769,16 +752,12 @@ async fn scale(args: ScaleArgs) -> Result<ExitCode> {
         let sent = Instant::now();
         let out = api
             .insert_output(&NewOutput {
-                agent: format!("mid.server.sim-{target_mid}"),
-                topic: Topic::RESTProbe,
-                name: None,
                 source: Some("bench".into()),
-                payload: serde_json::json!({"url": "http://127.0.0.1:9/"}),
-                priority: None,
-                correlator: Some("scale".into()),
-                max_attempts: None,
-                at_most_once: false,
-                application: None,
+                ..rest_output(
+                    &format!("mid.server.sim-{target_mid}"),
+                    "http://127.0.0.1:9/",
+                    "scale",
+                )
             })
             .await?;
         let arrived = loop {
