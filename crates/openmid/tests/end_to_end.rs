@@ -1,12 +1,11 @@
 //! A REST call travels instance → ECC queue → MID → service → back.
 
-use crate::support::{MID, Stack, get, run};
+use crate::support::{MID, Stack, get, processed_within, run};
 use openmid_instance::client::ActionOutcome;
 use openmid_proto::api::{NewOutput, RecordQuery, RestAction};
 use openmid_proto::ecc::{Queue, State, Topic};
 use openmid_proto::mid::MidStatus;
 use openmid_proto::rest::Body;
-use openmid_testkit::wait_until;
 use openmid_testkit::{TargetService, TestInstance, loopback_any_port};
 use serde_json::json;
 use std::time::Duration;
@@ -143,21 +142,8 @@ async fn without_wait_the_call_answers_202_and_can_be_polled() {
         panic!("expected 202")
     };
     assert_eq!(pending.poll, format!("/api/v1/ecc/{}", pending.output_id));
-    let api = stack.instance.api.clone();
     let id = pending.output_id.clone();
-    assert!(
-        wait_until(Duration::from_secs(15), || {
-            let api = api.clone();
-            let id = id.clone();
-            async move {
-                api.get_record(&id)
-                    .await
-                    .map(|r| r.state == State::Processed)
-                    .unwrap_or(false)
-            }
-        })
-        .await
-    );
+    assert!(processed_within(&stack.instance.api, &id, Duration::from_secs(15)).await);
     let inputs = stack
         .instance
         .api
@@ -213,21 +199,8 @@ async fn an_unvalidated_mid_gets_no_work() {
         mid.wait_for_status(MidStatus::Up, Duration::from_secs(10))
             .await
     );
-    let api = instance.api.clone();
     let id = output.id.clone();
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            let api = api.clone();
-            let id = id.clone();
-            async move {
-                api.get_record(&id)
-                    .await
-                    .map(|r| r.state == State::Processed)
-                    .unwrap_or(false)
-            }
-        })
-        .await
-    );
+    assert!(processed_within(&instance.api, &id, Duration::from_secs(10)).await);
     assert_eq!(target.hits(), 1);
     mid.shutdown().await.expect("stop");
     instance.shutdown().await;

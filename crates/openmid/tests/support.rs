@@ -62,3 +62,17 @@ pub async fn run(instance: &TestInstance, action: &RestAction) -> RestActionResu
         ActionOutcome::Pending(p) => panic!("not finished in 20 s: {p:?}"),
     }
 }
+
+/// Whether the record `id` reaches `processed` within `limit`.
+pub async fn processed_within(
+    api: &openmid_instance::client::ApiClient,
+    id: &str,
+    limit: Duration,
+) -> bool {
+    openmid_testkit::wait_until(limit, || async {
+        api.get_record(id)
+            .await
+            .is_ok_and(|r| r.state == openmid_proto::ecc::State::Processed)
+    })
+    .await
+}

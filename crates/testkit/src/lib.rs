@@ -152,14 +152,7 @@ impl TestInstance {
 
     /// An enrollment token that validates the MID at once.
     pub async fn auto_validating_token(&self) -> Result<String, KitError> {
-        Ok(self
-            .api
-            .create_enrollment_token(&NewEnrollmentToken {
-                auto_validate: true,
-                ..Default::default()
-            })
-            .await?
-            .token)
+        auto_validating_token(&self.api).await
     }
 
     /// Where the instance keeps its data.
@@ -199,6 +192,17 @@ pub fn mid_config(
         applications: Vec::new(),
         ip_ranges: Vec::new(),
     }
+}
+
+/// An enrollment token that validates the MID enrolling with it at once.
+pub async fn auto_validating_token(api: &ApiClient) -> Result<String, KitError> {
+    Ok(api
+        .create_enrollment_token(&NewEnrollmentToken {
+            auto_validate: true,
+            ..Default::default()
+        })
+        .await?
+        .token)
 }
 
 /// Checks `check` every 20 ms until it holds or `limit` passes; returns whether it held.

@@ -187,13 +187,7 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
     let mut start_to_up = Vec::new();
     for i in 0..args.mids {
         let name = format!("bench-mid-{i}");
-        let token = api
-            .create_enrollment_token(&openmid_proto::api::NewEnrollmentToken {
-                auto_validate: true,
-                ..Default::default()
-            })
-            .await?
-            .token;
+        let token = openmid_testkit::auto_validating_token(&api).await?;
         let config = openmid_testkit::mid_config(
             &instance.url,
             &instance.cert_path,
@@ -683,13 +677,7 @@ async fn scale(args: ScaleArgs) -> Result<ExitCode> {
     let enrolling = Instant::now();
     for i in 0..args.mids {
         let name = format!("sim-{i}");
-        let token = api
-            .create_enrollment_token(&openmid_proto::api::NewEnrollmentToken {
-                auto_validate: true,
-                ..Default::default()
-            })
-            .await?
-            .token;
+        let token = openmid_testkit::auto_validating_token(&api).await?;
         let config = openmid_testkit::mid_config(
             &instance.url,
             &instance.cert_path,
