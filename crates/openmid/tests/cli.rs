@@ -373,3 +373,65 @@ fn bench_failover_reports_its_figures_as_json() {
     assert_eq!(figures["duplicates"], 0);
     assert!(figures["detect_ms"].as_i64().is_some_and(|d| d > 0));
 }
+
+#[test]
+fn instance_reads_a_toml_config_with_environment_overrides() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("instance.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = \"{}\"\nlisten = \"127.0.0.1:1\"\nlease_ms = 20000\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .expect("write");
+    let mut instance = Proc(
+        Command::new(BIN)
+            .args(["instance", "--config"])
+            .arg(&config)
+            // The environment wins over the file (port 1 would need root).
+            .env("OPENMID_INSTANCE_LISTEN", "127.0.0.1:0")
+            .env("OPENMID_INSTANCE_HOSTNAMES", "[\"mid-gateway.internal\"]")
+            .env("OPENMID_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("instance starts"),
+    );
+    let fields = read_fields(&mut instance.0, &["URL", "certificate"]);
+    assert!(
+        fields
+            .get("URL")
+            .is_some_and(|u| u.starts_with("https://127.0.0.1:")),
+        "{fields:?}"
+    );
+    let cert =
+        std::fs::read(fields.get("certificate").expect("certificate printed")).expect("cert file");
+    use rustls_pki_types::pem::PemObject;
+    let der: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(&cert)
+        .filter_map(Result::ok)
+        .collect();
+    assert!(
+        der.first()
+            .is_some_and(|c| c.windows(20).any(|w| w == b"mid-gateway.internal")),
+        "the extra host name is in the certificate"
+    );
+    drop(instance);
+
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nlease_milliseconds = 5\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["instance", "--config"])
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown field `lease_milliseconds`"),
+        "{stderr}"
+    );
+}
