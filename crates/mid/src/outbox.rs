@@ -31,7 +31,13 @@ pub enum OutboxError {
 /// Writes `bytes` to `path` so that the file is either the old or the new content after
 /// a crash: temp file, fsync, rename, fsync the directory. `private` makes it 0600.
 pub fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    write_then_rename(path, bytes, private)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Temp file, write, fsync its data, rename into place. The rename is durable only once
+/// the directory is fsynced ([`sync_dir`]); the outbox does that once per batch.
+fn write_then_rename(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -44,9 +50,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8], private: bool) -> std::io::Re
     let _ = private;
     let mut file = options.open(&tmp)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
+    file.sync_data()?;
     drop(file);
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
@@ -66,6 +75,8 @@ pub struct Outbox {
     dir: PathBuf,
     limit_bytes: u64,
     contents: Mutex<Contents>,
+    /// Files were renamed into the directory since it was last fsynced.
+    dir_dirty: std::sync::atomic::AtomicBool,
 }
 
 fn file_name(job: &JobRef) -> String {
@@ -128,6 +139,7 @@ impl Outbox {
             dir: dir.to_path_buf(),
             limit_bytes,
             contents: Mutex::new(contents),
+            dir_dirty: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -135,7 +147,9 @@ impl Outbox {
         self.contents.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stores a result durably. Returns once it is on disk.
+    /// Stores a result: its bytes are on disk when this returns; call
+    /// [`Outbox::make_durable`] before posting it, which makes its file's name durable
+    /// too (one directory fsync for a whole batch instead of one per result).
     pub async fn put(&self, result: WorkResult) -> Result<(), OutboxError> {
         let job = JobRef {
             output_id: result.output_id.clone(),
@@ -145,13 +159,15 @@ impl Outbox {
         let path = self.dir.join(file_name(&job));
         let len = bytes.len() as u64;
         let written = path.clone();
-        tokio::task::spawn_blocking(move || write_atomically(&written, &bytes, true))
+        tokio::task::spawn_blocking(move || write_then_rename(&written, &bytes, true))
             .await
             .map_err(|e| OutboxError::Io {
                 path: path.clone(),
                 source: std::io::Error::other(e),
             })?
             .map_err(|source| OutboxError::Io { path, source })?;
+        self.dir_dirty
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let mut c = self.lock();
         if let Some(old) = c.entries.insert(
             job,
@@ -163,6 +179,31 @@ impl Outbox {
             c.bytes -= old.bytes;
         }
         c.bytes += len;
+        Ok(())
+    }
+
+    /// Makes every result stored so far survive a power loss (fsyncs the directory if a
+    /// file was added since the last call).
+    pub async fn make_durable(&self) -> Result<(), OutboxError> {
+        if !self
+            .dir_dirty
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return Ok(());
+        }
+        let dir = self.dir.clone();
+        let synced = tokio::task::spawn_blocking(move || sync_dir(&dir))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        if let Err(source) = synced {
+            self.dir_dirty
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(OutboxError::Io {
+                path: self.dir.clone(),
+                source,
+            });
+        }
         Ok(())
     }
 

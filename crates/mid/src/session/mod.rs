@@ -292,6 +292,15 @@ impl Session {
                 }
                 continue;
             }
+            // Nothing is posted before it would survive a power loss on the MID.
+            if let Err(e) = self.outbox.make_durable().await {
+                tracing::error!(error = %e, "could not make the outbox durable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = stop.cancelled() => return,
+                }
+                continue;
+            }
             let req = ResultsRequest {
                 results: batch.iter().map(|r| (**r).clone()).collect(),
             };
