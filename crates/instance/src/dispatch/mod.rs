@@ -189,6 +189,7 @@ impl Dispatcher {
             Agent::Server(name) => Choice::Mid {
                 name: name.clone(),
                 why: format!("addressed to mid.server.{name}"),
+                by_rank: false,
             },
             Agent::Cluster(name) => {
                 let cluster = self
@@ -248,7 +249,7 @@ impl Dispatcher {
             avoid: None,
         };
         let (assigned_to, selection) = match self.choose(&agent, &needs, &mids, &load).await? {
-            Choice::Mid { name, why } => (Some(name), why),
+            Choice::Mid { name, why, .. } => (Some(name), why),
             Choice::Nobody { why } if agent == Agent::Auto => return Err(invalid("agent", why)),
             Choice::Nobody { why } => (None, why),
         };
@@ -619,13 +620,13 @@ impl Dispatcher {
             Err(DispatchError::Invalid { message, .. }) => Choice::Nobody { why: message },
             Err(e) => return Err(e),
         };
-        let is_failover = matches!(&choice, Choice::Mid { why, .. } if why.starts_with("failover"));
+        let by_rank = matches!(choice, Choice::Mid { by_rank: true, .. });
         let (to, why) = match choice {
             // Load-balanced and auto work stays where it is while that MID is eligible;
             // failover work follows the first up member.
-            _ if avoid.is_none() && !is_failover && current.is_some_and(eligible) => return Ok(()),
+            _ if avoid.is_none() && !by_rank && current.is_some_and(eligible) => return Ok(()),
             Choice::Mid { name, .. } if Some(name.as_str()) == current => return Ok(()),
-            Choice::Mid { name, why } => (Some(name), why),
+            Choice::Mid { name, why, .. } => (Some(name), why),
             Choice::Nobody { why } => (None, why),
         };
         if current.is_none() && to.is_none() {

@@ -31,6 +31,9 @@ pub enum Choice {
         name: String,
         /// Why.
         why: String,
+        /// Chosen by rank (failover): waiting work should follow a better-ranked member
+        /// when it returns, rather than stay where it is.
+        by_rank: bool,
     },
     /// Nobody now, because …
     Nobody {
@@ -140,6 +143,7 @@ pub fn in_cluster(
                             m.name,
                             cluster.members.len()
                         ),
+                        by_rank: true,
                     }
                 }
                 None => Choice::Nobody {
@@ -156,6 +160,7 @@ pub fn in_cluster(
                     m.name,
                     up.len()
                 ),
+                by_rank: false,
             },
             None => Choice::Nobody {
                 why: format!("no member of cluster {} is up", cluster.name),
@@ -196,6 +201,7 @@ pub fn auto(needs: &Needs<'_>, mids: &[MidRow], load: &HashMap<String, Load>) ->
                 steps.join(", "),
                 m.name
             ),
+            by_rank: false,
         },
         None => Choice::Nobody {
             why: format!("mid.auto found no MID: {}", steps.join(", ")),
