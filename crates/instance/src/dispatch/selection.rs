@@ -334,7 +334,7 @@ mod tests {
             target_ip: "10.1.1.1".parse().ok(),
             avoid: None,
         };
-        let Choice::Mid { name, why } = auto(&needs, &mids, &HashMap::new()) else {
+        let Choice::Mid { name, why, .. } = auto(&needs, &mids, &HashMap::new()) else {
             panic!("a MID")
         };
         assert_eq!(name, "dc1", "{why}");
