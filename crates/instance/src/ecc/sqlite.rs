@@ -735,7 +735,7 @@ impl Store for SqliteStore {
             "SELECT * FROM ecc WHERE queue = 'output' AND state = 'ready' AND agent NOT LIKE 'mid.server.%' ORDER BY id LIMIT ?",
         )
         .bind(i64::from(limit))
-        .fetch_all(&self.writer)
+        .fetch_all(&self.reader)
         .await?;
         records(rows)
     }
