@@ -203,6 +203,19 @@ impl ApiClient {
         Ok(m)
     }
 
+    /// Deletes an invalidated (or never validated) MID so its name can enroll again.
+    pub async fn delete_mid(&self, name: &str) -> Result<(), ClientError> {
+        let _: (_, serde::de::IgnoredAny) = self
+            .call::<(), _>(
+                Method::DELETE,
+                &format!("api/v1/mids/{}", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(())
+    }
+
     /// A MID's status changes, newest first.
     pub async fn mid_history(&self, name: &str) -> Result<Vec<StatusChange>, ClientError> {
         #[derive(serde::Deserialize)]

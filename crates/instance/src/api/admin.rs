@@ -79,6 +79,14 @@ pub(super) async fn get_mid(
     Ok(Json(info(&state, &row).await?))
 }
 
+pub(super) async fn delete_mid(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.dispatcher.delete_mid(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub(super) async fn mid_action(
     State(state): State<AppState>,
     Path((name, action)): Path<(String, String)>,

@@ -504,6 +504,31 @@ impl Dispatcher {
         Ok(row)
     }
 
+    /// An admin removes a MID that is invalidated or was never validated, so its name
+    /// can enroll again. Work addressed to it alone ends in `error`; cluster and auto
+    /// work moves on.
+    pub async fn delete_mid(&self, name: &str) -> Result<u64, DispatchError> {
+        let row = self
+            .store
+            .get_mid(MidKey::Name(name))
+            .await?
+            .ok_or_else(|| DispatchError::NotFound(format!("no MID named `{name}`")))?;
+        if !matches!(
+            row.status,
+            MidStatus::Invalidated | MidStatus::ValidationPending
+        ) {
+            return Err(DispatchError::Conflict(format!(
+                "MID `{name}` is {}: invalidate it first",
+                row.status.as_str()
+            )));
+        }
+        let ended = self.store.delete_mid(&row.id, name, now_ms()).await?;
+        self.presence.forget(name);
+        self.rebalance_wanted.store(true, Ordering::Relaxed);
+        tracing::info!(mid = %name, ended, "MID deleted");
+        Ok(ended)
+    }
+
     /// An admin asks a MID to make a new key pair and secret.
     pub async fn request_rekey(&self, name: &str) -> Result<MidRow, DispatchError> {
         let row = self

@@ -343,6 +343,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<MidRow>, StoreError>;
     /// A MID's status changes, newest first.
     async fn mid_history(&self, id: &str, limit: u32) -> Result<Vec<StatusChangeRow>, StoreError>;
+    /// Removes a MID from the registry with its history; outputs addressed to it alone
+    /// that still wait end in `error`. Returns how many outputs that ended.
+    async fn delete_mid(&self, id: &str, name: &str, now: i64) -> Result<u64, StoreError>;
     /// Records contact from a MID.
     async fn mark_mid_seen(&self, id: &str, now: i64) -> Result<(), StoreError>;
     /// Records a heartbeat: contact, health and the profile its config declares.

@@ -346,6 +346,29 @@ impl Store for SqliteStore {
         rows.into_iter().map(StatusChangeRow::try_from).collect()
     }
 
+    async fn delete_mid(&self, id: &str, name: &str, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let ended = sqlx::query(
+            "UPDATE ecc SET state = 'error', error = ?, processed_at = ? WHERE queue = 'output' AND state = 'ready' AND agent = ?",
+        )
+        .bind(format!("MID {name} was deleted before it ran this"))
+        .bind(now)
+        .bind(format!("mid.server.{name}"))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("DELETE FROM mid_status_history WHERE mid_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM mids WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
     async fn mark_mid_seen(&self, id: &str, now: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE mids SET last_seen_at = ? WHERE id = ?")
             .bind(now)

@@ -115,6 +115,8 @@ enum MidsCommand {
     Invalidate { name: String },
     /// Ask the MID to make a new key pair and secret.
     Rekey { name: String },
+    /// Remove an invalidated (or never validated) MID so its name can enroll again.
+    Delete { name: String },
     /// Status changes, newest first.
     History { name: String },
     /// Set what a MID offers (overrides its config); --reset returns to its config.
@@ -432,6 +434,12 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             };
             let m = api.mid_action(&name, verb).await?;
             if json { print_json(&m)? } else { print_mid(&m) }
+        }
+        Command::Mids(MidsCommand::Delete { name }) => {
+            api.delete_mid(&name).await?;
+            if !json {
+                eprintln!("deleted MID {name}");
+            }
         }
         Command::Mids(MidsCommand::History { name }) => {
             let changes = api.mid_history(&name).await?;
