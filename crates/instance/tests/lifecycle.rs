@@ -112,6 +112,11 @@ async fn admin_actions_walk_the_status_machine_and_are_recorded() {
         .expect("result");
     assert!(eventually_status(&instance, "walker", MidStatus::Drained).await);
 
+    // Work for the drained MID waits for it (and ends in error when the MID is deleted).
+    let orphan = api
+        .insert_output(&output("mid.server.walker", "http://127.0.0.1:9/", None))
+        .await
+        .expect("insert");
     assert_eq!(
         api.mid_action("walker", "invalidate")
             .await
@@ -161,6 +166,31 @@ async fn admin_actions_walk_the_status_machine_and_are_recorded() {
         history
             .iter()
             .all(|c| !c.reason.is_empty() && !c.at.is_empty())
+    );
+
+    // An invalidated MID can be deleted; work addressed to it alone ends in error; the
+    // name can enroll again. A working MID cannot be deleted.
+    let refused = api
+        .insert_output(&output("mid.server.walker", "http://127.0.0.1:9/", None))
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(refused.contains("is invalidated"), "{refused}");
+    api.delete_mid("walker").await.expect("delete");
+    let orphan = api.get_record(&orphan.id).await.expect("get");
+    assert_eq!(orphan.state, openmid_proto::ecc::State::Error);
+    assert!(orphan.error.unwrap_or_default().contains("deleted"));
+    let _again = enrolled_client(&instance, "walker", true).await;
+    let refused = api
+        .delete_mid("walker")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains("409") && refused.contains("invalidate it first"),
+        "{refused}"
     );
 }
 

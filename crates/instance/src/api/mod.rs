@@ -40,7 +40,9 @@ pub fn router(state: AppState) -> Router {
         .route("/mids", get(admin::list_mids))
         .route(
             "/mids/{name}",
-            get(admin::get_mid).patch(admin::update_mid_profile),
+            get(admin::get_mid)
+                .patch(admin::update_mid_profile)
+                .delete(admin::delete_mid),
         )
         .route("/mids/{name}/history", get(admin::mid_history))
         .route("/mids/{name}/{action}", post(admin::mid_action))

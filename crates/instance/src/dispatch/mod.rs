@@ -209,13 +209,22 @@ impl Dispatcher {
             .agent
             .parse()
             .map_err(|e: openmid_proto::ecc::InvalidAgent| invalid("agent", e.to_string()))?;
-        if let Agent::Server(mid_name) = &agent
-            && self.store.get_mid(MidKey::Name(mid_name)).await?.is_none()
-        {
-            return Err(invalid(
-                "agent",
-                format!("no MID named `{mid_name}` is enrolled"),
-            ));
+        if let Agent::Server(mid_name) = &agent {
+            match self.store.get_mid(MidKey::Name(mid_name)).await? {
+                None => {
+                    return Err(invalid(
+                        "agent",
+                        format!("no MID named `{mid_name}` is enrolled"),
+                    ));
+                }
+                Some(mid) if mid.status == MidStatus::Invalidated => {
+                    return Err(invalid(
+                        "agent",
+                        format!("MID `{mid_name}` is invalidated: it will never run this"),
+                    ));
+                }
+                Some(_) => {}
+            }
         }
         payload::check(new.topic, &new.payload).map_err(|e| invalid(&e.field, e.message))?;
         let max_attempts = new.max_attempts.unwrap_or(self.config.max_attempts);
