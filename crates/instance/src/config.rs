@@ -39,6 +39,9 @@ pub struct InstanceConfig {
     pub max_request_bytes: usize,
     /// Longest `?wait=` an action call may ask for, in seconds.
     pub max_action_wait_secs: u64,
+    /// Finished records (processed, error, cancelled) older than this are deleted, so
+    /// the queue does not grow without end. 0 keeps them for ever.
+    pub retention_hours: u64,
 }
 
 impl Default for InstanceConfig {
@@ -57,6 +60,7 @@ impl Default for InstanceConfig {
             max_attempts: 3,
             max_request_bytes: 32 * 1024 * 1024,
             max_action_wait_secs: 300,
+            retention_hours: 24 * 30,
         }
     }
 }

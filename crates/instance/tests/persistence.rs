@@ -135,3 +135,106 @@ async fn an_operator_certificate_is_served_instead_of_the_self_signed_one() {
     assert!(message.contains("missing.crt"), "names the file: {message}");
     instance.shutdown().await;
 }
+
+#[tokio::test]
+async fn finished_records_past_the_retention_are_purged_and_open_ones_kept() {
+    use openmid_instance::ecc::{SqliteStore, Store};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let instance = TestInstance::start_with(
+        openmid_instance::config::InstanceConfig {
+            data_dir: dir.path().to_path_buf(),
+            listen: openmid_testkit::loopback_any_port(),
+            retention_hours: 1,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .expect("instance");
+    let target = openmid_testkit::TargetService::start()
+        .await
+        .expect("target");
+    let mid = instance
+        .start_mid("keeper", &dir.path().join("m"), true)
+        .await
+        .expect("MID");
+    let old = instance
+        .api
+        .rest_action(
+            &openmid_proto::api::RestAction::new("mid.server.keeper", target.url("/hello")),
+            std::time::Duration::from_secs(15),
+        )
+        .await
+        .expect("action");
+    let openmid_instance::client::ActionOutcome::Done(old) = old else {
+        panic!("done")
+    };
+    mid.shutdown().await.expect("stops");
+    let waiting = instance
+        .api
+        .insert_output(&openmid_testkit::rest_output(
+            "mid.server.keeper",
+            &target.url("/hello"),
+            "open",
+        ))
+        .await
+        .expect("insert");
+    let token = instance.token.clone();
+    let addr = instance.running.addr;
+    instance.shutdown().await;
+
+    // Age the finished pair by two hours, as if time had passed.
+    let store = SqliteStore::open(&dir.path().join("openmid.db"))
+        .await
+        .expect("open");
+    let two_hours_ago = openmid_proto::time::now_ms() - 2 * 3_600_000;
+    assert_eq!(
+        store
+            .purge_finished(two_hours_ago, 1000)
+            .await
+            .expect("purge"),
+        0,
+        "nothing that old yet"
+    );
+    store.close().await;
+    let db = dir.path().join("openmid.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("db");
+    sqlx::query("UPDATE ecc SET processed_at = ? WHERE processed_at IS NOT NULL")
+        .bind(two_hours_ago)
+        .execute(&pool)
+        .await
+        .expect("age");
+    pool.close().await;
+
+    let instance = TestInstance::start_with(
+        openmid_instance::config::InstanceConfig {
+            data_dir: dir.path().to_path_buf(),
+            listen: addr,
+            retention_hours: 1,
+            ..Default::default()
+        },
+        Some(token),
+    )
+    .await
+    .expect("restart");
+    let api = &instance.api;
+    let gone = openmid_testkit::wait_until(std::time::Duration::from_secs(10), || async {
+        api.get_record(&old.output_id).await.is_err()
+    })
+    .await;
+    assert!(gone, "the old output was purged at start");
+    assert!(
+        api.get_record(old.input_id.as_deref().unwrap_or_default())
+            .await
+            .is_err(),
+        "with its input"
+    );
+    assert_eq!(
+        api.get_record(&waiting.id).await.expect("kept").state,
+        State::Ready,
+        "open work is kept"
+    );
+    instance.shutdown().await;
+}

@@ -751,19 +751,55 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Deletes finished records older than the retention, a thousand per transaction so
+    /// the writer is never held long. Returns how many went.
+    pub async fn purge_old_records(&self) -> Result<u64, DispatchError> {
+        if self.config.retention_hours == 0 {
+            return Ok(0);
+        }
+        let age = i64::try_from(self.config.retention_hours.saturating_mul(3_600_000))
+            .unwrap_or(i64::MAX);
+        let before = now_ms().saturating_sub(age);
+        let mut total = 0;
+        loop {
+            let deleted = self.store.purge_finished(before, 1000).await?;
+            total += deleted;
+            if deleted == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            tracing::info!(
+                records = total,
+                "purged finished records past the retention"
+            );
+        }
+        Ok(total)
+    }
+
     /// Runs [`Dispatcher::sweep`] until `shutdown`; every few seconds it also re-checks
-    /// assignments, so work waiting for a cluster member is picked up.
+    /// assignments, so work waiting for a cluster member is picked up, and every ten
+    /// minutes it purges records past the retention.
     pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
         let period = Duration::from_millis((self.config.disconnect_grace_ms / 5).clamp(50, 250));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rounds = 0u64;
+        let started = Instant::now();
+        let mut next_purge = Duration::ZERO;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
                     rounds += 1;
                     if rounds.is_multiple_of(20) {
                         self.rebalance_wanted.store(true, Ordering::Relaxed);
+                    }
+                    if rounds == 1 || started.elapsed() >= next_purge {
+                        next_purge = started.elapsed() + Duration::from_secs(600);
+                        if let Err(e) = self.purge_old_records().await {
+                            tracing::error!(error = %e, "purge failed");
+                        }
                     }
                     if let Err(e) = self.sweep().await {
                         tracing::error!(error = %e, "sweep failed");

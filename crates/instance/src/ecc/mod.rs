@@ -430,6 +430,9 @@ pub trait Store: Send + Sync + 'static {
         reason: &str,
         now: i64,
     ) -> Result<Vec<Record>, StoreError>;
+    /// Deletes up to `limit` finished outputs (with their inputs) that finished before
+    /// `before`. Returns how many records went.
+    async fn purge_finished(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
     /// Ready and running outputs per MID.
     async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError>;
     /// Ready outputs addressed to a cluster or `mid.auto` (the ones the instance may

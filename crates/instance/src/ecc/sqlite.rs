@@ -732,6 +732,30 @@ impl Store for SqliteStore {
         Ok(changed)
     }
 
+    async fn purge_finished(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM ecc WHERE queue = 'output' AND state IN ('processed', 'error', 'cancelled') AND processed_at < ? ORDER BY id LIMIT ?",
+        )
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut deleted = 0;
+        for id in &ids {
+            deleted += sqlx::query(
+                "DELETE FROM ecc WHERE id = ? OR (queue = 'input' AND response_to = ?)",
+            )
+            .bind(id)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
     async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError> {
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT assigned_to, 'ready', COUNT(*) FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to IS NOT NULL GROUP BY assigned_to \
