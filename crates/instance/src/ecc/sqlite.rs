@@ -550,29 +550,33 @@ impl Store for SqliteStore {
     }
 
     async fn claim_ready_outputs(&self, c: &Claim<'_>) -> Result<Vec<Record>, StoreError> {
-        let mut tx = self.writer.begin().await?;
+        const CLAIM: &str = "UPDATE ecc SET state = 'processing', attempt = attempt + 1, claimed_by = ?, claimed_at = ?, lease_expires_at = ? \
+             WHERE id IN (SELECT id FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to = ? AND priority = ? ORDER BY id LIMIT ?) \
+             RETURNING *";
+        let open: Vec<Priority> = Priority::ALL
+            .into_iter()
+            .filter(|p| c.capacity.get(*p) > 0)
+            .collect();
+        let claim = |priority: Priority| {
+            sqlx::query_as::<_, EccRow>(CLAIM)
+                .bind(c.mid_name)
+                .bind(c.now)
+                .bind(c.lease_until)
+                .bind(c.mid_name)
+                .bind(priority.rank())
+                .bind(i64::from(c.capacity.get(priority)))
+        };
         let mut claimed = Vec::new();
-        for priority in Priority::ALL {
-            let room = c.capacity.get(priority);
-            if room == 0 {
-                continue;
+        if let [only] = open.as_slice() {
+            // One statement is atomic on its own: no transaction round trips.
+            claimed = records(claim(*only).fetch_all(&self.writer).await?)?;
+        } else if !open.is_empty() {
+            let mut tx = self.writer.begin().await?;
+            for priority in open {
+                claimed.extend(records(claim(priority).fetch_all(&mut *tx).await?)?);
             }
-            let rows: Vec<EccRow> = sqlx::query_as(
-                "UPDATE ecc SET state = 'processing', attempt = attempt + 1, claimed_by = ?, claimed_at = ?, lease_expires_at = ? \
-                 WHERE id IN (SELECT id FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to = ? AND priority = ? ORDER BY id LIMIT ?) \
-                 RETURNING *",
-            )
-            .bind(c.mid_name)
-            .bind(c.now)
-            .bind(c.lease_until)
-            .bind(c.mid_name)
-            .bind(priority.rank())
-            .bind(i64::from(room))
-            .fetch_all(&mut *tx)
-            .await?;
-            claimed.extend(records(rows)?);
+            tx.commit().await?;
         }
-        tx.commit().await?;
         claimed.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
         Ok(claimed)
     }
@@ -598,12 +602,18 @@ impl Store for SqliteStore {
                 });
                 continue;
             };
-            let answered: Option<i64> = sqlx::query_scalar(
-                "SELECT attempt FROM ecc WHERE queue = 'input' AND response_to = ?",
-            )
-            .bind(&output.id)
-            .fetch_optional(&mut *tx)
-            .await?;
+            // Recording an input finishes its output in the same transaction, so an
+            // output still `processing` has no input: look only for finished ones.
+            let answered: Option<i64> = if output.state == State::Processing {
+                None
+            } else {
+                sqlx::query_scalar(
+                    "SELECT attempt FROM ecc WHERE queue = 'input' AND response_to = ?",
+                )
+                .bind(&output.id)
+                .fetch_optional(&mut *tx)
+                .await?
+            };
             let outcome = match answered {
                 Some(attempt) if attempt == i64::from(result.attempt) => AckOutcome::Duplicate,
                 Some(_) => AckOutcome::Superseded,
@@ -654,18 +664,24 @@ impl Store for SqliteStore {
                 application: output.application.clone(),
             };
             insert_record(&mut tx, &input).await?;
-            let updated: EccRow = sqlx::query_as(
-                "UPDATE ecc SET state = ?, error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? RETURNING *",
+            sqlx::query(
+                "UPDATE ecc SET state = ?, error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ?",
             )
             .bind(state.as_str())
             .bind(&result.error)
             .bind(now)
             .bind(&output.id)
-            .fetch_one(&mut *tx)
+            .execute(&mut *tx)
             .await?;
             out.push(RecordedResult {
                 outcome,
-                output: Some(Record::try_from(updated)?),
+                output: Some(Record {
+                    state,
+                    error: result.error.clone(),
+                    processed_at: Some(now),
+                    lease_expires_at: None,
+                    ..output
+                }),
             });
         }
         tx.commit().await?;
