@@ -92,7 +92,7 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         shutdown: shutdown.clone(),
         status: status_tx,
         started: Instant::now(),
-        heartbeat_ms: AtomicU64::new(5_000),
+        heartbeat_ms: AtomicU64::new(10_000),
     };
     let task = tokio::spawn(session.run());
     Ok(RunningMid {

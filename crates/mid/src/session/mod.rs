@@ -367,12 +367,17 @@ impl Session {
     /// Heartbeats: report health, renew the leases of running jobs.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
         let mut stats = crate::health::ProcessStats::new();
+        // The first heartbeat goes out at once, so the registry shows health from the start.
+        let mut first = true;
         loop {
-            let every = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.cancelled() => return,
+            if !first {
+                let every = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.cancelled() => return,
+                }
             }
+            first = false;
             let (cpu_percent, rss_bytes) = stats.sample();
             let req = HeartbeatRequest {
                 running: self.executor.running(),
