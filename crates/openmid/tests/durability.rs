@@ -95,12 +95,21 @@ async fn wait_until_claimed(instance: &TestInstance, correlator: &str) {
     );
 }
 
-#[tokio::test]
-async fn results_wait_in_the_outbox_while_the_instance_is_down() {
-    let stack = Stack::start().await;
-    let ids = insert_slow_jobs(&stack, "outage").await;
-    wait_until_claimed(&stack.instance, "outage").await;
+/// A stack with slow jobs claimed by its MID, whose instance has just been stopped.
+struct Outage {
+    target: openmid_testkit::TargetService,
+    mid: openmid_mid::RunningMid,
+    dir: tempfile::TempDir,
+    addr: std::net::SocketAddr,
+    token: openmid_proto::secret::Secret,
+    data: std::path::PathBuf,
+    ids: Vec<String>,
+}
 
+async fn jobs_in_flight_then_instance_down(correlator: &str) -> Outage {
+    let stack = Stack::start().await;
+    let ids = insert_slow_jobs(&stack, correlator).await;
+    wait_until_claimed(&stack.instance, correlator).await;
     let Stack {
         instance,
         target,
@@ -111,6 +120,28 @@ async fn results_wait_in_the_outbox_while_the_instance_is_down() {
     let token = instance.token.clone();
     let data = instance.data_dir();
     instance.shutdown().await;
+    Outage {
+        target,
+        mid,
+        dir,
+        addr,
+        token,
+        data,
+        ids,
+    }
+}
+
+#[tokio::test]
+async fn results_wait_in_the_outbox_while_the_instance_is_down() {
+    let Outage {
+        target,
+        mid,
+        dir,
+        addr,
+        token,
+        data,
+        ids,
+    } = jobs_in_flight_then_instance_down("outage").await;
 
     // The MID finishes its jobs with nobody to tell: the results go to disk.
     let state_dir = dir.path().join("mid");
@@ -150,19 +181,15 @@ async fn results_wait_in_the_outbox_while_the_instance_is_down() {
 
 #[tokio::test]
 async fn a_restarted_mid_replays_its_outbox() {
-    let stack = Stack::start().await;
-    let ids = insert_slow_jobs(&stack, "replay").await;
-    wait_until_claimed(&stack.instance, "replay").await;
-    let Stack {
-        instance,
+    let Outage {
         target,
         mid,
         dir,
-    } = stack;
-    let addr = instance.running.addr;
-    let token = instance.token.clone();
-    let data = instance.data_dir();
-    instance.shutdown().await;
+        addr,
+        token,
+        data,
+        ids,
+    } = jobs_in_flight_then_instance_down("replay").await;
 
     // Stopping the MID waits for its jobs; their results cannot be posted and stay on disk.
     mid.shutdown().await.expect("MID stops");
