@@ -435,3 +435,67 @@ fn instance_reads_a_toml_config_with_environment_overrides() {
         "{stderr}"
     );
 }
+
+/// Runs `openmid bench …` and returns the JSON object on its last line.
+fn bench_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("bench runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("JSON on the last line")
+}
+
+#[test]
+fn bench_rest_and_scale_report_their_figures() {
+    let rest = bench_json(&[
+        "rest",
+        "--requests",
+        "20",
+        "--seconds",
+        "0.5",
+        "--concurrency",
+        "8",
+    ]);
+    for key in [
+        "direct_rps",
+        "mid_rps",
+        "throughput_ratio",
+        "direct_p50_ms",
+        "mid_p50_ms",
+        "p50_overhead_ms",
+        "mid_p99_ms",
+        "mid_rss_idle_mb",
+        "mid_rss_load_mb",
+        "start_to_up_ms",
+    ] {
+        assert!(rest[key].as_f64().is_some(), "{key} in {rest}");
+    }
+    assert_eq!(rest["mid_failed"], 0);
+    assert!(rest["mid_rps"].as_f64().is_some_and(|r| r > 0.0));
+
+    let scale = bench_json(&[
+        "scale",
+        "--mids",
+        "20",
+        "--idle-seconds",
+        "0.5",
+        "--pickups",
+        "5",
+    ]);
+    for key in [
+        "idle_cpu_percent",
+        "idle_rss_mb",
+        "pickup_p50_ms",
+        "pickup_p99_ms",
+    ] {
+        assert!(scale[key].as_f64().is_some(), "{key} in {scale}");
+    }
+}

@@ -171,10 +171,19 @@ impl Caller {
     }
 }
 
-async fn rest(args: RestArgs) -> Result<ExitCode> {
-    if args.mids == 0 || args.concurrency == 0 || args.requests == 0 {
-        bail!("--mids, --concurrency and --requests must be at least 1");
-    }
+/// What every process-based benchmark starts with.
+struct Setup {
+    /// This program, to start `openmid instance` / `openmid mid` from.
+    bin: std::path::PathBuf,
+    /// Fresh scratch directory (removed when dropped).
+    dir: tempfile::TempDir,
+    /// The instance, as its own process.
+    instance: openmid_testkit::InstanceProcess,
+    /// Its admin API.
+    api: openmid_instance::client::ApiClient,
+}
+
+fn setup() -> Result<Setup> {
     let bin = std::env::current_exe().context("finding this program")?;
     let dir = tempfile::Builder::new()
         .prefix("openmid-bench-")
@@ -182,6 +191,24 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
     let instance = openmid_testkit::InstanceProcess::spawn(&bin, &dir.path().join("instance"))
         .context("starting the instance process")?;
     let api = instance.api()?;
+    Ok(Setup {
+        bin,
+        dir,
+        instance,
+        api,
+    })
+}
+
+async fn rest(args: RestArgs) -> Result<ExitCode> {
+    if args.mids == 0 || args.concurrency == 0 || args.requests == 0 {
+        bail!("--mids, --concurrency and --requests must be at least 1");
+    }
+    let Setup {
+        bin,
+        dir,
+        instance,
+        api,
+    } = setup()?;
     let target = TargetService::start().await?;
     let mut mids = Vec::new();
     let mut start_to_up = Vec::new();
@@ -661,13 +688,12 @@ async fn scale(args: ScaleArgs) -> Result<ExitCode> {
     if args.mids == 0 {
         bail!("--mids must be at least 1");
     }
-    let bin = std::env::current_exe().context("finding this program")?;
-    let dir = tempfile::Builder::new()
-        .prefix("openmid-bench-")
-        .tempdir()?;
-    let instance = openmid_testkit::InstanceProcess::spawn(&bin, &dir.path().join("instance"))
-        .context("starting the instance process")?;
-    let api = instance.api()?;
+    let Setup {
+        bin: _,
+        dir,
+        instance,
+        api,
+    } = setup()?;
     let heartbeat =
         Duration::from_millis(openmid_instance::config::InstanceConfig::default().heartbeat_ms);
     eprintln!("enrolling {} simulated MIDs …", args.mids);
