@@ -203,6 +203,9 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
     if args.mids == 0 || args.concurrency == 0 || args.requests == 0 {
         bail!("--mids, --concurrency and --requests must be at least 1");
     }
+    if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 3600.0) {
+        bail!("--seconds must be more than 0 and at most 3600");
+    }
     let Setup {
         bin,
         dir,
@@ -685,8 +688,11 @@ async fn simulated_mid(
 }
 
 async fn scale(args: ScaleArgs) -> Result<ExitCode> {
-    if args.mids == 0 {
-        bail!("--mids must be at least 1");
+    if args.mids == 0 || args.pickups == 0 {
+        bail!("--mids and --pickups must be at least 1");
+    }
+    if !(args.idle_seconds.is_finite() && args.idle_seconds > 0.0 && args.idle_seconds <= 3600.0) {
+        bail!("--idle-seconds must be more than 0 and at most 3600");
     }
     let Setup {
         bin: _,
