@@ -83,6 +83,14 @@ impl InstanceConfig {
                 self.down_after_ms, self.heartbeat_ms
             ));
         }
+        if self.max_poll_wait_ms < 1_000 {
+            return Err(
+                "max_poll_wait_ms must be at least 1000 (MIDs would poll in a tight loop)".into(),
+            );
+        }
+        if self.disconnect_grace_ms < 100 {
+            return Err("disconnect_grace_ms must be at least 100".into());
+        }
         if !(1..=10).contains(&self.max_attempts) {
             return Err(format!("max_attempts ({}) must be 1–10", self.max_attempts));
         }

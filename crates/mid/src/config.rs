@@ -146,6 +146,18 @@ impl MidConfig {
                 return Err(bad(key, format!("must be 1–1024, got {size}")));
             }
         }
+        if !(1_000..=120_000).contains(&self.poll_wait_ms) {
+            return Err(bad(
+                "poll_wait_ms",
+                format!("must be 1000–120000, got {}", self.poll_wait_ms),
+            ));
+        }
+        if self.outbox_limit_bytes < 1024 * 1024 {
+            return Err(bad("outbox_limit_bytes", "must be at least 1 MiB"));
+        }
+        if self.max_response_bytes < 1024 {
+            return Err(bad("max_response_bytes", "must be at least 1024"));
+        }
         openmid_proto::iprange::IpRanges::parse(&self.ip_ranges)
             .map_err(|e| bad("ip_ranges", e.to_string()))?;
         if let Some(proxy) = &self.proxy {
@@ -190,5 +202,53 @@ impl MidConfig {
             return Ok(Trust::DangerAcceptAnyCertificate);
         }
         Ok(Trust::SystemRoots)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> MidConfig {
+        toml::from_str(
+            "name = \"m1\"\ninstance_url = \"https://instance:8443\"\nstate_dir = \"/tmp/m1\"\n[tls]\nfingerprint = \"AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD:AB:CD\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_good_config_passes_and_bad_values_name_their_key() {
+        assert!(config().validate().is_ok());
+        let cases: Vec<(&str, Box<dyn Fn(&mut MidConfig)>)> = vec![
+            ("name", Box::new(|c| c.name = "a b".into())),
+            (
+                "instance_url",
+                Box::new(|c| c.instance_url = "http://instance".into()),
+            ),
+            ("poll_wait_ms", Box::new(|c| c.poll_wait_ms = 0)),
+            (
+                "outbox_limit_bytes",
+                Box::new(|c| c.outbox_limit_bytes = 10),
+            ),
+            (
+                "ip_ranges",
+                Box::new(|c| c.ip_ranges = vec!["10.0.0.0/40".into()]),
+            ),
+            ("pools.standard", Box::new(|c| c.pools.standard = 0)),
+            (
+                "tls",
+                Box::new(|c| c.tls.dangerously_accept_any_certificate = true),
+            ),
+            (
+                "tls.fingerprint",
+                Box::new(|c| c.tls.fingerprint = Some("zz".into())),
+            ),
+        ];
+        for (key, break_it) in cases {
+            let mut c = config();
+            break_it(&mut c);
+            let err = c.validate().err().map(|e| e.key);
+            assert_eq!(err, Some(key));
+        }
     }
 }
