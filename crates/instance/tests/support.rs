@@ -23,6 +23,11 @@ pub async fn instance_with(
     let mut config = InstanceConfig {
         data_dir: dir.path().to_path_buf(),
         listen: loopback_any_port(),
+        // These tests drive the protocol by hand and do not keep a poll open the way a
+        // real MID does; presence would take their MIDs for gone. The test of presence
+        // itself sets its own grace.
+        disconnect_grace_ms: 600_000,
+        down_after_ms: 600_000,
         ..InstanceConfig::default()
     };
     adjust(&mut config);

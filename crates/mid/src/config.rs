@@ -219,30 +219,18 @@ mod tests {
     #[test]
     fn a_good_config_passes_and_bad_values_name_their_key() {
         assert!(config().validate().is_ok());
-        let cases: Vec<(&str, Box<dyn Fn(&mut MidConfig)>)> = vec![
-            ("name", Box::new(|c| c.name = "a b".into())),
-            (
-                "instance_url",
-                Box::new(|c| c.instance_url = "http://instance".into()),
-            ),
-            ("poll_wait_ms", Box::new(|c| c.poll_wait_ms = 0)),
-            (
-                "outbox_limit_bytes",
-                Box::new(|c| c.outbox_limit_bytes = 10),
-            ),
-            (
-                "ip_ranges",
-                Box::new(|c| c.ip_ranges = vec!["10.0.0.0/40".into()]),
-            ),
-            ("pools.standard", Box::new(|c| c.pools.standard = 0)),
-            (
-                "tls",
-                Box::new(|c| c.tls.dangerously_accept_any_certificate = true),
-            ),
-            (
-                "tls.fingerprint",
-                Box::new(|c| c.tls.fingerprint = Some("zz".into())),
-            ),
+        type Breaker = fn(&mut MidConfig);
+        let cases: [(&str, Breaker); 8] = [
+            ("name", |c| c.name = "a b".into()),
+            ("instance_url", |c| {
+                c.instance_url = "http://instance".into()
+            }),
+            ("poll_wait_ms", |c| c.poll_wait_ms = 0),
+            ("outbox_limit_bytes", |c| c.outbox_limit_bytes = 10),
+            ("ip_ranges", |c| c.ip_ranges = vec!["10.0.0.0/40".into()]),
+            ("pools.standard", |c| c.pools.standard = 0),
+            ("tls", |c| c.tls.dangerously_accept_any_certificate = true),
+            ("tls.fingerprint", |c| c.tls.fingerprint = Some("zz".into())),
         ];
         for (key, break_it) in cases {
             let mut c = config();

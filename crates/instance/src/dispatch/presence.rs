@@ -4,6 +4,10 @@
 //! declared `down` — seconds, not the minutes a heartbeat timeout would take. Silent
 //! partitions, where no connection closes, fall back to `down_after` without contact.
 //!
+//! A poll that ends normally is followed by the next one within milliseconds, so a MID
+//! with no poll open for longer than the grace is gone too — that covers a death that
+//! falls between two polls.
+//!
 //! This is per instance node: with several nodes behind one PostgreSQL each node
 //! watches the MIDs connected to it.
 
@@ -14,7 +18,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 struct Entry {
     open_polls: u32,
-    lost_at: Option<Instant>,
+    /// When the last open poll ended, and whether its connection dropped.
+    idle_since: Option<(Instant, bool)>,
     last_contact: Instant,
 }
 
@@ -25,7 +30,7 @@ pub struct Presence {
 }
 
 /// Held while a long-poll runs; dropped without [`PollGuard::finish`] it means the
-/// connection went away mid-poll.
+/// connection went away mid-poll. Either way the grace starts until the next poll.
 pub struct PollGuard {
     presence: Arc<Presence>,
     name: String,
@@ -46,8 +51,8 @@ impl Drop for PollGuard {
         if let Some(e) = map.get_mut(&self.name) {
             e.open_polls = e.open_polls.saturating_sub(1);
             e.last_contact = now;
-            if !self.finished && e.open_polls == 0 {
-                e.lost_at = Some(now);
+            if e.open_polls == 0 {
+                e.idle_since = Some((now, !self.finished));
             }
         }
     }
@@ -70,7 +75,7 @@ impl Presence {
     fn entry<'a>(map: &'a mut HashMap<String, Entry>, name: &str, now: Instant) -> &'a mut Entry {
         map.entry(name.to_string()).or_insert(Entry {
             open_polls: 0,
-            lost_at: None,
+            idle_since: None,
             last_contact: now,
         })
     }
@@ -89,7 +94,7 @@ impl Presence {
         let mut map = self.lock();
         let e = Self::entry(&mut map, name, now);
         e.open_polls += 1;
-        e.lost_at = None;
+        e.idle_since = None;
         e.last_contact = now;
         PollGuard {
             presence: self.clone(),
@@ -109,25 +114,29 @@ impl Presence {
         self.lock().remove(name);
     }
 
-    /// MIDs whose connection dropped more than `grace` ago without a new poll, or that
-    /// have not been in touch for `down_after`.
+    /// MIDs without an open poll for more than `grace` (their connection dropped, or
+    /// they stopped polling), or not in touch at all for `down_after`.
     pub fn gone(&self, grace: Duration, down_after: Duration) -> Vec<Gone> {
         let now = Instant::now();
         let map = self.lock();
         let mut gone = Vec::new();
         for (name, e) in map.iter() {
-            if let Some(lost) = e.lost_at
-                && e.open_polls == 0
-                && now.duration_since(lost) >= grace
+            if e.open_polls > 0 {
+                continue;
+            }
+            if let Some((since, dropped)) = e.idle_since
+                && now.duration_since(since) >= grace
             {
+                let ms = now.duration_since(since).as_millis();
                 gone.push(Gone {
                     name: name.clone(),
-                    reason: format!(
-                        "connection lost {} ms ago and not re-established",
-                        now.duration_since(lost).as_millis()
-                    ),
+                    reason: if dropped {
+                        format!("connection lost {ms} ms ago and not re-established")
+                    } else {
+                        format!("stopped polling {ms} ms ago")
+                    },
                 });
-            } else if e.open_polls == 0 && now.duration_since(e.last_contact) >= down_after {
+            } else if now.duration_since(e.last_contact) >= down_after {
                 gone.push(Gone {
                     name: name.clone(),
                     reason: format!(
@@ -146,22 +155,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_dropped_poll_is_gone_after_the_grace_unless_it_comes_back() {
+    fn a_mid_without_an_open_poll_is_gone_after_the_grace() {
         let p = Arc::new(Presence::default());
         drop(p.poll_started("a"));
         drop(p.poll_started("b"));
         let _back = p.poll_started("b");
         p.poll_started("c").finish();
+        p.contact("d");
         std::thread::sleep(Duration::from_millis(30));
-        let gone = p.gone(Duration::from_millis(20), Duration::from_secs(60));
-        assert_eq!(gone.len(), 1);
-        assert_eq!(gone[0].name, "a");
+        let mut gone = p.gone(Duration::from_millis(20), Duration::from_secs(60));
+        gone.sort_by(|x, y| x.name.cmp(&y.name));
+        let names: Vec<&str> = gone.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a", "c"],
+            "b polls again; d never polled and is within down_after"
+        );
+        assert!(gone[0].reason.contains("connection lost"));
+        assert!(gone[1].reason.contains("stopped polling"));
         p.forget("a");
-        assert!(p.gone(Duration::ZERO, Duration::from_secs(60)).is_empty());
+        p.forget("c");
         assert_eq!(
             p.gone(Duration::ZERO, Duration::ZERO).len(),
             1,
-            "c, silent too long"
+            "d, silent too long"
         );
     }
 }

@@ -64,7 +64,16 @@ impl Session {
         let sender = tokio::spawn(this.clone().send_results(background.clone()));
         let heart = tokio::spawn(this.clone().heartbeats(background.clone()));
         let outcome = this.poll_for_work().await;
-        this.executor.drain().await;
+        // While running jobs finish, keep one idle poll open: the instance then knows this
+        // MID is still here and does not hand its work to another.
+        let drain = this.executor.drain();
+        tokio::pin!(drain);
+        let present = this.keep_presence();
+        tokio::pin!(present);
+        tokio::select! {
+            _ = &mut drain => {}
+            _ = &mut present => (&mut drain).await,
+        }
         background.cancel();
         let _ = sender.await;
         let _ = heart.await;
@@ -222,6 +231,22 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Idle polls (no capacity), one after the other, until refused for good.
+    async fn keep_presence(&self) {
+        loop {
+            let req = PollRequest {
+                capacity: Capacity::default(),
+                wait_ms: self.config.poll_wait_ms,
+                known_status: *self.status.borrow(),
+            };
+            match self.client.poll(&req).await {
+                Ok(resp) => self.set_status(resp.status),
+                Err(e) if e.is_fatal() => return,
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
     }
 
     /// Makes a new key pair and secret, saves them as pending, sends them, and switches
