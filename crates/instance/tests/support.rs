@@ -2,10 +2,8 @@
 //! typed client would never build, and a protocol-level MID client.
 
 use openmid_instance::config::InstanceConfig;
-use openmid_mid::config::{MidConfig, TlsTrust};
 use openmid_mid::session::client::InstanceClient;
 use openmid_proto::api::NewEnrollmentToken;
-use openmid_proto::secret::Secret;
 use openmid_proto::trust::client_config;
 use openmid_testkit::{TestInstance, loopback_any_port};
 use serde_json::Value;
@@ -168,33 +166,10 @@ pub async fn enrolled_client_with(
         .create_enrollment_token(&NewEnrollmentToken::default())
         .await
         .expect("token");
-    let config = MidConfig {
-        tls: TlsTrust {
-            ca_file: Some(instance.running.cert_path.clone()),
-            ..TlsTrust::default()
-        },
-        ..instance.mid_config(name, std::path::Path::new("/nonexistent"), None)
-    };
-    let client = InstanceClient::new(&config).expect("client");
-    let secret = Secret::new(format!("{name}-secret-{}", "x".repeat(40)));
-    let enrolled = client
-        .enroll(&openmid_proto::mid::EnrollRequest {
-            token: Secret::new(token.token),
-            name: name.to_string(),
-            public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
-            secret: secret.clone(),
-            protocol_version: openmid_proto::PROTOCOL_VERSION,
-            version: "test".into(),
-            hostname: "test-host".into(),
-            profile,
-        })
+    let config = instance.mid_config(name, std::path::Path::new("/nonexistent"), None);
+    let client = openmid_testkit::enroll_protocol_client(&config, token.token, profile)
         .await
         .expect("enrolls");
-    client.set_bearer(Secret::new(format!(
-        "{}.{}",
-        enrolled.mid_id,
-        secret.expose()
-    )));
     if validate {
         instance.api.validate_mid(name).await.expect("validate");
     }

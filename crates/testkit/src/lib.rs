@@ -41,6 +41,9 @@ pub enum KitError {
     /// File access failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A session request failed.
+    #[error("session: {0}")]
+    Session(String),
     /// The admin token is unknown (a restarted instance does not print it again).
     #[error("no admin token: pass the one from the first start")]
     NoAdminToken,
@@ -203,6 +206,38 @@ pub async fn auto_validating_token(api: &ApiClient) -> Result<String, KitError> 
         })
         .await?
         .token)
+}
+
+/// Enrolls a hand-driven MID that speaks the real session protocol (the MID crate's own
+/// client) without running a MID: tests and benchmarks then poll, post results and
+/// heartbeat themselves. `token` is an enrollment token; the key is a placeholder.
+pub async fn enroll_protocol_client(
+    config: &MidConfig,
+    token: String,
+    profile: openmid_proto::mid::MidProfile,
+) -> Result<openmid_mid::session::client::InstanceClient, KitError> {
+    let session = |e: openmid_mid::session::client::SessionError| KitError::Session(e.to_string());
+    let client = openmid_mid::session::client::InstanceClient::new(config).map_err(session)?;
+    let secret = Secret::new(format!("{}-secret-{}", config.name, "x".repeat(40)));
+    let enrolled = client
+        .enroll(&openmid_proto::mid::EnrollRequest {
+            token: Secret::new(token),
+            name: config.name.clone(),
+            public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            secret: secret.clone(),
+            protocol_version: openmid_proto::PROTOCOL_VERSION,
+            version: "protocol-client".into(),
+            hostname: "test-host".into(),
+            profile,
+        })
+        .await
+        .map_err(session)?;
+    client.set_bearer(Secret::new(format!(
+        "{}.{}",
+        enrolled.mid_id,
+        secret.expose()
+    )));
+    Ok(client)
 }
 
 /// Checks `check` every 20 ms until it holds or `limit` passes; returns whether it held.

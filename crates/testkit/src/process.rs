@@ -152,6 +152,11 @@ impl InstanceProcess {
         self.child.id()
     }
 
+    /// A MID config for this instance (state in `state_dir`, trusting its certificate).
+    pub fn mid_config(&self, name: &str, state_dir: &Path, token: Option<String>) -> MidConfig {
+        crate::mid_config(&self.url, &self.cert_path, name, state_dir, token)
+    }
+
     /// An admin API client trusting this instance's certificate.
     pub fn api(&self) -> Result<openmid_instance::client::ApiClient, crate::KitError> {
         let pem = std::fs::read(&self.cert_path)?;

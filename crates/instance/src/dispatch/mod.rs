@@ -172,7 +172,8 @@ impl Dispatcher {
                 mid.status,
                 MidStatus::Up | MidStatus::Paused | MidStatus::Draining
             ) {
-                self.presence.expect(&mid.name);
+                // Each has `down_after` to get back in touch.
+                self.presence.contact(&mid.name);
             }
         }
         Ok(())
@@ -506,7 +507,7 @@ impl Dispatcher {
             self.release_leases(name, "MID was invalidated").await?;
         }
         if to == MidStatus::Up {
-            self.presence.expect(name);
+            self.presence.contact(name);
         }
         self.rebalance_wanted.store(true, Ordering::Relaxed);
         self.wake_mid(name);

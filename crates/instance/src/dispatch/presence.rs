@@ -103,12 +103,6 @@ impl Presence {
         }
     }
 
-    /// Starts watching a MID as if it had just been in touch (at instance start, for
-    /// MIDs the registry says are up).
-    pub fn expect(&self, name: &str) {
-        self.contact(name);
-    }
-
     /// Stops watching a MID (it is down, invalidated or gone for good).
     pub fn forget(&self, name: &str) {
         self.lock().remove(name);

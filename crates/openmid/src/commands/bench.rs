@@ -218,13 +218,7 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
     for i in 0..args.mids {
         let name = format!("bench-mid-{i}");
         let token = openmid_testkit::auto_validating_token(&api).await?;
-        let config = openmid_testkit::mid_config(
-            &instance.url,
-            &instance.cert_path,
-            &name,
-            &dir.path().join(&name),
-            Some(token),
-        );
+        let config = instance.mid_config(&name, &dir.path().join(&name), Some(token));
         let started = Instant::now();
         mids.push(MidProcess::spawn(&bin, &config)?);
         wait(Duration::from_secs(20), || async {
@@ -710,34 +704,10 @@ async fn scale(args: ScaleArgs) -> Result<ExitCode> {
     for i in 0..args.mids {
         let name = format!("sim-{i}");
         let token = openmid_testkit::auto_validating_token(&api).await?;
-        let config = openmid_testkit::mid_config(
-            &instance.url,
-            &instance.cert_path,
-            &name,
-            &dir.path().join("unused"),
-            None,
-        );
-        let client = openmid_mid::session::client::InstanceClient::new(&config)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let secret = openmid_proto::secret::Secret::new(format!("{name}-{}", "s".repeat(40)));
-        let enrolled = client
-            .enroll(&openmid_proto::mid::EnrollRequest {
-                token: openmid_proto::secret::Secret::new(token),
-                name: name.clone(),
-                public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
-                secret: secret.clone(),
-                protocol_version: openmid_proto::PROTOCOL_VERSION,
-                version: "sim".into(),
-                hostname: "bench".into(),
-                profile: Default::default(),
-            })
+        let config = instance.mid_config(&name, &dir.path().join("unused"), None);
+        let client = openmid_testkit::enroll_protocol_client(&config, token, Default::default())
             .await
-            .map_err(|e| anyhow::anyhow!("enrolling {name}: {e}"))?;
-        client.set_bearer(openmid_proto::secret::Secret::new(format!(
-            "{}.{}",
-            enrolled.mid_id,
-            secret.expose()
-        )));
+            .with_context(|| format!("enrolling {name}"))?;
         sims.push(tokio::spawn(simulated_mid(
             client,
             tx.clone(),
