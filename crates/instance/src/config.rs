@@ -42,6 +42,11 @@ pub struct InstanceConfig {
     /// Finished records (processed, error, cancelled) older than this are deleted, so
     /// the queue does not grow without end. 0 keeps them for ever.
     pub retention_hours: u64,
+    /// The master key credentials are encrypted with (32 bytes, base64 or hex). Never
+    /// read from the file: the binary takes it from `OPENMID_MASTER_KEY`. Without it
+    /// the key is `data_dir/master.key`, made at first start.
+    #[serde(skip)]
+    pub master_key: Option<openmid_proto::secret::Secret>,
 }
 
 impl Default for InstanceConfig {
@@ -61,6 +66,7 @@ impl Default for InstanceConfig {
             max_request_bytes: 32 * 1024 * 1024,
             max_action_wait_secs: 300,
             retention_hours: 24 * 30,
+            master_key: None,
         }
     }
 }

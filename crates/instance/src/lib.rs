@@ -6,10 +6,12 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod connections;
 pub mod dispatch;
 pub mod ecc;
 pub mod registry;
 pub mod tls;
+pub mod vault;
 
 use crate::api::AppState;
 use crate::dispatch::Dispatcher;
@@ -35,6 +37,9 @@ pub enum InstanceError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The credential vault's key could not be read or made.
+    #[error(transparent)]
+    Vault(#[from] vault::VaultError),
     /// TLS setup failed.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -104,9 +109,15 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let (vault, key_source) = vault::Vault::open(
+        &config.data_dir,
+        config.master_key.as_ref().map(|k| k.expose()),
+    )?;
+    tracing::info!(key_id = %vault.key_id(), source = ?key_source, "credential vault open");
     let dispatcher = Arc::new(Dispatcher::new(
         Arc::new(store.clone()) as Arc<dyn Store>,
         config.clone(),
+        Arc::new(vault),
     ));
     dispatcher
         .watch_registered_mids()

@@ -49,6 +49,37 @@ pub struct MidConfig {
     /// means all.
     #[serde(default)]
     pub ip_ranges: Vec<String>,
+    /// Which local secrets (environment variables, files) a credential may name. A
+    /// credential can only read what this allows, so a compromised instance cannot
+    /// make the MID read and send out arbitrary files or variables.
+    #[serde(default)]
+    pub local_secrets: LocalSecretPolicy,
+}
+
+/// Where local secrets may come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSecretPolicy {
+    /// Environment variables whose names start with one of these may be read
+    /// (default `OPENMID_SECRET_`).
+    #[serde(default = "default_env_prefixes")]
+    pub env_prefixes: Vec<String>,
+    /// Files inside these directories may be read (default: none).
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+}
+
+impl Default for LocalSecretPolicy {
+    fn default() -> Self {
+        Self {
+            env_prefixes: default_env_prefixes(),
+            dirs: Vec::new(),
+        }
+    }
+}
+
+fn default_env_prefixes() -> Vec<String> {
+    vec!["OPENMID_SECRET_".to_string()]
 }
 
 fn default_outbox_limit() -> u64 {

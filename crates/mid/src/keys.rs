@@ -4,6 +4,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use openmid_proto::mid::SealedCredential;
+use openmid_proto::seal::{SealError, credential_aad, open};
 use openmid_proto::secret::{Secret, random_32};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -203,6 +205,27 @@ impl Identity {
             self.save()?;
         }
         Ok(())
+    }
+
+    /// Opens a credential sealed to this MID for one attempt at one output. Tries the
+    /// current key, then the pending one of a rekey in progress (the instance may have
+    /// stored the new key before the MID heard back).
+    pub fn open_sealed(
+        &self,
+        output_id: &str,
+        attempt: u32,
+        sealed: &SealedCredential,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, SealError> {
+        let mid_id = self.mid_id.as_deref().unwrap_or_default();
+        let aad = credential_aad(mid_id, &sealed.credential_id, output_id, attempt);
+        let mut last = None;
+        for key in std::iter::once(&self.private_key).chain(self.pending.as_ref().map(|(_, k)| k)) {
+            match open(&key.to_bytes(), &aad, &sealed.sealed) {
+                Ok(plain) => return Ok(plain),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(SealError::Open))
     }
 
     /// Whether a rekey was begun and not finished (e.g. the MID crashed in between).

@@ -65,18 +65,20 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         config.outbox_limit_bytes,
     )?);
     let ctx = Arc::new(
-        ProbeContext::new(config.max_response_bytes)
+        ProbeContext::new(config.max_response_bytes, config.local_secrets.clone())
             .map_err(|e| MidError::Config(format!("probe HTTP client: {e}")))?,
     );
     let result_ready = Arc::new(Notify::new());
     if !outbox.is_empty() {
         result_ready.notify_one();
     }
+    let identity = Arc::new(std::sync::Mutex::new(identity));
     let executor = Arc::new(Executor::new(
         config.pools,
         ctx,
         outbox.clone(),
         result_ready,
+        identity.clone(),
     ));
     let client = session::client::InstanceClient::new(&config)
         .map_err(|e| MidError::Config(e.to_string()))?;
@@ -86,7 +88,7 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
     let session = Session {
         config: Arc::new(config),
         client,
-        identity: std::sync::Mutex::new(identity),
+        identity,
         executor,
         outbox,
         shutdown: shutdown.clone(),

@@ -2,7 +2,9 @@
 
 use crate::ecc::{EccRecord, Priority, State, Topic};
 use crate::mid::{Capacity, MidProfile, MidStatus};
+use crate::credential::CredentialSpec;
 use crate::rest::{Body, RestResponse};
+use crate::soap::{SoapResponse, SoapVersion};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -269,38 +271,49 @@ pub struct RecordQuery {
     pub after: Option<String>,
 }
 
-/// `POST /api/v1/actions/rest`: one HTTP request made by a MID.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `POST /api/v1/actions/rest`: one HTTP request made by a MID, either through an alias
+/// (`alias` + `path`) or to a URL with the MID named (`url` + `mid` or `agent`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestAction {
-    /// Name of the MID to run it (or give `agent`).
-    #[serde(default)]
+    /// The Connection & Credential alias to call through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    /// Path appended to the alias's base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Query parameters added to the URL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub query: BTreeMap<String, String>,
+    /// Without an alias: name of the MID to run it (or give `agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mid: Option<String>,
-    /// Who runs it: `mid.server.NAME`, `mid.cluster.NAME` or `mid.auto`.
-    #[serde(default)]
+    /// Without an alias: `mid.server.NAME`, `mid.cluster.NAME` or `mid.auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     /// Application, for `mid.auto`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub application: Option<String>,
     /// Leave the call in `error` rather than run it again after a lost MID.
     #[serde(default)]
     pub at_most_once: bool,
     /// HTTP method (default `GET`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
-    /// Absolute URL as the MID sees it.
-    pub url: String,
-    /// Request headers.
+    /// Without an alias: absolute URL as the MID sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Request headers (over the alias's).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Request body.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Body>,
-    /// Timeout on the MID (default 30 000 ms).
-    #[serde(default)]
+    /// Timeout of one attempt on the MID (default: the alias's, else 30 000 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Caller's correlator for the output record.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlator: Option<String>,
 }
 
@@ -309,23 +322,68 @@ impl RestAction {
     /// `mid.auto`), everything else default.
     pub fn new(agent: impl Into<String>, url: impl Into<String>) -> Self {
         Self {
-            mid: None,
             agent: Some(agent.into()),
-            application: None,
-            at_most_once: false,
-            method: None,
-            url: url.into(),
-            headers: BTreeMap::new(),
-            body: None,
-            timeout_ms: None,
-            correlator: None,
+            url: Some(url.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A GET of `path` through `alias`, everything else default.
+    pub fn via(alias: impl Into<String>, path: impl Into<String>) -> Self {
+        Self {
+            alias: Some(alias.into()),
+            path: Some(path.into()),
+            ..Self::default()
         }
     }
 }
 
-/// The result of an action that finished (HTTP 200).
+/// `POST /api/v1/actions/soap`: one SOAP call made by a MID through an alias. Give the
+/// Body's XML in `body`, or `operation` (+ `namespace`, `params`) for the MID to build it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoapAction {
+    /// The Connection & Credential alias (kind `soap`).
+    pub alias: String,
+    /// Path appended to the alias's base URL (default: none, the base URL is the
+    /// endpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `1.1` or `1.2` (default: the alias's, else 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<SoapVersion>,
+    /// The SOAP action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soap_action: Option<String>,
+    /// The Body's XML.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Operation element name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// Namespace of the operation element.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Operation parameters.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Extra HTTP headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one attempt on the MID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Leave the call in `error` rather than run it again after a lost MID.
+    #[serde(default)]
+    pub at_most_once: bool,
+    /// Caller's correlator for the output record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlator: Option<String>,
+}
+
+/// The result of an action that finished (HTTP 200); `R` is the probe's response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RestActionResult {
+pub struct ActionResult<R> {
     /// `processed` or `error`.
     pub state: State,
     /// The output record.
@@ -339,9 +397,29 @@ pub struct RestActionResult {
     /// Why it failed, when `state` is `error`.
     pub error: Option<String>,
     /// The target's response (absent when the call itself failed).
-    pub response: Option<RestResponse>,
+    pub response: Option<R>,
     /// Where the time went.
     pub timings: ActionTimings,
+}
+
+/// The result of a finished REST action.
+pub type RestActionResult = ActionResult<RestResponse>;
+/// The result of a finished SOAP action.
+pub type SoapActionResult = ActionResult<SoapResponse>;
+
+/// `POST /api/v1/credentials` and `PUT /api/v1/credentials/{name}`: a name, a
+/// description and the typed fields, side by side:
+/// `{"name":"crm","type":"basic","username":"svc","password":"..."}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewCredential {
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Type and fields.
+    #[serde(flatten)]
+    pub spec: CredentialSpec,
 }
 
 /// Where an action's time went, from the instance's point of view.

@@ -3,12 +3,16 @@
 //! Both ends compile against this one crate, so the protocol cannot drift between them
 //! (the shape rathole uses). It holds data and pure functions only: no sockets, no files.
 
+pub mod alias;
 pub mod api;
+pub mod credential;
 pub mod ecc;
 pub mod iprange;
 pub mod mid;
 pub mod rest;
+pub mod seal;
 pub mod secret;
+pub mod soap;
 pub mod time;
 pub mod trust;
 

@@ -200,6 +200,20 @@ pub struct WorkItem {
     pub priority: Priority,
     /// Probe input.
     pub payload: serde_json::Value,
+    /// The credential the payload names, sealed to this MID for this attempt: only
+    /// this MID's private key opens it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<SealedCredential>,
+}
+
+/// A credential sealed to one MID for one attempt at one output (the AAD binds all
+/// three, see [`crate::seal::credential_aad`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SealedCredential {
+    /// The credential's id.
+    pub credential_id: String,
+    /// The sealed JSON of its [`crate::credential::CredentialSpec`].
+    pub sealed: crate::seal::Sealed,
 }
 
 /// Identifies one attempt at one output.

@@ -2,8 +2,10 @@
 //! (port 0, fresh directories) for the tests, the demo and the benchmarks — one place,
 //! so no test file grows its own copy.
 
+pub mod auth_target;
 pub mod process;
 pub mod proxy;
+pub mod soap_service;
 pub mod target;
 
 use openmid_instance::client::ApiClient;
@@ -19,8 +21,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auth_target::{AuthTarget, AuthTargetConfig};
 pub use process::{InstanceProcess, MidProcess};
 pub use proxy::ConnectProxy;
+pub use soap_service::SoapService;
 pub use target::TargetService;
 
 /// Errors of the kit, with what failed.
@@ -194,6 +198,7 @@ pub fn mid_config(
         capabilities: Vec::new(),
         applications: Vec::new(),
         ip_ranges: Vec::new(),
+        local_secrets: Default::default(),
     }
 }
 

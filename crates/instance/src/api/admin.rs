@@ -11,15 +11,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use openmid_proto::api::{
-    ActionPending, ActionTimings, ClusterInfo, ClusterMember, EnrollmentToken, MidInfo, NewCluster,
-    NewEnrollmentToken, NewOutput, ProfileUpdate, RecordPage, RecordQuery, RestAction,
-    RestActionResult, StatusChange,
+    ClusterInfo, ClusterMember, EnrollmentToken, MidInfo, NewCluster, NewEnrollmentToken,
+    NewOutput, ProfileUpdate, RecordPage, RecordQuery, StatusChange,
 };
-use openmid_proto::ecc::{EccRecord, Priority, State as RecordState, Topic};
-use openmid_proto::rest::{RestRequest, RestResponse};
+use openmid_proto::ecc::{EccRecord, Topic};
 use openmid_proto::time::{now_ms, rfc3339};
-use serde::Deserialize;
-use std::time::Duration;
 
 pub(super) async fn openapi() -> Response {
     (
@@ -372,107 +368,4 @@ pub(super) async fn list_records(
         records: records.iter().map(Record::to_api).collect(),
         next_after,
     }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct WaitQuery {
-    /// Seconds to wait for the result (default 0: answer 202 at once).
-    wait: Option<f64>,
-}
-
-pub(super) async fn rest_action(
-    State(state): State<AppState>,
-    ApiQuery(q): ApiQuery<WaitQuery>,
-    ApiJson(action): ApiJson<RestAction>,
-) -> Result<Response, ApiError> {
-    let wait = q.wait.unwrap_or(0.0);
-    let max = state.config.max_action_wait_secs as f64;
-    if !(0.0..=max).contains(&wait) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("wait: must be 0–{max} seconds, got {wait}"),
-        ));
-    }
-    let agent = match (&action.mid, &action.agent) {
-        (Some(mid), None) => {
-            if !openmid_proto::is_valid_name(mid) {
-                return Err(ApiError::invalid_field(
-                    "mid",
-                    format!("`{mid}` is not a valid MID name"),
-                ));
-            }
-            format!("mid.server.{mid}")
-        }
-        (None, Some(agent)) => agent.clone(),
-        _ => {
-            return Err(ApiError::invalid_field(
-                "mid",
-                "give either `mid` (a MID name) or `agent` (mid.server.NAME, mid.cluster.NAME or mid.auto)",
-            ));
-        }
-    };
-    let request = RestRequest {
-        method: action.method.unwrap_or_else(|| "GET".into()).to_uppercase(),
-        url: action.url,
-        headers: action.headers,
-        body: action.body,
-        timeout_ms: action.timeout_ms,
-    };
-    let name = format!("{} {}", request.method, request.url);
-    let payload = serde_json::to_value(&request).map_err(|e| ApiError::invalid_field("body", e))?;
-    let output = state
-        .dispatcher
-        .submit(NewOutput {
-            agent,
-            topic: Topic::RESTProbe,
-            name: Some(name),
-            source: Some("api:actions/rest".into()),
-            payload,
-            priority: Some(Priority::Interactive),
-            correlator: action.correlator,
-            max_attempts: None,
-            at_most_once: action.at_most_once,
-            application: action.application,
-        })
-        .await?;
-    let output = state
-        .dispatcher
-        .wait_finished(&output.id, Duration::from_secs_f64(wait))
-        .await?;
-    if !output.is_finished() {
-        let pending = ActionPending {
-            poll: format!("/api/v1/ecc/{}", output.id),
-            output_id: output.id,
-            state: output.state,
-        };
-        return Ok((StatusCode::ACCEPTED, Json(pending)).into_response());
-    }
-    let input = state.dispatcher.store().input_for(&output.id).await?;
-    let response = input
-        .as_ref()
-        .filter(|i| i.state == RecordState::Processed)
-        .and_then(|i| serde_json::from_str::<RestResponse>(&i.payload).ok());
-    let result = RestActionResult {
-        state: output.state,
-        input_id: input.as_ref().map(|i| i.id.clone()),
-        mid: input
-            .as_ref()
-            .map(|i| i.source.clone())
-            .or(output.claimed_by.clone()),
-        attempt: output.attempt,
-        error: output.error.clone(),
-        response,
-        timings: ActionTimings {
-            queued_ms: output.claimed_at.map_or(0, |c| c - output.created_at),
-            run_ms: input
-                .as_ref()
-                .and_then(|i| i.duration_ms)
-                .map_or(0, |d| d.max(0) as u64),
-            total_ms: output.processed_at.map_or(0, |p| p - output.created_at),
-        },
-        output_id: output.id,
-    };
-    Ok(Json(result).into_response())
 }

@@ -1,6 +1,7 @@
 //! API errors: every failure becomes `{"error":{"code","message"}}` with a 4xx/5xx
 //! status, mapped here once from the library errors.
 
+use crate::connections::ConnectionError;
 use crate::dispatch::DispatchError;
 use crate::ecc::{EnrollError, StoreError};
 use crate::registry::RegistryError;
@@ -73,7 +74,23 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        Self::internal(&e)
+        match e {
+            StoreError::InUse(m) => Self::new(StatusCode::CONFLICT, "in_use", m),
+            e @ StoreError::MissingCredential(_) => Self::invalid_field("credential", e),
+            e => Self::internal(&e),
+        }
+    }
+}
+
+impl From<ConnectionError> for ApiError {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::Invalid { field, message } => Self::invalid_field(&field, message),
+            ConnectionError::NotFound(m) => Self::not_found(m),
+            ConnectionError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            ConnectionError::Store(e) => e.into(),
+            ConnectionError::Vault(e) => Self::internal(&e),
+        }
     }
 }
 

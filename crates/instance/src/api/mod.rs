@@ -2,7 +2,9 @@
 //! session under `/mid/v1` (per-MID credentials). Handlers stay thin: they parse, call
 //! the registry or the dispatcher, and shape the answer.
 
+mod actions;
 mod admin;
+mod connections;
 pub mod error;
 mod extract;
 mod mid_session;
@@ -58,7 +60,29 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/ecc", post(admin::insert_output).get(admin::list_records))
         .route("/ecc/{id}", get(admin::get_record))
-        .route("/actions/rest", post(admin::rest_action))
+        .route("/actions/rest", post(actions::rest_action))
+        .route("/actions/soap", post(actions::soap_action))
+        .route("/actions/{id}", get(actions::get_action))
+        .route(
+            "/credentials",
+            post(connections::create_credential).get(connections::list_credentials),
+        )
+        .route(
+            "/credentials/{name}",
+            get(connections::get_credential)
+                .put(connections::put_credential)
+                .delete(connections::delete_credential),
+        )
+        .route(
+            "/aliases",
+            post(connections::create_alias).get(connections::list_aliases),
+        )
+        .route(
+            "/aliases/{name}",
+            get(connections::get_alias)
+                .put(connections::put_alias)
+                .delete(connections::delete_alias),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,

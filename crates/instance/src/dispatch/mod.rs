@@ -8,6 +8,8 @@ pub mod selection;
 pub mod signals;
 
 use crate::config::InstanceConfig;
+use crate::connections::{self, Connections};
+use crate::vault::Vault;
 use crate::ecc::{Claim, Load, MidKey, MidRow, Record, RecordedResult, Store, StoreError};
 use openmid_proto::api::{MidHealth, NewOutput};
 use openmid_proto::ecc::{Agent, Priority, Queue, State, Topic};
@@ -125,6 +127,7 @@ pub struct Dispatcher {
     outputs: Signals,
     presence: Arc<Presence>,
     rebalance_wanted: AtomicBool,
+    vault: Arc<Vault>,
 }
 
 fn mid_key(name: &str) -> String {
@@ -134,7 +137,7 @@ fn mid_key(name: &str) -> String {
 /// The target IP of a payload, when it names one literally (for `mid.auto` IP ranges).
 fn target_ip(topic: Topic, payload: &serde_json::Value) -> Option<IpAddr> {
     match topic {
-        Topic::RESTProbe => {
+        Topic::RESTProbe | Topic::SOAPProbe => {
             let url = reqwest::Url::parse(payload.get("url")?.as_str()?).ok()?;
             match url.host()? {
                 url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
@@ -146,12 +149,26 @@ fn target_ip(topic: Topic, payload: &serde_json::Value) -> Option<IpAddr> {
     }
 }
 
+/// Capabilities a payload asks of its MID beyond its topic's (`mid_capabilities`).
+fn more_capabilities(payload: &serde_json::Value) -> Vec<String> {
+    payload
+        .get("mid_capabilities")
+        .and_then(|c| c.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 impl Dispatcher {
     /// A dispatcher over `store`.
-    pub fn new(store: Arc<dyn Store>, config: Arc<InstanceConfig>) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: Arc<InstanceConfig>, vault: Arc<Vault>) -> Self {
         Self {
             store,
             config,
+            vault,
             agents: Signals::default(),
             outputs: Signals::default(),
             presence: Arc::new(Presence::default()),
@@ -162,6 +179,14 @@ impl Dispatcher {
     /// The store.
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// Credentials and aliases.
+    pub fn connections(&self) -> Connections<'_> {
+        Connections {
+            store: self.store.as_ref(),
+            vault: &self.vault,
+        }
     }
 
     /// Starts watching the MIDs the registry says are up (at instance start): each has
@@ -257,6 +282,7 @@ impl Dispatcher {
             application: new.application.as_deref(),
             target_ip: target_ip(new.topic, &new.payload),
             avoid: None,
+            more_capabilities: more_capabilities(&new.payload),
         };
         let (assigned_to, selection) = match self.choose(&agent, &needs, &mids, &load).await? {
             Choice::Mid { name, why, .. } => (Some(name), why),
@@ -375,21 +401,52 @@ impl Dispatcher {
             }
         };
         guard.finish();
-        Ok(self.poll_answer(&mid, work))
+        Ok(self.poll_answer(&mid, work).await)
     }
 
-    fn poll_answer(&self, mid: &MidRow, claimed: Vec<Record>) -> PollResponse {
-        let work = claimed
-            .into_iter()
-            .map(|r| WorkItem {
-                payload: serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null),
+    async fn poll_answer(&self, mid: &MidRow, claimed: Vec<Record>) -> PollResponse {
+        let mut work = Vec::with_capacity(claimed.len());
+        for r in claimed {
+            let payload: serde_json::Value =
+                serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null);
+            let credential = match payload
+                .get("credential")
+                .and_then(|c| c.get("id"))
+                .and_then(|id| id.as_str())
+            {
+                None => None,
+                Some(credential_id) => {
+                    // A failure here leaves the item without its credential: the MID
+                    // then reports "credential not delivered" as the job's error,
+                    // which names the problem where the caller looks.
+                    match connections::seal_for_mid(
+                        self.store.as_ref(),
+                        &self.vault,
+                        mid,
+                        &r.id,
+                        r.attempt,
+                        credential_id,
+                    )
+                    .await
+                    {
+                        Ok(sealed) => sealed,
+                        Err(e) => {
+                            tracing::error!(output = %r.id, error = %e, "could not seal a credential for a MID");
+                            None
+                        }
+                    }
+                }
+            };
+            work.push(WorkItem {
+                payload,
                 output_id: r.id,
                 attempt: r.attempt,
                 topic: r.topic,
                 name: r.name,
                 priority: r.priority,
-            })
-            .collect();
+                credential,
+            });
+        }
         PollResponse {
             status: mid.status,
             lease_ms: self.config.lease_ms,
@@ -649,6 +706,7 @@ impl Dispatcher {
             application: output.application.as_deref(),
             target_ip: target_ip(output.topic, &payload),
             avoid,
+            more_capabilities: more_capabilities(&payload),
         };
         let choice = match self.choose(&agent, &needs, mids, load).await {
             Ok(c) => c,

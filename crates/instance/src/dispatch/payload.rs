@@ -2,7 +2,9 @@
 //! request is refused at the API with the field named instead of failing on a MID.
 
 use openmid_proto::ecc::Topic;
-use openmid_proto::rest::{MAX_TIMEOUT_MS, RestRequest};
+use openmid_proto::rest::{MAX_TIMEOUT_MS, RestRequest, RetryPolicy};
+use openmid_proto::soap::SoapRequest;
+use std::collections::BTreeMap;
 
 /// A payload problem: the field and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,11 +30,17 @@ pub fn check(topic: Topic, payload: &serde_json::Value) -> Result<(), PayloadErr
                 .map_err(|e| err("payload", e.to_string()))?;
             check_rest(&req)
         }
+        Topic::SOAPProbe => {
+            let req: SoapRequest = serde_json::from_value(payload.clone())
+                .map_err(|e| err("payload", e.to_string()))?;
+            check_soap(&req)
+        }
         other => Err(err(
             "topic",
             format!(
-                "topic `{other}` has no probe in this release yet; supported: {}",
-                Topic::RESTProbe
+                "topic `{other}` has no probe in this release yet; supported: {}, {}",
+                Topic::RESTProbe,
+                Topic::SOAPProbe
             ),
         )),
     }
@@ -46,8 +54,28 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
             format!("`{}` is not an HTTP method", req.method),
         ));
     }
-    let url = reqwest::Url::parse(&req.url)
-        .map_err(|e| err("url", format!("`{}` is not an absolute URL: {e}", req.url)))?;
+    check_common(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())
+}
+
+/// Checks a SOAP request: endpoint, version, body or operation, headers, timeout.
+pub fn check_soap(req: &SoapRequest) -> Result<(), PayloadError> {
+    check_common(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())?;
+    match (&req.body, &req.operation) {
+        (Some(_), Some(_)) => Err(err("body", "give `body` or `operation`, not both")),
+        (None, None) => Err(err("operation", "give `operation` or `body`")),
+        (None, Some(op)) if op.is_empty() => Err(err("operation", "must not be empty")),
+        _ => Ok(()),
+    }
+}
+
+fn check_common(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    timeout_ms: Option<u64>,
+    retry: Option<&RetryPolicy>,
+) -> Result<(), PayloadError> {
+    let url = reqwest::Url::parse(url)
+        .map_err(|e| err("url", format!("`{url}` is not an absolute URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(err(
             "url",
@@ -60,7 +88,7 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
     if url.host_str().is_none() {
         return Err(err("url", "has no host"));
     }
-    for (name, value) in &req.headers {
+    for (name, value) in headers {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(err(
                 "headers",
@@ -74,13 +102,16 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
             ));
         }
     }
-    if let Some(t) = req.timeout_ms
+    if let Some(t) = timeout_ms
         && (t == 0 || t > MAX_TIMEOUT_MS)
     {
         return Err(err(
             "timeout_ms",
             format!("must be 1–{MAX_TIMEOUT_MS}, got {t}"),
         ));
+    }
+    if let Some((field, message)) = retry.and_then(RetryPolicy::problem) {
+        return Err(err(&format!("retry.{field}"), message));
     }
     Ok(())
 }

@@ -20,6 +20,8 @@ pub struct Needs<'a> {
     pub target_ip: Option<IpAddr>,
     /// A MID to avoid when another is eligible (the one whose lease lapsed).
     pub avoid: Option<&'a str>,
+    /// Further capabilities the MID must offer (an alias's execution settings).
+    pub more_capabilities: Vec<String>,
 }
 
 /// The choice.
@@ -188,6 +190,10 @@ pub fn auto(needs: &Needs<'_>, mids: &[MidRow], load: &HashMap<String, Load>) ->
         steps.push(format!("{} cover {ip}", pool.len()));
     }
     pool.retain(|m| offers(&m.profile().capabilities, needs.capability));
+    for extra in &needs.more_capabilities {
+        pool.retain(|m| offers(&m.profile().capabilities, extra));
+        steps.push(format!("{} have capability {extra}", pool.len()));
+    }
     steps.push(format!(
         "{} have capability {}",
         pool.len(),
@@ -333,6 +339,7 @@ mod tests {
             application: Some("Discovery"),
             target_ip: "10.1.1.1".parse().ok(),
             avoid: None,
+            more_capabilities: Vec::new(),
         };
         let Choice::Mid { name, why, .. } = auto(&needs, &mids, &HashMap::new()) else {
             panic!("a MID")

@@ -110,4 +110,31 @@ CREATE TABLE cluster_members (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+-- Connection & Credential aliases. A credential's secrets live only in `sealed`
+-- (AES-256-GCM under the instance's master key); `shown` is the redacted form.
+CREATE TABLE credentials (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT,
+    kind        TEXT NOT NULL,
+    shown       TEXT NOT NULL,
+    sealed      BLOB NOT NULL,
+    key_id      TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    updated_at  BIGINT NOT NULL
+);
+CREATE TABLE aliases (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    credential TEXT,
+    spec       TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX aliases_credential ON aliases (credential);
+"#,
+    ),
 ];

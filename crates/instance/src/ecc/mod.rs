@@ -35,6 +35,12 @@ pub enum StoreError {
     /// A batched write failed (the message of the database error).
     #[error("database: {0}")]
     Batch(String),
+    /// The thing is still used: the message says by what.
+    #[error("{0}")]
+    InUse(String),
+    /// An alias names a credential that does not exist.
+    #[error("no credential named `{0}`")]
+    MissingCredential(String),
     /// Creating the data directory or the database file failed.
     #[error("opening {path}: {source}")]
     Open {
@@ -294,6 +300,55 @@ pub struct EnrollmentTokenRow {
     pub created_at: i64,
 }
 
+/// A stored credential: the redacted form to show and the encrypted whole.
+#[derive(Debug, Clone)]
+pub struct CredentialRow {
+    /// Id (stays the same across updates; sealing binds it).
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Free text.
+    pub description: Option<String>,
+    /// Type name (`basic`, `oauth2_client_credentials` …).
+    pub kind: String,
+    /// The redacted spec, JSON.
+    pub shown: String,
+    /// The whole spec, JSON, encrypted by the vault.
+    pub sealed: Vec<u8>,
+    /// Id of the master key it was encrypted with.
+    pub key_id: String,
+    /// Created at.
+    pub created_at: i64,
+    /// Last changed at.
+    pub updated_at: i64,
+}
+
+/// A stored alias.
+#[derive(Debug, Clone)]
+pub struct AliasRow {
+    /// Id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Name of the credential it uses.
+    pub credential: Option<String>,
+    /// The alias, JSON.
+    pub spec: String,
+    /// Created at.
+    pub created_at: i64,
+    /// Last changed at.
+    pub updated_at: i64,
+}
+
+/// Look a credential up by id or by name.
+#[derive(Debug, Clone, Copy)]
+pub enum CredentialKey<'a> {
+    /// Id.
+    Id(&'a str),
+    /// Name.
+    Name(&'a str),
+}
+
 /// Look a MID up by registry id or by name.
 #[derive(Debug, Clone, Copy)]
 pub enum MidKey<'a> {
@@ -390,6 +445,30 @@ pub trait Store: Send + Sync + 'static {
     async fn list_clusters(&self) -> Result<Vec<ClusterRow>, StoreError>;
     /// Deletes a cluster; returns whether it existed.
     async fn delete_cluster(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Creates or replaces a credential by name (the id and creation time of an existing
+    /// one are kept).
+    async fn put_credential(&self, row: &CredentialRow) -> Result<CredentialRow, StoreError>;
+    /// One credential.
+    async fn get_credential(
+        &self,
+        key: CredentialKey<'_>,
+    ) -> Result<Option<CredentialRow>, StoreError>;
+    /// All credentials, by name.
+    async fn list_credentials(&self) -> Result<Vec<CredentialRow>, StoreError>;
+    /// Deletes a credential unless an alias uses it ([`StoreError::InUse`]); returns
+    /// whether it existed.
+    async fn delete_credential(&self, name: &str) -> Result<bool, StoreError>;
+    /// Creates or replaces an alias by name (id and creation time are kept). Fails
+    /// with [`StoreError::MissingCredential`] when its credential does not exist
+    /// (checked in the same transaction, so a concurrent delete cannot slip in).
+    async fn put_alias(&self, row: &AliasRow) -> Result<AliasRow, StoreError>;
+    /// One alias by name.
+    async fn get_alias(&self, name: &str) -> Result<Option<AliasRow>, StoreError>;
+    /// All aliases, by name.
+    async fn list_aliases(&self) -> Result<Vec<AliasRow>, StoreError>;
+    /// Deletes an alias; returns whether it existed.
+    async fn delete_alias(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Writes a new output record (state `ready`).
     async fn insert_output(&self, record: &Record) -> Result<(), StoreError>;

@@ -11,7 +11,7 @@
 use super::migrations::MIGRATIONS;
 use super::rows::{EccRow, HistoryDbRow, MidDbRow, records};
 use super::{
-    Claim, ClusterRow, EnrollError, EnrollmentTokenRow, Load, MidKey, MidRow, Record, RecordFilter,
+    AliasRow, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError, EnrollmentTokenRow, Load, MidKey, MidRow, Record, RecordFilter,
     RecordedResult, StatusChangeRow, Store, StoreError,
 };
 use async_trait::async_trait;
@@ -26,6 +26,27 @@ use sqlx::{QueryBuilder, Sqlite};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
+
+/// `SELECT` of every credential column, then `$tail`.
+macro_rules! select_credentials {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, name, description, kind, shown, sealed, key_id, created_at, updated_at FROM credentials ",
+            $tail
+        )
+    };
+}
+
+/// `SELECT` of every alias column, then `$tail`.
+macro_rules! select_aliases {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, name, credential, spec, created_at, updated_at FROM aliases ",
+            $tail
+        )
+    };
+}
+
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -495,6 +516,135 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn put_credential(&self, row: &CredentialRow) -> Result<CredentialRow, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO credentials (id, name, description, kind, shown, sealed, key_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+             description = excluded.description, kind = excluded.kind, shown = excluded.shown, \
+             sealed = excluded.sealed, key_id = excluded.key_id, updated_at = excluded.updated_at",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.description)
+        .bind(&row.kind)
+        .bind(&row.shown)
+        .bind(&row.sealed)
+        .bind(&row.key_id)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        let stored: CredentialDbRow =
+            sqlx::query_as(select_credentials!("WHERE name = ?"))
+                .bind(&row.name)
+                .fetch_one(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(stored.into())
+    }
+
+    async fn get_credential(
+        &self,
+        key: CredentialKey<'_>,
+    ) -> Result<Option<CredentialRow>, StoreError> {
+        let (sql, value) = match key {
+            CredentialKey::Id(id) => (select_credentials!("WHERE id = ?"), id),
+            CredentialKey::Name(name) => (select_credentials!("WHERE name = ?"), name),
+        };
+        let row: Option<CredentialDbRow> = sqlx::query_as(sql)
+                .bind(value)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
+        let rows: Vec<CredentialDbRow> =
+            sqlx::query_as(select_credentials!("ORDER BY name"))
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn delete_credential(&self, name: &str) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let users: Vec<(String,)> =
+            sqlx::query_as("SELECT name FROM aliases WHERE credential = ? ORDER BY name")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
+        if !users.is_empty() {
+            let names: Vec<String> = users.into_iter().map(|(n,)| n).collect();
+            return Err(StoreError::InUse(format!(
+                "credential `{name}` is used by alias(es) {}: change or delete them first",
+                names.join(", ")
+            )));
+        }
+        let done = sqlx::query("DELETE FROM credentials WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_alias(&self, row: &AliasRow) -> Result<AliasRow, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(credential) = &row.credential {
+            let found: Option<(String,)> =
+                sqlx::query_as("SELECT id FROM credentials WHERE name = ?")
+                    .bind(credential)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if found.is_none() {
+                return Err(StoreError::MissingCredential(credential.clone()));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO aliases (id, name, credential, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET credential = excluded.credential, spec = excluded.spec, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.credential)
+        .bind(&row.spec)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        let stored: AliasDbRow = sqlx::query_as(select_aliases!("WHERE name = ?"))
+            .bind(&row.name)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(stored.into())
+    }
+
+    async fn get_alias(&self, name: &str) -> Result<Option<AliasRow>, StoreError> {
+        let row: Option<AliasDbRow> = sqlx::query_as(select_aliases!("WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn list_aliases(&self) -> Result<Vec<AliasRow>, StoreError> {
+        let rows: Vec<AliasDbRow> = sqlx::query_as(select_aliases!("ORDER BY name"))
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn delete_alias(&self, name: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM aliases WHERE name = ?")
+            .bind(name)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn insert_output(&self, record: &Record) -> Result<(), StoreError> {
         let (reply, written) = tokio::sync::oneshot::channel();
         self.inserts
@@ -851,6 +1001,58 @@ impl SqliteStore {
             }
         }
         Ok(out)
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct CredentialDbRow {
+    id: String,
+    name: String,
+    description: Option<String>,
+    kind: String,
+    shown: String,
+    sealed: Vec<u8>,
+    key_id: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<CredentialDbRow> for CredentialRow {
+    fn from(r: CredentialDbRow) -> Self {
+        CredentialRow {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            kind: r.kind,
+            shown: r.shown,
+            sealed: r.sealed,
+            key_id: r.key_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AliasDbRow {
+    id: String,
+    name: String,
+    credential: Option<String>,
+    spec: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<AliasDbRow> for AliasRow {
+    fn from(r: AliasDbRow) -> Self {
+        AliasRow {
+            id: r.id,
+            name: r.name,
+            credential: r.credential,
+            spec: r.spec,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
     }
 }
 

@@ -2,8 +2,10 @@
 //! API call. A job's result reaches the outbox before its worker slot is freed, so the
 //! capacity a MID advertises never hides an unsaved result.
 
+use crate::keys::Identity;
 use crate::outbox::Outbox;
-use crate::probes::{self, ProbeContext};
+use crate::probes::{self, ProbeContext, ProbeError};
+use openmid_proto::credential::CredentialSpec;
 use openmid_proto::ecc::Priority;
 use openmid_proto::mid::{Capacity, JobRef, WorkItem, WorkResult};
 use openmid_proto::time::now_ms;
@@ -27,6 +29,8 @@ pub struct Executor {
     pub slot_freed: Notify,
     /// Signalled when a result lands in the outbox.
     pub result_ready: Arc<Notify>,
+    /// Opens the credentials sealed to this MID.
+    identity: Arc<Mutex<Identity>>,
 }
 
 fn pool_index(p: Priority) -> usize {
@@ -44,6 +48,7 @@ impl Executor {
         ctx: Arc<ProbeContext>,
         outbox: Arc<Outbox>,
         result_ready: Arc<Notify>,
+        identity: Arc<Mutex<Identity>>,
     ) -> Self {
         let pool = |n: u32| Arc::new(Semaphore::new(n as usize));
         Self {
@@ -59,6 +64,7 @@ impl Executor {
             tasks: TaskTracker::new(),
             slot_freed: Notify::new(),
             result_ready,
+            identity,
         }
     }
 
@@ -148,16 +154,23 @@ impl Executor {
         let started = Instant::now();
         let ctx = self.ctx.clone();
         let topic = item.topic;
-        // A panicking probe must not take the MID down or lose the job's answer.
-        let outcome =
-            tokio::spawn(async move { probes::run(topic, item.payload, &ctx).await }).await;
-        let (payload, error) = match outcome {
-            Ok(Ok(payload)) => (payload, None),
-            Ok(Err(e)) => (serde_json::Value::Null, Some(e.to_string())),
-            Err(e) => (
-                serde_json::Value::Null,
-                Some(format!("the {topic} probe crashed: {e}")),
-            ),
+        let (payload, error) = match self.credential_of(&item) {
+            Err(e) => (serde_json::Value::Null, Some(e.to_string())),
+            Ok(credential) => {
+                let input = item.payload.clone();
+                // A panicking probe must not take the MID down or lose the job's answer.
+                let outcome =
+                    tokio::spawn(async move { probes::run(topic, input, credential, &ctx).await })
+                        .await;
+                match outcome {
+                    Ok(Ok(payload)) => (payload, None),
+                    Ok(Err(e)) => (serde_json::Value::Null, Some(e.to_string())),
+                    Err(e) => (
+                        serde_json::Value::Null,
+                        Some(format!("the {topic} probe crashed: {e}")),
+                    ),
+                }
+            }
         };
         tracing::debug!(output = %item.output_id, attempt = item.attempt, %topic, error = ?error, "job finished");
         WorkResult {
@@ -168,6 +181,41 @@ impl Executor {
             started_at_ms,
             duration_ms: started.elapsed().as_millis() as u64,
         }
+    }
+
+    /// The credential a job's payload names, opened with this MID's key. The payload
+    /// holds only a reference; the secret came sealed beside it.
+    fn credential_of(&self, item: &WorkItem) -> Result<Option<CredentialSpec>, ProbeError> {
+        let Some(wanted) = item.payload.get("credential").filter(|c| !c.is_null()) else {
+            return Ok(None);
+        };
+        let name = wanted
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let Some(sealed) = &item.credential else {
+            return Err(ProbeError::Credential(format!(
+                "`{name}` did not come with the job: it was deleted, or the instance could not seal it (see the instance log)"
+            )));
+        };
+        if wanted.get("id").and_then(|i| i.as_str()) != Some(sealed.credential_id.as_str()) {
+            return Err(ProbeError::Credential(format!(
+                "the sealed credential is not `{name}`, the one the job names"
+            )));
+        }
+        let plain = self
+            .identity
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .open_sealed(&item.output_id, item.attempt, sealed)
+            .map_err(|e| ProbeError::Credential(format!("`{name}`: {e}")))?;
+        serde_json::from_slice(&plain).map(Some).map_err(|_| {
+            ProbeError::Credential(format!(
+                "`{name}` is of a type this MID ({}) does not know",
+                openmid_proto::BUILD_VERSION
+            ))
+        })
     }
 
     /// Waits for running jobs to finish and store their results.

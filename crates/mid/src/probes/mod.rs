@@ -1,10 +1,19 @@
 //! Probes: one module per topic, each with one entry point
-//! `async fn run(input, ctx) -> Result<Output, ProbeError>`. Adding a probe is a new
-//! module and one line in [`run`].
+//! `async fn run(input, credential, ctx) -> Result<Output, ProbeError>`. Adding a probe
+//! is a new module and one line in [`run`].
 
+pub mod credentials;
+pub mod http;
 pub mod rest;
+pub mod soap;
+pub mod soap_xml;
 
+use crate::config::LocalSecretPolicy;
+use credentials::{Credential, TokenCache};
+use openmid_proto::credential::CredentialSpec;
 use openmid_proto::ecc::Topic;
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// What every probe may use.
@@ -13,21 +22,90 @@ pub struct ProbeContext {
     pub http: reqwest::Client,
     /// Largest response body read.
     pub max_response_bytes: usize,
+    /// Where credentials' local secrets may come from.
+    pub local_secrets: LocalSecretPolicy,
+    /// OAuth 2.0 tokens, by client.
+    pub tokens: TokenCache,
+    /// Clients for targets with their own CA or a client certificate, by a digest of
+    /// those settings (a client holds its connection pool, so it is kept).
+    tls_clients: Mutex<HashMap<String, reqwest::Client>>,
+}
+
+/// Most distinct TLS clients kept; past it the cache starts over (each holds a pool).
+const MAX_TLS_CLIENTS: usize = 256;
+
+fn client_builder() -> reqwest::ClientBuilder {
+    // Probe traffic goes straight to internal targets: the proxy (if any) is only for
+    // reaching the instance.
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .pool_idle_timeout(Duration::from_secs(30))
 }
 
 impl ProbeContext {
-    /// Builds the context. Probe traffic goes straight to internal targets: the proxy
-    /// (if any) is only for reaching the instance.
-    pub fn new(max_response_bytes: usize) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()?;
+    /// Builds the context.
+    pub fn new(
+        max_response_bytes: usize,
+        local_secrets: LocalSecretPolicy,
+    ) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            http,
+            http: client_builder().build()?,
             max_response_bytes,
+            local_secrets,
+            tokens: TokenCache::default(),
+            tls_clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The client for a target: the shared one, or one that trusts `ca_pem` and/or
+    /// presents the credential's client certificate.
+    pub fn client_for(
+        &self,
+        ca_pem: Option<&str>,
+        credential: Option<&Credential>,
+    ) -> Result<reqwest::Client, ProbeError> {
+        let identity = match credential {
+            Some(Credential::ClientCertificate { identity_pem }) => Some(identity_pem),
+            _ => None,
+        };
+        if ca_pem.is_none() && identity.is_none() {
+            return Ok(self.http.clone());
+        }
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in [ca_pem.unwrap_or(""), identity.map_or("", |i| i.expose())] {
+            digest.update(&(part.len() as u64).to_be_bytes());
+            digest.update(part.as_bytes());
+        }
+        let key = hex::encode(digest.finish().as_ref());
+        let mut cache = self.tls_clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = cache.get(&key) {
+            return Ok(client.clone());
+        }
+        let mut builder = client_builder();
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
+                ProbeError::InvalidInput("ca_pem: not a PEM certificate bundle".into())
+            })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some(pem) = identity {
+            let identity = reqwest::Identity::from_pem(pem.expose().as_bytes()).map_err(|_| {
+                ProbeError::Credential(
+                    "client_certificate: the certificate and private key do not form a usable PEM identity"
+                        .into(),
+                )
+            })?;
+            builder = builder.identity(identity);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| ProbeError::InvalidInput(format!("TLS settings: {e}")))?;
+        if cache.len() >= MAX_TLS_CLIENTS {
+            cache.clear();
+        }
+        cache.insert(key, client.clone());
+        Ok(client)
     }
 }
 
@@ -46,6 +124,9 @@ pub enum ProbeError {
         /// Our version.
         version: &'static str,
     },
+    /// The credential could not be opened, resolved or used.
+    #[error("credential: {0}")]
+    Credential(String),
     /// The target could not be reached or answered badly.
     #[error("{0}")]
     Target(String),
@@ -62,12 +143,17 @@ pub enum ProbeError {
     },
 }
 
-/// Runs the probe for `topic`.
+/// Runs the probe for `topic`, with the job's credential (opened, not yet resolved).
 pub async fn run(
     topic: Topic,
     payload: serde_json::Value,
+    credential: Option<CredentialSpec>,
     ctx: &ProbeContext,
 ) -> Result<serde_json::Value, ProbeError> {
+    let credential = credential
+        .map(|spec| credentials::resolve(spec, &ctx.local_secrets))
+        .transpose()?;
+    let credential = credential.as_ref();
     fn input<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ProbeError> {
         serde_json::from_value(v).map_err(|e| ProbeError::InvalidInput(e.to_string()))
     }
@@ -75,7 +161,8 @@ pub async fn run(
         serde_json::to_value(v).map_err(|e| ProbeError::InvalidInput(e.to_string()))
     }
     match topic {
-        Topic::RESTProbe => output(&rest::run(input(payload)?, ctx).await?),
+        Topic::RESTProbe => output(&rest::run(input(payload)?, credential, ctx).await?),
+        Topic::SOAPProbe => output(&soap::run(input(payload)?, credential, ctx).await?),
         other => Err(ProbeError::Unsupported {
             topic: other,
             version: openmid_proto::BUILD_VERSION,

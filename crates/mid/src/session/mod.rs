@@ -32,7 +32,7 @@ const RESULT_BYTES_PER_POST: u64 = 4 * 1024 * 1024;
 pub struct Session {
     pub(crate) config: Arc<MidConfig>,
     pub(crate) client: InstanceClient,
-    pub(crate) identity: std::sync::Mutex<Identity>,
+    pub(crate) identity: Arc<std::sync::Mutex<Identity>>,
     pub(crate) executor: Arc<Executor>,
     pub(crate) outbox: Arc<Outbox>,
     pub(crate) shutdown: CancellationToken,

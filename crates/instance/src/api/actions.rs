@@ -1,0 +1,138 @@
+//! `/api/v1/actions`: run a probe through an alias (or at a URL on a named MID), wait
+//! for its result up to `?wait=` seconds, or poll it later by output id.
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
+use crate::ecc::Record;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use openmid_proto::api::{
+    ActionPending, ActionResult, ActionTimings, NewOutput, RestAction, SoapAction,
+};
+use openmid_proto::ecc::{Queue, State as RecordState, Topic};
+use openmid_proto::rest::RestResponse;
+use openmid_proto::soap::SoapResponse;
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct WaitQuery {
+    /// Seconds to wait for the result (default 0: answer 202 at once).
+    wait: Option<f64>,
+}
+
+impl WaitQuery {
+    fn duration(&self, state: &AppState) -> Result<Duration, ApiError> {
+        let wait = self.wait.unwrap_or(0.0);
+        let max = state.config.max_action_wait_secs as f64;
+        if !(0.0..=max).contains(&wait) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("wait: must be 0–{max} seconds, got {wait}"),
+            ));
+        }
+        Ok(Duration::from_secs_f64(wait))
+    }
+}
+
+pub(super) async fn rest_action(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(action): ApiJson<RestAction>,
+) -> Result<Response, ApiError> {
+    let wait = q.duration(&state)?;
+    let output = state.dispatcher.connections().rest_output(action).await?;
+    submit_and_answer(&state, output, wait).await
+}
+
+pub(super) async fn soap_action(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(action): ApiJson<SoapAction>,
+) -> Result<Response, ApiError> {
+    let wait = q.duration(&state)?;
+    let output = state.dispatcher.connections().soap_output(action).await?;
+    submit_and_answer(&state, output, wait).await
+}
+
+/// `GET /api/v1/actions/{id}`: the action's result (200) or where it stands (202).
+pub(super) async fn get_action(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+) -> Result<Response, ApiError> {
+    let wait = q.duration(&state)?;
+    let output = state
+        .dispatcher
+        .store()
+        .get_record(&id)
+        .await?
+        .filter(|r| r.queue == Queue::Output)
+        .ok_or_else(|| ApiError::not_found(format!("no action (output record) with id `{id}`")))?;
+    answer(&state, output, wait).await
+}
+
+async fn submit_and_answer(
+    state: &AppState,
+    new: NewOutput,
+    wait: Duration,
+) -> Result<Response, ApiError> {
+    let output = state.dispatcher.submit(new).await?;
+    answer(state, output, wait).await
+}
+
+async fn answer(state: &AppState, output: Record, wait: Duration) -> Result<Response, ApiError> {
+    let output = if output.is_finished() || wait.is_zero() {
+        output
+    } else {
+        state.dispatcher.wait_finished(&output.id, wait).await?
+    };
+    if !output.is_finished() {
+        let pending = ActionPending {
+            poll: format!("/api/v1/actions/{}", output.id),
+            output_id: output.id,
+            state: output.state,
+        };
+        return Ok((StatusCode::ACCEPTED, Json(pending)).into_response());
+    }
+    let input = state.dispatcher.store().input_for(&output.id).await?;
+    Ok(match output.topic {
+        Topic::SOAPProbe => Json(result::<SoapResponse>(output, input)).into_response(),
+        _ => Json(result::<RestResponse>(output, input)).into_response(),
+    })
+}
+
+fn result<R: serde::de::DeserializeOwned>(
+    output: Record,
+    input: Option<Record>,
+) -> ActionResult<R> {
+    let response = input
+        .as_ref()
+        .filter(|i| i.state == RecordState::Processed)
+        .and_then(|i| serde_json::from_str::<R>(&i.payload).ok());
+    ActionResult {
+        state: output.state,
+        input_id: input.as_ref().map(|i| i.id.clone()),
+        mid: input
+            .as_ref()
+            .map(|i| i.source.clone())
+            .or(output.claimed_by.clone()),
+        attempt: output.attempt,
+        error: output.error.clone(),
+        response,
+        timings: ActionTimings {
+            queued_ms: output.claimed_at.map_or(0, |c| c - output.created_at),
+            run_ms: input
+                .as_ref()
+                .and_then(|i| i.duration_ms)
+                .map_or(0, |d| d.max(0) as u64),
+            total_ms: output.processed_at.map_or(0, |p| p - output.created_at),
+        },
+        output_id: output.id,
+    }
+}

@@ -1,0 +1,132 @@
+//! Payloads of the `SOAPProbe` topic: one SOAP 1.1 or 1.2 call made by a MID.
+//!
+//! The caller gives either the Body's XML as is, or an operation with parameters from
+//! which the MID builds the Body; the MID wraps it in the envelope of the version asked
+//! and answers with the response Body, or with the Fault taken apart.
+
+use crate::credential::CredentialRef;
+use crate::rest::{RestTimings, RetryPolicy};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The SOAP version of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SoapVersion {
+    /// SOAP 1.1: `text/xml` and a `SOAPAction` header.
+    #[default]
+    #[serde(rename = "1.1")]
+    V1_1,
+    /// SOAP 1.2: `application/soap+xml` with an `action` parameter.
+    #[serde(rename = "1.2")]
+    V1_2,
+}
+
+impl SoapVersion {
+    /// The envelope's namespace.
+    pub fn envelope_namespace(self) -> &'static str {
+        match self {
+            SoapVersion::V1_1 => "http://schemas.xmlsoap.org/soap/envelope/",
+            SoapVersion::V1_2 => "http://www.w3.org/2003/05/soap-envelope",
+        }
+    }
+}
+
+impl std::fmt::Display for SoapVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SoapVersion::V1_1 => "1.1",
+            SoapVersion::V1_2 => "1.2",
+        })
+    }
+}
+
+/// Input of a `SOAPProbe` output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoapRequest {
+    /// The endpoint: absolute `http://` or `https://` URL.
+    pub url: String,
+    /// SOAP version (default 1.1).
+    #[serde(default)]
+    pub version: SoapVersion,
+    /// The action (`SOAPAction` header in 1.1, `action` parameter in 1.2).
+    #[serde(default)]
+    pub soap_action: Option<String>,
+    /// The Body's content as XML, sent as is. Give this or `operation`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Operation name: the MID builds `<operation xmlns="namespace">` with one child
+    /// element per parameter.
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// Namespace of the operation element.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Operation parameters: strings, numbers and booleans become text, objects nested
+    /// elements, arrays repeated elements, null an empty element.
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Extra HTTP headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Timeout of one attempt in milliseconds (default 30 000).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// The credential to authenticate with (sealed to the MID at claim time).
+    #[serde(default)]
+    pub credential: Option<CredentialRef>,
+    /// When and how to try again.
+    #[serde(default)]
+    pub retry: Option<RetryPolicy>,
+    /// PEM CA certificates the target's TLS certificate must chain to, for internal
+    /// CAs (default: the system's roots).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// The alias the call came through, for display.
+    #[serde(default)]
+    pub alias: Option<String>,    /// Capabilities a MID must offer besides the probe's own (from the alias's
+    /// execution settings; used when the instance picks the MID).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mid_capabilities: Vec<String>,
+}
+
+/// Output of a `SOAPProbe`: the response, with a Fault taken apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoapResponse {
+    /// HTTP status code (a Fault usually comes with 500).
+    pub status: u16,
+    /// Response headers.
+    pub headers: BTreeMap<String, String>,
+    /// The version of the response envelope.
+    pub version: SoapVersion,
+    /// The inner XML of the response's Body (absent when it holds a Fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The Body's first element turned into JSON: element name → text, or an object of
+    /// its children (repeated children become arrays). Absent for a Fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// The Fault, when the service answered with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<SoapFault>,
+    /// Where the time went, measured on the MID.
+    pub timings: RestTimings,
+}
+
+/// A SOAP Fault, the same shape for both versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoapFault {
+    /// `faultcode` (1.1) or `Code/Value` (1.2), as written (e.g. `soap:Client`).
+    pub code: String,
+    /// `Code/Subcode/Value` (1.2 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subcode: Option<String>,
+    /// `faultstring` (1.1) or the first `Reason/Text` (1.2).
+    pub reason: String,
+    /// `faultactor` (1.1) or `Role` (1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The inner XML of `detail` (1.1) or `Detail` (1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
