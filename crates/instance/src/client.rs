@@ -1,11 +1,14 @@
 //! A typed client of the admin API, used by `openmid ctl`, the demo, the test kit and
 //! the benchmarks — so every caller speaks the API exactly as users do.
 
+use openmid_proto::alias::{Alias, AliasInfo, CredentialInfo};
 use openmid_proto::api::{
-    ActionPending, ClusterInfo, EnrollmentToken, ErrorBody, MidInfo, NewCluster,
-    NewEnrollmentToken, NewOutput, ProfileUpdate, RecordPage, RecordQuery, RestAction,
-    RestActionResult, StatusChange,
+    ActionPending, ActionResult, ClusterInfo, EnrollmentToken, ErrorBody, MidInfo, NewCluster,
+    NewCredential, NewEnrollmentToken, NewOutput, ProfileUpdate, RecordPage, RecordQuery,
+    RestAction, SoapAction, StatusChange,
 };
+use openmid_proto::rest::RestResponse;
+use openmid_proto::soap::SoapResponse;
 use openmid_proto::ecc::EccRecord;
 use openmid_proto::secret::Secret;
 use openmid_proto::trust::{Trust, TrustError, client_config};
@@ -50,13 +53,22 @@ pub enum ClientError {
     /// TLS trust settings are wrong.
     #[error(transparent)]
     Trust(#[from] TrustError),
+    /// A local file (a blob to upload or download) could not be used.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Result of an action call: finished, or still running when the wait ran out.
 #[derive(Debug, Clone)]
-pub enum ActionOutcome {
+pub enum ActionOutcome<R = RestResponse> {
     /// Finished (HTTP 200).
-    Done(Box<RestActionResult>),
+    Done(Box<ActionResult<R>>),
     /// Still queued or running (HTTP 202).
     Pending(ActionPending),
 }
@@ -355,17 +367,44 @@ impl ApiClient {
         action: &RestAction,
         wait: Duration,
     ) -> Result<ActionOutcome, ClientError> {
-        let path = format!("api/v1/actions/rest?wait={}", wait.as_secs_f64());
+        self.action(Method::POST, "api/v1/actions/rest", Some(action), wait)
+            .await
+    }
+
+    /// Runs a SOAP action, waiting up to `wait` for its result.
+    pub async fn soap_action(
+        &self,
+        action: &SoapAction,
+        wait: Duration,
+    ) -> Result<ActionOutcome<SoapResponse>, ClientError> {
+        self.action(Method::POST, "api/v1/actions/soap", Some(action), wait)
+            .await
+    }
+
+    /// An action's result by output id, waiting up to `wait` for it (`R`:
+    /// [`RestResponse`] or [`SoapResponse`], by the action's kind).
+    pub async fn get_action<R: DeserializeOwned>(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<ActionOutcome<R>, ClientError> {
+        let path = format!("api/v1/actions/{}", encode(id));
+        self.action::<(), R>(Method::GET, &path, None, wait).await
+    }
+
+    async fn action<B: Serialize, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        wait: Duration,
+    ) -> Result<ActionOutcome<R>, ClientError> {
+        let path = format!("{path}?wait={}", wait.as_secs_f64());
         let timeout = wait + Self::DEFAULT_TIMEOUT;
-        let url = self
-            .base
-            .join(&path)
-            .map_err(|_| ClientError::BadUrl(path.clone()))?;
-        let (status, value): (_, serde_json::Value) = self
-            .call(Method::POST, &path, Some(action), timeout)
-            .await?;
+        let (status, value): (_, serde_json::Value) =
+            self.call(method, &path, body, timeout).await?;
         let unexpected = |e: serde_json::Error| ClientError::Unexpected {
-            url: url.to_string(),
+            url: format!("{}{path}", self.base),
             detail: e.to_string(),
         };
         if status == StatusCode::ACCEPTED {
@@ -377,6 +416,137 @@ impl ApiClient {
                 serde_json::from_value(value).map_err(unexpected)?,
             )))
         }
+    }
+
+    /// Creates a credential.
+    pub async fn create_credential(
+        &self,
+        credential: &NewCredential,
+    ) -> Result<CredentialInfo, ClientError> {
+        let (_, c) = self
+            .call(
+                Method::POST,
+                "api/v1/credentials",
+                Some(credential),
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(c)
+    }
+
+    /// Replaces a credential (a secret sent as `***` keeps its stored value).
+    pub async fn put_credential(
+        &self,
+        credential: &NewCredential,
+    ) -> Result<CredentialInfo, ClientError> {
+        let (_, c) = self
+            .call(
+                Method::PUT,
+                &format!("api/v1/credentials/{}", encode(&credential.name)),
+                Some(credential),
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(c)
+    }
+
+    /// Lists credentials (redacted).
+    pub async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, ClientError> {
+        let (_, c) = self
+            .call::<(), _>(
+                Method::GET,
+                "api/v1/credentials",
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(c)
+    }
+
+    /// One credential (redacted).
+    pub async fn get_credential(&self, name: &str) -> Result<CredentialInfo, ClientError> {
+        let (_, c) = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("api/v1/credentials/{}", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(c)
+    }
+
+    /// Deletes a credential no alias uses.
+    pub async fn delete_credential(&self, name: &str) -> Result<(), ClientError> {
+        let _: (_, serde::de::IgnoredAny) = self
+            .call::<(), _>(
+                Method::DELETE,
+                &format!("api/v1/credentials/{}", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Creates an alias.
+    pub async fn create_alias(&self, alias: &Alias) -> Result<AliasInfo, ClientError> {
+        let (_, a) = self
+            .call(
+                Method::POST,
+                "api/v1/aliases",
+                Some(alias),
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(a)
+    }
+
+    /// Replaces an alias.
+    pub async fn put_alias(&self, alias: &Alias) -> Result<AliasInfo, ClientError> {
+        let (_, a) = self
+            .call(
+                Method::PUT,
+                &format!("api/v1/aliases/{}", encode(&alias.name)),
+                Some(alias),
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(a)
+    }
+
+    /// Lists aliases.
+    pub async fn list_aliases(&self) -> Result<Vec<AliasInfo>, ClientError> {
+        let (_, a) = self
+            .call::<(), _>(Method::GET, "api/v1/aliases", None, Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(a)
+    }
+
+    /// One alias.
+    pub async fn get_alias(&self, name: &str) -> Result<AliasInfo, ClientError> {
+        let (_, a) = self
+            .call::<(), _>(
+                Method::GET,
+                &format!("api/v1/aliases/{}", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(a)
+    }
+
+    /// Deletes an alias.
+    pub async fn delete_alias(&self, name: &str) -> Result<(), ClientError> {
+        let _: (_, serde::de::IgnoredAny) = self
+            .call::<(), _>(
+                Method::DELETE,
+                &format!("api/v1/aliases/{}", encode(name)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(())
     }
 }
 
@@ -412,4 +582,145 @@ fn serde_urlencoded_query(q: &RecordQuery) -> String {
     } else {
         format!("?{}", pairs.join("&"))
     }
+}
+
+/// Longest a blob upload or download may take (100 MB over a slow link takes minutes).
+const BLOB_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl ApiClient {
+    fn blob_url(&self, path: &str) -> Result<reqwest::Url, ClientError> {
+        self.base
+            .join(path)
+            .map_err(|_| ClientError::BadUrl(format!("{}{path}", self.base)))
+    }
+
+    /// Uploads `body` as a blob (`POST /api/v1/blobs`), streamed as it comes; name the
+    /// answer's id in a REST action's `body_blob`.
+    pub async fn upload_blob(
+        &self,
+        body: reqwest::Body,
+    ) -> Result<openmid_proto::blob::BlobRef, ClientError> {
+        let url = self.blob_url("api/v1/blobs")?;
+        let req = self
+            .http
+            .post(url.clone())
+            .bearer_auth(self.token.expose())
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(BLOB_TIMEOUT)
+            .body(body);
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
+        answer_json(&url, resp).await
+    }
+
+    /// Uploads the file at `path` as a blob, streaming it from disk.
+    pub async fn upload_blob_file(
+        &self,
+        path: &std::path::Path,
+    ) -> Result<openmid_proto::blob::BlobRef, ClientError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| ClientError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        self.upload_blob(reqwest::Body::wrap_stream(stream)).await
+    }
+
+    /// Downloads blob `id` (`GET /api/v1/blobs/{id}`) into the file `to`, chunk by
+    /// chunk. Returns the size and SHA-256 of what was written; a digest that differs
+    /// from the one the instance announces is an error.
+    pub async fn download_blob(
+        &self,
+        id: &str,
+        to: &std::path::Path,
+    ) -> Result<openmid_proto::blob::BlobRef, ClientError> {
+        use tokio::io::AsyncWriteExt;
+        let url = self.blob_url(&format!("api/v1/blobs/{}", encode(id)))?;
+        let transport = |source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        };
+        let file_error = |source| ClientError::File {
+            path: to.to_path_buf(),
+            source,
+        };
+        let mut resp = self
+            .http
+            .get(url.clone())
+            .bearer_auth(self.token.expose())
+            .timeout(BLOB_TIMEOUT)
+            .send()
+            .await
+            .map_err(transport)?;
+        if !resp.status().is_success() {
+            return Err(answer_json::<serde::de::IgnoredAny>(&url, resp)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::Unexpected {
+                    url: url.to_string(),
+                    detail: "an error status with a success body".into(),
+                }));
+        }
+        let announced = resp
+            .headers()
+            .get("x-openmid-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let mut file = tokio::fs::File::create(to).await.map_err(file_error)?;
+        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        let mut size = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            digest.update(&chunk);
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(file_error)?;
+        }
+        file.flush().await.map_err(file_error)?;
+        let sha256 = hex::encode(digest.finish().as_ref());
+        if let Some(announced) = announced
+            && announced != sha256
+        {
+            return Err(ClientError::Unexpected {
+                url: url.to_string(),
+                detail: format!("blob digest {sha256} differs from the announced {announced}"),
+            });
+        }
+        Ok(openmid_proto::blob::BlobRef {
+            id: id.to_string(),
+            size,
+            sha256,
+        })
+    }
+}
+
+/// Reads a JSON answer, or the API error it carries.
+async fn answer_json<T: DeserializeOwned>(
+    url: &reqwest::Url,
+    resp: reqwest::Response,
+) -> Result<T, ClientError> {
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|source| ClientError::Transport {
+        url: url.to_string(),
+        source,
+    })?;
+    if !status.is_success() {
+        return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(e) => ClientError::Api {
+                status: status.as_u16(),
+                code: e.error.code,
+                message: e.error.message,
+            },
+            Err(_) => ClientError::Unexpected {
+                url: url.to_string(),
+                detail: format!("HTTP {status} without an error body"),
+            },
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })
 }

@@ -37,6 +37,9 @@ pub struct InstanceConfig {
     pub max_attempts: u32,
     /// Largest request body accepted, in bytes.
     pub max_request_bytes: usize,
+    /// Largest blob (a request or response body streamed on its own, see
+    /// `/api/v1/blobs`) accepted, in bytes; a larger upload is refused with 413.
+    pub max_blob_bytes: u64,
     /// Longest `?wait=` an action call may ask for, in seconds.
     pub max_action_wait_secs: u64,
     /// Finished records (processed, error, cancelled) older than this are deleted, so
@@ -64,6 +67,7 @@ impl Default for InstanceConfig {
             max_poll_wait_ms: 30_000,
             max_attempts: 3,
             max_request_bytes: 32 * 1024 * 1024,
+            max_blob_bytes: 1024 * 1024 * 1024,
             max_action_wait_secs: 300,
             retention_hours: 24 * 30,
             master_key: None,
@@ -102,6 +106,9 @@ impl InstanceConfig {
         }
         if self.max_request_bytes < 1024 {
             return Err("max_request_bytes must be at least 1024".into());
+        }
+        if self.max_blob_bytes < 1024 * 1024 {
+            return Err("max_blob_bytes must be at least 1 MiB (1048576)".into());
         }
         Ok(())
     }

@@ -416,6 +416,7 @@ impl Connections<'_> {
                     url,
                     headers,
                     body: action.body,
+                    body_blob: action.body_blob.clone(),
                     timeout_ms: action.timeout_ms.or(alias.timeout_ms),
                     credential,
                     retry: Some(alias.retry.clone()),
@@ -459,6 +460,7 @@ impl Connections<'_> {
                 request.method = method;
                 request.headers = action.headers;
                 request.body = action.body;
+                request.body_blob = action.body_blob.clone();
                 request.timeout_ms = action.timeout_ms;
                 (agent, action.application.clone(), request)
             }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod blobs;
 pub mod client;
 pub mod config;
 pub mod connections;

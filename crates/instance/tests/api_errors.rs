@@ -467,6 +467,18 @@ async fn the_openapi_document_describes_every_admin_route() {
         ("/api/v1/ecc", "get"),
         ("/api/v1/ecc/{id}", "get"),
         ("/api/v1/actions/rest", "post"),
+        ("/api/v1/actions/soap", "post"),
+        ("/api/v1/actions/{id}", "get"),
+        ("/api/v1/credentials", "post"),
+        ("/api/v1/credentials", "get"),
+        ("/api/v1/credentials/{name}", "get"),
+        ("/api/v1/credentials/{name}", "put"),
+        ("/api/v1/credentials/{name}", "delete"),
+        ("/api/v1/aliases", "post"),
+        ("/api/v1/aliases", "get"),
+        ("/api/v1/aliases/{name}", "get"),
+        ("/api/v1/aliases/{name}", "put"),
+        ("/api/v1/aliases/{name}", "delete"),
     ] {
         assert!(
             doc.body["paths"][path][method].is_object(),

@@ -36,9 +36,15 @@ pub struct MidConfig {
     /// How long a poll may wait at the instance for work.
     #[serde(default = "default_poll_wait")]
     pub poll_wait_ms: u64,
-    /// Largest response body a REST probe reads; larger ones fail with a clear error.
+    /// Largest response body a REST probe reads; larger ones fail with a clear error
+    /// (never a truncated body).
     #[serde(default = "default_max_response")]
     pub max_response_bytes: usize,
+    /// REST response bodies up to this size travel inside the result; larger ones are
+    /// written to a file under the outbox as they arrive and uploaded to the instance
+    /// as a blob, so a large body never sits in the MID's memory.
+    #[serde(default = "default_inline_body")]
+    pub inline_body_bytes: usize,
     /// Capabilities this MID offers (`REST`, `SSH`, …, or `ALL`); empty means all.
     #[serde(default)]
     pub capabilities: Vec<String>,
@@ -89,7 +95,10 @@ fn default_poll_wait() -> u64 {
     25_000
 }
 fn default_max_response() -> usize {
-    8 * 1024 * 1024
+    256 * 1024 * 1024
+}
+fn default_inline_body() -> usize {
+    1024 * 1024
 }
 
 /// How the MID verifies the instance. Give at most one; with none, the operating
@@ -188,6 +197,12 @@ impl MidConfig {
         }
         if self.max_response_bytes < 1024 {
             return Err(bad("max_response_bytes", "must be at least 1024"));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.inline_body_bytes) {
+            return Err(bad(
+                "inline_body_bytes",
+                format!("must be 1024–67108864, got {}", self.inline_body_bytes),
+            ));
         }
         openmid_proto::iprange::IpRanges::parse(&self.ip_ranges)
             .map_err(|e| bad("ip_ranges", e.to_string()))?;

@@ -64,9 +64,15 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         &config.state_dir.join("outbox"),
         config.outbox_limit_bytes,
     )?);
+    let client = Arc::new(
+        session::client::InstanceClient::new(&config)
+            .map_err(|e| MidError::Config(e.to_string()))?,
+    );
     let ctx = Arc::new(
         ProbeContext::new(config.max_response_bytes, config.local_secrets.clone())
-            .map_err(|e| MidError::Config(format!("probe HTTP client: {e}")))?,
+            .map_err(|e| MidError::Config(format!("probe HTTP client: {e}")))?
+            .with_bodies(outbox.dir().to_path_buf(), config.inline_body_bytes)
+            .with_instance(client.clone()),
     );
     let result_ready = Arc::new(Notify::new());
     if !outbox.is_empty() {
@@ -80,8 +86,6 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         result_ready,
         identity.clone(),
     ));
-    let client = session::client::InstanceClient::new(&config)
-        .map_err(|e| MidError::Config(e.to_string()))?;
     let shutdown = CancellationToken::new();
     let (status_tx, status) = watch::channel(None);
     let name = config.name.clone();

@@ -5,6 +5,11 @@
 //!
 //! One file per result keeps a torn write from ever damaging another result, and lets
 //! a removal be a single unlink.
+//!
+//! A response body too large to sit inside a result is kept beside it, in
+//! `bodies/` ([`body_path`]), and the result's payload says so under [`BODY_FILE_KEY`];
+//! the sender uploads the file before posting the result, and the file leaves with the
+//! result once the instance has acknowledged it.
 
 use openmid_proto::mid::{JobRef, WorkResult};
 use std::collections::BTreeMap;
@@ -57,6 +62,31 @@ fn write_then_rename(path: &Path, bytes: &[u8], private: bool) -> std::io::Resul
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
+}
+
+/// Key of a result payload whose response body waits in a file under `bodies/`
+/// instead of inside the payload; its value is `{"size": N, "sha256": "…"}`. The MID
+/// replaces it by `body_blob` once the file is uploaded; it never reaches the instance.
+pub const BODY_FILE_KEY: &str = "body_file";
+
+/// Where the response body of `job` is kept while it waits for upload.
+pub fn body_path(outbox_dir: &Path, job: &JobRef) -> PathBuf {
+    outbox_dir.join("bodies").join(format!(
+        "{}.{}",
+        hex::encode(job.output_id.as_bytes()),
+        job.attempt
+    ))
+}
+
+/// Bytes of a result's body file, from its payload marker (they count against the
+/// outbox limit like the result itself).
+fn body_file_bytes(result: &WorkResult) -> u64 {
+    result
+        .payload
+        .get(BODY_FILE_KEY)
+        .and_then(|m| m.get("size"))
+        .and_then(|s| s.as_u64())
+        .unwrap_or(0)
 }
 
 struct Entry {
@@ -114,12 +144,13 @@ impl Outbox {
                         output_id: result.output_id.clone(),
                         attempt: result.attempt,
                     };
-                    contents.bytes += bytes.len() as u64;
+                    let size = bytes.len() as u64 + body_file_bytes(&result);
+                    contents.bytes += size;
                     contents.entries.insert(
                         job,
                         Entry {
                             result: Arc::new(result),
-                            bytes: bytes.len() as u64,
+                            bytes: size,
                         },
                     );
                 }
@@ -129,6 +160,7 @@ impl Outbox {
                 }
             }
         }
+        remove_stray_bodies(dir, &contents.entries).map_err(io)?;
         if !contents.entries.is_empty() {
             tracing::info!(
                 results = contents.entries.len(),
@@ -157,7 +189,7 @@ impl Outbox {
         };
         let bytes = serde_json::to_vec(&result)?;
         let path = self.dir.join(file_name(&job));
-        let len = bytes.len() as u64;
+        let len = bytes.len() as u64 + body_file_bytes(&result);
         let written = path.clone();
         tokio::task::spawn_blocking(move || write_then_rename(&written, &bytes, true))
             .await
@@ -233,6 +265,7 @@ impl Outbox {
                 if let Some(old) = c.entries.remove(&job) {
                     c.bytes -= old.bytes;
                     paths.push(self.dir.join(file_name(&job)));
+                    paths.push(body_path(&self.dir, &job));
                 }
             }
         }
@@ -248,6 +281,22 @@ impl Outbox {
             }
         })
         .await;
+    }
+
+    /// Results whose response body still waits for upload. Their leases are renewed
+    /// like running jobs': a large upload must not let the lease lapse.
+    pub fn awaiting_upload(&self) -> Vec<JobRef> {
+        self.lock()
+            .entries
+            .iter()
+            .filter(|(_, e)| e.result.payload.get(BODY_FILE_KEY).is_some())
+            .map(|(job, _)| job.clone())
+            .collect()
+    }
+
+    /// The directory results are kept in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Results waiting.
@@ -269,6 +318,27 @@ impl Outbox {
     pub fn over_limit(&self) -> bool {
         self.bytes() >= self.limit_bytes
     }
+}
+
+/// Deletes body files no result names (their result was acknowledged just before a
+/// crash) and partial ones (a probe cut short by a crash; its job is re-run). Runs at
+/// open, before any probe can be writing one.
+fn remove_stray_bodies(
+    dir: &Path,
+    entries: &BTreeMap<JobRef, Entry>,
+) -> std::io::Result<()> {
+    let bodies = dir.join("bodies");
+    std::fs::create_dir_all(&bodies)?;
+    let wanted: std::collections::HashSet<PathBuf> =
+        entries.keys().map(|job| body_path(dir, job)).collect();
+    for entry in std::fs::read_dir(&bodies)? {
+        let path = entry?.path();
+        if !wanted.contains(&path) {
+            tracing::info!(file = %path.display(), "removing a response body no result needs");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -410,3 +410,113 @@ async fn draining_under_load_loses_nothing() {
         "{history:?}"
     );
 }
+
+/// Both action kinds run through an alias whose execution is a failover cluster: a REST
+/// call in flight when the first member is killed finishes on the second, and SOAP calls
+/// made afterwards go to the second member too, credentials sealed to its own key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alias_actions_fail_over_in_a_cluster_for_rest_and_soap() {
+    use openmid_instance::client::ActionOutcome;
+    use openmid_proto::alias::{Alias, ConnectionKind, Execution};
+    use openmid_proto::api::{NewCredential, RestAction, SoapAction};
+    use openmid_proto::credential::{CredentialSpec, SecretValue};
+    use openmid_proto::rest::RetryPolicy;
+
+    let rig = Rig::start().await;
+    let mut a = rig.mid("al-a", 8, None).await;
+    let _b = rig.mid("al-b", 8, None).await;
+    rig.cluster("al", ClusterKind::Failover, &["al-a", "al-b"])
+        .await;
+    let api = &rig.instance.api;
+    let soap = openmid_testkit::SoapService::start(Some(("u".into(), "soap-pw-42".into())))
+        .await
+        .expect("soap service");
+    api.create_credential(&NewCredential {
+        name: "soap".into(),
+        description: None,
+        spec: CredentialSpec::Basic {
+            username: "u".into(),
+            password: SecretValue::stored("soap-pw-42"),
+        },
+    })
+    .await
+    .expect("credential");
+    let alias = |name: &str, kind, base: String, credential: Option<&str>| Alias {
+        name: name.into(),
+        description: None,
+        kind,
+        base_url: base,
+        headers: Default::default(),
+        timeout_ms: Some(10_000),
+        retry: RetryPolicy::default(),
+        credential: credential.map(str::to_string),
+        execution: Execution {
+            cluster: Some("al".into()),
+            ..Execution::default()
+        },
+        soap_version: None,
+        ca_pem: None,
+    };
+    api.create_alias(&alias("svc", ConnectionKind::Http, rig.target.url(""), None))
+        .await
+        .expect("http alias");
+    api.create_alias(&alias("calc", ConnectionKind::Soap, soap.url("/calc"), Some("soap")))
+        .await
+        .expect("soap alias");
+    let add = || {
+        let mut params = serde_json::Map::new();
+        params.insert("a".into(), 2.into());
+        params.insert("b".into(), 3.into());
+        SoapAction {
+            alias: "calc".into(),
+            soap_action: Some("urn:openmid:test:calc#Add".into()),
+            operation: Some("Add".into()),
+            namespace: Some(openmid_testkit::soap_service::CALC_NS.into()),
+            params,
+            ..SoapAction::default()
+        }
+    };
+    fn done<R>(o: ActionOutcome<R>) -> Box<openmid_proto::api::ActionResult<R>> {
+        match o {
+            ActionOutcome::Done(r) => r,
+            ActionOutcome::Pending(p) => panic!("not finished: {p:?}"),
+        }
+    }
+    let before = done(api.soap_action(&add(), Duration::from_secs(20)).await.expect("soap"));
+    assert_eq!(before.mid.as_deref(), Some("al-a"), "the first member serves");
+
+    let mut slow = RestAction::via("svc", "/slow");
+    slow.query.insert("ms".into(), "1500".into());
+    let pending = match api
+        .rest_action(&slow, Duration::ZERO)
+        .await
+        .expect("accepted")
+    {
+        ActionOutcome::Pending(p) => p,
+        ActionOutcome::Done(r) => panic!("finished at once: {r:?}"),
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            api.get_record(&pending.output_id)
+                .await
+                .is_ok_and(|r| r.state == State::Processing && r.claimed_by.as_deref() == Some("al-a"))
+        })
+        .await,
+        "the REST call runs on al-a"
+    );
+    a.kill();
+    let rest = done(
+        api.get_action::<openmid_proto::rest::RestResponse>(&pending.output_id, Duration::from_secs(30))
+            .await
+            .expect("poll"),
+    );
+    assert_eq!(rest.state, State::Processed, "{:?}", rest.error);
+    assert_eq!(rest.mid.as_deref(), Some("al-b"));
+    assert_eq!(rest.attempt, 2);
+    assert_eq!(rest.response.map(|r| r.status), Some(200));
+
+    let after = done(api.soap_action(&add(), Duration::from_secs(20)).await.expect("soap"));
+    assert_eq!(after.mid.as_deref(), Some("al-b"));
+    let resp = after.response.expect("response");
+    assert_eq!(resp.result, Some(serde_json::json!({"AddResponse": {"result": "5"}})));
+}

@@ -1,8 +1,10 @@
 //! End-to-end tests: a real instance, real MID Servers and a real target service on
 //! loopback, over real TLS; and the `openmid` binary as a user runs it.
 
+mod canary;
 mod cli;
 mod clusters;
+mod connections;
 mod durability;
 mod end_to_end;
 mod support;

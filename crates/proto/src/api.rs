@@ -309,6 +309,10 @@ pub struct RestAction {
     /// Request body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Body>,
+    /// Id of an uploaded blob (`POST /api/v1/blobs`) to send as the body instead of
+    /// `body`, for large bodies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_blob: Option<String>,
     /// Timeout of one attempt on the MID (default: the alias's, else 30 000 ms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,

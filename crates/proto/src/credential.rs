@@ -108,8 +108,9 @@ pub enum CredentialSpec {
     },
     /// An API key in a header or a query parameter.
     ApiKey {
-        /// Header or parameter name (e.g. `X-API-Key`).
-        name: String,
+        /// Header or query parameter name (e.g. `X-API-Key`). Not `name`: that is the
+        /// credential's own name in the API body.
+        key_name: String,
         /// `header` (default) or `query`.
         #[serde(default)]
         placement: KeyPlacement,
@@ -331,7 +332,7 @@ impl CredentialSpec {
                     text("username", username, 256)
                 }
             }
-            CredentialSpec::ApiKey { name, .. } => text("name", name, 256),
+            CredentialSpec::ApiKey { key_name, .. } => text("key_name", key_name, 256),
             CredentialSpec::Oauth2ClientCredentials {
                 token_url,
                 client_id,
@@ -414,7 +415,7 @@ mod tests {
         .expect("basic");
         assert_eq!(spec.type_name(), "basic");
         let spec: CredentialSpec = serde_json::from_value(json!({
-            "type": "api_key", "name": "X-API-Key", "placement": "query", "key": {"env": "K"}
+            "type": "api_key", "key_name": "X-API-Key", "placement": "query", "key": {"env": "K"}
         }))
         .expect("api key");
         assert!(matches!(

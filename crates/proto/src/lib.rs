@@ -5,6 +5,7 @@
 
 pub mod alias;
 pub mod api;
+pub mod blob;
 pub mod credential;
 pub mod ecc;
 pub mod iprange;

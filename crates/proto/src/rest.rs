@@ -24,6 +24,11 @@ pub struct RestRequest {
     /// Request body (UTF-8 text; JSON callers send their JSON as a string or object).
     #[serde(default)]
     pub body: Option<Body>,
+    /// Id of a blob uploaded to the instance (`POST /api/v1/blobs`) to send as the
+    /// body instead of `body`, for bodies too large for a JSON payload. The MID streams
+    /// it from the instance on every attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_blob: Option<String>,
     /// Timeout of one attempt in milliseconds (default 30 000).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
@@ -53,6 +58,7 @@ impl RestRequest {
             url: url.into(),
             headers: BTreeMap::new(),
             body: None,
+            body_blob: None,
             timeout_ms: None,
             credential: None,
             retry: None,
@@ -217,6 +223,10 @@ pub struct RestResponse {
     /// Body as base64, when it is not UTF-8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_base64: Option<String>,
+    /// The body as a blob on the instance (`GET /api/v1/blobs/{id}`), set instead of
+    /// `body`/`body_base64` when it was larger than the MID's `inline_body_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_blob: Option<crate::blob::BlobRef>,
     /// Where the time went, measured on the MID.
     pub timings: RestTimings,
     /// Attempts made (1 without retries).

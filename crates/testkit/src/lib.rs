@@ -3,6 +3,7 @@
 //! so no test file grows its own copy.
 
 pub mod auth_target;
+pub mod bodies;
 pub mod process;
 pub mod proxy;
 pub mod soap_service;
@@ -195,6 +196,7 @@ pub fn mid_config(
         outbox_limit_bytes: 512 * 1024 * 1024,
         poll_wait_ms: 25_000,
         max_response_bytes: 8 * 1024 * 1024,
+        inline_body_bytes: 1024 * 1024,
         capabilities: Vec::new(),
         applications: Vec::new(),
         ip_ranges: Vec::new(),

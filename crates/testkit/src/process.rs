@@ -21,6 +21,12 @@ impl MidProcess {
     /// Writes `config` next to its state dir and starts `bin mid --config …`. Logs go
     /// to `state_dir/mid.log`.
     pub fn spawn(bin: &Path, config: &MidConfig) -> std::io::Result<Self> {
+        let level = std::env::var("OPENMID_LOG").unwrap_or_else(|_| "info".into());
+        Self::spawn_logging(bin, config, &level)
+    }
+
+    /// [`MidProcess::spawn`] with the log filter `level` (e.g. `debug`).
+    pub fn spawn_logging(bin: &Path, config: &MidConfig, level: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(&config.state_dir)?;
         let config_path = config.state_dir.join("mid.toml");
         let text = toml::to_string(config).map_err(std::io::Error::other)?;
@@ -29,10 +35,7 @@ impl MidProcess {
         let child = Command::new(bin)
             .args(["mid", "--config"])
             .arg(&config_path)
-            .env(
-                "OPENMID_LOG",
-                std::env::var("OPENMID_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("OPENMID_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -102,14 +105,18 @@ impl InstanceProcess {
     /// Starts `bin instance` with a fresh `data_dir` on a free loopback port and reads
     /// the URL, certificate and admin token it prints.
     pub fn spawn(bin: &Path, data_dir: &Path) -> std::io::Result<Self> {
+        let level = std::env::var("OPENMID_LOG").unwrap_or_else(|_| "warn".into());
+        Self::spawn_logging(bin, data_dir, &level)
+    }
+
+    /// [`InstanceProcess::spawn`] with the log filter `level` (e.g. `debug`); the log
+    /// goes to `data_dir` + `.log`.
+    pub fn spawn_logging(bin: &Path, data_dir: &Path, level: &str) -> std::io::Result<Self> {
         let log = std::fs::File::create(data_dir.with_extension("log"))?;
         let mut child = Command::new(bin)
             .args(["instance", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .env(
-                "OPENMID_LOG",
-                std::env::var("OPENMID_LOG").unwrap_or_else(|_| "warn".into()),
-            )
+            .env("OPENMID_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

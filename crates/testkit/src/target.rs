@@ -24,7 +24,9 @@ pub struct TargetService {
 impl TargetService {
     /// Starts the service on 127.0.0.1 and a free port. Routes:
     /// `GET /hello` → `{"hello":"world"}`; `ANY /echo` → the request as JSON;
-    /// `GET /slow?ms=N` → answers after N ms; `GET /status/{code}`; `GET /bytes/{n}`.
+    /// `GET /slow?ms=N` → answers after N ms; `GET /status/{code}`; `GET /bytes/{n}` →
+    /// `n` bytes of [`crate::bodies::pattern`], streamed; `POST /sink` → the request
+    /// body's `{"bytes": n, "sha256": "…"}`, read as a stream (nothing kept).
     pub async fn start() -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -38,6 +40,7 @@ impl TargetService {
             .route("/slow", get(slow))
             .route("/status/{code}", get(status))
             .route("/bytes/{n}", get(bytes))
+            .route("/sink", axum::routing::post(sink))
             .layer(axum::middleware::from_fn_with_state(hits.clone(), count))
             .with_state(());
         let shutdown = CancellationToken::new();
@@ -116,6 +119,37 @@ async fn status(Path(code): Path<u16>) -> (StatusCode, String) {
     (code, format!("status {}", code.as_u16()))
 }
 
-async fn bytes(Path(n): Path<usize>) -> Vec<u8> {
-    vec![b'x'; n.min(256 * 1024 * 1024)]
+/// Streams the bytes, so a large answer costs this process no memory.
+async fn bytes(Path(n): Path<u64>) -> axum::response::Response {
+    let n = n.min(4 * 1024 * 1024 * 1024);
+    axum::response::IntoResponse::into_response((
+        [(axum::http::header::CONTENT_LENGTH, n.to_string())],
+        axum::body::Body::from_stream(crate::bodies::pattern(n)),
+    ))
+}
+
+/// Counts and hashes the body as it streams in.
+async fn sink(body: axum::body::Body) -> (StatusCode, axum::Json<Value>) {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                n += chunk.len() as u64;
+                digest.update(&chunk);
+            }
+            Err(e) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"error": e.to_string(), "bytes": n})),
+                );
+            }
+        }
+    }
+    (
+        StatusCode::OK,
+        axum::Json(json!({"bytes": n, "sha256": hex::encode(digest.finish().as_ref())})),
+    )
 }

@@ -1,6 +1,7 @@
 //! API errors: every failure becomes `{"error":{"code","message"}}` with a 4xx/5xx
 //! status, mapped here once from the library errors.
 
+use crate::blobs::BlobError;
 use crate::connections::ConnectionError;
 use crate::dispatch::DispatchError;
 use crate::ecc::{EnrollError, StoreError};
@@ -101,6 +102,19 @@ impl From<DispatchError> for ApiError {
             DispatchError::NotFound(m) => Self::not_found(m),
             DispatchError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             DispatchError::Store(e) => e.into(),
+            e @ DispatchError::Blob(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<BlobError> for ApiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            e @ BlobError::TooLarge { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            e @ BlobError::Body(_) => Self::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()),
+            e @ BlobError::Io(_) => Self::internal(&e),
         }
     }
 }

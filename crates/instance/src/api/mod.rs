@@ -4,6 +4,7 @@
 
 mod actions;
 mod admin;
+mod blobs;
 mod connections;
 pub mod error;
 mod extract;
@@ -17,7 +18,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use error::ApiError;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +64,12 @@ pub fn router(state: AppState) -> Router {
         .route("/actions/rest", post(actions::rest_action))
         .route("/actions/soap", post(actions::soap_action))
         .route("/actions/{id}", get(actions::get_action))
+        // Blobs stream past the JSON body limit; the blob store enforces max_blob_bytes.
+        .route(
+            "/blobs",
+            post(blobs::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/blobs/{id}", get(blobs::download))
         .route(
             "/credentials",
             post(connections::create_credential).get(connections::list_credentials),
@@ -92,7 +99,12 @@ pub fn router(state: AppState) -> Router {
         .route("/poll", post(mid_session::poll))
         .route("/results", post(mid_session::results))
         .route("/heartbeat", post(mid_session::heartbeat))
-        .route("/rekey", post(mid_session::rekey));
+        .route("/rekey", post(mid_session::rekey))
+        .route("/blobs/{id}", get(blobs::mid_download))
+        .route(
+            "/results/{output_id}/{attempt}/body",
+            put(blobs::mid_upload_body).layer(DefaultBodyLimit::disable()),
+        );
     Router::new()
         .route(
             "/healthz",

@@ -7,6 +7,7 @@ pub mod presence;
 pub mod selection;
 pub mod signals;
 
+use crate::blobs::BlobStore;
 use crate::config::InstanceConfig;
 use crate::connections::{self, Connections};
 use crate::vault::Vault;
@@ -52,6 +53,9 @@ pub enum DispatchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The blob store failed.
+    #[error("blob store: {0}")]
+    Blob(String),
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> DispatchError {
@@ -128,6 +132,7 @@ pub struct Dispatcher {
     presence: Arc<Presence>,
     rebalance_wanted: AtomicBool,
     vault: Arc<Vault>,
+    blobs: Arc<BlobStore>,
 }
 
 fn mid_key(name: &str) -> String {
@@ -166,6 +171,10 @@ impl Dispatcher {
     /// A dispatcher over `store`.
     pub fn new(store: Arc<dyn Store>, config: Arc<InstanceConfig>, vault: Arc<Vault>) -> Self {
         Self {
+            blobs: Arc::new(BlobStore::new(
+                config.data_dir.join("blobs"),
+                config.max_blob_bytes,
+            )),
             store,
             config,
             vault,
@@ -179,6 +188,11 @@ impl Dispatcher {
     /// The store.
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
+    }
+
+    /// Large request and response bodies.
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
     }
 
     /// Credentials and aliases.
@@ -253,6 +267,21 @@ impl Dispatcher {
             }
         }
         payload::check(new.topic, &new.payload).map_err(|e| invalid(&e.field, e.message))?;
+        if let Some(id) = new.payload.get("body_blob").and_then(|b| b.as_str())
+            && new.topic == Topic::RESTProbe
+        {
+            let found = self
+                .blobs
+                .meta(id)
+                .await
+                .map_err(|e| DispatchError::Blob(e.to_string()))?;
+            if found.is_none() {
+                return Err(invalid(
+                    "body_blob",
+                    format!("no blob `{id}`: upload the body first (POST /api/v1/blobs)"),
+                ));
+            }
+        }
         let max_attempts = new.max_attempts.unwrap_or(self.config.max_attempts);
         if !(1..=10).contains(&max_attempts) {
             return Err(invalid(
@@ -833,6 +862,13 @@ impl Dispatcher {
                 records = total,
                 "purged finished records past the retention"
             );
+        }
+        // Blobs go by the same age: the records naming them are gone by now.
+        let age = Duration::from_secs(self.config.retention_hours.saturating_mul(3_600));
+        match self.blobs.purge_older_than(age).await {
+            Ok(0) => {}
+            Ok(files) => tracing::info!(files, "purged blob files past the retention"),
+            Err(e) => tracing::error!(error = %e, "purging blobs failed"),
         }
         Ok(total)
     }

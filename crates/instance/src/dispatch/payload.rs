@@ -54,6 +54,17 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
             format!("`{}` is not an HTTP method", req.method),
         ));
     }
+    if let Some(id) = &req.body_blob {
+        if req.body.is_some() {
+            return Err(err("body_blob", "give `body` or `body_blob`, not both"));
+        }
+        if !openmid_proto::blob::is_valid_blob_id(id) {
+            return Err(err(
+                "body_blob",
+                format!("`{id}` is not a blob id (POST /api/v1/blobs answers one)"),
+            ));
+        }
+    }
     check_common(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())
 }
 

@@ -158,10 +158,15 @@ impl Executor {
             Err(e) => (serde_json::Value::Null, Some(e.to_string())),
             Ok(credential) => {
                 let input = item.payload.clone();
+                let job = openmid_proto::mid::JobRef {
+                    output_id: item.output_id.clone(),
+                    attempt: item.attempt,
+                };
                 // A panicking probe must not take the MID down or lose the job's answer.
-                let outcome =
-                    tokio::spawn(async move { probes::run(topic, input, credential, &ctx).await })
-                        .await;
+                let outcome = tokio::spawn(async move {
+                    probes::run(topic, input, credential, &job, &ctx).await
+                })
+                .await;
                 match outcome {
                     Ok(Ok(payload)) => (payload, None),
                     Ok(Err(e)) => (serde_json::Value::Null, Some(e.to_string())),

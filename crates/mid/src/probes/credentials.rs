@@ -136,7 +136,7 @@ pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Crede
             password: resolve_value("password", password, policy)?,
         },
         CredentialSpec::ApiKey {
-            name,
+            key_name: name,
             placement,
             key,
         } => Credential::ApiKey {

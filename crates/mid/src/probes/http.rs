@@ -8,7 +8,9 @@ use openmid_proto::credential::KeyPlacement;
 use openmid_proto::rest::{RetryPolicy, RestTimings};
 use std::collections::BTreeMap;
 use std::error::Error as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
 
 /// One HTTP call to make, before authentication.
 pub struct Call<'a> {
@@ -18,14 +20,39 @@ pub struct Call<'a> {
     pub url: reqwest::Url,
     /// Headers.
     pub headers: &'a BTreeMap<String, String>,
-    /// Body bytes (sent again on each attempt).
-    pub body: Option<bytes::Bytes>,
+    /// The request body (sent again on each attempt).
+    pub body: Option<CallBody>,
     /// Timeout of one attempt.
     pub timeout: Duration,
     /// Retry policy.
     pub retry: Option<&'a RetryPolicy>,
     /// CA certificates for the target (PEM).
     pub ca_pem: Option<&'a str>,
+    /// Where to write a response body larger than the context's `inline_body_bytes`
+    /// (None: always read into memory, under `max_response_bytes`).
+    pub spill_to: Option<PathBuf>,
+}
+
+/// A request body.
+pub enum CallBody {
+    /// Bytes in memory.
+    Bytes(bytes::Bytes),
+    /// A blob on the instance, streamed from there on each attempt.
+    Blob {
+        /// The blob.
+        id: String,
+        /// The output that sends it (the instance checks this MID holds it).
+        output_id: String,
+    },
+}
+
+/// A response body written to a file instead of memory.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SpilledBody {
+    /// Bytes written.
+    pub size: u64,
+    /// Their SHA-256, lower-case hex (checked against the instance's after upload).
+    pub sha256: String,
 }
 
 /// A response read in full.
@@ -34,8 +61,10 @@ pub struct Answer {
     pub status: u16,
     /// Headers, repeated ones joined with `, `.
     pub headers: BTreeMap<String, String>,
-    /// Body.
+    /// Body, when read into memory (empty when spilled).
     pub body: Vec<u8>,
+    /// Set when the body went to the call's `spill_to` file instead.
+    pub spilled: Option<SpilledBody>,
     /// Timings of the last attempt.
     pub timings: RestTimings,
     /// Attempts made.
@@ -152,8 +181,27 @@ async fn send_once(
         builder = builder.header(name.as_str(), value.as_str());
     }
     builder = credentials::authenticate(ctx, builder, credential).await?;
-    if let Some(body) = &call.body {
-        builder = builder.body(body.clone());
+    match &call.body {
+        None => {}
+        Some(CallBody::Bytes(body)) => builder = builder.body(body.clone()),
+        Some(CallBody::Blob { id, output_id }) => {
+            let instance = ctx.instance.as_ref().ok_or_else(|| {
+                ProbeError::InvalidInput("body_blob: this MID has no instance session".into())
+            })?;
+            let (len, stream) = instance
+                .blob_body(id, output_id, call.timeout)
+                .await
+                .map_err(|e| {
+                    ProbeError::Target(format!(
+                        "fetching the request body (blob {id}) from the instance: {e}"
+                    ))
+                })?;
+            if let Some(len) = len {
+                // Targets often refuse chunked uploads; the length is known.
+                builder = builder.header(reqwest::header::CONTENT_LENGTH, len);
+            }
+            builder = builder.body(reqwest::Body::wrap_stream(stream));
+        }
     }
     let method = &call.method;
     let started = Instant::now();
@@ -166,22 +214,44 @@ async fn send_once(
         let status = resp.status().as_u16();
         let headers = header_map(resp.headers());
         let mut body = Vec::new();
+        let mut spill: Option<Spill> = None;
+        let mut total = 0usize;
         while let Some(chunk) = resp
             .chunk()
             .await
             .map_err(|e| ProbeError::Target(describe(method, shown, &e)))?
         {
-            if body.len() + chunk.len() > ctx.max_response_bytes {
+            total += chunk.len();
+            if total > ctx.max_response_bytes {
                 return Err(ProbeError::TooLarge {
                     limit: ctx.max_response_bytes,
                 });
             }
-            body.extend_from_slice(&chunk);
+            if let Some(spill) = spill.as_mut() {
+                spill.write(&chunk).await?;
+                continue;
+            }
+            match call.spill_to.as_deref() {
+                Some(path) if total > ctx.inline_body_bytes => {
+                    // Too big to keep in memory: from here on the body goes to disk.
+                    let mut file = Spill::create(path).await?;
+                    file.write(&body).await?;
+                    file.write(&chunk).await?;
+                    body = Vec::new();
+                    spill = Some(file);
+                }
+                _ => body.extend_from_slice(&chunk),
+            }
         }
+        let spilled = match spill {
+            Some(file) => Some(file.finish().await?),
+            None => None,
+        };
         Ok(Answer {
             status,
             headers,
             body,
+            spilled,
             timings: RestTimings {
                 headers_ms,
                 total_ms: ms(started.elapsed()),
@@ -190,9 +260,78 @@ async fn send_once(
         })
     };
     let limit = call.timeout.as_millis() as u64;
-    tokio::time::timeout(call.timeout, exchange)
+    let outcome = tokio::time::timeout(call.timeout, exchange)
         .await
-        .map_err(|_| ProbeError::Timeout(limit))?
+        .map_err(|_| ProbeError::Timeout(limit))
+        .and_then(|r| r);
+    if outcome.is_err()
+        && let Some(path) = &call.spill_to
+    {
+        // A failed or timed-out read leaves no partial body behind.
+        let _ = tokio::fs::remove_file(part_path(path)).await;
+    }
+    outcome
+}
+
+fn part_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+/// A response body being written to disk, its SHA-256 computed on the way.
+struct Spill {
+    file: tokio::fs::File,
+    path: PathBuf,
+    digest: aws_lc_rs::digest::Context,
+    size: u64,
+}
+
+impl Spill {
+    async fn create(path: &Path) -> Result<Self, ProbeError> {
+        let io = |e: std::io::Error| {
+            ProbeError::Target(format!("writing the response body to {}: {e}", path.display()))
+        };
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await.map_err(io)?;
+        }
+        let file = tokio::fs::File::create(part_path(path)).await.map_err(io)?;
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            digest: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+            size: 0,
+        })
+    }
+
+    fn io_error(&self, e: std::io::Error) -> ProbeError {
+        ProbeError::Target(format!(
+            "writing the response body to {}: {e}",
+            self.path.display()
+        ))
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ProbeError> {
+        self.digest.update(bytes);
+        self.size += bytes.len() as u64;
+        let written = self.file.write_all(bytes).await;
+        written.map_err(|e| self.io_error(e))
+    }
+
+    /// fsyncs and renames the file into place: a body file that exists is complete.
+    async fn finish(mut self) -> Result<SpilledBody, ProbeError> {
+        let synced = async {
+            self.file.flush().await?;
+            self.file.sync_all().await?;
+            tokio::fs::rename(part_path(&self.path), &self.path).await
+        }
+        .await;
+        synced.map_err(|e| self.io_error(e))?;
+        Ok(SpilledBody {
+            size: self.size,
+            sha256: hex::encode(self.digest.finish().as_ref()),
+        })
+    }
 }
 
 /// Response headers as a map; repeated headers joined with `, `.

@@ -12,8 +12,11 @@ use crate::config::LocalSecretPolicy;
 use credentials::{Credential, TokenCache};
 use openmid_proto::credential::CredentialSpec;
 use openmid_proto::ecc::Topic;
+use crate::session::client::InstanceClient;
+use openmid_proto::mid::JobRef;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What every probe may use.
@@ -22,6 +25,13 @@ pub struct ProbeContext {
     pub http: reqwest::Client,
     /// Largest response body read.
     pub max_response_bytes: usize,
+    /// Response bodies larger than this are spilled to a file (see [`ProbeContext::with_bodies`]).
+    pub inline_body_bytes: usize,
+    /// The outbox directory, under whose `bodies/` large response bodies are written;
+    /// without it every body is read into memory.
+    pub outbox_dir: Option<PathBuf>,
+    /// The instance, for streaming request bodies kept there as blobs.
+    pub instance: Option<Arc<InstanceClient>>,
     /// Where credentials' local secrets may come from.
     pub local_secrets: LocalSecretPolicy,
     /// OAuth 2.0 tokens, by client.
@@ -52,10 +62,26 @@ impl ProbeContext {
         Ok(Self {
             http: client_builder().build()?,
             max_response_bytes,
+            inline_body_bytes: usize::MAX,
+            outbox_dir: None,
+            instance: None,
             local_secrets,
             tokens: TokenCache::default(),
             tls_clients: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Spills response bodies over `inline_body_bytes` to files under `outbox_dir`.
+    pub fn with_bodies(mut self, outbox_dir: PathBuf, inline_body_bytes: usize) -> Self {
+        self.outbox_dir = Some(outbox_dir);
+        self.inline_body_bytes = inline_body_bytes;
+        self
+    }
+
+    /// Lets probes stream request bodies from the instance.
+    pub fn with_instance(mut self, instance: Arc<InstanceClient>) -> Self {
+        self.instance = Some(instance);
+        self
     }
 
     /// The client for a target: the shared one, or one that trusts `ca_pem` and/or
@@ -144,10 +170,12 @@ pub enum ProbeError {
 }
 
 /// Runs the probe for `topic`, with the job's credential (opened, not yet resolved).
+/// `job` names the output and attempt (for files kept on the job's behalf).
 pub async fn run(
     topic: Topic,
     payload: serde_json::Value,
     credential: Option<CredentialSpec>,
+    job: &JobRef,
     ctx: &ProbeContext,
 ) -> Result<serde_json::Value, ProbeError> {
     let credential = credential
@@ -161,7 +189,14 @@ pub async fn run(
         serde_json::to_value(v).map_err(|e| ProbeError::InvalidInput(e.to_string()))
     }
     match topic {
-        Topic::RESTProbe => output(&rest::run(input(payload)?, credential, ctx).await?),
+        Topic::RESTProbe => {
+            let (response, body_file) = rest::run(input(payload)?, credential, job, ctx).await?;
+            let mut value = output(&response)?;
+            if let (Some(file), Some(map)) = (body_file, value.as_object_mut()) {
+                map.insert(crate::outbox::BODY_FILE_KEY.into(), output(&file)?);
+            }
+            Ok(value)
+        }
         Topic::SOAPProbe => output(&soap::run(input(payload)?, credential, ctx).await?),
         other => Err(ProbeError::Unsupported {
             topic: other,

@@ -1,19 +1,23 @@
 //! `RESTProbe`: one HTTP(S) request to an internal service.
 
 use super::credentials::Credential;
-use super::http::{self, Call};
+use super::http::{self, Call, CallBody, SpilledBody};
+use openmid_proto::mid::JobRef;
 use super::{ProbeContext, ProbeError};
 use base64::Engine;
 use openmid_proto::rest::{Body, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, RestRequest, RestResponse};
 use std::time::Duration;
 
 /// Makes the request (with the credential and retry policy it names) and reads the
-/// whole response (up to the context's cap).
+/// whole response (up to the context's cap). A body over the context's
+/// `inline_body_bytes` is written to the job's body file instead of memory; it is then
+/// returned as the second value, and the response carries no body of its own.
 pub async fn run(
     req: RestRequest,
     credential: Option<&Credential>,
+    job: &JobRef,
     ctx: &ProbeContext,
-) -> Result<RestResponse, ProbeError> {
+) -> Result<(RestResponse, Option<SpilledBody>), ProbeError> {
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
         .map_err(|_| ProbeError::InvalidInput(format!("`{}` is not an HTTP method", req.method)))?;
     let url = http::parse_url(&req.url)?;
@@ -22,16 +26,29 @@ pub async fn run(
         .unwrap_or(DEFAULT_TIMEOUT_MS)
         .clamp(1, MAX_TIMEOUT_MS);
     let mut headers = req.headers;
-    let body = match req.body {
-        None => None,
-        Some(Body::Text(text)) => Some(bytes::Bytes::from(text)),
-        Some(Body::Json(value)) => {
+    let body = match (req.body, req.body_blob) {
+        (Some(_), Some(_)) => {
+            return Err(ProbeError::InvalidInput(
+                "give `body` or `body_blob`, not both".into(),
+            ));
+        }
+        (None, None) => None,
+        (None, Some(id)) => Some(CallBody::Blob {
+            id,
+            output_id: job.output_id.clone(),
+        }),
+        (Some(Body::Text(text)), None) => Some(CallBody::Bytes(bytes::Bytes::from(text))),
+        (Some(Body::Json(value)), None) => {
             if !headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
                 headers.insert("content-type".into(), "application/json".into());
             }
-            Some(bytes::Bytes::from(value.to_string()))
+            Some(CallBody::Bytes(bytes::Bytes::from(value.to_string())))
         }
     };
+    let spill_to = ctx
+        .outbox_dir
+        .as_deref()
+        .map(|dir| crate::outbox::body_path(dir, job));
     let answer = http::send(
         ctx,
         Call {
@@ -42,23 +59,34 @@ pub async fn run(
             timeout: Duration::from_millis(timeout_ms),
             retry: req.retry.as_ref(),
             ca_pem: req.ca_pem.as_deref(),
+            spill_to: spill_to.clone(),
         },
         credential,
     )
     .await?;
-    let (body, body_base64) = match String::from_utf8(answer.body) {
-        Ok(text) => (Some(text), None),
-        Err(e) => (
-            None,
-            Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
-        ),
+    let (body, body_base64) = if answer.spilled.is_some() {
+        (None, None)
+    } else {
+        if let Some(path) = &spill_to {
+            // An earlier try of this attempt (a retried status) may have spilled.
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        match String::from_utf8(answer.body) {
+            Ok(text) => (Some(text), None),
+            Err(e) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
+            ),
+        }
     };
-    Ok(RestResponse {
+    let response = RestResponse {
         status: answer.status,
         headers: answer.headers,
         body,
         body_base64,
+        body_blob: None,
         timings: answer.timings,
         attempts: answer.attempts,
-    })
+    };
+    Ok((response, answer.spilled))
 }

@@ -68,10 +68,11 @@ pub async fn run(
             method: reqwest::Method::POST,
             url: url.clone(),
             headers: &headers,
-            body: Some(bytes::Bytes::from(envelope)),
+            body: Some(http::CallBody::Bytes(bytes::Bytes::from(envelope))),
             timeout: Duration::from_millis(timeout_ms),
             retry: req.retry.as_ref(),
             ca_pem: req.ca_pem.as_deref(),
+            spill_to: None,
         },
         credential,
     )

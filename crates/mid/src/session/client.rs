@@ -137,6 +137,98 @@ impl InstanceClient {
             .map_err(|e| SessionError::Unreachable(format!("unreadable answer: {e}")))
     }
 
+    /// A request to `path` with the protocol version and the session credential.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::RequestBuilder, SessionError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| SessionError::Setup(e.to_string()))?;
+        let mut req = self
+            .http
+            .request(method, url)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+            .timeout(timeout);
+        let bearer = self
+            .bearer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(bearer) = bearer {
+            req = req.bearer_auth(bearer.expose());
+        }
+        Ok(req)
+    }
+
+    /// Streams the request body `blob_id` of the output this MID holds, for sending it
+    /// on to a target as it arrives. Returns its length (when the instance says) and
+    /// the stream; `timeout` covers the whole transfer.
+    pub async fn blob_body(
+        &self,
+        blob_id: &str,
+        output_id: &str,
+        timeout: Duration,
+    ) -> Result<
+        (
+            Option<u64>,
+            impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + use<>,
+        ),
+        SessionError,
+    > {
+        if !openmid_proto::blob::is_valid_blob_id(blob_id) {
+            return Err(SessionError::Setup(format!("`{blob_id}` is not a blob id")));
+        }
+        let req = self.request(
+            reqwest::Method::GET,
+            &format!("mid/v1/blobs/{blob_id}?output={}", url_segment(output_id)),
+            timeout,
+        )?;
+        let resp = req.send().await.map_err(|e| unreachable(&e))?;
+        let resp = error_of(resp).await?;
+        Ok((resp.content_length(), resp.bytes_stream()))
+    }
+
+    /// Uploads the response body of `job` from the file at `path`, streaming it
+    /// (`PUT /mid/v1/results/{output}/{attempt}/body`).
+    pub async fn upload_body(
+        &self,
+        job: &openmid_proto::mid::JobRef,
+        path: &std::path::Path,
+    ) -> Result<openmid_proto::blob::BlobRef, SessionError> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| SessionError::Setup(format!("{}: {e}", path.display())))?;
+        let len = file
+            .metadata()
+            .await
+            .map_err(|e| SessionError::Setup(format!("{}: {e}", path.display())))?
+            .len();
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+        // Generous: the body may be hundreds of megabytes on a slow uplink.
+        let timeout = Duration::from_secs(120) + Duration::from_millis(len / 1_000);
+        let path = format!(
+            "mid/v1/results/{}/{}/body",
+            url_segment(&job.output_id),
+            job.attempt
+        );
+        let resp = self
+            .request(reqwest::Method::PUT, &path, timeout)?
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream))
+            .send()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let resp = error_of(resp).await?;
+        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| SessionError::Unreachable(format!("unreadable answer: {e}")))
+    }
+
     /// Enrolls with a one-time token.
     pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, SessionError> {
         self.post("mid/v1/enroll", req, Duration::from_secs(30))
@@ -174,6 +266,40 @@ impl InstanceClient {
         self.post("mid/v1/heartbeat", req, Duration::from_secs(30))
             .await
     }
+}
+
+/// The response when it succeeded, else the session error it carries.
+async fn error_of(resp: reqwest::Response) -> Result<reqwest::Response, SessionError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(b) => (b.error.code, b.error.message),
+        Err(_) => ("http".into(), format!("HTTP {status}")),
+    };
+    if status.is_server_error() {
+        return Err(SessionError::Unreachable(format!("{status}: {message}")));
+    }
+    Err(SessionError::Refused {
+        status: status.as_u16(),
+        code,
+        message,
+    })
+}
+
+/// Percent-encodes a path segment (output ids come from the instance).
+fn url_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn unreachable(e: &reqwest::Error) -> SessionError {

@@ -9,11 +9,13 @@ use crate::MidError;
 use crate::config::MidConfig;
 use crate::executor::Executor;
 use crate::keys::Identity;
-use crate::outbox::Outbox;
+use crate::outbox::{BODY_FILE_KEY, Outbox};
+use crate::probes::http::SpilledBody;
 use backoff::Backoff;
 use client::{InstanceClient, SessionError};
 use openmid_proto::mid::{
-    AckOutcome, Capacity, EnrollRequest, HeartbeatRequest, MidStatus, PollRequest, ResultsRequest,
+    AckOutcome, Capacity, EnrollRequest, HeartbeatRequest, JobRef, MidStatus, PollRequest,
+    ResultsRequest, WorkResult,
 };
 use openmid_proto::{BUILD_VERSION, PROTOCOL_VERSION};
 use std::sync::Arc;
@@ -31,7 +33,7 @@ const RESULT_BYTES_PER_POST: u64 = 4 * 1024 * 1024;
 /// A MID's session.
 pub struct Session {
     pub(crate) config: Arc<MidConfig>,
-    pub(crate) client: InstanceClient,
+    pub(crate) client: Arc<InstanceClient>,
     pub(crate) identity: Arc<std::sync::Mutex<Identity>>,
     pub(crate) executor: Arc<Executor>,
     pub(crate) outbox: Arc<Outbox>,
@@ -326,6 +328,21 @@ impl Session {
                 }
                 continue;
             }
+            let batch = match self.upload_bodies(batch).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "uploading a response body failed; it stays in the outbox");
+                    if stopping {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => {}
+                    }
+                    continue;
+                }
+            };
             let req = ResultsRequest {
                 results: batch.iter().map(|r| (**r).clone()).collect(),
             };
@@ -389,6 +406,70 @@ impl Session {
         }
     }
 
+    /// Uploads the body files of the batch's results (streamed from disk) and puts the
+    /// blobs the instance answers in their payloads, in the outbox too, so a restart
+    /// does not upload them again. A body the instance refuses (attempt superseded,
+    /// over its `max_blob_bytes`) turns its result into an error result saying why;
+    /// an unreachable instance fails the whole batch, to be tried again.
+    async fn upload_bodies(
+        &self,
+        batch: Vec<Arc<WorkResult>>,
+    ) -> Result<Vec<Arc<WorkResult>>, SessionError> {
+        let mut out = Vec::with_capacity(batch.len());
+        for result in batch {
+            let Some(marker) = result.payload.get(BODY_FILE_KEY) else {
+                out.push(result);
+                continue;
+            };
+            let spilled: Option<SpilledBody> = serde_json::from_value(marker.clone()).ok();
+            let job = JobRef {
+                output_id: result.output_id.clone(),
+                attempt: result.attempt,
+            };
+            let path = crate::outbox::body_path(self.outbox.dir(), &job);
+            let started = Instant::now();
+            let uploaded = self.client.upload_body(&job, &path).await;
+            let mut updated = (*result).clone();
+            match uploaded {
+                Ok(blob) if spilled.as_ref().is_none_or(|s| s.sha256 == blob.sha256) => {
+                    tracing::debug!(output = %job.output_id, attempt = job.attempt, bytes = blob.size, ms = started.elapsed().as_millis() as u64, "response body uploaded");
+                    if let Some(map) = updated.payload.as_object_mut() {
+                        map.remove(BODY_FILE_KEY);
+                        map.insert(
+                            "body_blob".into(),
+                            serde_json::to_value(&blob).unwrap_or_default(),
+                        );
+                    }
+                }
+                Ok(blob) => {
+                    updated.payload = serde_json::Value::Null;
+                    updated.error = Some(format!(
+                        "the response body changed on its way to the instance (SHA-256 {} here, {} there); the call is reported as failed",
+                        spilled.map_or_else(String::new, |s| s.sha256),
+                        blob.sha256
+                    ));
+                }
+                Err(e @ SessionError::Unreachable(_)) => return Err(e),
+                Err(e @ SessionError::Refused { status: 401 | 403 | 426, .. }) => {
+                    return Err(e);
+                }
+                Err(e) => {
+                    let size = spilled.map_or(0, |s| s.size);
+                    tracing::warn!(output = %job.output_id, attempt = job.attempt, error = %e, "the instance did not take a response body");
+                    updated.payload = serde_json::Value::Null;
+                    updated.error = Some(format!(
+                        "the response body ({size} bytes) could not be stored on the instance: {e}"
+                    ));
+                }
+            }
+            if let Err(e) = self.outbox.put(updated.clone()).await {
+                tracing::error!(error = %e, "could not store the result with its uploaded body");
+            }
+            out.push(Arc::new(updated));
+        }
+        Ok(out)
+    }
+
     /// Heartbeats: report health, renew the leases of running jobs.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
         let mut stats = crate::health::ProcessStats::new();
@@ -404,8 +485,10 @@ impl Session {
             }
             first = false;
             let (cpu_percent, rss_bytes) = stats.sample();
+            let mut running = self.executor.running();
+            running.extend(self.outbox.awaiting_upload());
             let req = HeartbeatRequest {
-                running: self.executor.running(),
+                running,
                 version: BUILD_VERSION.to_string(),
                 uptime_ms: self.started.elapsed().as_millis() as u64,
                 outbox_len: self.outbox.len() as u64,

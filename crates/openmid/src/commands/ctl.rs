@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::connections::{self, AliasesCommand, CredentialsCommand, SoapRun};
+
 /// Connection flags shared by every `ctl` command.
 #[derive(clap::Args)]
 pub struct Args {
@@ -53,6 +55,12 @@ enum Command {
     /// MID clusters.
     #[command(subcommand)]
     Clusters(ClustersCommand),
+    /// Credentials (secrets are write-only).
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+    /// Connection & Credential aliases.
+    #[command(subcommand)]
+    Aliases(AliasesCommand),
     /// Run an action through a MID.
     #[command(subcommand)]
     Run(RunCommand),
@@ -183,10 +191,20 @@ enum EccCommand {
 
 #[derive(clap::Subcommand)]
 enum RunCommand {
-    /// An HTTP request made by a MID.
+    /// An HTTP request made by a MID: through an alias (`--alias A --path /x`) or to a
+    /// URL on a MID you name (`--mid M --url U`).
     Rest {
+        /// Connection & Credential alias.
+        #[arg(long, conflicts_with_all = ["mid", "agent", "url", "application"])]
+        alias: Option<String>,
+        /// Path below the alias's base URL.
+        #[arg(long, requires = "alias")]
+        path: Option<String>,
+        /// Query parameter `name=value` (repeatable; with --alias).
+        #[arg(long = "query", requires = "alias")]
+        query: Vec<String>,
         /// MID name (or give --agent).
-        #[arg(long, required_unless_present = "agent", conflicts_with = "agent")]
+        #[arg(long, conflicts_with = "agent")]
         mid: Option<String>,
         /// mid.server.NAME, mid.cluster.NAME or mid.auto.
         #[arg(long)]
@@ -195,8 +213,8 @@ enum RunCommand {
         #[arg(long)]
         application: Option<String>,
         /// URL as the MID sees it.
-        #[arg(long)]
-        url: String,
+        #[arg(long, required_unless_present = "alias")]
+        url: Option<String>,
         /// HTTP method.
         #[arg(long, short = 'X', default_value = "GET")]
         method: String,
@@ -213,6 +231,8 @@ enum RunCommand {
         #[arg(long)]
         timeout_ms: Option<u64>,
     },
+    /// A SOAP call made by a MID through a soap alias.
+    Soap(SoapRun),
 }
 
 fn client(args: &Args) -> Result<ApiClient> {
@@ -241,12 +261,24 @@ fn client(args: &Args) -> Result<ApiClient> {
     Ok(ApiClient::new(url, Secret::new(token), &trust)?)
 }
 
-fn print_json<T: Serialize>(value: &T) -> Result<()> {
+/// `Name: value` strings as a header map.
+pub(super) fn parse_headers(headers: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut map = BTreeMap::new();
+    for h in headers {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| anyhow!("--header `{h}`: expected `Name: value`"))?;
+        map.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(map)
+}
+
+pub(super) fn print_json<T: Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
-fn table(header: &[&str]) -> Table {
+pub(super) fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
     t
@@ -619,7 +651,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 }
             }
         }
+        Command::Credentials(cmd) => connections::credentials(&api, cmd, json).await?,
+        Command::Aliases(cmd) => connections::aliases(&api, cmd, json).await?,
+        Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
         Command::Run(RunCommand::Rest {
+            alias,
+            path,
+            query,
             mid,
             agent,
             application,
@@ -630,12 +668,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             wait,
             timeout_ms,
         }) => {
-            let mut map = BTreeMap::new();
-            for h in headers {
-                let (k, v) = h
-                    .split_once(':')
-                    .ok_or_else(|| anyhow!("--header `{h}`: expected `Name: value`"))?;
-                map.insert(k.trim().to_string(), v.trim().to_string());
+            let map = parse_headers(&headers)?;
+            let mut query_map = BTreeMap::new();
+            for q in query {
+                let (k, v) = q
+                    .split_once('=')
+                    .ok_or_else(|| anyhow!("--query `{q}`: expected `name=value`"))?;
+                query_map.insert(k.to_string(), v.to_string());
             }
             if !(0.0..=3600.0).contains(&wait) {
                 return Err(anyhow!("--wait must be 0–3600 seconds"));
@@ -643,14 +682,18 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             let outcome = api
                 .rest_action(
                     &RestAction {
+                        alias,
+                        path,
+                        query: query_map,
                         mid,
                         agent,
                         application,
+                        url,
                         method: Some(method),
                         headers: map,
                         body: body.map(Body::Text),
                         timeout_ms,
-                        ..RestAction::new("", url)
+                        ..RestAction::default()
                     },
                     Duration::from_secs_f64(wait),
                 )

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod connections;
 pub mod ctl;
 pub mod demo;
 pub mod instance;

@@ -1,0 +1,579 @@
+//! `openmid ctl credentials …`, `ctl aliases …` and `ctl run soap`: Connection &
+//! Credential aliases from a shell. Secret values are never taken as arguments (they
+//! would land in shell history and `ps`): `--secret FIELD` reads the value from stdin.
+
+use anyhow::{Context, Result, anyhow};
+use openmid_instance::client::{ActionOutcome, ApiClient};
+use openmid_proto::alias::{Alias, AliasInfo, ConnectionKind, CredentialInfo, Execution};
+use openmid_proto::api::{NewCredential, SoapAction};
+use openmid_proto::rest::{RetryMode, RetryPolicy};
+use openmid_proto::soap::SoapVersion;
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::ctl::{parse_headers, print_json, table};
+
+/// `ctl credentials`.
+#[derive(clap::Subcommand)]
+pub enum CredentialsCommand {
+    /// List credentials (secrets shown as ***).
+    List,
+    /// Show one credential (secrets shown as ***).
+    Show {
+        /// Credential name.
+        name: String,
+    },
+    /// Create a credential: `--type basic --set username=svc --secret password`
+    /// (the password is read from stdin), or `--from-json FILE` (`-` for stdin).
+    Create(CredentialFields),
+    /// Change a credential; secrets not given keep their stored values.
+    Update(CredentialFields),
+    /// Delete a credential no alias uses.
+    Delete {
+        /// Credential name.
+        name: String,
+    },
+}
+
+/// The fields of `credentials create` and `update`.
+#[derive(clap::Args)]
+pub struct CredentialFields {
+    /// Credential name.
+    name: String,
+    /// basic, api_key, bearer, oauth2_client_credentials, client_certificate,
+    /// ssh_password, ssh_key, database, ldap_bind, snmp_community, snmp_v3.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    /// A non-secret field, `key=value` (repeatable), e.g. `username=svc`.
+    #[arg(long = "set")]
+    sets: Vec<String>,
+    /// A non-secret field read from a file, `key=PATH` (e.g. certificate_pem=cert.pem).
+    #[arg(long = "set-file")]
+    set_files: Vec<String>,
+    /// A secret field whose value is read from stdin, one line per `--secret` in order.
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
+    /// A secret field whose value is a whole file read here and stored (e.g.
+    /// `private_key_pem=key.pem`).
+    #[arg(long = "secret-file")]
+    secret_files: Vec<String>,
+    /// A secret the MID resolves itself: `field=env:NAME` or `field=file:/path`.
+    #[arg(long = "local")]
+    locals: Vec<String>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// The whole body as JSON (`-`: stdin); other flags then must not be given.
+    #[arg(long, conflicts_with_all = ["kind", "sets", "secrets", "locals", "set_files", "secret_files"])]
+    from_json: Option<PathBuf>,
+}
+
+/// `ctl aliases`.
+#[derive(clap::Subcommand)]
+pub enum AliasesCommand {
+    /// List aliases.
+    List,
+    /// Show one alias.
+    Show {
+        /// Alias name.
+        name: String,
+    },
+    /// Create an alias.
+    Create(AliasFields),
+    /// Replace an alias (every field as given now).
+    Update(AliasFields),
+    /// Delete an alias.
+    Delete {
+        /// Alias name.
+        name: String,
+    },
+}
+
+/// The fields of `aliases create` and `update`.
+#[derive(clap::Args)]
+pub struct AliasFields {
+    /// Alias name.
+    name: String,
+    /// http or soap.
+    #[arg(long, value_parser = ["http", "soap"], required_unless_present = "from_json")]
+    kind: Option<String>,
+    /// Base URL as the MID sees it.
+    #[arg(long, required_unless_present = "from_json")]
+    base_url: Option<String>,
+    /// Credential name.
+    #[arg(long)]
+    credential: Option<String>,
+    /// Run on this MID.
+    #[arg(long, conflicts_with = "cluster")]
+    mid: Option<String>,
+    /// Run on this cluster.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Application (auto selection).
+    #[arg(long)]
+    application: Option<String>,
+    /// Capabilities the MID must offer, comma separated (auto selection).
+    #[arg(long, value_delimiter = ',')]
+    capabilities: Vec<String>,
+    /// Header `Name: value` sent with every call (repeatable).
+    #[arg(long = "header", short = 'H')]
+    headers: Vec<String>,
+    /// Timeout of one attempt, in milliseconds.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// none, fixed or exponential.
+    #[arg(long, value_parser = ["none", "fixed", "exponential"])]
+    retry: Option<String>,
+    /// Retries after the first attempt.
+    #[arg(long)]
+    retries: Option<u32>,
+    /// Wait before the first retry, in milliseconds.
+    #[arg(long)]
+    retry_delay_ms: Option<u64>,
+    /// SOAP version, 1.1 or 1.2 (soap aliases).
+    #[arg(long, value_parser = ["1.1", "1.2"])]
+    soap_version: Option<String>,
+    /// PEM file of the CA the target's certificate chains to.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Free text.
+    #[arg(long)]
+    description: Option<String>,
+    /// The whole alias as JSON (`-`: stdin).
+    #[arg(long)]
+    from_json: Option<PathBuf>,
+}
+
+/// `ctl run soap`.
+#[derive(clap::Args)]
+pub struct SoapRun {
+    /// The soap alias.
+    #[arg(long)]
+    alias: String,
+    /// Path below the alias's base URL.
+    #[arg(long)]
+    path: Option<String>,
+    /// Operation element name (the MID builds the Body).
+    #[arg(long, required_unless_present = "body_file", conflicts_with = "body_file")]
+    operation: Option<String>,
+    /// Namespace of the operation element.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Operation parameter `name=value` (repeatable).
+    #[arg(long = "param")]
+    params: Vec<String>,
+    /// File holding the Body's XML (`-`: stdin).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// SOAP action.
+    #[arg(long)]
+    soap_action: Option<String>,
+    /// 1.1 or 1.2 (default: the alias's).
+    #[arg(long, value_parser = ["1.1", "1.2"])]
+    version: Option<String>,
+    /// Seconds to wait for the result.
+    #[arg(long, default_value_t = 30.0)]
+    wait: f64,
+}
+
+fn read_source(path: &PathBuf) -> Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).context("reading stdin")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    }
+}
+
+fn key_value<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| anyhow!("{flag} `{s}`: expected `field=value`"))
+}
+
+/// Builds a credential body from the flags over `base` (on update: the current
+/// credential as shown, so fields not given stay, and stored secrets go back as `***`,
+/// which keeps them). Secrets come from stdin or files, never from arguments.
+fn credential_body(
+    f: &CredentialFields,
+    base: serde_json::Map<String, serde_json::Value>,
+) -> Result<NewCredential> {
+    let mut body = base;
+    if let Some(path) = &f.from_json {
+        let value: serde_json::Value = serde_json::from_str(&read_source(path)?)
+            .context("--from-json: not valid JSON")?;
+        body = value
+            .as_object()
+            .cloned()
+            .ok_or_else(|| anyhow!("--from-json: must be a JSON object"))?;
+    } else {
+        match &f.kind {
+            Some(kind) => {
+                if body.get("type").and_then(|t| t.as_str()) != Some(kind.as_str()) {
+                    // Another type: nothing of the old one carries over.
+                    body.clear();
+                }
+                body.insert("type".into(), kind.clone().into());
+            }
+            None if body.contains_key("type") => {}
+            None => return Err(anyhow!("--type is required (or give --from-json)")),
+        }
+        for s in &f.sets {
+            let (k, v) = key_value("--set", s)?;
+            body.insert(k.into(), v.into());
+        }
+        for s in &f.set_files {
+            let (k, path) = key_value("--set-file", s)?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--set-file {k}: reading {path}"))?;
+            body.insert(k.into(), text.into());
+        }
+        for s in &f.secret_files {
+            let (k, path) = key_value("--secret-file", s)?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("--secret-file {k}: reading {path}"))?;
+            body.insert(k.into(), text.into());
+        }
+        let stdin = std::io::stdin();
+        let mut lines = stdin.lock().lines();
+        for field in &f.secrets {
+            let line = lines
+                .next()
+                .ok_or_else(|| anyhow!("--secret {field}: stdin ended before its value"))?
+                .with_context(|| format!("--secret {field}: reading stdin"))?;
+            body.insert(field.clone(), line.trim_end_matches('\r').into());
+        }
+        for s in &f.locals {
+            let (k, v) = key_value("--local", s)?;
+            let local = match v.split_once(':') {
+                Some(("env", name)) => serde_json::json!({ "env": name }),
+                Some(("file", path)) => serde_json::json!({ "file": path }),
+                _ => return Err(anyhow!("--local {k}: expected `env:NAME` or `file:/path`")),
+            };
+            body.insert(k.into(), local);
+        }
+    }
+    body.insert("name".into(), f.name.clone().into());
+    if let Some(d) = &f.description {
+        body.insert("description".into(), d.clone().into());
+    }
+    let name = f.name.clone();
+    let description = body
+        .remove("description")
+        .and_then(|d| d.as_str().map(str::to_string));
+    body.remove("name");
+    let spec = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| anyhow!("credential fields: {e}"))?;
+    Ok(NewCredential {
+        name,
+        description,
+        spec,
+    })
+}
+
+fn print_credential(c: &CredentialInfo) -> Result<()> {
+    let mut t = table(&["field", "value"]);
+    t.add_row(vec!["name".to_string(), c.name.clone()]);
+    t.add_row(vec!["id".to_string(), c.id.clone()]);
+    if let Some(d) = &c.description {
+        t.add_row(vec!["description".to_string(), d.clone()]);
+    }
+    if let serde_json::Value::Object(fields) = serde_json::to_value(&c.spec)? {
+        for (k, v) in fields {
+            let shown = match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            t.add_row(vec![k, shown]);
+        }
+    }
+    t.add_row(vec!["used by".to_string(), c.used_by.join(", ")]);
+    t.add_row(vec!["updated".to_string(), c.updated_at.clone()]);
+    println!("{t}");
+    Ok(())
+}
+
+fn print_alias(a: &AliasInfo) {
+    let mut t = table(&["field", "value"]);
+    let al = &a.alias;
+    let rows = [
+        ("name", al.name.clone()),
+        ("kind", al.kind.to_string()),
+        ("base url", al.base_url.clone()),
+        ("credential", al.credential.clone().unwrap_or_default()),
+        ("runs on", a.agent.clone()),
+        (
+            "application",
+            al.execution.application.clone().unwrap_or_default(),
+        ),
+        ("capabilities", al.execution.capabilities.join(", ")),
+        (
+            "headers",
+            al.headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        (
+            "timeout",
+            al.timeout_ms.map(|t| format!("{t} ms")).unwrap_or_default(),
+        ),
+        (
+            "retry",
+            match al.retry.mode {
+                RetryMode::None => "none".to_string(),
+                mode => format!(
+                    "{mode:?}, {} retries from {} ms",
+                    al.retry.max_retries, al.retry.delay_ms
+                )
+                .to_lowercase(),
+            },
+        ),
+        ("updated", a.updated_at.clone()),
+    ];
+    for (k, v) in rows {
+        t.add_row(vec![k.to_string(), v]);
+    }
+    println!("{t}");
+}
+
+fn alias_body(f: &AliasFields) -> Result<Alias> {
+    if let Some(path) = &f.from_json {
+        let mut alias: Alias =
+            serde_json::from_str(&read_source(path)?).context("--from-json: not a valid alias")?;
+        alias.name = f.name.clone();
+        return Ok(alias);
+    }
+    let kind = match f.kind.as_deref() {
+        Some("soap") => ConnectionKind::Soap,
+        _ => ConnectionKind::Http,
+    };
+    let mut retry = RetryPolicy::default();
+    if let Some(mode) = &f.retry {
+        retry.mode = match mode.as_str() {
+            "fixed" => RetryMode::Fixed,
+            "exponential" => RetryMode::Exponential,
+            _ => RetryMode::None,
+        };
+    }
+    if let Some(n) = f.retries {
+        retry.max_retries = n;
+    }
+    if let Some(d) = f.retry_delay_ms {
+        retry.delay_ms = d;
+    }
+    Ok(Alias {
+        name: f.name.clone(),
+        description: f.description.clone(),
+        kind,
+        base_url: f.base_url.clone().unwrap_or_default(),
+        headers: parse_headers(&f.headers)?,
+        timeout_ms: f.timeout_ms,
+        retry,
+        credential: f.credential.clone(),
+        execution: Execution {
+            mid: f.mid.clone(),
+            cluster: f.cluster.clone(),
+            application: f.application.clone(),
+            capabilities: f.capabilities.clone(),
+        },
+        soap_version: match f.soap_version.as_deref() {
+            Some("1.2") => Some(SoapVersion::V1_2),
+            Some(_) => Some(SoapVersion::V1_1),
+            None => None,
+        },
+        ca_pem: f
+            .ca_file
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).with_context(|| format!("--ca-file {}", p.display())))
+            .transpose()?,
+    })
+}
+
+/// Runs `ctl credentials …`.
+pub async fn credentials(api: &ApiClient, cmd: CredentialsCommand, json: bool) -> Result<()> {
+    match cmd {
+        CredentialsCommand::List => {
+            let list = api.list_credentials().await?;
+            if json {
+                return print_json(&list);
+            }
+            let mut t = table(&["name", "type", "used by", "updated"]);
+            for c in &list {
+                t.add_row(vec![
+                    c.name.clone(),
+                    c.spec.type_name().to_string(),
+                    c.used_by.join(", "),
+                    c.updated_at.clone(),
+                ]);
+            }
+            println!("{t}");
+        }
+        CredentialsCommand::Show { name } => {
+            let c = api.get_credential(&name).await?;
+            if json { print_json(&c)? } else { print_credential(&c)? }
+        }
+        CredentialsCommand::Create(fields) => {
+            let body = credential_body(&fields, serde_json::Map::new())?;
+            let c = api.create_credential(&body).await?;
+            if json { print_json(&c)? } else { print_credential(&c)? }
+        }
+        CredentialsCommand::Update(fields) => {
+            let base = if fields.from_json.is_some() {
+                serde_json::Map::new()
+            } else {
+                let current = api.get_credential(&fields.name).await?;
+                match serde_json::to_value(&current.spec)? {
+                    serde_json::Value::Object(map) => map,
+                    _ => serde_json::Map::new(),
+                }
+            };
+            let body = credential_body(&fields, base)?;
+            let c = api.put_credential(&body).await?;
+            if json { print_json(&c)? } else { print_credential(&c)? }
+        }
+        CredentialsCommand::Delete { name } => {
+            api.delete_credential(&name).await?;
+            if !json {
+                println!("deleted credential {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `ctl aliases …`.
+pub async fn aliases(api: &ApiClient, cmd: AliasesCommand, json: bool) -> Result<()> {
+    match cmd {
+        AliasesCommand::List => {
+            let list = api.list_aliases().await?;
+            if json {
+                return print_json(&list);
+            }
+            let mut t = table(&["name", "kind", "base url", "credential", "runs on"]);
+            for a in &list {
+                t.add_row(vec![
+                    a.alias.name.clone(),
+                    a.alias.kind.to_string(),
+                    a.alias.base_url.clone(),
+                    a.alias.credential.clone().unwrap_or_default(),
+                    a.agent.clone(),
+                ]);
+            }
+            println!("{t}");
+        }
+        AliasesCommand::Show { name } => {
+            let a = api.get_alias(&name).await?;
+            if json { print_json(&a)? } else { print_alias(&a) }
+        }
+        AliasesCommand::Create(fields) => {
+            let a = api.create_alias(&alias_body(&fields)?).await?;
+            if json { print_json(&a)? } else { print_alias(&a) }
+        }
+        AliasesCommand::Update(fields) => {
+            let a = api.put_alias(&alias_body(&fields)?).await?;
+            if json { print_json(&a)? } else { print_alias(&a) }
+        }
+        AliasesCommand::Delete { name } => {
+            api.delete_alias(&name).await?;
+            if !json {
+                println!("deleted alias {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `ctl run soap`.
+pub async fn run_soap(api: &ApiClient, run: SoapRun, json: bool) -> Result<ExitCode> {
+    if !(0.0..=3600.0).contains(&run.wait) {
+        return Err(anyhow!("--wait must be 0–3600 seconds"));
+    }
+    let mut params = serde_json::Map::new();
+    for p in &run.params {
+        let (k, v) = key_value("--param", p)?;
+        params.insert(k.to_string(), v.into());
+    }
+    let action = SoapAction {
+        alias: run.alias,
+        path: run.path,
+        version: match run.version.as_deref() {
+            Some("1.2") => Some(SoapVersion::V1_2),
+            Some(_) => Some(SoapVersion::V1_1),
+            None => None,
+        },
+        soap_action: run.soap_action,
+        body: run.body_file.as_ref().map(read_source).transpose()?,
+        operation: run.operation,
+        namespace: run.namespace,
+        params,
+        headers: BTreeMap::new(),
+        timeout_ms: None,
+        at_most_once: false,
+        correlator: None,
+    };
+    match api
+        .soap_action(&action, Duration::from_secs_f64(run.wait))
+        .await?
+    {
+        ActionOutcome::Pending(p) => {
+            if json {
+                print_json(&p)?;
+            } else {
+                println!(
+                    "not finished after {} s: output {} is {}",
+                    run.wait, p.output_id, p.state
+                );
+            }
+            Ok(ExitCode::from(2))
+        }
+        ActionOutcome::Done(r) => {
+            if json {
+                print_json(&r)?;
+            }
+            let mid = r.mid.clone().unwrap_or_default();
+            match &r.response {
+                None => {
+                    if !json {
+                        eprintln!(
+                            "failed via MID {mid}: {} (output {})",
+                            r.error.clone().unwrap_or_default(),
+                            r.output_id
+                        );
+                    }
+                    Ok(ExitCode::FAILURE)
+                }
+                Some(resp) => {
+                    if let Some(fault) = &resp.fault {
+                        if !json {
+                            eprintln!(
+                                "SOAP Fault via MID {mid} (HTTP {}): {}: {}",
+                                resp.status, fault.code, fault.reason
+                            );
+                            if let Some(d) = &fault.detail {
+                                println!("{d}");
+                            }
+                        }
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    if !json {
+                        eprintln!(
+                            "HTTP {} via MID {mid} in {} ms (SOAP {})",
+                            resp.status, r.timings.total_ms, resp.version
+                        );
+                        match &resp.result {
+                            Some(v) => println!("{}", serde_json::to_string_pretty(v)?),
+                            None => println!("{}", resp.body.clone().unwrap_or_default()),
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+    }
+}
