@@ -86,7 +86,11 @@ impl BlobStore {
 
     /// Writes a new blob from `body`, chunk by chunk: temp file, fsync, metadata, rename.
     /// Past the cap the partial file is deleted and [`BlobError::TooLarge`] returned.
-    pub async fn write<S, E>(&self, body: S, output_id: Option<String>) -> Result<BlobRef, BlobError>
+    pub async fn write<S, E>(
+        &self,
+        body: S,
+        output_id: Option<String>,
+    ) -> Result<BlobRef, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -257,10 +261,7 @@ mod tests {
 
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
-            store
-                .purge_older_than(Duration::ZERO)
-                .await
-                .expect("purge"),
+            store.purge_older_than(Duration::ZERO).await.expect("purge"),
             2
         );
     }

@@ -7,10 +7,10 @@ use openmid_proto::api::{
     NewCredential, NewEnrollmentToken, NewOutput, ProfileUpdate, RecordPage, RecordQuery,
     RestAction, SoapAction, StatusChange,
 };
-use openmid_proto::rest::RestResponse;
-use openmid_proto::soap::SoapResponse;
 use openmid_proto::ecc::EccRecord;
+use openmid_proto::rest::RestResponse;
 use openmid_proto::secret::Secret;
+use openmid_proto::soap::SoapResponse;
 use openmid_proto::trust::{Trust, TrustError, client_config};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -702,10 +702,13 @@ async fn answer_json<T: DeserializeOwned>(
     resp: reqwest::Response,
 ) -> Result<T, ClientError> {
     let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|source| ClientError::Transport {
-        url: url.to_string(),
-        source,
-    })?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|source| ClientError::Transport {
+            url: url.to_string(),
+            source,
+        })?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(e) => ClientError::Api {

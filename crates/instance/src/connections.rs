@@ -89,13 +89,14 @@ pub fn parse_credential_body(
     let object = body
         .as_object_mut()
         .ok_or_else(|| invalid("body", "must be a JSON object"))?;
-    let take_text = |object: &mut serde_json::Map<String, serde_json::Value>, key: &str| {
-        match object.remove(key) {
+    let take_text =
+        |object: &mut serde_json::Map<String, serde_json::Value>, key: &str| match object
+            .remove(key)
+        {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::String(s)) => Ok(Some(s)),
             Some(_) => Err(invalid(key, "must be a string")),
-        }
-    };
+        };
     let name = take_text(object, "name")?;
     let description = take_text(object, "description")?;
     let spec: CredentialSpec = serde_path_to_error::deserialize(body).map_err(|e| {
@@ -126,7 +127,10 @@ impl Connections<'_> {
         create: bool,
     ) -> Result<CredentialInfo, ConnectionError> {
         check_name("name", name)?;
-        if description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1000)
+        {
             return Err(invalid("description", "longer than 1000 characters"));
         }
         let current = self.store.get_credential(CredentialKey::Name(name)).await?;
@@ -153,9 +157,15 @@ impl Connections<'_> {
             })?;
         } else {
             let mut probe = spec.clone();
-            if let Some((field, _)) = probe.secrets_mut().into_iter().find(|(_, v)| v.is_redacted())
+            if let Some((field, _)) = probe
+                .secrets_mut()
+                .into_iter()
+                .find(|(_, v)| v.is_redacted())
             {
-                return Err(invalid(field, "`***` is only allowed on update: give the value"));
+                return Err(invalid(
+                    field,
+                    "`***` is only allowed on update: give the value",
+                ));
             }
         }
         if let Some((field, message)) = spec.problem() {
@@ -264,7 +274,11 @@ impl Connections<'_> {
     }
 
     /// Creates (`create`: refuses an existing name) or replaces an alias.
-    pub async fn put_alias(&self, alias: Alias, create: bool) -> Result<AliasInfo, ConnectionError> {
+    pub async fn put_alias(
+        &self,
+        alias: Alias,
+        create: bool,
+    ) -> Result<AliasInfo, ConnectionError> {
         check_alias(&alias)?;
         if let Some(name) = &alias.credential {
             let row = self
@@ -340,7 +354,9 @@ impl Connections<'_> {
         if self.store.delete_alias(name).await? {
             Ok(())
         } else {
-            Err(ConnectionError::NotFound(format!("no alias named `{name}`")))
+            Err(ConnectionError::NotFound(format!(
+                "no alias named `{name}`"
+            )))
         }
     }
 
@@ -505,19 +521,18 @@ impl Connections<'_> {
             }
             _ => {}
         }
-        if action.operation.is_none() && (action.namespace.is_some() || !action.params.is_empty())
-        {
-            return Err(invalid("params", "`namespace` and `params` go with `operation`"));
+        if action.operation.is_none() && (action.namespace.is_some() || !action.params.is_empty()) {
+            return Err(invalid(
+                "params",
+                "`namespace` and `params` go with `operation`",
+            ));
         }
         let url = join_url(&alias.base_url, action.path.as_deref(), &BTreeMap::new())?;
         let mut headers = alias.headers.clone();
         overlay_headers(&mut headers, action.headers);
         let request = SoapRequest {
             url,
-            version: action
-                .version
-                .or(alias.soap_version)
-                .unwrap_or_default(),
+            version: action.version.or(alias.soap_version).unwrap_or_default(),
             soap_action: action.soap_action,
             body: action.body,
             operation: action.operation,
@@ -642,7 +657,10 @@ fn join_url(
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
         };
-        if path.split('/').any(|seg| seg == ".." || seg == "%2e%2e" || seg == "%2E%2E") {
+        if path
+            .split('/')
+            .any(|seg| seg == ".." || seg == "%2e%2e" || seg == "%2E%2E")
+        {
             return Err(invalid("path", "must not contain `..` segments"));
         }
         let joined = format!(
@@ -686,7 +704,10 @@ fn check_alias(alias: &Alias) -> Result<(), ConnectionError> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid(
             "base_url",
-            format!("`{}` must be an http or https URL with a host", alias.base_url),
+            format!(
+                "`{}` must be an http or https URL with a host",
+                alias.base_url
+            ),
         ));
     }
     if !url.username().is_empty() || url.password().is_some() {
@@ -746,6 +767,7 @@ fn check_alias(alias: &Alias) -> Result<(), ConnectionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn paths_stay_below_the_base() {
@@ -766,7 +788,10 @@ mod tests {
         );
         let empty = BTreeMap::new();
         for bad in ["http://evil/x", "//evil/x", "../x", "a/../../b"] {
-            assert!(join_url("http://h/api", Some(bad), &empty).is_err(), "{bad}");
+            assert!(
+                join_url("http://h/api", Some(bad), &empty).is_err(),
+                "{bad}"
+            );
         }
     }
 
@@ -779,6 +804,34 @@ mod tests {
         );
         assert_eq!(base.len(), 1);
         assert_eq!(base.get("accept").map(String::as_str), Some("b"));
+    }
+
+    proptest::proptest! {
+        /// Whatever shape a secret field has, a refusal never quotes it.
+        #[test]
+        fn refusals_never_quote_a_secret(
+            secret in "[a-zA-Z0-9]{12,24}",
+            shape in 0usize..6,
+            kind in proptest::sample::select(vec!["basic", "bearer", "api_key", "database", "snmp_v3"]),
+        ) {
+            let value = match shape {
+                0 => json!(secret),
+                1 => json!({"env": 5, "x": secret}),
+                2 => json!([secret]),
+                3 => json!({ "file": secret, "env": secret }),
+                4 => json!({ secret.clone(): 1 }),
+                _ => json!(secret.len()),
+            };
+            let body = match kind {
+                "basic" | "database" => json!({"name": "c", "type": kind, "username": "u", "password": value}),
+                "bearer" => json!({"name": "c", "type": kind, "token": value}),
+                "api_key" => json!({"name": "c", "type": kind, "key_name": "k", "key": value}),
+                _ => json!({"name": "c", "type": kind, "username": "u", "auth_password": value}),
+            };
+            if let Err(e) = parse_credential_body(body) {
+                proptest::prop_assert!(!e.to_string().contains(&secret), "{}", e);
+            }
+        }
     }
 
     #[test]
@@ -796,6 +849,9 @@ mod tests {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-        assert!(err.contains("nope") && !err.contains("SECRETVALUE"), "{err}");
+        assert!(
+            err.contains("nope") && !err.contains("SECRETVALUE"),
+            "{err}"
+        );
     }
 }

@@ -230,9 +230,16 @@ async fn other_endpoints_name_what_is_wrong() {
         (
             "POST",
             "/api/v1/actions/rest",
+            json!({"path": "/x"}),
+            422,
+            "`path` and `query` go with `alias`",
+        ),
+        (
+            "POST",
+            "/api/v1/actions/rest",
             json!({"mid": "mid-a"}),
             422,
-            "missing field `url`",
+            "give `alias` (a Connection & Credential alias), or `url` with `mid` or `agent`",
         ),
         (
             "POST",

@@ -126,7 +126,10 @@ async fn caps_answer_with_clear_errors() {
         } => {
             assert_eq!(status, 413);
             assert_eq!(code, "too_large");
-            assert!(message.contains("max_blob_bytes (1048576 bytes)"), "{message}");
+            assert!(
+                message.contains("max_blob_bytes (1048576 bytes)"),
+                "{message}"
+            );
         }
         other => panic!("unexpected {other}"),
     }
@@ -187,5 +190,202 @@ async fn caps_answer_with_clear_errors() {
     let error = over.error.unwrap_or_default();
     assert!(error.contains("max_blob_bytes"), "{error}");
     mid.shutdown().await.expect("stops");
+    instance.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_spilled_body_survives_an_outage_and_a_mid_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("instance");
+    let instance = TestInstance::start_in(&data, openmid_testkit::loopback_any_port(), None)
+        .await
+        .expect("instance");
+    let target = TargetService::start().await.expect("target");
+    let state_dir = dir.path().join("mid");
+    let mut config = instance.mid_config(MID, &state_dir, None);
+    config.inline_body_bytes = 64 * 1024;
+    let token = instance.auto_validating_token().await.expect("token");
+    config.enrollment_token = Some(openmid_proto::secret::Secret::new(token));
+    let mut mid = openmid_mid::start(config.clone())
+        .await
+        .expect("MID starts");
+    assert!(
+        mid.wait_for_status(openmid_proto::mid::MidStatus::Up, Duration::from_secs(20))
+            .await
+    );
+
+    // A 3 MB answer that comes a moment after the claim, once the instance is gone.
+    let size = 3_000_000;
+    let action = RestAction::new(agent(), target.url(&format!("/bytes/{size}?delay_ms=1500")));
+    let pending = match instance
+        .api
+        .rest_action(&action, Duration::ZERO)
+        .await
+        .expect("accepted")
+    {
+        ActionOutcome::Pending(p) => p,
+        ActionOutcome::Done(r) => panic!("finished too soon: {r:?}"),
+    };
+    let api = instance.api.clone();
+    let id = pending.output_id.clone();
+    assert!(
+        openmid_testkit::wait_until(Duration::from_secs(10), || async {
+            api.get_record(&id)
+                .await
+                .is_ok_and(|r| r.state == State::Processing)
+        })
+        .await,
+        "claimed"
+    );
+    let addr = instance.running.addr;
+    let admin_token = instance.token.clone();
+    instance.shutdown().await;
+
+    // The MID writes the body to its outbox and stops without being able to upload it.
+    let bodies = state_dir.join("outbox").join("bodies");
+    assert!(
+        openmid_testkit::wait_until(Duration::from_secs(10), || async {
+            std::fs::read_dir(&bodies).map_or(0, |d| d.count()) == 1
+        })
+        .await,
+        "the body waits on disk"
+    );
+    mid.shutdown().await.expect("MID stops");
+
+    let instance = TestInstance::start_in(&data, addr, Some(admin_token))
+        .await
+        .expect("instance restarts");
+    config.enrollment_token = None;
+    let mid = openmid_mid::start(config).await.expect("MID restarts");
+    let done = match instance
+        .api
+        .get_action::<openmid_proto::rest::RestResponse>(
+            &pending.output_id,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("result")
+    {
+        ActionOutcome::Done(r) => *r,
+        ActionOutcome::Pending(p) => panic!("not delivered after the restart: {p:?}"),
+    };
+    assert_eq!(done.state, State::Processed, "{:?}", done.error);
+    let blob = done
+        .response
+        .and_then(|r| r.body_blob)
+        .expect("the body as a blob");
+    assert_eq!(
+        (blob.size, blob.sha256.clone()),
+        (size, pattern_sha256(size))
+    );
+    assert!(
+        openmid_testkit::wait_until(Duration::from_secs(5), || async {
+            std::fs::read_dir(&bodies).map_or(0, |d| d.count()) == 0
+        })
+        .await,
+        "the body file leaves once the result is acknowledged"
+    );
+    mid.shutdown().await.expect("stops");
+    instance.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_the_mid_holding_an_output_reads_or_writes_its_bodies() {
+    let (instance, dir) = instance_with(|_| {}).await;
+    let holder = crate::support::enrolled_client(&instance, "holder", true).await;
+    let other = crate::support::enrolled_client(&instance, "other", true).await;
+    let blob = instance
+        .api
+        .upload_blob(reqwest::Body::wrap_stream(pattern(100_000)))
+        .await
+        .expect("upload");
+    let spare = instance
+        .api
+        .upload_blob(reqwest::Body::wrap_stream(pattern(10)))
+        .await
+        .expect("upload");
+    let mut post = RestAction::new("mid.server.holder", "http://127.0.0.1:9/sink");
+    post.method = Some("POST".into());
+    post.body_blob = Some(blob.id.clone());
+    let ActionOutcome::Pending(pending) = instance
+        .api
+        .rest_action(&post, Duration::ZERO)
+        .await
+        .expect("accepted")
+    else {
+        panic!("expected 202")
+    };
+    let claimed = holder
+        .poll(&openmid_proto::mid::PollRequest {
+            capacity: openmid_proto::mid::Capacity {
+                interactive: 1,
+                expedited: 1,
+                standard: 1,
+            },
+            wait_ms: 5_000,
+            known_status: None,
+        })
+        .await
+        .expect("poll");
+    let item = claimed.work.first().expect("claimed");
+    assert_eq!(item.output_id, pending.output_id);
+    let timeout = Duration::from_secs(10);
+    let refused = |r: Result<_, openmid_mid::session::client::SessionError>| match r {
+        Err(openmid_mid::session::client::SessionError::Refused { status, .. }) => status,
+        Err(e) => panic!("unexpected {e}"),
+        Ok(_) => 200,
+    };
+
+    // The holder reads the blob its output names, and nothing else through it.
+    let (len, _) = holder
+        .blob_body(&blob.id, &item.output_id, timeout)
+        .await
+        .expect("the holder reads its request body");
+    assert_eq!(len, Some(100_000));
+    let status = refused(
+        holder
+            .blob_body(&spare.id, &item.output_id, timeout)
+            .await
+            .map(|_| ()),
+    );
+    assert_eq!(status, 403, "a blob the output does not name");
+    let status = refused(
+        other
+            .blob_body(&blob.id, &item.output_id, timeout)
+            .await
+            .map(|_| ()),
+    );
+    assert_eq!(status, 409, "another MID");
+
+    // Only the holder's current attempt may store a response body.
+    let file = dir.path().join("body");
+    std::fs::write(&file, b"response").expect("file");
+    let job = |attempt| openmid_proto::mid::JobRef {
+        output_id: item.output_id.clone(),
+        attempt,
+    };
+    let stored = holder
+        .upload_body(&job(item.attempt), &file)
+        .await
+        .expect("stored");
+    assert_eq!(stored.size, 8);
+    assert_eq!(
+        refused(
+            other
+                .upload_body(&job(item.attempt), &file)
+                .await
+                .map(|_| ())
+        ),
+        409
+    );
+    assert_eq!(
+        refused(
+            holder
+                .upload_body(&job(item.attempt + 1), &file)
+                .await
+                .map(|_| ())
+        ),
+        409
+    );
     instance.shutdown().await;
 }

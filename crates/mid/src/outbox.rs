@@ -323,10 +323,7 @@ impl Outbox {
 /// Deletes body files no result names (their result was acknowledged just before a
 /// crash) and partial ones (a probe cut short by a crash; its job is re-run). Runs at
 /// open, before any probe can be writing one.
-fn remove_stray_bodies(
-    dir: &Path,
-    entries: &BTreeMap<JobRef, Entry>,
-) -> std::io::Result<()> {
+fn remove_stray_bodies(dir: &Path, entries: &BTreeMap<JobRef, Entry>) -> std::io::Result<()> {
     let bodies = dir.join("bodies");
     std::fs::create_dir_all(&bodies)?;
     let wanted: std::collections::HashSet<PathBuf> =
@@ -402,6 +399,42 @@ mod tests {
             1,
             "one result even when it alone is over"
         );
+    }
+
+    #[tokio::test]
+    async fn body_files_leave_with_their_result_and_strays_are_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = Outbox::open(dir.path(), 1 << 20).expect("open");
+        let job = JobRef {
+            output_id: "a".into(),
+            attempt: 1,
+        };
+        std::fs::write(body_path(dir.path(), &job), b"hello").expect("body");
+        let mut big = result("a", 1);
+        big.payload = serde_json::json!({"status": 200, BODY_FILE_KEY: {"size": 5, "sha256": "x"}});
+        outbox.put(big).await.expect("put");
+        assert_eq!(outbox.awaiting_upload(), vec![job.clone()]);
+        let stray = body_path(
+            dir.path(),
+            &JobRef {
+                output_id: "acknowledged".into(),
+                attempt: 1,
+            },
+        );
+        std::fs::write(&stray, b"old").expect("stray");
+        let partial = dir.path().join("bodies").join("x.1.part");
+        std::fs::write(&partial, b"cut short").expect("partial");
+        drop(outbox);
+
+        let outbox = Outbox::open(dir.path(), 1 << 20).expect("reopen");
+        assert!(
+            body_path(dir.path(), &job).exists(),
+            "a pending body survives"
+        );
+        assert!(!stray.exists() && !partial.exists(), "strays are cleared");
+        assert!(outbox.bytes() > 5, "the body counts against the limit");
+        outbox.remove(vec![job.clone()]).await;
+        assert!(!body_path(dir.path(), &job).exists());
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ enum Command {
     /// call through the MID.
     Demo(commands::demo::Args),
     /// Call an instance's admin API (OPENMID_URL, OPENMID_TOKEN, OPENMID_CA).
-    Ctl(commands::ctl::Args),
+    Ctl(Box<commands::ctl::Args>),
     /// Measure the system as users run it (failover, …).
     Bench(commands::bench::Args),
 }
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
             Command::Instance(args) => commands::instance::run(args).await,
             Command::Mid(args) => commands::mid::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
-            Command::Ctl(args) => commands::ctl::run(args).await,
+            Command::Ctl(args) => commands::ctl::run(*args).await,
             Command::Bench(args) => commands::bench::run(args).await,
         }
     });

@@ -122,35 +122,73 @@ async fn stored_secrets_never_leak_anywhere() {
     for (args, stdin) in [
         (
             vec![
-                "credentials", "create", "basic", "--type", "basic", "--set",
-                &format!("username={}", cfg.username), "--secret", "password",
+                "credentials",
+                "create",
+                "basic",
+                "--type",
+                "basic",
+                "--set",
+                &format!("username={}", cfg.username),
+                "--secret",
+                "password",
             ],
             format!("{}\n", cfg.password),
         ),
         (
             vec![
-                "credentials", "create", "key", "--type", "api_key", "--set", "key_name=api_key",
-                "--set", "placement=query", "--secret", "key",
+                "credentials",
+                "create",
+                "key",
+                "--type",
+                "api_key",
+                "--set",
+                "key_name=api_key",
+                "--set",
+                "placement=query",
+                "--secret",
+                "key",
             ],
             format!("{}\n", cfg.api_key),
         ),
         (
-            vec!["credentials", "create", "bearer", "--type", "bearer", "--secret", "token"],
+            vec![
+                "credentials",
+                "create",
+                "bearer",
+                "--type",
+                "bearer",
+                "--secret",
+                "token",
+            ],
             format!("{}\n", cfg.bearer_token),
         ),
         (
             vec![
-                "credentials", "create", "oauth", "--type", "oauth2_client_credentials",
-                "--set", &format!("token_url={}", target.url("/oauth/token")),
-                "--set", &format!("client_id={}", cfg.oauth_client_id),
-                "--secret", "client_secret",
+                "credentials",
+                "create",
+                "oauth",
+                "--type",
+                "oauth2_client_credentials",
+                "--set",
+                &format!("token_url={}", target.url("/oauth/token")),
+                "--set",
+                &format!("client_id={}", cfg.oauth_client_id),
+                "--secret",
+                "client_secret",
             ],
             format!("{}\n", cfg.oauth_client_secret),
         ),
         (
             vec![
-                "credentials", "create", "soap", "--type", "basic", "--set",
-                "username=soap-user", "--secret", "password",
+                "credentials",
+                "create",
+                "soap",
+                "--type",
+                "basic",
+                "--set",
+                "username=soap-user",
+                "--secret",
+                "password",
             ],
             format!("{soap_password}\n"),
         ),
@@ -170,9 +208,14 @@ async fn stored_secrets_never_leak_anywhere() {
             .await
             .expect("alias");
     }
-    api.create_alias(&alias("calc", ConnectionKind::Soap, &soap.url("/calc"), "soap"))
-        .await
-        .expect("alias");
+    api.create_alias(&alias(
+        "calc",
+        ConnectionKind::Soap,
+        &soap.url("/calc"),
+        "soap",
+    ))
+    .await
+    .expect("alias");
 
     // Real calls, through ctl, each of which must succeed with its secret.
     for (alias, path) in [
@@ -192,9 +235,20 @@ async fn stored_secrets_never_leak_anywhere() {
     let (ok, out) = ctl(
         &instance,
         &[
-            "run", "soap", "--alias", "calc", "--operation", "Add", "--namespace",
-            "urn:openmid:test:calc", "--soap-action", "urn:openmid:test:calc#Add", "--param",
-            "a=1", "--param", "b=2",
+            "run",
+            "soap",
+            "--alias",
+            "calc",
+            "--operation",
+            "Add",
+            "--namespace",
+            "urn:openmid:test:calc",
+            "--soap-action",
+            "urn:openmid:test:calc#Add",
+            "--param",
+            "a=1",
+            "--param",
+            "b=2",
         ],
         "",
     );
@@ -215,7 +269,13 @@ async fn stored_secrets_never_leak_anywhere() {
     // An update through ctl that keeps the secret, then a call proving it was kept.
     let (ok, out) = ctl(
         &instance,
-        &["credentials", "update", "basic", "--description", "rotated never"],
+        &[
+            "credentials",
+            "update",
+            "basic",
+            "--description",
+            "rotated never",
+        ],
         "",
     );
     assert!(ok, "{out}");
@@ -225,7 +285,10 @@ async fn stored_secrets_never_leak_anywhere() {
         &["run", "rest", "--alias", "basic", "--path", "/basic"],
         "",
     );
-    assert!(ok && out.contains("\"ok\":true"), "kept secret still works: {out}");
+    assert!(
+        ok && out.contains("\"ok\":true"),
+        "kept secret still works: {out}"
+    );
 
     // API answers and ECC payloads.
     let records = api
@@ -235,14 +298,20 @@ async fn stored_secrets_never_leak_anywhere() {
         })
         .await
         .expect("records");
-    assert!(records.records.len() >= 12, "outputs and inputs were written");
+    assert!(
+        records.records.len() >= 12,
+        "outputs and inputs were written"
+    );
     shown.push_str(&serde_json::to_string(&records).expect("json"));
-    shown.push_str(&serde_json::to_string(&api.list_credentials().await.expect("list")).expect("json"));
+    shown.push_str(
+        &serde_json::to_string(&api.list_credentials().await.expect("list")).expect("json"),
+    );
 
     // Stop both (so logs and the WAL are flushed), then read every file they wrote.
     drop(_mid);
     drop(instance);
-    let mut places: Vec<(String, Vec<u8>)> = vec![("ctl and API output".into(), shown.into_bytes())];
+    let mut places: Vec<(String, Vec<u8>)> =
+        vec![("ctl and API output".into(), shown.into_bytes())];
     for path in files(dir.path()) {
         if path.file_name().is_some_and(|n| n == "mid.toml") {
             continue;
@@ -250,10 +319,17 @@ async fn stored_secrets_never_leak_anywhere() {
         let bytes = std::fs::read(&path).unwrap_or_default();
         places.push((path.display().to_string(), bytes));
     }
-    let logs: Vec<&(String, Vec<u8>)> = places.iter().filter(|(p, _)| p.ends_with(".log")).collect();
-    assert_eq!(logs.len(), 2, "both processes logged: {:?}", places.iter().map(|p| &p.0).collect::<Vec<_>>());
+    let logs: Vec<&(String, Vec<u8>)> =
+        places.iter().filter(|(p, _)| p.ends_with(".log")).collect();
+    assert_eq!(
+        logs.len(),
+        2,
+        "both processes logged: {:?}",
+        places.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
     assert!(
-        logs.iter().all(|(_, b)| String::from_utf8_lossy(b).contains("DEBUG")),
+        logs.iter()
+            .all(|(_, b)| String::from_utf8_lossy(b).contains("DEBUG")),
         "the logs are at debug level"
     );
     for canary in &canaries {

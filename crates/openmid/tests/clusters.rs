@@ -457,12 +457,22 @@ async fn alias_actions_fail_over_in_a_cluster_for_rest_and_soap() {
         soap_version: None,
         ca_pem: None,
     };
-    api.create_alias(&alias("svc", ConnectionKind::Http, rig.target.url(""), None))
-        .await
-        .expect("http alias");
-    api.create_alias(&alias("calc", ConnectionKind::Soap, soap.url("/calc"), Some("soap")))
-        .await
-        .expect("soap alias");
+    api.create_alias(&alias(
+        "svc",
+        ConnectionKind::Http,
+        rig.target.url(""),
+        None,
+    ))
+    .await
+    .expect("http alias");
+    api.create_alias(&alias(
+        "calc",
+        ConnectionKind::Soap,
+        soap.url("/calc"),
+        Some("soap"),
+    ))
+    .await
+    .expect("soap alias");
     let add = || {
         let mut params = serde_json::Map::new();
         params.insert("a".into(), 2.into());
@@ -482,8 +492,16 @@ async fn alias_actions_fail_over_in_a_cluster_for_rest_and_soap() {
             ActionOutcome::Pending(p) => panic!("not finished: {p:?}"),
         }
     }
-    let before = done(api.soap_action(&add(), Duration::from_secs(20)).await.expect("soap"));
-    assert_eq!(before.mid.as_deref(), Some("al-a"), "the first member serves");
+    let before = done(
+        api.soap_action(&add(), Duration::from_secs(20))
+            .await
+            .expect("soap"),
+    );
+    assert_eq!(
+        before.mid.as_deref(),
+        Some("al-a"),
+        "the first member serves"
+    );
 
     let mut slow = RestAction::via("svc", "/slow");
     slow.query.insert("ms".into(), "1500".into());
@@ -497,26 +515,36 @@ async fn alias_actions_fail_over_in_a_cluster_for_rest_and_soap() {
     };
     assert!(
         wait_until(Duration::from_secs(10), || async {
-            api.get_record(&pending.output_id)
-                .await
-                .is_ok_and(|r| r.state == State::Processing && r.claimed_by.as_deref() == Some("al-a"))
+            api.get_record(&pending.output_id).await.is_ok_and(|r| {
+                r.state == State::Processing && r.claimed_by.as_deref() == Some("al-a")
+            })
         })
         .await,
         "the REST call runs on al-a"
     );
     a.kill();
     let rest = done(
-        api.get_action::<openmid_proto::rest::RestResponse>(&pending.output_id, Duration::from_secs(30))
-            .await
-            .expect("poll"),
+        api.get_action::<openmid_proto::rest::RestResponse>(
+            &pending.output_id,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("poll"),
     );
     assert_eq!(rest.state, State::Processed, "{:?}", rest.error);
     assert_eq!(rest.mid.as_deref(), Some("al-b"));
     assert_eq!(rest.attempt, 2);
     assert_eq!(rest.response.map(|r| r.status), Some(200));
 
-    let after = done(api.soap_action(&add(), Duration::from_secs(20)).await.expect("soap"));
+    let after = done(
+        api.soap_action(&add(), Duration::from_secs(20))
+            .await
+            .expect("soap"),
+    );
     assert_eq!(after.mid.as_deref(), Some("al-b"));
     let resp = after.response.expect("response");
-    assert_eq!(resp.result, Some(serde_json::json!({"AddResponse": {"result": "5"}})));
+    assert_eq!(
+        resp.result,
+        Some(serde_json::json!({"AddResponse": {"result": "5"}}))
+    );
 }

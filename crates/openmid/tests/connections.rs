@@ -287,9 +287,7 @@ async fn client_certificates_and_internal_cas_work_and_local_secrets_stay_on_the
         "mtls",
         CredentialSpec::ClientCertificate {
             certificate_pem: target.client_cert_pem().into(),
-            private_key_pem: SecretValue::Local(LocalSecret::File(
-                key_file.display().to_string(),
-            )),
+            private_key_pem: SecretValue::Local(LocalSecret::File(key_file.display().to_string())),
         },
     ))
     .await
@@ -425,7 +423,10 @@ async fn soap_11_and_12_calls_return_results_and_structured_faults() {
     let rig = Rig::start().await;
     let api = rig.api();
     let user = "soap-user".to_string();
-    let password = format!("soap-pw-{}", hex::encode(openmid_proto::secret::random_32()));
+    let password = format!(
+        "soap-pw-{}",
+        hex::encode(openmid_proto::secret::random_32())
+    );
     let service = SoapService::start(Some((user.clone(), password.clone())))
         .await
         .expect("soap service");
@@ -639,10 +640,7 @@ async fn credentials_and_aliases_refuse_bad_input_and_never_show_secrets() {
     api.create_alias(&http_alias("a", "http://127.0.0.1:9/", Some("svc")))
         .await
         .expect("alias");
-    let (status, message) = err(api
-        .delete_credential("svc")
-        .await
-        .expect_err("in use"));
+    let (status, message) = err(api.delete_credential("svc").await.expect_err("in use"));
     assert_eq!(status, 409);
     assert!(message.contains('a'), "{message}");
     // Actions: alias of the wrong kind, escaping path, unknown alias.
@@ -659,10 +657,17 @@ async fn credentials_and_aliases_refuse_bad_input_and_never_show_secrets() {
         .expect_err("http alias for soap"));
     assert_eq!(status, 422);
     let (status, message) = err(api
-        .rest_action(&RestAction::via("a", "http://evil.example/x"), Duration::ZERO)
+        .rest_action(
+            &RestAction::via("a", "http://evil.example/x"),
+            Duration::ZERO,
+        )
         .await
         .expect_err("escaping path"));
-    assert_eq!((status, message.starts_with("path")), (422, true), "{message}");
+    assert_eq!(
+        (status, message.starts_with("path")),
+        (422, true),
+        "{message}"
+    );
     let (status, _) = err(api
         .rest_action(&RestAction::via("nope", "/x"), Duration::ZERO)
         .await
@@ -702,16 +707,13 @@ async fn credentials_and_aliases_refuse_bad_input_and_never_show_secrets() {
     ))
     .await
     .expect("update");
-    let listed = serde_json::to_string(&api.list_credentials().await.expect("list"))
-        .expect("json");
+    let listed = serde_json::to_string(&api.list_credentials().await.expect("list")).expect("json");
     assert!(listed.contains("svc2") && !listed.contains(&canary));
     let db = std::fs::read(rig.instance.data_dir().join("openmid.db")).unwrap_or_default();
     let wal = std::fs::read(rig.instance.data_dir().join("openmid.db-wal")).unwrap_or_default();
     for file in [&db, &wal] {
         assert!(
-            !file
-                .windows(canary.len())
-                .any(|w| w == canary.as_bytes()),
+            !file.windows(canary.len()).any(|w| w == canary.as_bytes()),
             "the database holds the secret in clear"
         );
     }

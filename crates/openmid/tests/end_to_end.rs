@@ -141,9 +141,23 @@ async fn without_wait_the_call_answers_202_and_can_be_polled() {
     let ActionOutcome::Pending(pending) = outcome else {
         panic!("expected 202")
     };
-    assert_eq!(pending.poll, format!("/api/v1/ecc/{}", pending.output_id));
+    assert_eq!(
+        pending.poll,
+        format!("/api/v1/actions/{}", pending.output_id)
+    );
     let id = pending.output_id.clone();
     assert!(processed_within(&stack.instance.api, &id, Duration::from_secs(15)).await);
+    // The poll address answers with the result once it is there.
+    match stack
+        .instance
+        .api
+        .get_action::<openmid_proto::rest::RestResponse>(&id, Duration::ZERO)
+        .await
+        .expect("poll")
+    {
+        ActionOutcome::Done(r) => assert_eq!(r.response.map(|r| r.status), Some(200)),
+        ActionOutcome::Pending(p) => panic!("still pending after processed: {p:?}"),
+    }
     let inputs = stack
         .instance
         .api

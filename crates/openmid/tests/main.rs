@@ -7,4 +7,5 @@ mod clusters;
 mod connections;
 mod durability;
 mod end_to_end;
+mod large_bodies;
 mod support;

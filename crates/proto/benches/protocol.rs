@@ -67,7 +67,8 @@ fn bench(c: &mut Criterion) {
 fn sealing(c: &mut Criterion) {
     let private = [7u8; 32];
     let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(private));
-    let plain = br#"{"type":"basic","username":"svc-crm","password":"correct horse battery staple"}"#;
+    let plain =
+        br#"{"type":"basic","username":"svc-crm","password":"correct horse battery staple"}"#;
     let aad = openmid_proto::seal::credential_aad("mid-id", "cred-id", "output-id", 1);
     c.bench_function("seal a credential to a MID", |b| {
         b.iter(|| openmid_proto::seal::seal(public.as_bytes(), &aad, plain))

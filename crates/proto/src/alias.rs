@@ -63,8 +63,10 @@ impl Execution {
                 "give `mid` or `cluster`, not both (neither: auto selection)".into(),
             ));
         }
-        for (field, name) in [("execution.mid", &self.mid), ("execution.cluster", &self.cluster)]
-        {
+        for (field, name) in [
+            ("execution.mid", &self.mid),
+            ("execution.cluster", &self.cluster),
+        ] {
             if let Some(n) = name
                 && !crate::is_valid_name(n)
             {

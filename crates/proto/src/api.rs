@@ -1,8 +1,8 @@
 //! Bodies of the admin API (`/api/v1/*`), shared by the instance and its clients.
 
+use crate::credential::CredentialSpec;
 use crate::ecc::{EccRecord, Priority, State, Topic};
 use crate::mid::{Capacity, MidProfile, MidStatus};
-use crate::credential::CredentialSpec;
 use crate::rest::{Body, RestResponse};
 use crate::soap::{SoapResponse, SoapVersion};
 use serde::{Deserialize, Serialize};

@@ -44,7 +44,8 @@ pub struct RestRequest {
     pub ca_pem: Option<String>,
     /// The alias the call came through, for display.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alias: Option<String>,    /// Capabilities a MID must offer besides the probe's own (from the alias's
+    pub alias: Option<String>,
+    /// Capabilities a MID must offer besides the probe's own (from the alias's
     /// execution settings; used when the instance picks the MID).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mid_capabilities: Vec<String>,
@@ -149,7 +150,11 @@ impl RetryPolicy {
         if self.max_delay_ms > Self::MAX_DELAY_MS {
             return Some((
                 "max_delay_ms",
-                format!("must be at most {}, got {}", Self::MAX_DELAY_MS, self.max_delay_ms),
+                format!(
+                    "must be at most {}, got {}",
+                    Self::MAX_DELAY_MS,
+                    self.max_delay_ms
+                ),
             ));
         }
         if self.delay_ms > self.max_delay_ms {

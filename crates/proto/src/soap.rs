@@ -84,7 +84,8 @@ pub struct SoapRequest {
     pub ca_pem: Option<String>,
     /// The alias the call came through, for display.
     #[serde(default)]
-    pub alias: Option<String>,    /// Capabilities a MID must offer besides the probe's own (from the alias's
+    pub alias: Option<String>,
+    /// Capabilities a MID must offer besides the probe's own (from the alias's
     /// execution settings; used when the instance picks the MID).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mid_capabilities: Vec<String>,

@@ -25,7 +25,7 @@ impl TargetService {
     /// Starts the service on 127.0.0.1 and a free port. Routes:
     /// `GET /hello` → `{"hello":"world"}`; `ANY /echo` → the request as JSON;
     /// `GET /slow?ms=N` → answers after N ms; `GET /status/{code}`; `GET /bytes/{n}` →
-    /// `n` bytes of [`crate::bodies::pattern`], streamed; `POST /sink` → the request
+    /// `n` bytes of [`crate::bodies::pattern`], streamed (`?delay_ms=N` first waits); `POST /sink` → the request
     /// body's `{"bytes": n, "sha256": "…"}`, read as a stream (nothing kept).
     pub async fn start() -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
@@ -119,8 +119,15 @@ async fn status(Path(code): Path<u16>) -> (StatusCode, String) {
     (code, format!("status {}", code.as_u16()))
 }
 
-/// Streams the bytes, so a large answer costs this process no memory.
-async fn bytes(Path(n): Path<u64>) -> axum::response::Response {
+/// Streams the bytes, so a large answer costs this process no memory; `?delay_ms=N`
+/// answers after N ms (to catch a job in flight).
+async fn bytes(
+    Path(n): Path<u64>,
+    Query(q): Query<HashMap<String, u64>>,
+) -> axum::response::Response {
+    if let Some(ms) = q.get("delay_ms") {
+        tokio::time::sleep(Duration::from_millis((*ms).min(60_000))).await;
+    }
     let n = n.min(4 * 1024 * 1024 * 1024);
     axum::response::IntoResponse::into_response((
         [(axum::http::header::CONTENT_LENGTH, n.to_string())],

@@ -50,7 +50,10 @@ async fn serve(state: &AppState, id: &str) -> Result<Response, ApiError> {
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_LENGTH, blob.size.to_string()),
-            (header::HeaderName::from_static("x-openmid-sha256"), blob.sha256),
+            (
+                header::HeaderName::from_static("x-openmid-sha256"),
+                blob.sha256,
+            ),
         ],
         Body::from_stream(stream),
     )
@@ -58,11 +61,7 @@ async fn serve(state: &AppState, id: &str) -> Result<Response, ApiError> {
 }
 
 /// The output `output_id` if `mid` holds it now (claimed, processing).
-async fn held_output(
-    state: &AppState,
-    mid: &str,
-    output_id: &str,
-) -> Result<Record, ApiError> {
+async fn held_output(state: &AppState, mid: &str, output_id: &str) -> Result<Record, ApiError> {
     let record = state.dispatcher.store().get_record(output_id).await?;
     match record {
         Some(r)
@@ -75,7 +74,9 @@ async fn held_output(
         _ => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_held",
-            format!("this MID does not hold output `{output_id}` (finished, or re-assigned after a lapsed lease)"),
+            format!(
+                "this MID does not hold output `{output_id}` (finished, or re-assigned after a lapsed lease)"
+            ),
         )),
     }
 }

@@ -49,7 +49,9 @@ pub(super) async fn put_credential(
 pub(super) async fn list_credentials(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<CredentialInfo>>, ApiError> {
-    Ok(Json(state.dispatcher.connections().list_credentials().await?))
+    Ok(Json(
+        state.dispatcher.connections().list_credentials().await?,
+    ))
 }
 
 pub(super) async fn get_credential(
@@ -78,7 +80,11 @@ pub(super) async fn create_alias(
     State(state): State<AppState>,
     ApiJson(alias): ApiJson<Alias>,
 ) -> Result<(StatusCode, Json<AliasInfo>), ApiError> {
-    let info = state.dispatcher.connections().put_alias(alias, true).await?;
+    let info = state
+        .dispatcher
+        .connections()
+        .put_alias(alias, true)
+        .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -94,7 +100,11 @@ pub(super) async fn put_alias(
         ));
     }
     Ok(Json(
-        state.dispatcher.connections().put_alias(alias, false).await?,
+        state
+            .dispatcher
+            .connections()
+            .put_alias(alias, false)
+            .await?,
     ))
 }
 

@@ -10,8 +10,8 @@ pub mod signals;
 use crate::blobs::BlobStore;
 use crate::config::InstanceConfig;
 use crate::connections::{self, Connections};
-use crate::vault::Vault;
 use crate::ecc::{Claim, Load, MidKey, MidRow, Record, RecordedResult, Store, StoreError};
+use crate::vault::Vault;
 use openmid_proto::api::{MidHealth, NewOutput};
 use openmid_proto::ecc::{Agent, Priority, Queue, State, Topic};
 use openmid_proto::mid::{

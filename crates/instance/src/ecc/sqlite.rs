@@ -11,8 +11,8 @@
 use super::migrations::MIGRATIONS;
 use super::rows::{EccRow, HistoryDbRow, MidDbRow, records};
 use super::{
-    AliasRow, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError, EnrollmentTokenRow, Load, MidKey, MidRow, Record, RecordFilter,
-    RecordedResult, StatusChangeRow, Store, StoreError,
+    AliasRow, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError, EnrollmentTokenRow,
+    Load, MidKey, MidRow, Record, RecordFilter, RecordedResult, StatusChangeRow, Store, StoreError,
 };
 use async_trait::async_trait;
 use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
@@ -46,7 +46,6 @@ macro_rules! select_aliases {
         )
     };
 }
-
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -535,11 +534,10 @@ impl Store for SqliteStore {
         .bind(row.updated_at)
         .execute(&mut *tx)
         .await?;
-        let stored: CredentialDbRow =
-            sqlx::query_as(select_credentials!("WHERE name = ?"))
-                .bind(&row.name)
-                .fetch_one(&mut *tx)
-                .await?;
+        let stored: CredentialDbRow = sqlx::query_as(select_credentials!("WHERE name = ?"))
+            .bind(&row.name)
+            .fetch_one(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(stored.into())
     }
@@ -553,17 +551,16 @@ impl Store for SqliteStore {
             CredentialKey::Name(name) => (select_credentials!("WHERE name = ?"), name),
         };
         let row: Option<CredentialDbRow> = sqlx::query_as(sql)
-                .bind(value)
-                .fetch_optional(&self.reader)
-                .await?;
+            .bind(value)
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.map(Into::into))
     }
 
     async fn list_credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
-        let rows: Vec<CredentialDbRow> =
-            sqlx::query_as(select_credentials!("ORDER BY name"))
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<CredentialDbRow> = sqlx::query_as(select_credentials!("ORDER BY name"))
+            .fetch_all(&self.reader)
+            .await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 

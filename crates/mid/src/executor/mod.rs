@@ -163,10 +163,11 @@ impl Executor {
                     attempt: item.attempt,
                 };
                 // A panicking probe must not take the MID down or lose the job's answer.
-                let outcome = tokio::spawn(async move {
-                    probes::run(topic, input, credential, &job, &ctx).await
-                })
-                .await;
+                let outcome =
+                    tokio::spawn(
+                        async move { probes::run(topic, input, credential, &job, &ctx).await },
+                    )
+                    .await;
                 match outcome {
                     Ok(Ok(payload)) => (payload, None),
                     Ok(Err(e)) => (serde_json::Value::Null, Some(e.to_string())),

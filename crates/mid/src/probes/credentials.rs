@@ -94,7 +94,11 @@ fn resolve_value(
             };
             match &local {
                 LocalSecret::Env(name) => {
-                    if !policy.env_prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+                    if !policy
+                        .env_prefixes
+                        .iter()
+                        .any(|p| name.starts_with(p.as_str()))
+                    {
                         return Err(denied(&format!(
                             "allowed prefixes: {}",
                             policy.env_prefixes.join(", ")
@@ -107,9 +111,9 @@ fn resolve_value(
                 LocalSecret::File(path) => {
                     let path = Path::new(path);
                     // Canonicalize first so `..` and symlinks cannot step outside.
-                    let real = path.canonicalize().map_err(|e| {
-                        ProbeError::Credential(format!("{field}: {local}: {e}"))
-                    })?;
+                    let real = path
+                        .canonicalize()
+                        .map_err(|e| ProbeError::Credential(format!("{field}: {local}: {e}")))?;
                     let inside = policy.dirs.iter().any(|dir| {
                         dir.canonicalize()
                             .map(|d| real.starts_with(d))
@@ -118,9 +122,8 @@ fn resolve_value(
                     if !inside {
                         return Err(denied("not inside local_secrets.dirs"));
                     }
-                    let text = std::fs::read_to_string(&real).map_err(|e| {
-                        ProbeError::Credential(format!("{field}: {local}: {e}"))
-                    })?;
+                    let text = std::fs::read_to_string(&real)
+                        .map_err(|e| ProbeError::Credential(format!("{field}: {local}: {e}")))?;
                     Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
                 }
             }

@@ -5,12 +5,15 @@
 use super::credentials::{self, Credential};
 use super::{ProbeContext, ProbeError};
 use openmid_proto::credential::KeyPlacement;
-use openmid_proto::rest::{RetryPolicy, RestTimings};
+use openmid_proto::rest::{RestTimings, RetryPolicy};
 use std::collections::BTreeMap;
 use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
+
+/// Largest response body read whole into memory (a SOAP envelope is parsed whole).
+pub const MAX_IN_MEMORY_BODY: usize = 32 * 1024 * 1024;
 
 /// One HTTP call to make, before authentication.
 pub struct Call<'a> {
@@ -117,7 +120,12 @@ pub async fn send(
                 .map(|p| {
                     let after = p
                         .honour_retry_after
-                        .then(|| answer.headers.get("retry-after").and_then(|v| retry_after(v)))
+                        .then(|| {
+                            answer
+                                .headers
+                                .get("retry-after")
+                                .and_then(|v| retry_after(v))
+                        })
                         .flatten();
                     wait_before(p, attempt, after)
                 }),
@@ -216,16 +224,24 @@ async fn send_once(
         let mut body = Vec::new();
         let mut spill: Option<Spill> = None;
         let mut total = 0usize;
+        // A body that can spill to disk may be as large as max_response_bytes; one that
+        // must stay in memory (SOAP, which is parsed whole) has a tighter cap.
+        let (limit, setting) = if call.spill_to.is_some() {
+            (ctx.max_response_bytes, "max_response_bytes")
+        } else {
+            (
+                ctx.max_response_bytes.min(MAX_IN_MEMORY_BODY),
+                "max_response_bytes, at most 32 MiB for a body parsed in memory",
+            )
+        };
         while let Some(chunk) = resp
             .chunk()
             .await
             .map_err(|e| ProbeError::Target(describe(method, shown, &e)))?
         {
             total += chunk.len();
-            if total > ctx.max_response_bytes {
-                return Err(ProbeError::TooLarge {
-                    limit: ctx.max_response_bytes,
-                });
+            if total > limit {
+                return Err(ProbeError::TooLarge { limit, setting });
             }
             if let Some(spill) = spill.as_mut() {
                 spill.write(&chunk).await?;
@@ -290,7 +306,10 @@ struct Spill {
 impl Spill {
     async fn create(path: &Path) -> Result<Self, ProbeError> {
         let io = |e: std::io::Error| {
-            ProbeError::Target(format!("writing the response body to {}: {e}", path.display()))
+            ProbeError::Target(format!(
+                "writing the response body to {}: {e}",
+                path.display()
+            ))
         };
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await.map_err(io)?;

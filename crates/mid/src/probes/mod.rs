@@ -9,10 +9,10 @@ pub mod soap;
 pub mod soap_xml;
 
 use crate::config::LocalSecretPolicy;
+use crate::session::client::InstanceClient;
 use credentials::{Credential, TokenCache};
 use openmid_proto::credential::CredentialSpec;
 use openmid_proto::ecc::Topic;
-use crate::session::client::InstanceClient;
 use openmid_proto::mid::JobRef;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -161,11 +161,13 @@ pub enum ProbeError {
     Timeout(u64),
     /// The response exceeded the size cap.
     #[error(
-        "response body exceeds the {limit}-byte limit (max_response_bytes); nothing was truncated, the call is reported as failed"
+        "response body exceeds the {limit}-byte limit ({setting}); nothing was truncated, the call is reported as failed"
     )]
     TooLarge {
         /// The cap.
         limit: usize,
+        /// What sets it.
+        setting: &'static str,
     },
 }
 

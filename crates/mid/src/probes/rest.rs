@@ -2,9 +2,9 @@
 
 use super::credentials::Credential;
 use super::http::{self, Call, CallBody, SpilledBody};
-use openmid_proto::mid::JobRef;
 use super::{ProbeContext, ProbeError};
 use base64::Engine;
+use openmid_proto::mid::JobRef;
 use openmid_proto::rest::{Body, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, RestRequest, RestResponse};
 use std::time::Duration;
 
@@ -39,7 +39,10 @@ pub async fn run(
         }),
         (Some(Body::Text(text)), None) => Some(CallBody::Bytes(bytes::Bytes::from(text))),
         (Some(Body::Json(value)), None) => {
-            if !headers.keys().any(|k| k.eq_ignore_ascii_case("content-type")) {
+            if !headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("content-type"))
+            {
                 headers.insert("content-type".into(), "application/json".into());
             }
             Some(CallBody::Bytes(bytes::Bytes::from(value.to_string())))

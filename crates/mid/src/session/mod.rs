@@ -450,7 +450,12 @@ impl Session {
                     ));
                 }
                 Err(e @ SessionError::Unreachable(_)) => return Err(e),
-                Err(e @ SessionError::Refused { status: 401 | 403 | 426, .. }) => {
+                Err(
+                    e @ SessionError::Refused {
+                        status: 401 | 403 | 426,
+                        ..
+                    },
+                ) => {
                     return Err(e);
                 }
                 Err(e) => {

@@ -157,7 +157,11 @@ pub struct SoapRun {
     #[arg(long)]
     path: Option<String>,
     /// Operation element name (the MID builds the Body).
-    #[arg(long, required_unless_present = "body_file", conflicts_with = "body_file")]
+    #[arg(
+        long,
+        required_unless_present = "body_file",
+        conflicts_with = "body_file"
+    )]
     operation: Option<String>,
     /// Namespace of the operation element.
     #[arg(long)]
@@ -204,8 +208,8 @@ fn credential_body(
 ) -> Result<NewCredential> {
     let mut body = base;
     if let Some(path) = &f.from_json {
-        let value: serde_json::Value = serde_json::from_str(&read_source(path)?)
-            .context("--from-json: not valid JSON")?;
+        let value: serde_json::Value =
+            serde_json::from_str(&read_source(path)?).context("--from-json: not valid JSON")?;
         body = value
             .as_object()
             .cloned()
@@ -239,8 +243,12 @@ fn credential_body(
             body.insert(k.into(), text.into());
         }
         let stdin = std::io::stdin();
+        let interactive = std::io::IsTerminal::is_terminal(&stdin);
         let mut lines = stdin.lock().lines();
         for field in &f.secrets {
+            if interactive {
+                eprint!("{field} (input is shown; prefer piping it in): ");
+            }
             let line = lines
                 .next()
                 .ok_or_else(|| anyhow!("--secret {field}: stdin ended before its value"))?
@@ -390,7 +398,9 @@ fn alias_body(f: &AliasFields) -> Result<Alias> {
         ca_pem: f
             .ca_file
             .as_ref()
-            .map(|p| std::fs::read_to_string(p).with_context(|| format!("--ca-file {}", p.display())))
+            .map(|p| {
+                std::fs::read_to_string(p).with_context(|| format!("--ca-file {}", p.display()))
+            })
             .transpose()?,
     })
 }
@@ -416,12 +426,20 @@ pub async fn credentials(api: &ApiClient, cmd: CredentialsCommand, json: bool) -
         }
         CredentialsCommand::Show { name } => {
             let c = api.get_credential(&name).await?;
-            if json { print_json(&c)? } else { print_credential(&c)? }
+            if json {
+                print_json(&c)?
+            } else {
+                print_credential(&c)?
+            }
         }
         CredentialsCommand::Create(fields) => {
             let body = credential_body(&fields, serde_json::Map::new())?;
             let c = api.create_credential(&body).await?;
-            if json { print_json(&c)? } else { print_credential(&c)? }
+            if json {
+                print_json(&c)?
+            } else {
+                print_credential(&c)?
+            }
         }
         CredentialsCommand::Update(fields) => {
             let base = if fields.from_json.is_some() {
@@ -435,7 +453,11 @@ pub async fn credentials(api: &ApiClient, cmd: CredentialsCommand, json: bool) -
             };
             let body = credential_body(&fields, base)?;
             let c = api.put_credential(&body).await?;
-            if json { print_json(&c)? } else { print_credential(&c)? }
+            if json {
+                print_json(&c)?
+            } else {
+                print_credential(&c)?
+            }
         }
         CredentialsCommand::Delete { name } => {
             api.delete_credential(&name).await?;
@@ -469,15 +491,27 @@ pub async fn aliases(api: &ApiClient, cmd: AliasesCommand, json: bool) -> Result
         }
         AliasesCommand::Show { name } => {
             let a = api.get_alias(&name).await?;
-            if json { print_json(&a)? } else { print_alias(&a) }
+            if json {
+                print_json(&a)?
+            } else {
+                print_alias(&a)
+            }
         }
         AliasesCommand::Create(fields) => {
             let a = api.create_alias(&alias_body(&fields)?).await?;
-            if json { print_json(&a)? } else { print_alias(&a) }
+            if json {
+                print_json(&a)?
+            } else {
+                print_alias(&a)
+            }
         }
         AliasesCommand::Update(fields) => {
             let a = api.put_alias(&alias_body(&fields)?).await?;
-            if json { print_json(&a)? } else { print_alias(&a) }
+            if json {
+                print_json(&a)?
+            } else {
+                print_alias(&a)
+            }
         }
         AliasesCommand::Delete { name } => {
             api.delete_alias(&name).await?;

@@ -5,10 +5,14 @@
 use anyhow::{Context, Result, bail};
 use openmid_instance::client::ActionOutcome;
 use openmid_mid::config::TlsTrust;
-use openmid_proto::api::{NewEnrollmentToken, RestAction};
+use openmid_proto::alias::{Alias, ConnectionKind, Execution};
+use openmid_proto::api::{NewCredential, NewEnrollmentToken, RestAction};
+use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::ecc::EccRecord;
 use openmid_proto::mid::MidStatus;
-use openmid_testkit::{TargetService, TestInstance, loopback_any_port};
+use openmid_testkit::{
+    AuthTarget, AuthTargetConfig, TargetService, TestInstance, loopback_any_port,
+};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -35,7 +39,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let instance = TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
         .await
         .context("starting the instance")?;
-    println!("[1/4] instance  {}", instance.running.url);
+    println!("[1/5] instance  {}", instance.running.url);
     println!(
         "                self-signed certificate, SHA256:{}",
         instance.running.fingerprint
@@ -45,7 +49,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .await
         .context("starting the internal service")?;
     println!(
-        "[2/4] service   {}  (an internal HTTP service; only the MID calls it)",
+        "[2/5] service   {}  (an internal HTTP service; only the MID calls it)",
         service.url("")
     );
 
@@ -73,7 +77,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         bail!("the MID did not enroll within 20 s");
     }
     println!(
-        "[3/4] MID       {MID_NAME} dialled out, enrolled with a one-time token: validation_pending"
+        "[3/5] MID       {MID_NAME} dialled out, enrolled with a one-time token: validation_pending"
     );
     instance.api.validate_mid(MID_NAME).await?;
     if !mid
@@ -88,7 +92,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     );
 
     let url = service.url("/hello?from=openmid-demo");
-    println!("[4/4] REST call GET {url}  via mid.server.{MID_NAME}");
+    println!("[4/5] REST call GET {url}  via mid.server.{MID_NAME}");
     let sent = Instant::now();
     let outcome = instance
         .api
@@ -145,6 +149,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
     };
+    let ok = ok && alias_call(&instance).await?;
     println!();
 
     if !args.once {
@@ -172,6 +177,79 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// Step 5: a credential and an alias, and a call through the alias to a service that
+/// wants HTTP Basic — the secret sealed to the MID, never shown.
+async fn alias_call(instance: &TestInstance) -> Result<bool> {
+    let target = AuthTarget::start(AuthTargetConfig::random())
+        .await
+        .context("starting the auth-checking service")?;
+    let cfg = target.config().clone();
+    let credential = instance
+        .api
+        .create_credential(&NewCredential {
+            name: "demo-basic".into(),
+            description: Some("made by the demo".into()),
+            spec: CredentialSpec::Basic {
+                username: cfg.username.clone(),
+                password: SecretValue::stored(cfg.password.clone()),
+            },
+        })
+        .await?;
+    instance
+        .api
+        .create_alias(&Alias {
+            name: "demo-api".into(),
+            description: None,
+            kind: ConnectionKind::Http,
+            base_url: target.url(""),
+            headers: Default::default(),
+            timeout_ms: Some(10_000),
+            retry: Default::default(),
+            credential: Some("demo-basic".into()),
+            execution: Execution {
+                mid: Some(MID_NAME.into()),
+                ..Execution::default()
+            },
+            soap_version: None,
+            ca_pem: None,
+        })
+        .await?;
+    println!(
+        "[5/5] alias     demo-api → {} with credential demo-basic ({}; the API shows {})",
+        target.url(""),
+        credential.spec.type_name(),
+        serde_json::to_string(&credential.spec).unwrap_or_default()
+    );
+    let outcome = instance
+        .api
+        .rest_action(
+            &RestAction::via("demo-api", "/basic"),
+            Duration::from_secs(15),
+        )
+        .await?;
+    Ok(match outcome {
+        ActionOutcome::Done(r) => match &r.response {
+            Some(resp) => {
+                println!(
+                    "      GET demo-api:/basic via MID {} → {} {}",
+                    r.mid.as_deref().unwrap_or("?"),
+                    resp.status,
+                    resp.body.as_deref().unwrap_or("")
+                );
+                resp.status == 200
+            }
+            None => {
+                println!("      failed: {}", r.error.as_deref().unwrap_or("unknown"));
+                false
+            }
+        },
+        ActionOutcome::Pending(p) => {
+            println!("      still {} after 15 s", p.state);
+            false
+        }
     })
 }
 
