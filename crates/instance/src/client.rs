@@ -418,20 +418,39 @@ impl ApiClient {
         }
     }
 
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let (_, value) = self
+            .call::<(), _>(Method::GET, path, None, Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(value)
+    }
+
+    async fn send<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let (_, value) = self
+            .call(method, path, Some(body), Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(value)
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let _: (_, serde::de::IgnoredAny) = self
+            .call::<(), _>(Method::DELETE, path, None, Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(())
+    }
+
     /// Creates a credential.
     pub async fn create_credential(
         &self,
         credential: &NewCredential,
     ) -> Result<CredentialInfo, ClientError> {
-        let (_, c) = self
-            .call(
-                Method::POST,
-                "api/v1/credentials",
-                Some(credential),
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(c)
+        self.send(Method::POST, "api/v1/credentials", credential)
+            .await
     }
 
     /// Replaces a credential (a secret sent as `***` keeps its stored value).
@@ -439,114 +458,52 @@ impl ApiClient {
         &self,
         credential: &NewCredential,
     ) -> Result<CredentialInfo, ClientError> {
-        let (_, c) = self
-            .call(
-                Method::PUT,
-                &format!("api/v1/credentials/{}", encode(&credential.name)),
-                Some(credential),
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(c)
+        let path = format!("api/v1/credentials/{}", encode(&credential.name));
+        self.send(Method::PUT, &path, credential).await
     }
 
     /// Lists credentials (redacted).
     pub async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, ClientError> {
-        let (_, c) = self
-            .call::<(), _>(
-                Method::GET,
-                "api/v1/credentials",
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(c)
+        self.get("api/v1/credentials").await
     }
 
     /// One credential (redacted).
     pub async fn get_credential(&self, name: &str) -> Result<CredentialInfo, ClientError> {
-        let (_, c) = self
-            .call::<(), _>(
-                Method::GET,
-                &format!("api/v1/credentials/{}", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(c)
+        self.get(&format!("api/v1/credentials/{}", encode(name)))
+            .await
     }
 
     /// Deletes a credential no alias uses.
     pub async fn delete_credential(&self, name: &str) -> Result<(), ClientError> {
-        let _: (_, serde::de::IgnoredAny) = self
-            .call::<(), _>(
-                Method::DELETE,
-                &format!("api/v1/credentials/{}", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(())
+        self.delete(&format!("api/v1/credentials/{}", encode(name)))
+            .await
     }
 
     /// Creates an alias.
     pub async fn create_alias(&self, alias: &Alias) -> Result<AliasInfo, ClientError> {
-        let (_, a) = self
-            .call(
-                Method::POST,
-                "api/v1/aliases",
-                Some(alias),
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(a)
+        self.send(Method::POST, "api/v1/aliases", alias).await
     }
 
     /// Replaces an alias.
     pub async fn put_alias(&self, alias: &Alias) -> Result<AliasInfo, ClientError> {
-        let (_, a) = self
-            .call(
-                Method::PUT,
-                &format!("api/v1/aliases/{}", encode(&alias.name)),
-                Some(alias),
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(a)
+        let path = format!("api/v1/aliases/{}", encode(&alias.name));
+        self.send(Method::PUT, &path, alias).await
     }
 
     /// Lists aliases.
     pub async fn list_aliases(&self) -> Result<Vec<AliasInfo>, ClientError> {
-        let (_, a) = self
-            .call::<(), _>(Method::GET, "api/v1/aliases", None, Self::DEFAULT_TIMEOUT)
-            .await?;
-        Ok(a)
+        self.get("api/v1/aliases").await
     }
 
     /// One alias.
     pub async fn get_alias(&self, name: &str) -> Result<AliasInfo, ClientError> {
-        let (_, a) = self
-            .call::<(), _>(
-                Method::GET,
-                &format!("api/v1/aliases/{}", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(a)
+        self.get(&format!("api/v1/aliases/{}", encode(name))).await
     }
 
     /// Deletes an alias.
     pub async fn delete_alias(&self, name: &str) -> Result<(), ClientError> {
-        let _: (_, serde::de::IgnoredAny) = self
-            .call::<(), _>(
-                Method::DELETE,
-                &format!("api/v1/aliases/{}", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(())
+        self.delete(&format!("api/v1/aliases/{}", encode(name)))
+            .await
     }
 }
 

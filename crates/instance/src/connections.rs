@@ -716,19 +716,9 @@ fn check_alias(alias: &Alias) -> Result<(), ConnectionError> {
             "must not carry a user or password: put them in a credential",
         ));
     }
-    for (name, value) in &alias.headers {
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(invalid(
-                "headers",
-                format!("`{name}` is not a valid header name"),
-            ));
-        }
-        if reqwest::header::HeaderValue::from_str(value).is_err() {
-            return Err(invalid(
-                "headers",
-                format!("the value of `{name}` is not a valid header value"),
-            ));
-        }
+    crate::dispatch::payload::check_headers(&alias.headers)
+        .map_err(|e| invalid(&e.field, e.message))?;
+    for name in alias.headers.keys() {
         if name.eq_ignore_ascii_case("authorization") {
             return Err(invalid(
                 "headers",

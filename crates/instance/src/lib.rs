@@ -115,6 +115,22 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         config.master_key.as_ref().map(|k| k.expose()),
     )?;
     tracing::info!(key_id = %vault.key_id(), source = ?key_source, "credential vault open");
+    let other_key: Vec<String> = store
+        .list_credentials()
+        .await?
+        .into_iter()
+        .filter(|c| c.key_id != vault.key_id())
+        .map(|c| c.name)
+        .collect();
+    if !other_key.is_empty() {
+        // Starting anyway keeps the queue running; calls through these credentials
+        // fail with a message naming the key mismatch until the right key is given.
+        tracing::error!(
+            key_id = %vault.key_id(),
+            credentials = %other_key.join(", "),
+            "these credentials were stored under another master key (OPENMID_MASTER_KEY or data_dir/master.key changed?): they cannot be used"
+        );
+    }
     let dispatcher = Arc::new(Dispatcher::new(
         Arc::new(store.clone()) as Arc<dyn Store>,
         config.clone(),

@@ -238,3 +238,88 @@ async fn finished_records_past_the_retention_are_purged_and_open_ones_kept() {
     );
     instance.shutdown().await;
 }
+
+/// Credentials survive a restart under the same master key (given by environment, so no
+/// key file is made); under another key the instance still starts, shows them, and says
+/// plainly why they cannot be used or changed.
+#[tokio::test]
+async fn credentials_survive_a_restart_and_a_wrong_master_key_is_named() {
+    use openmid_instance::client::ClientError;
+    use openmid_instance::config::InstanceConfig;
+    use openmid_proto::api::NewCredential;
+    use openmid_proto::credential::{CredentialSpec, REDACTED, SecretValue};
+    use openmid_proto::secret::Secret;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = |key: &str| InstanceConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: openmid_testkit::loopback_any_port(),
+        master_key: Some(Secret::new(key)),
+        ..InstanceConfig::default()
+    };
+    let key_a = "a".repeat(64);
+    let key_b = "b".repeat(64);
+    let instance = TestInstance::start_with(config(&key_a), None)
+        .await
+        .expect("start");
+    let update = |user: &str| NewCredential {
+        name: "svc".into(),
+        description: None,
+        spec: CredentialSpec::Basic {
+            username: user.into(),
+            password: SecretValue::stored(REDACTED),
+        },
+    };
+    instance
+        .api
+        .create_credential(&NewCredential {
+            spec: CredentialSpec::Basic {
+                username: "u".into(),
+                password: SecretValue::stored("pw"),
+            },
+            ..update("u")
+        })
+        .await
+        .expect("created");
+    assert!(
+        !dir.path().join("master.key").exists(),
+        "a key from the environment makes no key file"
+    );
+    let token = instance.token.clone();
+    instance.shutdown().await;
+
+    let instance = TestInstance::start_with(config(&key_b), Some(token.clone()))
+        .await
+        .expect("starts under another key");
+    let shown = instance.api.get_credential("svc").await.expect("shown");
+    assert_eq!(shown.spec.type_name(), "basic");
+    match instance.api.put_credential(&update("u2")).await {
+        Err(ClientError::Api {
+            status,
+            code,
+            message,
+        }) => {
+            assert_eq!((status, code.as_str()), (500, "vault"));
+            assert!(message.contains("master key"), "{message}");
+        }
+        other => panic!("expected a vault error, got {other:?}"),
+    }
+    instance.shutdown().await;
+
+    let instance = TestInstance::start_with(config(&key_a), Some(token))
+        .await
+        .expect("starts under the right key");
+    let changed = instance
+        .api
+        .put_credential(&update("u2"))
+        .await
+        .expect("update keeps the stored secret");
+    assert_eq!(
+        changed.spec,
+        CredentialSpec::Basic {
+            username: "u2".into(),
+            password: SecretValue::stored(REDACTED),
+        }
+    );
+    instance.shutdown().await;
+}

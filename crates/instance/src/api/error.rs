@@ -90,7 +90,11 @@ impl From<ConnectionError> for ApiError {
             ConnectionError::NotFound(m) => Self::not_found(m),
             ConnectionError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             ConnectionError::Store(e) => e.into(),
-            ConnectionError::Vault(e) => Self::internal(&e),
+            // Says which key is wrong, never anything secret.
+            ConnectionError::Vault(e) => {
+                tracing::error!(error = %e, "credential vault");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "vault", e.to_string())
+            }
         }
     }
 }

@@ -79,6 +79,25 @@ pub fn check_soap(req: &SoapRequest) -> Result<(), PayloadError> {
     }
 }
 
+/// Checks header names and values are valid HTTP.
+pub fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), PayloadError> {
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(err(
+                "headers",
+                format!("`{name}` is not a valid header name"),
+            ));
+        }
+        if reqwest::header::HeaderValue::from_str(value).is_err() {
+            return Err(err(
+                "headers",
+                format!("the value of `{name}` is not a valid header value"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_common(
     url: &str,
     headers: &BTreeMap<String, String>,
@@ -99,20 +118,7 @@ fn check_common(
     if url.host_str().is_none() {
         return Err(err("url", "has no host"));
     }
-    for (name, value) in headers {
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(err(
-                "headers",
-                format!("`{name}` is not a valid header name"),
-            ));
-        }
-        if reqwest::header::HeaderValue::from_str(value).is_err() {
-            return Err(err(
-                "headers",
-                format!("the value of `{name}` is not a valid header value"),
-            ));
-        }
-    }
+    check_headers(headers)?;
     if let Some(t) = timeout_ms
         && (t == 0 || t > MAX_TIMEOUT_MS)
     {

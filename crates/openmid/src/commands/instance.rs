@@ -44,6 +44,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         config.tls_cert = args.tls_cert;
         config.tls_key = args.tls_key;
     }
+    // The master key comes from the environment only, never from a config file that
+    // may be copied around with the deployment.
+    if let Ok(key) = std::env::var("OPENMID_MASTER_KEY")
+        && !key.trim().is_empty()
+    {
+        config.master_key = Some(openmid_proto::secret::Secret::new(key));
+    }
     if args.reset_admin_token {
         let token = openmid_instance::reset_admin_token(&config.data_dir).await?;
         println!("New admin API token (the old one stops working when the instance restarts):");
