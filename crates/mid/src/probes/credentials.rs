@@ -192,9 +192,11 @@ fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue, ProbeError> {
 }
 
 /// Adds the credential to a request (the query-parameter API key is added to the URL
-/// by the caller, before the request is built).
+/// by the caller, before the request is built). An OAuth token is fetched with `http`,
+/// the call's own client, so a token endpoint under the same internal CA is trusted.
 pub async fn authenticate(
     ctx: &ProbeContext,
+    http: &reqwest::Client,
     builder: reqwest::RequestBuilder,
     credential: Option<&Credential>,
 ) -> Result<reqwest::RequestBuilder, ProbeError> {
@@ -216,7 +218,7 @@ pub async fn authenticate(
             sensitive(&format!("Bearer {}", token.expose()))?,
         ),
         Credential::OAuth2(client) => {
-            let token = ctx.tokens.token(&ctx.http, client).await?;
+            let token = ctx.tokens.token(http, client).await?;
             builder.header(
                 reqwest::header::AUTHORIZATION,
                 sensitive(&format!("Bearer {}", token.expose()))?,

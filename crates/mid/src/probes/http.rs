@@ -188,7 +188,7 @@ async fn send_once(
     for (name, value) in call.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    builder = credentials::authenticate(ctx, builder, credential).await?;
+    builder = credentials::authenticate(ctx, client, builder, credential).await?;
     match &call.body {
         None => {}
         Some(CallBody::Bytes(body)) => builder = builder.body(body.clone()),
