@@ -188,7 +188,9 @@ impl Connections<'_> {
         let id = current
             .as_ref()
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), |c| c.id.clone());
-        let whole = serde_json::to_vec(&spec).map_err(|e| invalid("body", e.to_string()))?;
+        let whole = zeroize::Zeroizing::new(
+            serde_json::to_vec(&spec).map_err(|e| invalid("body", e.to_string()))?,
+        );
         let row = CredentialRow {
             sealed: self.vault.encrypt(&at_rest_aad(&id), &whole),
             id,

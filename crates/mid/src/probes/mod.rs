@@ -36,8 +36,8 @@ pub struct ProbeContext {
     pub local_secrets: LocalSecretPolicy,
     /// OAuth 2.0 tokens, by client.
     pub tokens: TokenCache,
-    /// Clients for targets with their own CA or a client certificate, by a digest of
-    /// those settings (a client holds its connection pool, so it is kept).
+    /// Clients for targets with their own CA, by a digest of the CA (a client holds its
+    /// connection pool, so it is kept).
     tls_clients: Mutex<HashMap<String, reqwest::Client>>,
 }
 
@@ -98,14 +98,20 @@ impl ProbeContext {
         if ca_pem.is_none() && identity.is_none() {
             return Ok(self.http.clone());
         }
-        let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        for part in [ca_pem.unwrap_or(""), identity.map_or("", |i| i.expose())] {
-            digest.update(&(part.len() as u64).to_be_bytes());
-            digest.update(part.as_bytes());
-        }
-        let key = hex::encode(digest.finish().as_ref());
-        let mut cache = self.tls_clients.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = cache.get(&key) {
+        // Clients with only a CA are kept (they hold a connection pool). A client with
+        // a client certificate holds its private key, so it is built for the job and
+        // dropped with it: the key lives in the MID's memory only while a probe runs.
+        let key = ca_pem.filter(|_| identity.is_none()).map(|pem| {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, pem.as_bytes());
+            hex::encode(digest.as_ref())
+        });
+        if let Some(key) = &key
+            && let Some(client) = self
+                .tls_clients
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+        {
             return Ok(client.clone());
         }
         let mut builder = client_builder();
@@ -127,10 +133,13 @@ impl ProbeContext {
         let client = builder
             .build()
             .map_err(|e| ProbeError::InvalidInput(format!("TLS settings: {e}")))?;
-        if cache.len() >= MAX_TLS_CLIENTS {
-            cache.clear();
+        if let Some(key) = key {
+            let mut cache = self.tls_clients.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= MAX_TLS_CLIENTS {
+                cache.clear();
+            }
+            cache.insert(key, client.clone());
         }
-        cache.insert(key, client.clone());
         Ok(client)
     }
 }
