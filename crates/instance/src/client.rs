@@ -8,6 +8,7 @@ use openmid_proto::api::{
     RestAction, SoapAction, StatusChange,
 };
 use openmid_proto::ecc::EccRecord;
+use openmid_proto::encode_path_segment as encode;
 use openmid_proto::rest::RestResponse;
 use openmid_proto::secret::Secret;
 use openmid_proto::soap::SoapResponse;
@@ -125,32 +126,12 @@ impl ApiClient {
         if let Some(body) = body {
             req = req.json(body);
         }
-        let transport = |source| ClientError::Transport {
+        let resp = req.send().await.map_err(|source| ClientError::Transport {
             url: url.to_string(),
             source,
-        };
-        let resp = req.send().await.map_err(transport)?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(transport)?;
-        if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: e.error.code,
-                    message: e.error.message,
-                },
-                Err(_) => ClientError::Unexpected {
-                    url: url.to_string(),
-                    detail: format!("HTTP {status} without an error body"),
-                },
-            });
-        }
-        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        let value = serde_json::from_slice(bytes).map_err(|e| ClientError::Unexpected {
-            url: url.to_string(),
-            detail: e.to_string(),
         })?;
-        Ok((status, value))
+        let status = resp.status();
+        Ok((status, answer_json(&url, resp).await?))
     }
 
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -507,19 +488,6 @@ impl ApiClient {
     }
 }
 
-/// Percent-encodes a path segment.
-fn encode(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 fn serde_urlencoded_query(q: &RecordQuery) -> String {
     let limit = q.limit.map(|l| l.to_string());
     let pairs: Vec<String> = [
@@ -679,7 +647,9 @@ async fn answer_json<T: DeserializeOwned>(
             },
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::Unexpected {
+    // An empty answer (204) reads as `null`.
+    let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Unexpected {
         url: url.to_string(),
         detail: e.to_string(),
     })

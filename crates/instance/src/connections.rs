@@ -5,8 +5,9 @@
 //! A secret leaves this module only sealed to one MID ([`seal_for_mid`]); the API sees
 //! the redacted form, the ECC payload a [`CredentialRef`].
 
+use crate::dispatch::{DispatchError, invalid};
 use crate::ecc::{AliasRow, CredentialKey, CredentialRow, MidRow, Store, StoreError};
-use crate::vault::{Vault, VaultError};
+use crate::vault::Vault;
 use openmid_proto::alias::{Alias, AliasInfo, ConnectionKind, CredentialInfo};
 use openmid_proto::api::{NewOutput, RestAction, SoapAction};
 use openmid_proto::credential::{CredentialRef, CredentialSpec};
@@ -18,57 +19,13 @@ use openmid_proto::soap::SoapRequest;
 use openmid_proto::time::{now_ms, rfc3339};
 use std::collections::BTreeMap;
 
-/// Why a credential, alias or action was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectionError {
-    /// A field is wrong.
-    #[error("{field}: {message}")]
-    Invalid {
-        /// Dotted field name.
-        field: String,
-        /// What is wrong (never a secret).
-        message: String,
-    },
-    /// No such credential or alias.
-    #[error("{0}")]
-    NotFound(String),
-    /// The name is taken, or the thing is in use.
-    #[error("{0}")]
-    Conflict(String),
-    /// The store failed.
-    #[error(transparent)]
-    Store(StoreError),
-    /// Encryption or decryption failed.
-    #[error(transparent)]
-    Vault(#[from] VaultError),
-}
-
-impl From<StoreError> for ConnectionError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::InUse(m) => ConnectionError::Conflict(m),
-            StoreError::MissingCredential(name) => {
-                invalid("credential", format!("no credential named `{name}`"))
-            }
-            e => ConnectionError::Store(e),
-        }
-    }
-}
-
-fn invalid(field: &str, message: impl Into<String>) -> ConnectionError {
-    ConnectionError::Invalid {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
-
 /// Additional data bound into a stored credential's encryption: a blob copied onto
 /// another credential's row does not decrypt.
 fn at_rest_aad(credential_id: &str) -> Vec<u8> {
     format!("openmid-credential-at-rest-v1\n{credential_id}").into_bytes()
 }
 
-fn check_name(field: &str, name: &str) -> Result<(), ConnectionError> {
+fn check_name(field: &str, name: &str) -> Result<(), DispatchError> {
     if openmid_proto::is_valid_name(name) {
         Ok(())
     } else {
@@ -85,7 +42,7 @@ fn check_name(field: &str, name: &str) -> Result<(), ConnectionError> {
 /// the field but never quote a value (it may be a secret).
 pub fn parse_credential_body(
     mut body: serde_json::Value,
-) -> Result<(Option<String>, Option<String>, CredentialSpec), ConnectionError> {
+) -> Result<(Option<String>, Option<String>, CredentialSpec), DispatchError> {
     let object = body
         .as_object_mut()
         .ok_or_else(|| invalid("body", "must be a JSON object"))?;
@@ -125,7 +82,7 @@ impl Connections<'_> {
         description: Option<String>,
         mut spec: CredentialSpec,
         create: bool,
-    ) -> Result<CredentialInfo, ConnectionError> {
+    ) -> Result<CredentialInfo, DispatchError> {
         check_name("name", name)?;
         if description
             .as_ref()
@@ -136,12 +93,12 @@ impl Connections<'_> {
         let current = self.store.get_credential(CredentialKey::Name(name)).await?;
         match (&current, create) {
             (Some(_), true) => {
-                return Err(ConnectionError::Conflict(format!(
+                return Err(DispatchError::Conflict(format!(
                     "a credential named `{name}` exists: PUT /api/v1/credentials/{name} to change it"
                 )));
             }
             (None, false) => {
-                return Err(ConnectionError::NotFound(format!(
+                return Err(DispatchError::NotFound(format!(
                     "no credential named `{name}`"
                 )));
             }
@@ -207,17 +164,17 @@ impl Connections<'_> {
         self.credential_info(row).await
     }
 
-    fn open_credential(&self, row: &CredentialRow) -> Result<CredentialSpec, ConnectionError> {
+    fn open_credential(&self, row: &CredentialRow) -> Result<CredentialSpec, DispatchError> {
         let plain = self.vault.decrypt(&at_rest_aad(&row.id), &row.sealed)?;
         serde_json::from_slice(&plain).map_err(|_| {
-            ConnectionError::Store(StoreError::Corrupt {
+            DispatchError::Store(StoreError::Corrupt {
                 id: row.id.clone(),
                 detail: "a stored credential does not parse".into(),
             })
         })
     }
 
-    async fn aliases_using(&self, credential: &str) -> Result<Vec<String>, ConnectionError> {
+    async fn aliases_using(&self, credential: &str) -> Result<Vec<String>, DispatchError> {
         Ok(self
             .store
             .list_aliases()
@@ -228,7 +185,7 @@ impl Connections<'_> {
             .collect())
     }
 
-    async fn credential_info(&self, row: CredentialRow) -> Result<CredentialInfo, ConnectionError> {
+    async fn credential_info(&self, row: CredentialRow) -> Result<CredentialInfo, DispatchError> {
         let spec: CredentialSpec =
             serde_json::from_str(&row.shown).map_err(|_| StoreError::Corrupt {
                 id: row.id.clone(),
@@ -246,17 +203,17 @@ impl Connections<'_> {
     }
 
     /// One credential, redacted.
-    pub async fn get_credential(&self, name: &str) -> Result<CredentialInfo, ConnectionError> {
+    pub async fn get_credential(&self, name: &str) -> Result<CredentialInfo, DispatchError> {
         let row = self
             .store
             .get_credential(CredentialKey::Name(name))
             .await?
-            .ok_or_else(|| ConnectionError::NotFound(format!("no credential named `{name}`")))?;
+            .ok_or_else(|| DispatchError::NotFound(format!("no credential named `{name}`")))?;
         self.credential_info(row).await
     }
 
     /// Every credential, redacted.
-    pub async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, ConnectionError> {
+    pub async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, DispatchError> {
         let mut out = Vec::new();
         for row in self.store.list_credentials().await? {
             out.push(self.credential_info(row).await?);
@@ -265,22 +222,18 @@ impl Connections<'_> {
     }
 
     /// Deletes a credential no alias uses.
-    pub async fn delete_credential(&self, name: &str) -> Result<(), ConnectionError> {
+    pub async fn delete_credential(&self, name: &str) -> Result<(), DispatchError> {
         if self.store.delete_credential(name).await? {
             Ok(())
         } else {
-            Err(ConnectionError::NotFound(format!(
+            Err(DispatchError::NotFound(format!(
                 "no credential named `{name}`"
             )))
         }
     }
 
     /// Creates (`create`: refuses an existing name) or replaces an alias.
-    pub async fn put_alias(
-        &self,
-        alias: Alias,
-        create: bool,
-    ) -> Result<AliasInfo, ConnectionError> {
+    pub async fn put_alias(&self, alias: Alias, create: bool) -> Result<AliasInfo, DispatchError> {
         check_alias(&alias)?;
         if let Some(name) = &alias.credential {
             let row = self
@@ -303,13 +256,13 @@ impl Connections<'_> {
         let current = self.store.get_alias(&alias.name).await?;
         match (&current, create) {
             (Some(_), true) => {
-                return Err(ConnectionError::Conflict(format!(
+                return Err(DispatchError::Conflict(format!(
                     "an alias named `{}` exists: PUT /api/v1/aliases/{} to change it",
                     alias.name, alias.name
                 )));
             }
             (None, false) => {
-                return Err(ConnectionError::NotFound(format!(
+                return Err(DispatchError::NotFound(format!(
                     "no alias named `{}`",
                     alias.name
                 )));
@@ -332,17 +285,17 @@ impl Connections<'_> {
     }
 
     /// One alias.
-    pub async fn get_alias(&self, name: &str) -> Result<AliasInfo, ConnectionError> {
+    pub async fn get_alias(&self, name: &str) -> Result<AliasInfo, DispatchError> {
         let row = self
             .store
             .get_alias(name)
             .await?
-            .ok_or_else(|| ConnectionError::NotFound(format!("no alias named `{name}`")))?;
+            .ok_or_else(|| DispatchError::NotFound(format!("no alias named `{name}`")))?;
         alias_info(row)
     }
 
     /// Every alias.
-    pub async fn list_aliases(&self) -> Result<Vec<AliasInfo>, ConnectionError> {
+    pub async fn list_aliases(&self) -> Result<Vec<AliasInfo>, DispatchError> {
         self.store
             .list_aliases()
             .await?
@@ -352,13 +305,11 @@ impl Connections<'_> {
     }
 
     /// Deletes an alias.
-    pub async fn delete_alias(&self, name: &str) -> Result<(), ConnectionError> {
+    pub async fn delete_alias(&self, name: &str) -> Result<(), DispatchError> {
         if self.store.delete_alias(name).await? {
             Ok(())
         } else {
-            Err(ConnectionError::NotFound(format!(
-                "no alias named `{name}`"
-            )))
+            Err(DispatchError::NotFound(format!("no alias named `{name}`")))
         }
     }
 
@@ -366,9 +317,9 @@ impl Connections<'_> {
         &self,
         name: &str,
         kind: ConnectionKind,
-    ) -> Result<(Alias, Option<CredentialRef>), ConnectionError> {
+    ) -> Result<(Alias, Option<CredentialRef>), DispatchError> {
         let info = self.get_alias(name).await.map_err(|e| match e {
-            ConnectionError::NotFound(m) => invalid("alias", m),
+            DispatchError::NotFound(m) => invalid("alias", m),
             e => e,
         })?;
         if info.alias.kind != kind {
@@ -404,7 +355,7 @@ impl Connections<'_> {
 
     /// Turns a REST action into an output: through its alias, or (without one) to its
     /// URL on the MID it names.
-    pub async fn rest_output(&self, action: RestAction) -> Result<NewOutput, ConnectionError> {
+    pub async fn rest_output(&self, action: RestAction) -> Result<NewOutput, DispatchError> {
         let method = action
             .method
             .clone()
@@ -506,7 +457,7 @@ impl Connections<'_> {
     }
 
     /// Turns a SOAP action into an output through its alias.
-    pub async fn soap_output(&self, action: SoapAction) -> Result<NewOutput, ConnectionError> {
+    pub async fn soap_output(&self, action: SoapAction) -> Result<NewOutput, DispatchError> {
         let (alias, credential) = self.alias_for(&action.alias, ConnectionKind::Soap).await?;
         match (&action.body, &action.operation) {
             (Some(_), Some(_)) => {
@@ -581,7 +532,7 @@ pub async fn seal_for_mid(
     output_id: &str,
     attempt: u32,
     credential_id: &str,
-) -> Result<Option<SealedCredential>, ConnectionError> {
+) -> Result<Option<SealedCredential>, DispatchError> {
     let Some(row) = store
         .get_credential(CredentialKey::Id(credential_id))
         .await?
@@ -590,14 +541,14 @@ pub async fn seal_for_mid(
     };
     let plain = vault.decrypt(&at_rest_aad(&row.id), &row.sealed)?;
     let public_key: [u8; 32] = base64_key(&mid.public_key).ok_or_else(|| {
-        ConnectionError::Store(StoreError::Corrupt {
+        DispatchError::Store(StoreError::Corrupt {
             id: mid.id.clone(),
             detail: "the MID's public key is not 32 bytes of base64".into(),
         })
     })?;
     let aad = seal::credential_aad(&mid.id, &row.id, output_id, attempt);
     let sealed = seal::seal(&public_key, &aad, &plain).map_err(|e| {
-        ConnectionError::Store(StoreError::Corrupt {
+        DispatchError::Store(StoreError::Corrupt {
             id: mid.id.clone(),
             detail: format!("sealing to the MID's key failed: {e}"),
         })
@@ -617,7 +568,7 @@ fn base64_key(b64: &str) -> Option<[u8; 32]> {
         .ok()
 }
 
-fn alias_info(row: AliasRow) -> Result<AliasInfo, ConnectionError> {
+fn alias_info(row: AliasRow) -> Result<AliasInfo, DispatchError> {
     let alias: Alias = serde_json::from_str(&row.spec).map_err(|e| StoreError::Corrupt {
         id: row.id.clone(),
         detail: format!("alias does not parse: {e}"),
@@ -645,7 +596,7 @@ fn join_url(
     base_url: &str,
     path: Option<&str>,
     query: &BTreeMap<String, String>,
-) -> Result<String, ConnectionError> {
+) -> Result<String, DispatchError> {
     let mut url = url::Url::parse(base_url)
         .map_err(|e| invalid("alias", format!("base_url does not parse: {e}")))?;
     if let Some(path) = path.filter(|p| !p.is_empty()) {
@@ -688,7 +639,7 @@ fn join_url(
     Ok(url.into())
 }
 
-fn check_alias(alias: &Alias) -> Result<(), ConnectionError> {
+fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
     check_name("name", &alias.name)?;
     if alias
         .description

@@ -265,7 +265,11 @@ impl Outbox {
                 if let Some(old) = c.entries.remove(&job) {
                     c.bytes -= old.bytes;
                     paths.push(self.dir.join(file_name(&job)));
-                    paths.push(body_path(&self.dir, &job));
+                    // Only a result that spilled its body has a body file to remove.
+                    let payload = &old.result.payload;
+                    if payload.get(BODY_FILE_KEY).is_some() || payload.get("body_blob").is_some() {
+                        paths.push(body_path(&self.dir, &job));
+                    }
                 }
             }
         }

@@ -45,14 +45,5 @@ pub fn peak_rss_bytes(pid: Option<u32>) -> Option<u64> {
         Some(pid) => format!("/proc/{pid}/status"),
         None => "/proc/self/status".to_string(),
     };
-    let status = std::fs::read_to_string(path).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    crate::process::status_bytes(&path, "VmHWM:")
 }

@@ -66,10 +66,15 @@ impl MidProcess {
 
 /// Resident memory of a process in bytes, from `/proc` (Linux).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_bytes(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// A `kB` field of a `/proc/…/status` file, in bytes.
+pub(crate) fn status_bytes(path: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
     let kb: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field))?
         .trim()
         .trim_end_matches("kB")
         .trim()

@@ -2,7 +2,6 @@
 //! status, mapped here once from the library errors.
 
 use crate::blobs::BlobError;
-use crate::connections::ConnectionError;
 use crate::dispatch::DispatchError;
 use crate::ecc::{EnrollError, StoreError};
 use crate::registry::RegistryError;
@@ -83,22 +82,6 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<ConnectionError> for ApiError {
-    fn from(e: ConnectionError) -> Self {
-        match e {
-            ConnectionError::Invalid { field, message } => Self::invalid_field(&field, message),
-            ConnectionError::NotFound(m) => Self::not_found(m),
-            ConnectionError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
-            ConnectionError::Store(e) => e.into(),
-            // Says which key is wrong, never anything secret.
-            ConnectionError::Vault(e) => {
-                tracing::error!(error = %e, "credential vault");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "vault", e.to_string())
-            }
-        }
-    }
-}
-
 impl From<DispatchError> for ApiError {
     fn from(e: DispatchError) -> Self {
         match e {
@@ -106,6 +89,11 @@ impl From<DispatchError> for ApiError {
             DispatchError::NotFound(m) => Self::not_found(m),
             DispatchError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             DispatchError::Store(e) => e.into(),
+            // Says which key is wrong, never anything secret.
+            DispatchError::Vault(e) => {
+                tracing::error!(error = %e, "credential vault");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "vault", e.to_string())
+            }
             e @ DispatchError::Blob(_) => Self::internal(&e),
         }
     }

@@ -56,9 +56,13 @@ pub enum DispatchError {
     /// The blob store failed.
     #[error("blob store: {0}")]
     Blob(String),
+    /// A stored credential could not be encrypted or decrypted.
+    #[error(transparent)]
+    Vault(#[from] crate::vault::VaultError),
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> DispatchError {
+/// A [`DispatchError::Invalid`] for `field`.
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> DispatchError {
     DispatchError::Invalid {
         field: field.to_string(),
         message: message.into(),

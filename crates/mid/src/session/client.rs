@@ -97,44 +97,13 @@ impl InstanceClient {
         body: &B,
         timeout: Duration,
     ) -> Result<T, SessionError> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| SessionError::Setup(e.to_string()))?;
-        let mut req = self
-            .http
-            .post(url)
-            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
+        let resp = self
+            .request(reqwest::Method::POST, path, timeout)?
             .json(body)
-            .timeout(timeout);
-        let bearer = self
-            .bearer
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(bearer) = bearer {
-            req = req.bearer_auth(bearer.expose());
-        }
-        let resp = req.send().await.map_err(|e| unreachable(&e))?;
-        let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
-        if !status.is_success() {
-            let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(b) => (b.error.code, b.error.message),
-                Err(_) => ("http".into(), format!("HTTP {status}")),
-            };
-            if status.is_server_error() {
-                return Err(SessionError::Unreachable(format!("{status}: {message}")));
-            }
-            return Err(SessionError::Refused {
-                status: status.as_u16(),
-                code,
-                message,
-            });
-        }
-        let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-        serde_json::from_slice(bytes)
-            .map_err(|e| SessionError::Unreachable(format!("unreadable answer: {e}")))
+            .send()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        read_answer(resp).await
     }
 
     /// A request to `path` with the protocol version and the session credential.
@@ -184,7 +153,10 @@ impl InstanceClient {
         }
         let req = self.request(
             reqwest::Method::GET,
-            &format!("mid/v1/blobs/{blob_id}?output={}", url_segment(output_id)),
+            &format!(
+                "mid/v1/blobs/{blob_id}?output={}",
+                openmid_proto::encode_path_segment(output_id)
+            ),
             timeout,
         )?;
         let resp = req.send().await.map_err(|e| unreachable(&e))?;
@@ -212,7 +184,7 @@ impl InstanceClient {
         let timeout = Duration::from_secs(120) + Duration::from_millis(len / 1_000);
         let path = format!(
             "mid/v1/results/{}/{}/body",
-            url_segment(&job.output_id),
+            openmid_proto::encode_path_segment(&job.output_id),
             job.attempt
         );
         let resp = self
@@ -223,10 +195,7 @@ impl InstanceClient {
             .send()
             .await
             .map_err(|e| unreachable(&e))?;
-        let resp = error_of(resp).await?;
-        let bytes = resp.bytes().await.map_err(|e| unreachable(&e))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| SessionError::Unreachable(format!("unreadable answer: {e}")))
+        read_answer(resp).await
     }
 
     /// Enrolls with a one-time token.
@@ -268,6 +237,18 @@ impl InstanceClient {
     }
 }
 
+/// A JSON answer (an empty one reads as `null`), or the session error it carries.
+async fn read_answer<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, SessionError> {
+    let bytes = error_of(resp)
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| unreachable(&e))?;
+    let bytes: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+    serde_json::from_slice(bytes)
+        .map_err(|e| SessionError::Unreachable(format!("unreadable answer: {e}")))
+}
+
 /// The response when it succeeded, else the session error it carries.
 async fn error_of(resp: reqwest::Response) -> Result<reqwest::Response, SessionError> {
     let status = resp.status();
@@ -287,19 +268,6 @@ async fn error_of(resp: reqwest::Response) -> Result<reqwest::Response, SessionE
         code,
         message,
     })
-}
-
-/// Percent-encodes a path segment (output ids come from the instance).
-fn url_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 fn unreachable(e: &reqwest::Error) -> SessionError {

@@ -218,8 +218,8 @@ fn credential_body(
         match &f.kind {
             Some(kind) => {
                 if body.get("type").and_then(|t| t.as_str()) != Some(kind.as_str()) {
-                    // Another type: nothing of the old one carries over.
-                    body.clear();
+                    // Another type: none of the old fields carries over.
+                    body.retain(|k, _| k == "description");
                 }
                 body.insert("type".into(), kind.clone().into());
             }
@@ -265,15 +265,12 @@ fn credential_body(
             body.insert(k.into(), local);
         }
     }
-    body.insert("name".into(), f.name.clone().into());
-    if let Some(d) = &f.description {
-        body.insert("description".into(), d.clone().into());
-    }
-    let name = f.name.clone();
-    let description = body
+    body.remove("name");
+    let kept = body
         .remove("description")
         .and_then(|d| d.as_str().map(str::to_string));
-    body.remove("name");
+    let description = f.description.clone().or(kept);
+    let name = f.name.clone();
     let spec = serde_json::from_value(serde_json::Value::Object(body))
         .map_err(|e| anyhow!("credential fields: {e}"))?;
     Ok(NewCredential {
@@ -446,10 +443,14 @@ pub async fn credentials(api: &ApiClient, cmd: CredentialsCommand, json: bool) -
                 serde_json::Map::new()
             } else {
                 let current = api.get_credential(&fields.name).await?;
-                match serde_json::to_value(&current.spec)? {
+                let mut base = match serde_json::to_value(&current.spec)? {
                     serde_json::Value::Object(map) => map,
                     _ => serde_json::Map::new(),
+                };
+                if let Some(d) = current.description {
+                    base.insert("description".into(), d.into());
                 }
+                base
             };
             let body = credential_body(&fields, base)?;
             let c = api.put_credential(&body).await?;
