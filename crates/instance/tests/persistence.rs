@@ -197,16 +197,13 @@ async fn finished_records_past_the_retention_are_purged_and_open_ones_kept() {
         "nothing that old yet"
     );
     store.close().await;
-    let db = dir.path().join("openmid.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("db");
-    sqlx::query("UPDATE ecc SET processed_at = ? WHERE processed_at IS NOT NULL")
-        .bind(two_hours_ago)
-        .execute(&pool)
-        .await
-        .expect("age");
-    pool.close().await;
+    let db = rusqlite::Connection::open(dir.path().join("openmid.db")).expect("db");
+    db.execute(
+        "UPDATE ecc SET processed_at = ? WHERE processed_at IS NOT NULL",
+        [two_hours_ago],
+    )
+    .expect("age");
+    drop(db);
 
     let instance = TestInstance::start_with(
         openmid_instance::config::InstanceConfig {

@@ -286,7 +286,7 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
     let outbox = rig.dir.path().join("cut-a/outbox");
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let n = count_json(&outbox);
+            let n = outbox_pending(&outbox);
             async move { n == 20 }
         })
         .await,
@@ -305,7 +305,7 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
     let _back = back.expect("the proxy comes back on its port");
     assert!(
         wait_until(Duration::from_secs(40), || {
-            let n = count_json(&outbox);
+            let n = outbox_pending(&outbox);
             async move { n == 0 }
         })
         .await,
@@ -330,14 +330,8 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
     );
 }
 
-fn count_json(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count()
-        })
-        .unwrap_or(0)
+fn outbox_pending(dir: &Path) -> usize {
+    openmid_mid::outbox::pending_on_disk(dir).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,14 +48,8 @@ async fn all_in_state(instance: &TestInstance, correlator: &str, state: State) -
     outputs.len() == JOBS && outputs.iter().all(|r| r.state == state)
 }
 
-fn outbox_files(state_dir: &Path) -> usize {
-    std::fs::read_dir(state_dir.join("outbox"))
-        .map(|d| {
-            d.filter_map(Result::ok)
-                .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-                .count()
-        })
-        .unwrap_or(0)
+fn outbox_pending(state_dir: &Path) -> usize {
+    openmid_mid::outbox::pending_on_disk(&state_dir.join("outbox")).unwrap_or(0)
 }
 
 /// Checks every output was processed by attempt 1 with exactly one input, and the
@@ -147,7 +141,7 @@ async fn results_wait_in_the_outbox_while_the_instance_is_down() {
     let state_dir = dir.path().join("mid");
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let n = outbox_files(&state_dir);
+            let n = outbox_pending(&state_dir);
             async move { n == JOBS }
         })
         .await,
@@ -168,7 +162,7 @@ async fn results_wait_in_the_outbox_while_the_instance_is_down() {
     );
     assert!(
         wait_until(Duration::from_secs(5), || {
-            let n = outbox_files(&state_dir);
+            let n = outbox_pending(&state_dir);
             async move { n == 0 }
         })
         .await,
@@ -195,7 +189,7 @@ async fn a_restarted_mid_replays_its_outbox() {
     mid.shutdown().await.expect("MID stops");
     let state_dir = dir.path().join("mid");
     assert_eq!(
-        outbox_files(&state_dir),
+        outbox_pending(&state_dir),
         JOBS,
         "the results survived the MID's stop"
     );
@@ -216,7 +210,7 @@ async fn a_restarted_mid_replays_its_outbox() {
         "the replayed results were recorded"
     );
     assert_exactly_once(target.hits(), &instance, "replay", &ids).await;
-    assert_eq!(outbox_files(&state_dir), 0);
+    assert_eq!(outbox_pending(&state_dir), 0);
     mid.shutdown().await.expect("MID stops");
     instance.shutdown().await;
 }

@@ -23,7 +23,7 @@ pub use sqlite::SqliteStore;
 pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("corrupt record {id}: {detail}")]
     Corrupt {

@@ -6,7 +6,7 @@ use openmid_proto::ecc::{Priority, Queue, State, Topic};
 use openmid_proto::mid::MidStatus;
 
 /// `ecc` table row.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub(crate) struct EccRow {
     id: String,
     queue: String,
@@ -32,6 +32,38 @@ pub(crate) struct EccRow {
     assigned_to: Option<String>,
     selection: Option<String>,
     application: Option<String>,
+}
+
+impl EccRow {
+    /// Reads a row selected with every column (`SELECT *`).
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            queue: row.get("queue")?,
+            agent: row.get("agent")?,
+            topic: row.get("topic")?,
+            name: row.get("name")?,
+            source: row.get("source")?,
+            payload: row.get("payload")?,
+            state: row.get("state")?,
+            priority: row.get("priority")?,
+            response_to: row.get("response_to")?,
+            correlator: row.get("correlator")?,
+            attempt: row.get("attempt")?,
+            max_attempts: row.get("max_attempts")?,
+            at_most_once: row.get("at_most_once")?,
+            error: row.get("error")?,
+            claimed_by: row.get("claimed_by")?,
+            lease_expires_at: row.get("lease_expires_at")?,
+            created_at: row.get("created_at")?,
+            claimed_at: row.get("claimed_at")?,
+            processed_at: row.get("processed_at")?,
+            duration_ms: row.get("duration_ms")?,
+            assigned_to: row.get("assigned_to")?,
+            selection: row.get("selection")?,
+            application: row.get("application")?,
+        })
+    }
 }
 
 fn corrupt(id: &str, detail: impl ToString) -> StoreError {
@@ -87,7 +119,7 @@ pub(crate) fn records(rows: Vec<EccRow>) -> Result<Vec<Record>, StoreError> {
 }
 
 /// `mids` table row.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub(crate) struct MidDbRow {
     id: String,
     name: String,
@@ -105,6 +137,30 @@ pub(crate) struct MidDbRow {
     admin_profile: Option<String>,
     health: Option<String>,
     rekey_requested: bool,
+}
+
+impl MidDbRow {
+    /// Reads a row selected with every column (`SELECT *`).
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            name: row.get("name")?,
+            secret_hash: row.get("secret_hash")?,
+            public_key: row.get("public_key")?,
+            status: row.get("status")?,
+            status_reason: row.get("status_reason")?,
+            version: row.get("version")?,
+            hostname: row.get("hostname")?,
+            protocol_version: row.get("protocol_version")?,
+            enrolled_at: row.get("enrolled_at")?,
+            validated_at: row.get("validated_at")?,
+            last_seen_at: row.get("last_seen_at")?,
+            declared_profile: row.get("declared_profile")?,
+            admin_profile: row.get("admin_profile")?,
+            health: row.get("health")?,
+            rekey_requested: row.get("rekey_requested")?,
+        })
+    }
 }
 
 impl TryFrom<MidDbRow> for MidRow {
@@ -149,13 +205,26 @@ impl TryFrom<MidDbRow> for MidRow {
 }
 
 /// `mid_status_history` row.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub(crate) struct HistoryDbRow {
     pub(crate) id: String,
     pub(crate) at: i64,
     pub(crate) from_status: Option<String>,
     pub(crate) to_status: String,
     pub(crate) reason: String,
+}
+
+impl HistoryDbRow {
+    /// Reads a row selected with every column (`SELECT *`).
+    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            at: row.get("at")?,
+            from_status: row.get("from_status")?,
+            to_status: row.get("to_status")?,
+            reason: row.get("reason")?,
+        })
+    }
 }
 
 impl TryFrom<HistoryDbRow> for super::StatusChangeRow {

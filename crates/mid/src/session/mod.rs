@@ -319,15 +319,6 @@ impl Session {
                 }
                 continue;
             }
-            // Nothing is posted before it would survive a power loss on the MID.
-            if let Err(e) = self.outbox.make_durable().await {
-                tracing::error!(error = %e, "could not make the outbox durable; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = stop.cancelled() => return,
-                }
-                continue;
-            }
             let batch = match self.upload_bodies(batch).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -343,6 +334,17 @@ impl Session {
                     continue;
                 }
             };
+            // Nothing is posted before it would survive a power loss on the MID. One
+            // group commit per batch covers its results, the ones `upload_bodies` just
+            // rewrote, and whatever else was stored meanwhile; `put` itself never syncs.
+            if let Err(e) = self.outbox.make_durable().await {
+                tracing::error!(error = %e, "could not make the outbox durable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = stop.cancelled() => return,
+                }
+                continue;
+            }
             let req = ResultsRequest {
                 results: batch.iter().map(|r| (**r).clone()).collect(),
             };

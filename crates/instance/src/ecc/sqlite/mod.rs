@@ -1,0 +1,1158 @@
+//! [`Store`] on SQLite: one file in WAL mode, the embedded default.
+//!
+//! SQLite admits one writer at a time, so every write operation goes to one thread
+//! that owns the write connection ([`writer`]) and commits whatever operations are
+//! waiting in one transaction: a burst of API calls, claims and results costs one
+//! fsync, not one each. Reads run in place on read-only connections ([`readers`]),
+//! which WAL lets run beside the writer.
+
+mod readers;
+mod writer;
+
+use super::migrations::MIGRATIONS;
+use super::rows::{EccRow, HistoryDbRow, MidDbRow, records};
+use super::{
+    AliasRow, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError, EnrollmentTokenRow,
+    Load, MidKey, MidRow, Record, RecordFilter, RecordedResult, StatusChangeRow, Store, StoreError,
+};
+use async_trait::async_trait;
+use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
+use openmid_proto::ecc::{Priority, Queue, State};
+use openmid_proto::mid::MidProfile;
+use openmid_proto::mid::{AckOutcome, JobRef, MidStatus, WorkResult};
+use readers::Readers;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use writer::Writer;
+
+/// `SELECT` of every credential column, then `$tail`.
+macro_rules! select_credentials {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, name, description, kind, shown, sealed, key_id, created_at, updated_at FROM credentials ",
+            $tail
+        )
+    };
+}
+
+/// `SELECT` of every alias column, then `$tail`.
+macro_rules! select_aliases {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, name, credential, spec, created_at, updated_at FROM aliases ",
+            $tail
+        )
+    };
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+/// How long a connection waits for a lock before failing with "database is locked"
+/// (only another process, a backup tool say, can hold one that long).
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Settings every connection gets.
+fn tune(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Reads of the main file come from the page cache without a system call each.
+    conn.pragma_update(None, "mmap_size", 256i64 * 1024 * 1024)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Open {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        tune(&conn)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(
+                mode,
+                "SQLite refused WAL mode: readers will wait for the writer"
+            );
+        }
+        // FULL: a result acknowledged to a MID is on disk, even across power loss.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        migrate(&conn)?;
+        Ok(Self {
+            writer: Writer::start(conn)?,
+            readers: Arc::new(Readers::new(path)),
+        })
+    }
+
+    /// Lets queued writes finish and closes the write connection.
+    pub async fn close(&self) {
+        self.writer.close().await;
+    }
+
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.readers.read(read)
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        [],
+    )?;
+    let applied: Vec<i64> = conn
+        .prepare("SELECT version FROM schema_migrations")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)",
+            params![version, openmid_proto::time::now_ms()],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "applied schema migration");
+    }
+    Ok(())
+}
+
+const INSERT_RECORD: &str = "INSERT INTO ecc (id, queue, agent, topic, name, source, payload, state, priority, response_to, correlator, attempt, max_attempts, at_most_once, error, claimed_by, lease_expires_at, created_at, claimed_at, processed_at, duration_ms, assigned_to, selection, application) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+fn insert_record(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_RECORD)?.execute(params![
+        r.id,
+        r.queue.as_str(),
+        r.agent,
+        r.topic.as_str(),
+        r.name,
+        r.source,
+        r.payload,
+        r.state.as_str(),
+        r.priority.rank(),
+        r.response_to,
+        r.correlator,
+        i64::from(r.attempt),
+        i64::from(r.max_attempts),
+        r.at_most_once,
+        r.error,
+        r.claimed_by,
+        r.lease_expires_at,
+        r.created_at,
+        r.claimed_at,
+        r.processed_at,
+        r.duration_ms,
+        r.assigned_to,
+        r.selection,
+        r.application,
+    ])?;
+    Ok(())
+}
+
+/// Runs a cached statement returning whole `ecc` rows.
+fn ecc_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Record>, StoreError> {
+    let rows = conn
+        .prepare_cached(sql)?
+        .query_map(params, EccRow::from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    records(rows)
+}
+
+/// Runs a cached statement returning at most one whole `ecc` row.
+fn ecc_row(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<Record>, StoreError> {
+    conn.prepare_cached(sql)?
+        .query_row(params, EccRow::from_row)
+        .optional()?
+        .map(Record::try_from)
+        .transpose()
+}
+
+/// Runs a cached statement returning at most one whole `mids` row.
+fn mid_row(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Option<MidRow>, StoreError> {
+    conn.prepare_cached(sql)?
+        .query_row(params, MidDbRow::from_row)
+        .optional()?
+        .map(MidRow::try_from)
+        .transpose()
+}
+
+fn credential_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CredentialRow> {
+    Ok(CredentialRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        description: row.get(2)?,
+        kind: row.get(3)?,
+        shown: row.get(4)?,
+        sealed: row.get(5)?,
+        key_id: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+fn alias_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRow> {
+    Ok(AliasRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        credential: row.get(2)?,
+        spec: row.get(3)?,
+        created_at: row.get(4)?,
+        updated_at: row.get(5)?,
+    })
+}
+
+/// A result as the writer needs it: its payload already encoded, off the writer thread.
+struct EncodedResult {
+    output_id: String,
+    attempt: u32,
+    payload: String,
+    error: Option<String>,
+    duration_ms: i64,
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM settings WHERE key = ?")?
+                    .query_row([key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute([key, value])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn insert_enrollment_token(&self, t: &EnrollmentTokenRow) -> Result<(), StoreError> {
+        let t = t.clone();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO enrollment_tokens (token_hash, expires_at, auto_validate, note, created_at) VALUES (?, ?, ?, ?, ?)",
+                )?
+                .execute(params![t.token_hash, t.expires_at, t.auto_validate, t.note, t.created_at])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn enroll_mid(&self, token_hash: &str, mid: &MidRow) -> Result<MidRow, EnrollError> {
+        let (token_hash, mid) = (token_hash.to_string(), mid.clone());
+        self.writer
+            .write(move |c| enroll(c, &token_hash, mid))
+            .await
+    }
+
+    async fn get_mid(&self, key: MidKey<'_>) -> Result<Option<MidRow>, StoreError> {
+        let (sql, value) = match key {
+            MidKey::Id(id) => ("SELECT * FROM mids WHERE id = ?", id),
+            MidKey::Name(name) => ("SELECT * FROM mids WHERE name = ?", name),
+        };
+        self.read(|c| mid_row(c, sql, [value]))
+    }
+
+    async fn list_mids(&self) -> Result<Vec<MidRow>, StoreError> {
+        self.read(|c| {
+            let rows = c
+                .prepare_cached("SELECT * FROM mids ORDER BY name")?
+                .query_map([], MidDbRow::from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(MidRow::try_from).collect()
+        })
+    }
+
+    async fn set_mid_status(
+        &self,
+        name: &str,
+        only_from: &[MidStatus],
+        status: MidStatus,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<MidRow>, StoreError> {
+        let (name, only_from, reason) = (name.to_string(), only_from.to_vec(), reason.to_string());
+        self.writer
+            .write(move |c| {
+                let Some(current) = mid_row(c, "SELECT * FROM mids WHERE name = ?", [&name])?
+                else {
+                    return Ok(None);
+                };
+                if current.status == status
+                    || !(only_from.is_empty() || only_from.contains(&current.status))
+                {
+                    return Ok(Some(current));
+                }
+                let row = mid_row(
+                    c,
+                    "UPDATE mids SET status = ?, status_reason = ?, validated_at = CASE WHEN ? AND validated_at IS NULL THEN ? ELSE validated_at END WHERE id = ? RETURNING *",
+                    params![status.as_str(), reason, (status == MidStatus::Up), now, current.id],
+                )?;
+                insert_history(c, &current.id, Some(current.status), status, &reason, now)?;
+                Ok(row)
+            })
+            .await
+    }
+
+    async fn mid_history(&self, id: &str, limit: u32) -> Result<Vec<StatusChangeRow>, StoreError> {
+        self.read(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT id, at, from_status, to_status, reason FROM mid_status_history WHERE mid_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+                )?
+                .query_map(params![id, i64::from(limit)], HistoryDbRow::from_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(StatusChangeRow::try_from).collect()
+        })
+    }
+
+    async fn delete_mid(&self, id: &str, name: &str, now: i64) -> Result<u64, StoreError> {
+        let (id, name) = (id.to_string(), name.to_string());
+        self.writer
+            .write(move |c| {
+                let ended = c
+                    .prepare_cached(
+                        "UPDATE ecc SET state = 'error', error = ?, processed_at = ? WHERE queue = 'output' AND state = 'ready' AND agent = ?",
+                    )?
+                    .execute(params![
+                        format!("MID {name} was deleted before it ran this"),
+                        now,
+                        format!("mid.server.{name}")
+                    ])?;
+                c.prepare_cached("DELETE FROM mid_status_history WHERE mid_id = ?")?
+                    .execute([&id])?;
+                c.prepare_cached("DELETE FROM mids WHERE id = ?")?
+                    .execute([&id])?;
+                Ok(ended as u64)
+            })
+            .await
+    }
+
+    async fn mark_mid_seen(&self, id: &str, now: i64) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached("UPDATE mids SET last_seen_at = ? WHERE id = ?")?
+                    .execute(params![now, id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn record_heartbeat(
+        &self,
+        id: &str,
+        health: &MidHealth,
+        declared: &MidProfile,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (id, version) = (id.to_string(), health.version.clone());
+        let (health, declared) = (json(health), json(declared));
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE mids SET last_seen_at = ?, health = ?, declared_profile = ?, version = ? WHERE id = ?",
+                )?
+                .execute(params![now, health, declared, version, id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn set_admin_profile(
+        &self,
+        name: &str,
+        profile: Option<&ProfileUpdate>,
+    ) -> Result<Option<MidRow>, StoreError> {
+        let (name, profile) = (name.to_string(), profile.map(json));
+        self.writer
+            .write(move |c| {
+                mid_row(
+                    c,
+                    "UPDATE mids SET admin_profile = ? WHERE name = ? RETURNING *",
+                    params![profile, name],
+                )
+            })
+            .await
+    }
+
+    async fn request_rekey(
+        &self,
+        name: &str,
+        requested: bool,
+    ) -> Result<Option<MidRow>, StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| {
+                mid_row(
+                    c,
+                    "UPDATE mids SET rekey_requested = ? WHERE name = ? RETURNING *",
+                    params![requested, name],
+                )
+            })
+            .await
+    }
+
+    async fn rekey_mid(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        public_key: &str,
+    ) -> Result<(), StoreError> {
+        let (id, secret_hash, public_key) = (
+            id.to_string(),
+            secret_hash.to_string(),
+            public_key.to_string(),
+        );
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "UPDATE mids SET secret_hash = ?, public_key = ?, rekey_requested = FALSE WHERE id = ?",
+                )?
+                .execute([secret_hash, public_key, id])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn put_cluster(
+        &self,
+        name: &str,
+        kind: ClusterKind,
+        members: &[String],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (name, members) = (name.to_string(), members.to_vec());
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO clusters (name, kind, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind",
+                )?
+                .execute(params![name, kind.as_str(), now])?;
+                c.prepare_cached("DELETE FROM cluster_members WHERE cluster = ?")?
+                    .execute([&name])?;
+                let mut add = c.prepare_cached(
+                    "INSERT INTO cluster_members (cluster, mid_name, rank) VALUES (?, ?, ?)",
+                )?;
+                for (rank, member) in members.iter().enumerate() {
+                    add.execute(params![name, member, (rank as i64 + 1)])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRow>, StoreError> {
+        Ok(self.clusters(Some(name))?.into_iter().next())
+    }
+
+    async fn list_clusters(&self) -> Result<Vec<ClusterRow>, StoreError> {
+        self.clusters(None)
+    }
+
+    async fn delete_cluster(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached("DELETE FROM cluster_members WHERE cluster = ?")?
+                    .execute([&name])?;
+                let deleted = c
+                    .prepare_cached("DELETE FROM clusters WHERE name = ?")?
+                    .execute([&name])?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn put_credential(&self, row: &CredentialRow) -> Result<CredentialRow, StoreError> {
+        let row = row.clone();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO credentials (id, name, description, kind, shown, sealed, key_id, created_at, updated_at) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+                     description = excluded.description, kind = excluded.kind, shown = excluded.shown, \
+                     sealed = excluded.sealed, key_id = excluded.key_id, updated_at = excluded.updated_at",
+                )?
+                .execute(params![
+                    row.id,
+                    row.name,
+                    row.description,
+                    row.kind,
+                    row.shown,
+                    row.sealed,
+                    row.key_id,
+                    row.created_at,
+                    row.updated_at
+                ])?;
+                Ok(c.prepare_cached(select_credentials!("WHERE name = ?"))?
+                    .query_row([&row.name], credential_row)?)
+            })
+            .await
+    }
+
+    async fn get_credential(
+        &self,
+        key: CredentialKey<'_>,
+    ) -> Result<Option<CredentialRow>, StoreError> {
+        let (sql, value) = match key {
+            CredentialKey::Id(id) => (select_credentials!("WHERE id = ?"), id),
+            CredentialKey::Name(name) => (select_credentials!("WHERE name = ?"), name),
+        };
+        self.read(|c| {
+            Ok(c.prepare_cached(sql)?
+                .query_row([value], credential_row)
+                .optional()?)
+        })
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(select_credentials!("ORDER BY name"))?
+                .query_map([], credential_row)?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    async fn delete_credential(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| {
+                let users: Vec<String> = c
+                    .prepare_cached("SELECT name FROM aliases WHERE credential = ? ORDER BY name")?
+                    .query_map([&name], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                if !users.is_empty() {
+                    return Err(StoreError::InUse(format!(
+                        "credential `{name}` is used by alias(es) {}: change or delete them first",
+                        users.join(", ")
+                    )));
+                }
+                let deleted = c
+                    .prepare_cached("DELETE FROM credentials WHERE name = ?")?
+                    .execute([&name])?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn put_alias(&self, row: &AliasRow) -> Result<AliasRow, StoreError> {
+        let row = row.clone();
+        self.writer
+            .write(move |c| {
+                if let Some(credential) = &row.credential {
+                    let found: Option<String> = c
+                        .prepare_cached("SELECT id FROM credentials WHERE name = ?")?
+                        .query_row([credential], |r| r.get(0))
+                        .optional()?;
+                    if found.is_none() {
+                        return Err(StoreError::MissingCredential(credential.clone()));
+                    }
+                }
+                c.prepare_cached(
+                    "INSERT INTO aliases (id, name, credential, spec, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+                     ON CONFLICT (name) DO UPDATE SET credential = excluded.credential, spec = excluded.spec, \
+                     updated_at = excluded.updated_at",
+                )?
+                .execute(params![
+                    row.id,
+                    row.name,
+                    row.credential,
+                    row.spec,
+                    row.created_at,
+                    row.updated_at
+                ])?;
+                Ok(c.prepare_cached(select_aliases!("WHERE name = ?"))?
+                    .query_row([&row.name], alias_row)?)
+            })
+            .await
+    }
+
+    async fn get_alias(&self, name: &str) -> Result<Option<AliasRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(select_aliases!("WHERE name = ?"))?
+                .query_row([name], alias_row)
+                .optional()?)
+        })
+    }
+
+    async fn list_aliases(&self) -> Result<Vec<AliasRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(select_aliases!("ORDER BY name"))?
+                .query_map([], alias_row)?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    async fn delete_alias(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| {
+                let deleted = c
+                    .prepare_cached("DELETE FROM aliases WHERE name = ?")?
+                    .execute([&name])?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn insert_output(&self, record: &Record) -> Result<(), StoreError> {
+        let record = record.clone();
+        self.writer
+            .write(move |c| Ok(insert_record(c, &record)?))
+            .await
+    }
+
+    async fn get_record(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        self.read(|c| ecc_row(c, "SELECT * FROM ecc WHERE id = ?", [id]))
+    }
+
+    async fn input_for(&self, output_id: &str) -> Result<Option<Record>, StoreError> {
+        self.read(|c| {
+            ecc_row(
+                c,
+                "SELECT * FROM ecc WHERE queue = 'input' AND response_to = ?",
+                [output_id],
+            )
+        })
+    }
+
+    async fn list_records(&self, f: &RecordFilter) -> Result<Vec<Record>, StoreError> {
+        use rusqlite::types::Value;
+        let mut sql = String::from("SELECT * FROM ecc WHERE 1 = 1");
+        let mut values: Vec<Value> = Vec::new();
+        let mut filter = |clause: &str, value: Value| {
+            sql.push_str(clause);
+            values.push(value);
+        };
+        if let Some(queue) = f.queue {
+            filter(" AND queue = ?", queue.as_str().to_string().into());
+        }
+        if let Some(state) = f.state {
+            filter(" AND state = ?", state.as_str().to_string().into());
+        }
+        if let Some(agent) = &f.agent {
+            filter(" AND agent = ?", agent.clone().into());
+        }
+        if let Some(topic) = f.topic {
+            filter(" AND topic = ?", topic.as_str().to_string().into());
+        }
+        if let Some(correlator) = &f.correlator {
+            filter(" AND correlator = ?", correlator.clone().into());
+        }
+        if let Some(after) = &f.after {
+            filter(" AND id > ?", after.clone().into());
+        }
+        filter(" ORDER BY id LIMIT ?", i64::from(f.limit).into());
+        self.read(|c| ecc_rows(c, &sql, rusqlite::params_from_iter(values)))
+    }
+
+    async fn claim_ready_outputs(&self, c: &Claim<'_>) -> Result<Vec<Record>, StoreError> {
+        const CLAIM: &str = "UPDATE ecc SET state = 'processing', attempt = attempt + 1, claimed_by = ?, claimed_at = ?, lease_expires_at = ? \
+             WHERE id IN (SELECT id FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to = ? AND priority = ? ORDER BY id LIMIT ?) \
+             RETURNING *";
+        let open: Vec<(Priority, u32)> = Priority::ALL
+            .into_iter()
+            .map(|p| (p, c.capacity.get(p)))
+            .filter(|(_, free)| *free > 0)
+            .collect();
+        if open.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Most polls find nothing: a read says so without queueing for the writer.
+        let waiting: bool = self.read(|conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to = ?)",
+                )?
+                .query_row([c.mid_name], |r| r.get(0))?)
+        })?;
+        if !waiting {
+            return Ok(Vec::new());
+        }
+        let (mid, now, lease_until) = (c.mid_name.to_string(), c.now, c.lease_until);
+        let mut claimed = self
+            .writer
+            .write(move |conn| {
+                let mut claimed = Vec::new();
+                for (priority, free) in open {
+                    claimed.extend(ecc_rows(
+                        conn,
+                        CLAIM,
+                        params![mid, now, lease_until, mid, priority.rank(), i64::from(free)],
+                    )?);
+                }
+                Ok::<_, StoreError>(claimed)
+            })
+            .await?;
+        claimed.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+        Ok(claimed)
+    }
+
+    async fn record_results(
+        &self,
+        mid_name: &str,
+        results: &[WorkResult],
+        now: i64,
+    ) -> Result<Vec<RecordedResult>, StoreError> {
+        let mid_name = mid_name.to_string();
+        let results: Vec<EncodedResult> = results
+            .iter()
+            .map(|r| EncodedResult {
+                output_id: r.output_id.clone(),
+                attempt: r.attempt,
+                payload: r.payload.to_string(),
+                error: r.error.clone(),
+                duration_ms: i64::try_from(r.duration_ms).unwrap_or(i64::MAX),
+            })
+            .collect();
+        self.writer
+            .write(move |c| {
+                results
+                    .into_iter()
+                    .map(|result| record_result(c, &mid_name, result, now))
+                    .collect()
+            })
+            .await
+    }
+
+    async fn renew_leases(
+        &self,
+        mid_name: &str,
+        jobs: &[JobRef],
+        lease_until: i64,
+    ) -> Result<Vec<JobRef>, StoreError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (mid_name, jobs) = (mid_name.to_string(), jobs.to_vec());
+        self.writer
+            .write(move |c| {
+                let mut renew = c.prepare_cached(
+                    "UPDATE ecc SET lease_expires_at = ? WHERE id = ? AND queue = 'output' AND state = 'processing' AND attempt = ? AND claimed_by = ?",
+                )?;
+                let mut lost = Vec::new();
+                for job in jobs {
+                    let renewed = renew.execute(params![
+                        lease_until,
+                        job.output_id,
+                        i64::from(job.attempt),
+                        mid_name
+                    ])?;
+                    if renewed == 0 {
+                        lost.push(job);
+                    }
+                }
+                Ok(lost)
+            })
+            .await
+    }
+
+    async fn expire_leases(&self, now: i64) -> Result<Vec<Record>, StoreError> {
+        self.writer
+            .write(move |c| {
+                let lapsed = ecc_rows(
+                    c,
+                    "SELECT * FROM ecc WHERE state = 'processing' AND lease_expires_at < ? ORDER BY id LIMIT 1000",
+                    [now],
+                )?;
+                end_leases(c, lapsed, "lease lapsed", now)
+            })
+            .await
+    }
+
+    async fn release_leases_of(
+        &self,
+        mid_name: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<Record>, StoreError> {
+        let (mid_name, reason) = (mid_name.to_string(), reason.to_string());
+        self.writer
+            .write(move |c| {
+                let running = ecc_rows(
+                    c,
+                    "SELECT * FROM ecc WHERE queue = 'output' AND state = 'processing' AND claimed_by = ? ORDER BY id",
+                    [&mid_name],
+                )?;
+                end_leases(c, running, &reason, now)
+            })
+            .await
+    }
+
+    async fn purge_finished(&self, before: i64, limit: u32) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |c| {
+                let ids: Vec<String> = c
+                    .prepare_cached(
+                        "SELECT id FROM ecc WHERE queue = 'output' AND state IN ('processed', 'error', 'cancelled') AND processed_at < ? ORDER BY id LIMIT ?",
+                    )?
+                    .query_map(params![before, i64::from(limit)], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut delete = c.prepare_cached(
+                    "DELETE FROM ecc WHERE id = ? OR (queue = 'input' AND response_to = ?)",
+                )?;
+                let mut deleted = 0;
+                for id in &ids {
+                    deleted += delete.execute([id, id])? as u64;
+                }
+                Ok(deleted)
+            })
+            .await
+    }
+
+    async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError> {
+        let rows: Vec<(String, String, i64)> = self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT assigned_to, 'ready', COUNT(*) FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to IS NOT NULL GROUP BY assigned_to \
+                 UNION ALL \
+                 SELECT claimed_by, 'processing', COUNT(*) FROM ecc WHERE queue = 'output' AND state = 'processing' AND claimed_by IS NOT NULL GROUP BY claimed_by",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?)
+        })?;
+        let mut load: HashMap<String, Load> = HashMap::new();
+        for (mid, state, count) in rows {
+            let entry = load.entry(mid).or_default();
+            let count = u64::try_from(count).unwrap_or(0);
+            if state == "ready" {
+                entry.ready += count;
+            } else {
+                entry.processing += count;
+            }
+        }
+        Ok(load)
+    }
+
+    async fn movable_outputs(&self, limit: u32) -> Result<Vec<Record>, StoreError> {
+        self.read(|c| {
+            ecc_rows(
+                c,
+                "SELECT * FROM ecc WHERE queue = 'output' AND state = 'ready' AND agent NOT LIKE 'mid.server.%' ORDER BY id LIMIT ?",
+                [i64::from(limit)],
+            )
+        })
+    }
+
+    async fn assign_output(
+        &self,
+        id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        selection: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, from, to, selection) = (
+            id.to_string(),
+            from.map(str::to_string),
+            to.map(str::to_string),
+            selection.to_string(),
+        );
+        self.writer
+            .write(move |c| {
+                let assigned = c
+                    .prepare_cached(
+                        "UPDATE ecc SET assigned_to = ?, selection = ? WHERE id = ? AND queue = 'output' AND state = 'ready' AND assigned_to IS ?",
+                    )?
+                    .execute(params![to, selection, id, from])?;
+                Ok(assigned > 0)
+            })
+            .await
+    }
+}
+
+impl SqliteStore {
+    fn clusters(&self, only: Option<&str>) -> Result<Vec<ClusterRow>, StoreError> {
+        let rows: Vec<(String, String, Option<String>)> = self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT c.name, c.kind, m.mid_name FROM clusters c LEFT JOIN cluster_members m ON m.cluster = c.name \
+                 WHERE ? IS NULL OR c.name = ? ORDER BY c.name, m.rank",
+            )?
+            .query_map([only, only], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?)
+        })?;
+        let mut out: Vec<ClusterRow> = Vec::new();
+        for (name, kind, member) in rows {
+            if out.last().is_none_or(|c| c.name != name) {
+                let kind = ClusterKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+                    id: name.clone(),
+                    detail: format!("cluster kind {kind}"),
+                })?;
+                out.push(ClusterRow {
+                    name: name.clone(),
+                    kind,
+                    members: Vec::new(),
+                });
+            }
+            if let (Some(member), Some(cluster)) = (member, out.last_mut()) {
+                cluster.members.push(member);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Enrolls a MID with a one-time token, in the writer's transaction.
+fn enroll(c: &Connection, token_hash: &str, mid: MidRow) -> Result<MidRow, EnrollError> {
+    let auto_validate: Option<bool> = c
+        .prepare_cached(
+            "SELECT auto_validate FROM enrollment_tokens WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![token_hash, mid.enrolled_at], |r| r.get(0))
+                .optional()
+        })
+        .map_err(StoreError::from)?;
+    let Some(auto_validate) = auto_validate else {
+        return Err(EnrollError::TokenInvalid);
+    };
+    let taken: bool = c
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM mids WHERE name = ?)")
+        .and_then(|mut s| s.query_row([&mid.name], |r| r.get(0)))
+        .map_err(StoreError::from)?;
+    if taken {
+        return Err(EnrollError::NameTaken(mid.name.clone()));
+    }
+    let mut row = mid;
+    if auto_validate {
+        row.status = MidStatus::Up;
+        row.status_reason = Some("validated by its enrollment token".into());
+        row.validated_at = Some(row.enrolled_at);
+    } else {
+        row.status = MidStatus::ValidationPending;
+        row.status_reason = Some("waiting for an admin to validate it".into());
+    }
+    let written = (|| -> rusqlite::Result<()> {
+        c.prepare_cached(
+            "UPDATE enrollment_tokens SET used_by = ?, used_at = ? WHERE token_hash = ?",
+        )?
+        .execute(params![row.id, row.enrolled_at, token_hash])?;
+        c.prepare_cached(
+            "INSERT INTO mids (id, name, secret_hash, public_key, status, status_reason, version, hostname, protocol_version, enrolled_at, validated_at, last_seen_at, declared_profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )?
+        .execute(params![
+            row.id,
+            row.name,
+            row.secret_hash,
+            row.public_key,
+            row.status.as_str(),
+            row.status_reason,
+            row.version,
+            row.hostname,
+            i64::from(row.protocol_version),
+            row.enrolled_at,
+            row.validated_at,
+            row.last_seen_at,
+            json(&row.declared_profile),
+        ])?;
+        insert_history(
+            c,
+            &row.id,
+            None,
+            row.status,
+            row.status_reason.as_deref().unwrap_or("enrolled"),
+            row.enrolled_at,
+        )
+    })();
+    written.map_err(StoreError::from)?;
+    Ok(row)
+}
+
+/// Records one result, in the writer's transaction: the input record, and the output
+/// finished — or says why not (unknown output, repeat, superseded attempt).
+fn record_result(
+    c: &Connection,
+    mid_name: &str,
+    result: EncodedResult,
+    now: i64,
+) -> Result<RecordedResult, StoreError> {
+    let Some(output) = ecc_row(
+        c,
+        "SELECT * FROM ecc WHERE id = ? AND queue = 'output'",
+        [&result.output_id],
+    )?
+    else {
+        return Ok(RecordedResult {
+            outcome: AckOutcome::Unknown,
+            output: None,
+        });
+    };
+    // Recording an input finishes its output in the same transaction, so an output
+    // still `processing` has no input: look only for finished ones.
+    let answered: Option<i64> = if output.state == State::Processing {
+        None
+    } else {
+        c.prepare_cached("SELECT attempt FROM ecc WHERE queue = 'input' AND response_to = ?")?
+            .query_row([&output.id], |r| r.get(0))
+            .optional()?
+    };
+    let outcome = match answered {
+        Some(attempt) if attempt == i64::from(result.attempt) => AckOutcome::Duplicate,
+        Some(_) => AckOutcome::Superseded,
+        None if output.state == State::Processing
+            && output.attempt == result.attempt
+            && output.claimed_by.as_deref() == Some(mid_name) =>
+        {
+            AckOutcome::Recorded
+        }
+        None => AckOutcome::Superseded,
+    };
+    if outcome != AckOutcome::Recorded {
+        return Ok(RecordedResult {
+            outcome,
+            output: None,
+        });
+    }
+    let state = if result.error.is_some() {
+        State::Error
+    } else {
+        State::Processed
+    };
+    let input = Record {
+        id: uuid::Uuid::now_v7().to_string(),
+        queue: Queue::Input,
+        agent: format!("mid.server.{mid_name}"),
+        topic: output.topic,
+        name: output.name.clone(),
+        source: mid_name.to_string(),
+        payload: result.payload,
+        state,
+        priority: output.priority,
+        response_to: Some(output.id.clone()),
+        correlator: output.correlator.clone(),
+        attempt: result.attempt,
+        max_attempts: output.max_attempts,
+        at_most_once: output.at_most_once,
+        error: result.error.clone(),
+        claimed_by: None,
+        lease_expires_at: None,
+        created_at: now,
+        claimed_at: None,
+        processed_at: Some(now),
+        duration_ms: Some(result.duration_ms),
+        assigned_to: None,
+        selection: None,
+        application: output.application.clone(),
+    };
+    insert_record(c, &input)?;
+    c.prepare_cached(
+        "UPDATE ecc SET state = ?, error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ?",
+    )?
+    .execute(params![state.as_str(), result.error, now, output.id])?;
+    Ok(RecordedResult {
+        outcome,
+        output: Some(Record {
+            state,
+            error: result.error,
+            processed_at: Some(now),
+            lease_expires_at: None,
+            ..output
+        }),
+    })
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".into())
+}
+
+fn insert_history(
+    c: &Connection,
+    mid_id: &str,
+    from: Option<MidStatus>,
+    to: MidStatus,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    c.prepare_cached(
+        "INSERT INTO mid_status_history (id, mid_id, at, from_status, to_status, reason) VALUES (?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        uuid::Uuid::now_v7().to_string(),
+        mid_id,
+        now,
+        from.map(MidStatus::as_str),
+        to.as_str(),
+        reason
+    ])?;
+    Ok(())
+}
+
+/// Ends the leases of `outputs`: back to `ready` for another attempt, or `error` when
+/// attempts are used up or the output is at-most-once. `why` starts the error text.
+fn end_leases(
+    c: &Connection,
+    outputs: Vec<Record>,
+    why: &str,
+    now: i64,
+) -> Result<Vec<Record>, StoreError> {
+    let mut changed = Vec::with_capacity(outputs.len());
+    for output in outputs {
+        let holder = output.claimed_by.as_deref().unwrap_or("?");
+        let failure = if output.at_most_once {
+            Some(format!(
+                "{why} while MID {holder} held attempt {}; at-most-once outputs are not re-run",
+                output.attempt
+            ))
+        } else if output.attempt >= output.max_attempts {
+            Some(format!(
+                "{why} on attempt {} of {} (last held by MID {holder}); no attempts left",
+                output.attempt, output.max_attempts
+            ))
+        } else {
+            None
+        };
+        let attempt = i64::from(output.attempt);
+        let row = match &failure {
+            Some(reason) => ecc_row(
+                c,
+                "UPDATE ecc SET state = 'error', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING *",
+                params![reason, now, output.id, attempt],
+            )?,
+            None => ecc_row(
+                c,
+                "UPDATE ecc SET state = 'ready', lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING *",
+                params![output.id, attempt],
+            )?,
+        };
+        changed.extend(row);
+    }
+    Ok(changed)
+}
