@@ -2,6 +2,7 @@
 //! through a cluster, or by `mid.auto` selection), hands them out by long-poll, records
 //! results exactly once, notices MIDs that go away, and moves their work elsewhere.
 
+pub mod handoff;
 pub mod payload;
 pub mod presence;
 pub mod selection;
@@ -12,6 +13,7 @@ use crate::config::InstanceConfig;
 use crate::connections::{self, Connections};
 use crate::ecc::{Claim, Load, MidKey, MidRow, Record, RecordedResult, Store, StoreError};
 use crate::vault::Vault;
+use handoff::ParkedPolls;
 use openmid_proto::api::{MidHealth, NewOutput};
 use openmid_proto::ecc::{Agent, Priority, Queue, State, Topic};
 use openmid_proto::mid::{
@@ -134,6 +136,8 @@ pub struct Dispatcher {
     /// "Output X finished" (key: output id).
     outputs: Signals,
     presence: Arc<Presence>,
+    /// Long-polls waiting for work, for hand-off.
+    parked: Arc<ParkedPolls>,
     rebalance_wanted: AtomicBool,
     vault: Arc<Vault>,
     blobs: Arc<BlobStore>,
@@ -185,6 +189,7 @@ impl Dispatcher {
             agents: Signals::default(),
             outputs: Signals::default(),
             presence: Arc::new(Presence::default()),
+            parked: Arc::new(ParkedPolls::default()),
             rebalance_wanted: AtomicBool::new(true),
         }
     }
@@ -322,7 +327,7 @@ impl Dispatcher {
             Choice::Nobody { why } if agent == Agent::Auto => return Err(invalid("agent", why)),
             Choice::Nobody { why } => (None, why),
         };
-        let record = Record {
+        let mut record = Record {
             id: uuid::Uuid::now_v7().to_string(),
             queue: Queue::Output,
             agent: agent.to_string(),
@@ -348,10 +353,35 @@ impl Dispatcher {
             selection: Some(selection),
             application: new.application,
         };
-        self.store.insert_output(&record).await?;
-        if let Some(mid) = &record.assigned_to {
-            self.agents.signal(&mid_key(mid));
-        }
+        let reservation = record
+            .assigned_to
+            .as_deref()
+            .and_then(|mid| self.parked.reserve(mid, record.priority));
+        let Some(reservation) = reservation else {
+            self.store.insert_output(&record).await?;
+            if let Some(mid) = &record.assigned_to {
+                self.agents.signal(&mid_key(mid));
+            }
+            return Ok(record);
+        };
+        // Its MID is waiting in a poll with a free slot: write it claimed, hand it over.
+        let now = now_ms();
+        record.state = State::Processing;
+        record.attempt = 1;
+        record.claimed_by = record.assigned_to.clone();
+        record.claimed_at = Some(now);
+        record.lease_expires_at = Some(now + self.lease_ms());
+        // On a task of its own: a caller that hangs up must not leave a record written
+        // as claimed but never handed over (the poll waits for the reservation).
+        let store = self.store.clone();
+        let written = record.clone();
+        tokio::spawn(async move {
+            store.insert_output(&written).await?;
+            reservation.hand_over(written);
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(|e| StoreError::Batch(format!("hand-off task: {e}")))??;
         Ok(record)
     }
 
@@ -422,10 +452,28 @@ impl Dispatcher {
             if news {
                 break Vec::new();
             }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(deadline) => break Vec::new(),
-                _ = shutdown.cancelled() => break Vec::new(),
+            let parking = (mid.status.takes_work() && req.capacity.total() > 0)
+                .then(|| self.parked.park(&mid.name, req.capacity));
+            let handed = async {
+                match &parking {
+                    Some(p) => p.handed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let timed_out = tokio::select! {
+                _ = &mut notified => false,
+                _ = handed => false,
+                _ = tokio::time::sleep_until(deadline) => true,
+                _ = shutdown.cancelled() => true,
+            };
+            if let Some(parking) = parking {
+                let handed = parking.close().await;
+                if !handed.is_empty() {
+                    break handed;
+                }
+            }
+            if timed_out {
+                break Vec::new();
             }
             // A status change (validation, pause …) or a rekey request is news: answer now.
             if let Some(row) = self.store.get_mid(MidKey::Id(&mid.id)).await? {

@@ -334,17 +334,6 @@ impl Session {
                     continue;
                 }
             };
-            // Nothing is posted before it would survive a power loss on the MID. One
-            // group commit per batch covers its results, the ones `upload_bodies` just
-            // rewrote, and whatever else was stored meanwhile; `put` itself never syncs.
-            if let Err(e) = self.outbox.make_durable().await {
-                tracing::error!(error = %e, "could not make the outbox durable; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = stop.cancelled() => return,
-                }
-                continue;
-            }
             let req = ResultsRequest {
                 results: batch.iter().map(|r| (**r).clone()).collect(),
             };
@@ -353,7 +342,29 @@ impl Session {
             } else {
                 Duration::from_secs(120)
             };
-            match tokio::time::timeout(limit, self.client.post_results(&req)).await {
+            // The batch is posted while the outbox's one group commit for it runs, not
+            // after: a result leaves the outbox only once the instance acknowledged it,
+            // and the instance acknowledges only what it has stored durably, so a power
+            // loss during the post loses nothing the instance holds; what it does not
+            // hold is either on disk here or — if the power went before the fsync —
+            // still `processing` there, and its lease runs out and it runs again, as
+            // with a power loss while the probe ran. Waiting for the fsync first would
+            // put it on every result's path for no guarantee more.
+            let (durable, posted) = tokio::join!(
+                self.outbox.make_durable(),
+                tokio::time::timeout(limit, self.client.post_results(&req))
+            );
+            if let Err(e) = durable {
+                tracing::error!(error = %e, "could not make the outbox durable; results stay until acknowledged");
+                if !matches!(posted, Ok(Ok(_))) {
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
+                        _ = stop.cancelled() => return,
+                    }
+                    continue;
+                }
+            }
+            match posted {
                 Ok(Ok(resp)) => {
                     backoff.reset();
                     let mut acked = Vec::with_capacity(resp.acks.len());
