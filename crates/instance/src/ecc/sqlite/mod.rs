@@ -10,7 +10,7 @@ mod readers;
 mod writer;
 
 use super::migrations::MIGRATIONS;
-use super::rows::{EccRow, HistoryDbRow, MidDbRow, records};
+use super::rows::{EccRow, HistoryDbRow, MidDbRow, ecc_columns, mid_columns, records};
 use super::{
     AliasRow, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError, EnrollmentTokenRow,
     Load, MidKey, MidRow, Record, RecordFilter, RecordedResult, StatusChangeRow, Store, StoreError,
@@ -61,8 +61,6 @@ const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Settings every connection gets.
 fn tune(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    // Reads of the main file come from the page cache without a system call each.
-    conn.pragma_update(None, "mmap_size", 256i64 * 1024 * 1024)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -286,8 +284,14 @@ impl Store for SqliteStore {
 
     async fn get_mid(&self, key: MidKey<'_>) -> Result<Option<MidRow>, StoreError> {
         let (sql, value) = match key {
-            MidKey::Id(id) => ("SELECT * FROM mids WHERE id = ?", id),
-            MidKey::Name(name) => ("SELECT * FROM mids WHERE name = ?", name),
+            MidKey::Id(id) => (
+                concat!("SELECT ", mid_columns!(), " FROM mids WHERE id = ?"),
+                id,
+            ),
+            MidKey::Name(name) => (
+                concat!("SELECT ", mid_columns!(), " FROM mids WHERE name = ?"),
+                name,
+            ),
         };
         self.read(|c| mid_row(c, sql, [value]))
     }
@@ -295,7 +299,11 @@ impl Store for SqliteStore {
     async fn list_mids(&self) -> Result<Vec<MidRow>, StoreError> {
         self.read(|c| {
             let rows = c
-                .prepare_cached("SELECT * FROM mids ORDER BY name")?
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    mid_columns!(),
+                    " FROM mids ORDER BY name"
+                ))?
                 .query_map([], MidDbRow::from_row)?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter().map(MidRow::try_from).collect()
@@ -313,7 +321,7 @@ impl Store for SqliteStore {
         let (name, only_from, reason) = (name.to_string(), only_from.to_vec(), reason.to_string());
         self.writer
             .write(move |c| {
-                let Some(current) = mid_row(c, "SELECT * FROM mids WHERE name = ?", [&name])?
+                let Some(current) = mid_row(c, concat!("SELECT ", mid_columns!(), " FROM mids WHERE name = ?"), [&name])?
                 else {
                     return Ok(None);
                 };
@@ -324,7 +332,7 @@ impl Store for SqliteStore {
                 }
                 let row = mid_row(
                     c,
-                    "UPDATE mids SET status = ?, status_reason = ?, validated_at = CASE WHEN ? AND validated_at IS NULL THEN ? ELSE validated_at END WHERE id = ? RETURNING *",
+                    concat!("UPDATE mids SET status = ?, status_reason = ?, validated_at = CASE WHEN ? AND validated_at IS NULL THEN ? ELSE validated_at END WHERE id = ? RETURNING ", mid_columns!()),
                     params![status.as_str(), reason, (status == MidStatus::Up), now, current.id],
                 )?;
                 insert_history(c, &current.id, Some(current.status), status, &reason, now)?;
@@ -408,7 +416,10 @@ impl Store for SqliteStore {
             .write(move |c| {
                 mid_row(
                     c,
-                    "UPDATE mids SET admin_profile = ? WHERE name = ? RETURNING *",
+                    concat!(
+                        "UPDATE mids SET admin_profile = ? WHERE name = ? RETURNING ",
+                        mid_columns!()
+                    ),
                     params![profile, name],
                 )
             })
@@ -425,7 +436,10 @@ impl Store for SqliteStore {
             .write(move |c| {
                 mid_row(
                     c,
-                    "UPDATE mids SET rekey_requested = ? WHERE name = ? RETURNING *",
+                    concat!(
+                        "UPDATE mids SET rekey_requested = ? WHERE name = ? RETURNING ",
+                        mid_columns!()
+                    ),
                     params![requested, name],
                 )
             })
@@ -643,14 +657,24 @@ impl Store for SqliteStore {
     }
 
     async fn get_record(&self, id: &str) -> Result<Option<Record>, StoreError> {
-        self.read(|c| ecc_row(c, "SELECT * FROM ecc WHERE id = ?", [id]))
+        self.read(|c| {
+            ecc_row(
+                c,
+                concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE id = ?"),
+                [id],
+            )
+        })
     }
 
     async fn input_for(&self, output_id: &str) -> Result<Option<Record>, StoreError> {
         self.read(|c| {
             ecc_row(
                 c,
-                "SELECT * FROM ecc WHERE queue = 'input' AND response_to = ?",
+                concat!(
+                    "SELECT ",
+                    ecc_columns!(),
+                    " FROM ecc WHERE queue = 'input' AND response_to = ?"
+                ),
                 [output_id],
             )
         })
@@ -658,7 +682,7 @@ impl Store for SqliteStore {
 
     async fn list_records(&self, f: &RecordFilter) -> Result<Vec<Record>, StoreError> {
         use rusqlite::types::Value;
-        let mut sql = String::from("SELECT * FROM ecc WHERE 1 = 1");
+        let mut sql = String::from(concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE 1 = 1"));
         let mut values: Vec<Value> = Vec::new();
         let mut filter = |clause: &str, value: Value| {
             sql.push_str(clause);
@@ -687,9 +711,12 @@ impl Store for SqliteStore {
     }
 
     async fn claim_ready_outputs(&self, c: &Claim<'_>) -> Result<Vec<Record>, StoreError> {
-        const CLAIM: &str = "UPDATE ecc SET state = 'processing', attempt = attempt + 1, claimed_by = ?, claimed_at = ?, lease_expires_at = ? \
+        const CLAIM: &str = concat!(
+            "UPDATE ecc SET state = 'processing', attempt = attempt + 1, claimed_by = ?, claimed_at = ?, lease_expires_at = ? \
              WHERE id IN (SELECT id FROM ecc WHERE queue = 'output' AND state = 'ready' AND assigned_to = ? AND priority = ? ORDER BY id LIMIT ?) \
-             RETURNING *";
+             RETURNING ",
+            ecc_columns!()
+        );
         let open: Vec<(Priority, u32)> = Priority::ALL
             .into_iter()
             .map(|p| (p, c.capacity.get(p)))
@@ -792,7 +819,7 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let lapsed = ecc_rows(
                     c,
-                    "SELECT * FROM ecc WHERE state = 'processing' AND lease_expires_at < ? ORDER BY id LIMIT 1000",
+                    concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE state = 'processing' AND lease_expires_at < ? ORDER BY id LIMIT 1000"),
                     [now],
                 )?;
                 end_leases(c, lapsed, "lease lapsed", now)
@@ -811,7 +838,7 @@ impl Store for SqliteStore {
             .write(move |c| {
                 let running = ecc_rows(
                     c,
-                    "SELECT * FROM ecc WHERE queue = 'output' AND state = 'processing' AND claimed_by = ? ORDER BY id",
+                    concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE queue = 'output' AND state = 'processing' AND claimed_by = ? ORDER BY id"),
                     [&mid_name],
                 )?;
                 end_leases(c, running, &reason, now)
@@ -867,7 +894,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             ecc_rows(
                 c,
-                "SELECT * FROM ecc WHERE queue = 'output' AND state = 'ready' AND agent NOT LIKE 'mid.server.%' ORDER BY id LIMIT ?",
+                concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE queue = 'output' AND state = 'ready' AND agent NOT LIKE 'mid.server.%' ORDER BY id LIMIT ?"),
                 [i64::from(limit)],
             )
         })
@@ -1006,7 +1033,11 @@ fn record_result(
 ) -> Result<RecordedResult, StoreError> {
     let Some(output) = ecc_row(
         c,
-        "SELECT * FROM ecc WHERE id = ? AND queue = 'output'",
+        concat!(
+            "SELECT ",
+            ecc_columns!(),
+            " FROM ecc WHERE id = ? AND queue = 'output'"
+        ),
         [&result.output_id],
     )?
     else {
@@ -1143,12 +1174,18 @@ fn end_leases(
         let row = match &failure {
             Some(reason) => ecc_row(
                 c,
-                "UPDATE ecc SET state = 'error', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING *",
+                concat!(
+                    "UPDATE ecc SET state = 'error', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING ",
+                    ecc_columns!()
+                ),
                 params![reason, now, output.id, attempt],
             )?,
             None => ecc_row(
                 c,
-                "UPDATE ecc SET state = 'ready', lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING *",
+                concat!(
+                    "UPDATE ecc SET state = 'ready', lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING ",
+                    ecc_columns!()
+                ),
                 params![output.id, attempt],
             )?,
         };
