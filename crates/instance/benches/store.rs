@@ -85,42 +85,39 @@ fn bench(c: &mut Criterion) {
         },
     ));
     for batch in [1u32, 32] {
-        c.bench_function(
-            &format!("insert + claim + record ({batch} per claim)"),
-            |b| {
-                b.to_async(&rt).iter(|| async {
-                    for _ in 0..batch {
-                        let _ = store.insert_output(&output("m")).await;
-                    }
-                    let now = now_ms();
-                    let claimed = store
-                        .claim_ready_outputs(&Claim {
-                            mid_name: "m",
-                            capacity: Capacity {
-                                interactive: batch,
-                                expedited: 0,
-                                standard: 0,
-                            },
-                            now,
-                            lease_until: now + 30_000,
-                        })
-                        .await
-                        .unwrap_or_default();
-                    let results: Vec<WorkResult> = claimed
-                        .iter()
-                        .map(|r| WorkResult {
-                            output_id: r.id.clone(),
-                            attempt: r.attempt,
-                            payload: serde_json::json!({"status": 200}),
-                            error: None,
-                            started_at_ms: now,
-                            duration_ms: 1,
-                        })
-                        .collect();
-                    let _ = store.record_results("m", &results, now_ms()).await;
-                })
-            },
-        );
+        c.bench_function(&format!("insert ({batch} at once) + claim + record"), |b| {
+            b.to_async(&rt).iter(|| async {
+                // Concurrently, as API calls arrive: the writer commits them together.
+                let outputs: Vec<Record> = (0..batch).map(|_| output("m")).collect();
+                futures::future::join_all(outputs.iter().map(|o| store.insert_output(o))).await;
+                let now = now_ms();
+                let claimed = store
+                    .claim_ready_outputs(&Claim {
+                        mid_name: "m",
+                        capacity: Capacity {
+                            interactive: batch,
+                            expedited: 0,
+                            standard: 0,
+                        },
+                        now,
+                        lease_until: now + 30_000,
+                    })
+                    .await
+                    .unwrap_or_default();
+                let results: Vec<WorkResult> = claimed
+                    .iter()
+                    .map(|r| WorkResult {
+                        output_id: r.id.clone(),
+                        attempt: r.attempt,
+                        payload: serde_json::json!({"status": 200}),
+                        error: None,
+                        started_at_ms: now,
+                        duration_ms: 1,
+                    })
+                    .collect();
+                let _ = store.record_results("m", &results, now_ms()).await;
+            })
+        });
     }
 }
 
