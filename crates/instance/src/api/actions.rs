@@ -87,8 +87,8 @@ async fn submit_and_answer(
 }
 
 async fn answer(state: &AppState, output: Record, wait: Duration) -> Result<Response, ApiError> {
-    let output = if output.is_finished() || wait.is_zero() {
-        output
+    let (output, input) = if output.is_finished() || wait.is_zero() {
+        (output, None)
     } else {
         state.dispatcher.wait_finished(&output.id, wait).await?
     };
@@ -100,7 +100,10 @@ async fn answer(state: &AppState, output: Record, wait: Duration) -> Result<Resp
         };
         return Ok((StatusCode::ACCEPTED, Json(pending)).into_response());
     }
-    let input = state.dispatcher.store().input_for(&output.id).await?;
+    let input = match input {
+        Some(input) => Some(input),
+        None => state.dispatcher.store().input_for(&output.id).await?,
+    };
     Ok(match output.topic {
         Topic::SOAPProbe => Json(result::<SoapResponse>(output, input)).into_response(),
         _ => Json(result::<RestResponse>(output, input)).into_response(),

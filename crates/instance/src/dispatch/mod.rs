@@ -11,7 +11,9 @@ pub mod signals;
 use crate::blobs::BlobStore;
 use crate::config::InstanceConfig;
 use crate::connections::{self, Connections};
-use crate::ecc::{Claim, Load, MidKey, MidRow, Record, RecordedResult, Store, StoreError};
+use crate::ecc::{
+    Claim, Finished, Load, MidKey, MidRow, Record, RecordedResult, Store, StoreError,
+};
 use crate::vault::Vault;
 use handoff::ParkedPolls;
 use openmid_proto::api::{MidHealth, NewOutput};
@@ -138,6 +140,9 @@ pub struct Dispatcher {
     presence: Arc<Presence>,
     /// Long-polls waiting for work, for hand-off.
     parked: Arc<ParkedPolls>,
+    /// Outputs just finished that an API call waits for: it takes them from here
+    /// instead of reading them back from the store.
+    finished: std::sync::Mutex<HashMap<String, Finished>>,
     rebalance_wanted: AtomicBool,
     vault: Arc<Vault>,
     blobs: Arc<BlobStore>,
@@ -190,6 +195,7 @@ impl Dispatcher {
             outputs: Signals::default(),
             presence: Arc::new(Presence::default()),
             parked: Arc::new(ParkedPolls::default()),
+            finished: std::sync::Mutex::new(HashMap::new()),
             rebalance_wanted: AtomicBool::new(true),
         }
     }
@@ -555,9 +561,16 @@ impl Dispatcher {
             .record_results(&mid.name, &req.results, now_ms())
             .await?;
         let mut acks = Vec::with_capacity(recorded.len());
-        for (result, RecordedResult { outcome, .. }) in req.results.iter().zip(recorded) {
+        for (result, RecordedResult { outcome, finished }) in req.results.iter().zip(recorded) {
             match outcome {
-                AckOutcome::Recorded => self.outputs.signal(&result.output_id),
+                AckOutcome::Recorded => {
+                    if let Some(finished) = finished
+                        && self.outputs.is_awaited(&result.output_id)
+                    {
+                        self.keep_finished(finished);
+                    }
+                    self.outputs.signal(&result.output_id);
+                }
                 AckOutcome::Superseded => tracing::info!(
                     output = %result.output_id,
                     attempt = result.attempt,
@@ -708,26 +721,63 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Waits up to `wait` for an output to finish; returns it as it is then.
-    pub async fn wait_finished(&self, id: &str, wait: Duration) -> Result<Record, DispatchError> {
+    /// Waits up to `wait` for an output to finish; returns it as it is then, with its
+    /// input when that is already at hand (else the caller reads it).
+    pub async fn wait_finished(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<(Record, Option<Record>), DispatchError> {
         let deadline = Instant::now() + wait;
         let notify = self.outputs.subscribe(id);
-        loop {
+        let outcome = loop {
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let record =
-                self.store.get_record(id).await?.ok_or_else(|| {
-                    DispatchError::NotFound(format!("no ECC record with id `{id}`"))
-                })?;
+            if let Some(Finished { output, input }) = self.take_finished(id) {
+                break Ok((output, Some(input)));
+            }
+            let record = match self.store.get_record(id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    break Err(DispatchError::NotFound(format!(
+                        "no ECC record with id `{id}`"
+                    )));
+                }
+                Err(e) => break Err(e.into()),
+            };
             if record.is_finished() || Instant::now() >= deadline {
-                return Ok(record);
+                break Ok((record, None));
             }
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
+        };
+        // Whatever was kept for this call and not used must not stay behind.
+        drop(notify);
+        if !self.outputs.is_awaited(id) {
+            self.take_finished(id);
         }
+        outcome
+    }
+
+    /// Keeps a finished output for the API call waiting on it.
+    fn keep_finished(&self, finished: Finished) {
+        let mut kept = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        // Entries whose waiter left between the check and the insert would stay:
+        // sweep them when the map grows.
+        if kept.len() >= 1024 {
+            kept.retain(|id, _| self.outputs.is_awaited(id));
+        }
+        kept.insert(finished.output.id.clone(), finished);
+    }
+
+    fn take_finished(&self, id: &str) -> Option<Finished> {
+        self.finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
     }
 
     /// Ends the leases of everything a MID runs, so the work runs elsewhere.

@@ -30,6 +30,12 @@ impl Signals {
         notify
     }
 
+    /// Whether anyone holds a subscription to `key` right now.
+    pub fn is_awaited(&self, key: &str) -> bool {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key).is_some_and(|w| w.strong_count() > 0)
+    }
+
     /// Wakes everyone currently waiting on `key`.
     pub fn signal(&self, key: &str) {
         let notify = {

@@ -363,8 +363,17 @@ pub enum MidKey<'a> {
 pub struct RecordedResult {
     /// The outcome acknowledged to the MID.
     pub outcome: AckOutcome,
-    /// The output, as updated, when the result was recorded.
-    pub output: Option<Record>,
+    /// When recorded: the output as finished and the input written for it.
+    pub finished: Option<Finished>,
+}
+
+/// An output that has just finished, and its input.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The output, as updated.
+    pub output: Record,
+    /// The input record answering it.
+    pub input: Record,
 }
 
 /// The queue and registry store. Implementations: [`SqliteStore`] (embedded default);

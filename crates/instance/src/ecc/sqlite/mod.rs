@@ -13,7 +13,8 @@ use super::migrations::MIGRATIONS;
 use super::rows::{EccRow, HistoryDbRow, MidDbRow, ecc_columns, mid_columns, records};
 use super::{
     AliasRow, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError, EnrollmentTokenRow,
-    Load, MidKey, MidRow, Record, RecordFilter, RecordedResult, StatusChangeRow, Store, StoreError,
+    Finished, Load, MidKey, MidRow, Record, RecordFilter, RecordedResult, StatusChangeRow, Store,
+    StoreError,
 };
 use async_trait::async_trait;
 use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
@@ -1043,7 +1044,7 @@ fn record_result(
     else {
         return Ok(RecordedResult {
             outcome: AckOutcome::Unknown,
-            output: None,
+            finished: None,
         });
     };
     // Recording an input finishes its output in the same transaction, so an output
@@ -1069,7 +1070,7 @@ fn record_result(
     if outcome != AckOutcome::Recorded {
         return Ok(RecordedResult {
             outcome,
-            output: None,
+            finished: None,
         });
     }
     let state = if result.error.is_some() {
@@ -1110,12 +1111,15 @@ fn record_result(
     .execute(params![state.as_str(), result.error, now, output.id])?;
     Ok(RecordedResult {
         outcome,
-        output: Some(Record {
-            state,
-            error: result.error,
-            processed_at: Some(now),
-            lease_expires_at: None,
-            ..output
+        finished: Some(Finished {
+            output: Record {
+                state,
+                error: result.error,
+                processed_at: Some(now),
+                lease_expires_at: None,
+                ..output
+            },
+            input,
         }),
     })
 }
