@@ -119,6 +119,18 @@ impl Parking {
         }
     }
 
+    /// Takes the spot out of the table: no new reservations.
+    fn unpark(&self) {
+        let mut by_mid = lock(&self.polls.by_mid);
+        lock(&self.spot.state).open = false;
+        if let Some(spots) = by_mid.get_mut(&self.mid) {
+            spots.retain(|s| !Arc::ptr_eq(s, &self.spot));
+            if spots.is_empty() {
+                by_mid.remove(&self.mid);
+            }
+        }
+    }
+
     /// Stops taking reservations, waits for the open ones to settle, and returns what
     /// was handed over.
     pub async fn close(self) -> Vec<Record> {
@@ -134,19 +146,6 @@ impl Parking {
                 }
             }
             changed.await;
-        }
-    }
-}
-
-impl Parking {
-    fn unpark(&self) {
-        let mut by_mid = lock(&self.polls.by_mid);
-        lock(&self.spot.state).open = false;
-        if let Some(spots) = by_mid.get_mut(&self.mid) {
-            spots.retain(|s| !Arc::ptr_eq(s, &self.spot));
-            if spots.is_empty() {
-                by_mid.remove(&self.mid);
-            }
         }
     }
 }
