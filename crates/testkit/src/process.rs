@@ -69,6 +69,12 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     status_bytes(&format!("/proc/{pid}/status"), "VmRSS:")
 }
 
+/// Anonymous resident memory of a process in bytes (heap, stacks: what it allocated,
+/// not the pages of its binary, which processes running the same file share).
+pub fn rss_anon_bytes(pid: u32) -> Option<u64> {
+    status_bytes(&format!("/proc/{pid}/status"), "RssAnon:")
+}
+
 /// A `kB` field of a `/proc/…/status` file, in bytes.
 pub(crate) fn status_bytes(path: &str, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(path).ok()?;

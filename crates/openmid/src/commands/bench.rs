@@ -249,6 +249,7 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mid_rss_idle = mb(mids[0].rss_bytes());
+    let mid_anon_idle = mb(openmid_testkit::process::rss_anon_bytes(mids[0].pid()));
     let instance_rss_idle = mb(openmid_testkit::process::rss_bytes(instance.pid()));
 
     eprintln!("sequential: {} calls each way", args.requests);
@@ -347,6 +348,13 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
         "≤ 15 / 40 MB".into(),
     ]);
     t.add_row(vec![
+        "MID anonymous memory, idle".into(),
+        String::new(),
+        format!("{mid_anon_idle:.1} MB"),
+        String::new(),
+        String::new(),
+    ]);
+    t.add_row(vec![
         "instance RSS idle / load".into(),
         String::new(),
         format!("{instance_rss_idle:.1} / {instance_rss_load:.1} MB"),
@@ -375,6 +383,7 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
                 "p50_overhead_ms": m50 - d50,
                 "mid_failed": mid_failed,
                 "mid_rss_idle_mb": mid_rss_idle,
+                "mid_anon_idle_mb": mid_anon_idle,
                 "mid_rss_load_mb": mid_rss_load,
                 "instance_rss_idle_mb": instance_rss_idle,
                 "instance_rss_load_mb": instance_rss_load,
