@@ -1,6 +1,7 @@
 //! Clusters with real `openmid mid` processes: failover after kill -9, load balancing,
 //! a partitioned MID whose late results are discarded, and draining under load.
 
+use crate::support::outbox_pending;
 use openmid_mid::config::PoolSizes;
 use openmid_proto::api::{ClusterKind, NewCluster, RecordQuery};
 use openmid_proto::ecc::{EccRecord, Queue, State};
@@ -283,10 +284,10 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
         "the jobs finished on cut-b"
     );
     // cut-a has finished its copies meanwhile; its results wait in its outbox.
-    let outbox = rig.dir.path().join("cut-a/outbox");
+    let state_dir = rig.dir.path().join("cut-a");
     assert!(
         wait_until(Duration::from_secs(10), || {
-            let n = outbox_pending(&outbox);
+            let n = outbox_pending(&state_dir);
             async move { n == 20 }
         })
         .await,
@@ -305,7 +306,7 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
     let _back = back.expect("the proxy comes back on its port");
     assert!(
         wait_until(Duration::from_secs(40), || {
-            let n = outbox_pending(&outbox);
+            let n = outbox_pending(&state_dir);
             async move { n == 0 }
         })
         .await,
@@ -328,10 +329,6 @@ async fn a_cut_off_mid_comes_back_and_its_late_results_are_discarded() {
         .await,
         "cut-a is up again"
     );
-}
-
-fn outbox_pending(dir: &Path) -> usize {
-    openmid_mid::outbox::pending_on_disk(dir).unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,11 @@
 //! Nothing is lost: results wait in the MID's outbox while the instance is away, and
 //! arrive exactly once — whether the MID keeps running or restarts meanwhile.
 
-use crate::support::{MID, Stack};
+use crate::support::{MID, Stack, outbox_pending};
 use openmid_proto::api::RecordQuery;
 use openmid_proto::ecc::{EccRecord, Queue, State};
 use openmid_testkit::TestInstance;
 use openmid_testkit::{rest_output, wait_until};
-use std::path::Path;
 use std::time::Duration;
 
 const JOBS: usize = 5;
@@ -46,10 +45,6 @@ async fn all_in_state(instance: &TestInstance, correlator: &str, state: State) -
         .filter(|r| r.queue == Queue::Output)
         .collect();
     outputs.len() == JOBS && outputs.iter().all(|r| r.state == state)
-}
-
-fn outbox_pending(state_dir: &Path) -> usize {
-    openmid_mid::outbox::pending_on_disk(&state_dir.join("outbox")).unwrap_or(0)
 }
 
 /// Checks every output was processed by attempt 1 with exactly one input, and the

@@ -76,3 +76,8 @@ pub async fn processed_within(
     })
     .await
 }
+
+/// Results waiting in the outbox of the MID whose state directory is `state_dir`.
+pub fn outbox_pending(state_dir: &std::path::Path) -> usize {
+    openmid_mid::outbox::pending_on_disk(&state_dir.join("outbox")).unwrap_or(0)
+}

@@ -139,6 +139,15 @@ impl Capacity {
         }
     }
 
+    /// The free-slot count of one priority, to take or give back a slot.
+    pub fn get_mut(&mut self, p: Priority) -> &mut u32 {
+        match p {
+            Priority::Interactive => &mut self.interactive,
+            Priority::Expedited => &mut self.expedited,
+            Priority::Standard => &mut self.standard,
+        }
+    }
+
     /// Whether some pool that has no slot in `before` has one here.
     pub fn opens_pool_of(&self, before: &Capacity) -> bool {
         Priority::ALL

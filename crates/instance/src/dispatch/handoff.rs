@@ -43,14 +43,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn slot(free: &mut Capacity, priority: Priority) -> &mut u32 {
-    match priority {
-        Priority::Interactive => &mut free.interactive,
-        Priority::Expedited => &mut free.expedited,
-        Priority::Standard => &mut free.standard,
-    }
-}
-
 impl ParkedPolls {
     /// Parks a poll of `mid` with `free` slots; close the returned spot when done.
     pub fn park(self: &Arc<Self>, mid: &str, free: Capacity) -> Parking {
@@ -83,7 +75,7 @@ impl ParkedPolls {
             if !state.open {
                 continue;
             }
-            let free = slot(&mut state.free, priority);
+            let free = state.free.get_mut(priority);
             if *free > 0 {
                 *free -= 1;
                 state.reserved += 1;
@@ -183,7 +175,7 @@ impl Drop for Reservation {
             return;
         }
         let mut state = lock(&self.spot.state);
-        *slot(&mut state.free, self.priority) += 1;
+        *state.free.get_mut(self.priority) += 1;
         state.reserved -= 1;
         drop(state);
         self.spot.changed.notify_waiters();
