@@ -137,7 +137,7 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         Arc::new(vault),
     ));
     dispatcher
-        .watch_registered_mids()
+        .start_fresh()
         .await
         .map_err(|e| InstanceError::Config(e.to_string()))?;
     tasks.spawn(dispatcher.clone().run_sweeper(shutdown.clone()));

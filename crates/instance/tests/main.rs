@@ -5,4 +5,5 @@ mod blobs;
 mod lifecycle;
 mod persistence;
 mod protocol;
+mod recovery;
 mod support;

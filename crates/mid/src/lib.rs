@@ -99,6 +99,10 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         status: status_tx,
         started: Instant::now(),
         heartbeat_ms: AtomicU64::new(10_000),
+        session_id: session::new_session_id(),
+        reconnected: Notify::new(),
+        beat_now: Notify::new(),
+        opened: watch::channel(false).0,
     };
     let task = tokio::spawn(session.run());
     Ok(RunningMid {

@@ -163,6 +163,11 @@ impl Capacity {
     }
 }
 
+/// The longest a MID waits between two attempts to reach the instance (its jittered
+/// back-off's cap). The instance gives running work this much more lease at start, so
+/// MIDs that retry slowly after an outage still reconnect before their leases end.
+pub const MAX_RECONNECT_DELAY_MS: u64 = 30_000;
+
 /// `POST /mid/v1/poll`: a long-poll for work.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,6 +330,12 @@ pub struct HeartbeatRequest {
     /// What the MID's config declares it offers.
     #[serde(default)]
     pub profile: MidProfile,
+    /// This MID process's session id, new at every start. When it changes, the
+    /// instance knows the previous process is gone and at once releases the jobs it
+    /// held that this process does not list in `running` — instead of waiting for
+    /// their leases to lapse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 /// Answer to [`HeartbeatRequest`].

@@ -4,10 +4,12 @@
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
+use super::idempotency;
+use crate::dispatch::Idempotency;
 use crate::ecc::Record;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use openmid_proto::api::{
     ActionPending, ActionResult, ActionTimings, NewOutput, RestAction, SoapAction,
@@ -42,22 +44,50 @@ impl WaitQuery {
 
 pub(super) async fn rest_action(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(action): ApiJson<RestAction>,
 ) -> Result<Response, ApiError> {
     let wait = q.duration(&state)?;
+    let key = idempotency::from_headers(&headers, "actions/rest", &action)?;
+    if let Some(response) = replay(&state, key.as_ref(), wait).await? {
+        return Ok(response);
+    }
     let output = state.dispatcher.connections().rest_output(action).await?;
-    submit_and_answer(&state, output, wait).await
+    submit_and_answer(&state, output, key.as_ref(), wait).await
 }
 
 pub(super) async fn soap_action(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(action): ApiJson<SoapAction>,
 ) -> Result<Response, ApiError> {
     let wait = q.duration(&state)?;
+    let key = idempotency::from_headers(&headers, "actions/soap", &action)?;
+    if let Some(response) = replay(&state, key.as_ref(), wait).await? {
+        return Ok(response);
+    }
     let output = state.dispatcher.connections().soap_output(action).await?;
-    submit_and_answer(&state, output, wait).await
+    submit_and_answer(&state, output, key.as_ref(), wait).await
+}
+
+/// A retry of an earlier submission (same `Idempotency-Key`) is answered with the
+/// first output, before the alias is resolved again: a changed or deleted alias must
+/// not turn a retry into an error or a second job.
+async fn replay(
+    state: &AppState,
+    key: Option<&Idempotency>,
+    wait: Duration,
+) -> Result<Option<Response>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    match state.dispatcher.replayed(key).await? {
+        Some(output) => Ok(Some(idempotency::mark(
+            answer(state, output, wait).await?,
+            true,
+        ))),
+        None => Ok(None),
+    }
 }
 
 /// `GET /api/v1/actions/{id}`: the action's result (200) or where it stands (202).
@@ -80,10 +110,12 @@ pub(super) async fn get_action(
 async fn submit_and_answer(
     state: &AppState,
     new: NewOutput,
+    key: Option<&Idempotency>,
     wait: Duration,
 ) -> Result<Response, ApiError> {
-    let output = state.dispatcher.submit(new).await?;
-    answer(state, output, wait).await
+    let submitted = state.dispatcher.submit_once(new, key).await?;
+    let response = answer(state, submitted.record, wait).await?;
+    Ok(idempotency::mark(response, submitted.replayed))
 }
 
 async fn answer(state: &AppState, output: Record, wait: Duration) -> Result<Response, ApiError> {

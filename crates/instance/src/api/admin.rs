@@ -297,12 +297,22 @@ pub(super) async fn delete_cluster(
     }
 }
 
+/// `POST /api/v1/ecc`: 201 with the new output, or 200 with the first one when the
+/// `Idempotency-Key` was used before for the same request.
 pub(super) async fn insert_output(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     ApiJson(new): ApiJson<NewOutput>,
-) -> Result<(StatusCode, Json<EccRecord>), ApiError> {
-    let record = state.dispatcher.submit(new).await?;
-    Ok((StatusCode::CREATED, Json(record.to_api())))
+) -> Result<Response, ApiError> {
+    let key = super::idempotency::from_headers(&headers, "ecc", &new)?;
+    let submitted = state.dispatcher.submit_once(new, key.as_ref()).await?;
+    let status = if submitted.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let response = (status, Json(submitted.record.to_api())).into_response();
+    Ok(super::idempotency::mark(response, submitted.replayed))
 }
 
 pub(super) async fn get_record(

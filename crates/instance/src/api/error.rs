@@ -95,6 +95,11 @@ impl From<DispatchError> for ApiError {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "vault", e.to_string())
             }
             e @ DispatchError::Blob(_) => Self::internal(&e),
+            e @ DispatchError::IdempotencyKeyReused(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                e.to_string(),
+            ),
         }
     }
 }

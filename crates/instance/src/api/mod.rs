@@ -8,6 +8,7 @@ mod blobs;
 mod connections;
 pub mod error;
 mod extract;
+mod idempotency;
 mod mid_session;
 
 use crate::auth::token_matches;

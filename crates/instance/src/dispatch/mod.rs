@@ -12,7 +12,8 @@ use crate::blobs::BlobStore;
 use crate::config::InstanceConfig;
 use crate::connections::{self, Connections};
 use crate::ecc::{
-    Claim, Finished, Load, MidKey, MidRow, Record, RecordedResult, Store, StoreError,
+    Claim, Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, Record, RecordedResult,
+    SessionChange, Store, StoreError,
 };
 use crate::vault::Vault;
 use handoff::ParkedPolls;
@@ -33,6 +34,45 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+/// How long an `Idempotency-Key` is remembered: a retry within it gets the first
+/// output, a later one makes a new output.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+fn idempotency_window_ms() -> i64 {
+    IDEMPOTENCY_WINDOW.as_millis() as i64
+}
+
+/// A client's `Idempotency-Key` and the hash of the request it came with.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    /// The key as the client sent it.
+    pub key: String,
+    /// SHA-256 (hex) of what the request asked for.
+    pub request_hash: String,
+}
+
+/// A submitted output, and whether it was written by an earlier request with the
+/// same idempotency key.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The output.
+    pub record: Record,
+    /// Written earlier; nothing new was queued.
+    pub replayed: bool,
+}
+
+/// Writes an output, once per idempotency key when one is given.
+async fn insert(
+    store: &dyn Store,
+    record: &Record,
+    key: Option<&IdempotencyKey>,
+) -> Result<Option<IdempotentHit>, StoreError> {
+    match key {
+        Some(key) => store.insert_output_once(record, key).await,
+        None => store.insert_output(record).await.map(|()| None),
+    }
+}
 
 /// Largest batch of results accepted in one post.
 pub const MAX_RESULTS_PER_POST: usize = 1000;
@@ -63,6 +103,11 @@ pub enum DispatchError {
     /// A stored credential could not be encrypted or decrypted.
     #[error(transparent)]
     Vault(#[from] crate::vault::VaultError),
+    /// An `Idempotency-Key` already used for a different request.
+    #[error(
+        "Idempotency-Key `{0}` was used for a different request within the last 24 hours: use a new key for a new request"
+    )]
+    IdempotencyKeyReused(String),
 }
 
 /// A [`DispatchError::Invalid`] for `field`.
@@ -218,18 +263,40 @@ impl Dispatcher {
         }
     }
 
-    /// Starts watching the MIDs the registry says are up (at instance start): each has
-    /// `down_after` to get back in touch.
-    pub async fn watch_registered_mids(&self) -> Result<(), DispatchError> {
+    /// At instance start: nobody is connected yet, whatever the registry said before
+    /// the stop. MIDs that were `up` become `down` until their first poll restores them,
+    /// so no new work is assigned to a MID that may never come back; presence starts
+    /// empty. Running work keeps its lease for one more `lease_ms` from now, plus the
+    /// MIDs' longest reconnect back-off — the time the instance was down is not the
+    /// MIDs' fault — so a MID that reconnects and heartbeats keeps its jobs, and one
+    /// that does not loses them then.
+    pub async fn start_fresh(&self) -> Result<(), DispatchError> {
+        let now = now_ms();
         for mid in self.store.list_mids().await? {
-            if matches!(
-                mid.status,
-                MidStatus::Up | MidStatus::Paused | MidStatus::Draining
-            ) {
-                // Each has `down_after` to get back in touch.
-                self.presence.contact(&mid.name);
+            if mid.status == MidStatus::Up {
+                self.store
+                    .set_mid_status(
+                        &mid.name,
+                        &[MidStatus::Up],
+                        MidStatus::Down,
+                        "instance restarted: not reconnected yet",
+                        now,
+                    )
+                    .await?;
             }
         }
+        let reconnect = i64::try_from(openmid_proto::mid::MAX_RECONNECT_DELAY_MS).unwrap_or(0);
+        let extended = self
+            .store
+            .extend_all_leases(now + self.lease_ms().saturating_add(reconnect))
+            .await?;
+        if extended > 0 {
+            tracing::info!(
+                outputs = extended,
+                "running work keeps its lease while its MIDs reconnect"
+            );
+        }
+        self.rebalance_wanted.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -260,6 +327,47 @@ impl Dispatcher {
 
     /// Checks and queues an output record, assigns it to a MID and wakes that MID.
     pub async fn submit(&self, new: NewOutput) -> Result<Record, DispatchError> {
+        Ok(self.submit_once(new, None).await?.record)
+    }
+
+    /// The output an `Idempotency-Key` was first used for within
+    /// [`IDEMPOTENCY_WINDOW`], if any; a key used for a different request is refused.
+    pub async fn replayed(&self, key: &Idempotency) -> Result<Option<Record>, DispatchError> {
+        let not_before = now_ms().saturating_sub(idempotency_window_ms());
+        let Some(hit) = self.store.find_idempotent(&key.key, not_before).await? else {
+            return Ok(None);
+        };
+        self.replay(key, hit).await
+    }
+
+    async fn replay(
+        &self,
+        key: &Idempotency,
+        hit: IdempotentHit,
+    ) -> Result<Option<Record>, DispatchError> {
+        if hit.request_hash != key.request_hash {
+            return Err(DispatchError::IdempotencyKeyReused(key.key.clone()));
+        }
+        // Gone only when purged by retention: then the key starts afresh.
+        Ok(self.store.get_record(&hit.output_id).await?)
+    }
+
+    /// [`Dispatcher::submit`] with an optional `Idempotency-Key`: a submission whose key
+    /// was used within [`IDEMPOTENCY_WINDOW`] writes nothing and returns the first
+    /// output (`replayed`).
+    pub async fn submit_once(
+        &self,
+        new: NewOutput,
+        key: Option<&Idempotency>,
+    ) -> Result<Submitted, DispatchError> {
+        if let Some(key) = key
+            && let Some(record) = self.replayed(key).await?
+        {
+            return Ok(Submitted {
+                record,
+                replayed: true,
+            });
+        }
         let agent: Agent = new
             .agent
             .parse()
@@ -363,12 +471,26 @@ impl Dispatcher {
             .assigned_to
             .as_deref()
             .and_then(|mid| self.parked.reserve(mid, record.priority));
+        let stored_key = key.map(|k| {
+            let now = now_ms();
+            IdempotencyKey {
+                key: k.key.clone(),
+                request_hash: k.request_hash.clone(),
+                not_before: now.saturating_sub(idempotency_window_ms()),
+                now,
+            }
+        });
         let Some(reservation) = reservation else {
-            self.store.insert_output(&record).await?;
+            if let Some(hit) = insert(self.store.as_ref(), &record, stored_key.as_ref()).await? {
+                return self.raced(key, hit).await;
+            }
             if let Some(mid) = &record.assigned_to {
                 self.agents.signal(&mid_key(mid));
             }
-            return Ok(record);
+            return Ok(Submitted {
+                record,
+                replayed: false,
+            });
         };
         // Its MID is waiting in a poll with a free slot: write it claimed, hand it over.
         let now = now_ms();
@@ -381,14 +503,45 @@ impl Dispatcher {
         // as claimed but never handed over (the poll waits for the reservation).
         let store = self.store.clone();
         let written = record.clone();
-        tokio::spawn(async move {
-            store.insert_output(&written).await?;
-            reservation.hand_over(written);
-            Ok::<_, StoreError>(())
+        let hit = tokio::spawn(async move {
+            let hit = insert(store.as_ref(), &written, stored_key.as_ref()).await?;
+            if hit.is_none() {
+                reservation.hand_over(written);
+            }
+            Ok::<_, StoreError>(hit)
         })
         .await
         .map_err(|e| StoreError::Batch(format!("hand-off task: {e}")))??;
-        Ok(record)
+        if let Some(hit) = hit {
+            return self.raced(key, hit).await;
+        }
+        Ok(Submitted {
+            record,
+            replayed: false,
+        })
+    }
+
+    /// A concurrent submission with the same key won: answer with its output.
+    async fn raced(
+        &self,
+        key: Option<&Idempotency>,
+        hit: IdempotentHit,
+    ) -> Result<Submitted, DispatchError> {
+        let id = hit.output_id.clone();
+        let record = match key {
+            Some(key) => self.replay(key, hit).await?,
+            None => None,
+        };
+        let record = record.ok_or_else(|| {
+            DispatchError::Store(StoreError::Corrupt {
+                id,
+                detail: "idempotency key names a missing output".into(),
+            })
+        })?;
+        Ok(Submitted {
+            record,
+            replayed: true,
+        })
     }
 
     /// Wakes a MID's long-poll (after validation or a status change).
@@ -618,9 +771,27 @@ impl Dispatcher {
         if mid.declared_profile != req.profile {
             self.rebalance_wanted.store(true, Ordering::Relaxed);
         }
-        self.store
-            .record_heartbeat(&mid.id, &health, &req.profile, now)
+        let session = self
+            .store
+            .record_heartbeat(&mid.id, &health, &req.profile, req.session.as_deref(), now)
             .await?;
+        if let SessionChange::New { previous } = session {
+            // A new process of this MID: whatever the old one held and this one does not
+            // list (running or waiting in its outbox) will never be answered. Release
+            // it now rather than after the lease.
+            let reason = match previous {
+                Some(_) => format!("MID {} restarted (new process session)", mid.name),
+                None => format!("MID {} started a new session", mid.name),
+            };
+            let released = self
+                .store
+                .release_leases_of(&mid.name, &req.running, &reason, now)
+                .await?;
+            if !released.is_empty() {
+                tracing::warn!(mid = %mid.name, outputs = released.len(), "{reason}: work the previous process held is released");
+            }
+            self.after_lapse(released).await?;
+        }
         let lost = self
             .store
             .renew_leases(&mid.name, &req.running, now + self.lease_ms())
@@ -782,7 +953,10 @@ impl Dispatcher {
 
     /// Ends the leases of everything a MID runs, so the work runs elsewhere.
     async fn release_leases(&self, name: &str, reason: &str) -> Result<(), DispatchError> {
-        let changed = self.store.release_leases_of(name, reason, now_ms()).await?;
+        let changed = self
+            .store
+            .release_leases_of(name, &[], reason, now_ms())
+            .await?;
         if !changed.is_empty() {
             tracing::warn!(mid = %name, outputs = changed.len(), "{reason}: its running work is released");
         }
@@ -944,6 +1118,13 @@ impl Dispatcher {
     /// Deletes finished records older than the retention, a thousand per transaction so
     /// the writer is never held long. Returns how many went.
     pub async fn purge_old_records(&self) -> Result<u64, DispatchError> {
+        let keys = self
+            .store
+            .purge_idempotency_keys(now_ms().saturating_sub(idempotency_window_ms()))
+            .await?;
+        if keys > 0 {
+            tracing::debug!(keys, "forgot idempotency keys past their window");
+        }
         if self.config.retention_hours == 0 {
             return Ok(0);
         }

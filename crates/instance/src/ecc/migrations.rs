@@ -137,4 +137,20 @@ CREATE TABLE aliases (
 CREATE INDEX aliases_credential ON aliases (credential);
 "#,
     ),
+    (
+        4,
+        r#"
+-- A MID process's session: a new one releases what the previous process held.
+ALTER TABLE mids ADD COLUMN session_id TEXT;
+
+-- Idempotency-Key of a submission: a retry with the same key gets the first output.
+CREATE TABLE idempotency_keys (
+    key          TEXT PRIMARY KEY,
+    request_hash TEXT NOT NULL,
+    output_id    TEXT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
+"#,
+    ),
 ];

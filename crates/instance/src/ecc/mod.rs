@@ -376,6 +376,41 @@ pub struct Finished {
     pub input: Record,
 }
 
+/// What a heartbeat's session says about the MID process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionChange {
+    /// The same process as before (or a MID that sends no session).
+    Same,
+    /// A process this instance has not heard from before: `previous` is the session it
+    /// replaces (`None` when the registry had none).
+    New {
+        /// The session recorded before.
+        previous: Option<String>,
+    },
+}
+
+/// An `Idempotency-Key` with the submission it came with.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    /// The client's key.
+    pub key: String,
+    /// SHA-256 of the request, so a key reused for another request is refused.
+    pub request_hash: String,
+    /// Keys used before this time are forgotten (the documented window).
+    pub not_before: i64,
+    /// Now.
+    pub now: i64,
+}
+
+/// The submission an idempotency key was first used for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentHit {
+    /// Its output.
+    pub output_id: String,
+    /// Its request's hash.
+    pub request_hash: String,
+}
+
 /// The queue and registry store. Implementations: [`SqliteStore`] (embedded default);
 /// PostgreSQL follows with the scale-out work.
 #[async_trait]
@@ -412,14 +447,17 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_mid(&self, id: &str, name: &str, now: i64) -> Result<u64, StoreError>;
     /// Records contact from a MID.
     async fn mark_mid_seen(&self, id: &str, now: i64) -> Result<(), StoreError>;
-    /// Records a heartbeat: contact, health and the profile its config declares.
+    /// Records a heartbeat: contact, health, the profile its config declares and the
+    /// MID process's session. Returns the session recorded before when this one differs
+    /// (a new process of the MID: what the old one held must be released).
     async fn record_heartbeat(
         &self,
         id: &str,
         health: &MidHealth,
         declared: &MidProfile,
+        session: Option<&str>,
         now: i64,
-    ) -> Result<(), StoreError>;
+    ) -> Result<SessionChange, StoreError>;
     /// Sets (or with `None` drops) an admin's profile settings.
     async fn set_admin_profile(
         &self,
@@ -481,6 +519,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes a new output record (state `ready`).
     async fn insert_output(&self, record: &Record) -> Result<(), StoreError>;
+    /// Writes a new output record unless `key` was used by a submission since
+    /// `key.not_before`: then nothing is written and the earlier one is returned. The
+    /// check and the write are one transaction, so two concurrent retries make one
+    /// output.
+    async fn insert_output_once(
+        &self,
+        record: &Record,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotentHit>, StoreError>;
+    /// The submission made with `key` since `not_before`, if any.
+    async fn find_idempotent(
+        &self,
+        key: &str,
+        not_before: i64,
+    ) -> Result<Option<IdempotentHit>, StoreError>;
     /// Reads one record.
     async fn get_record(&self, id: &str) -> Result<Option<Record>, StoreError>;
     /// The input record answering an output, if any.
@@ -511,16 +564,23 @@ pub trait Store: Send + Sync + 'static {
     /// attempts are used up or they are at-most-once). Returns the changed outputs.
     async fn expire_leases(&self, now: i64) -> Result<Vec<Record>, StoreError>;
     /// Ends the leases of everything `mid_name` runs at once (it is down or
-    /// invalidated), with the same rules as [`Store::expire_leases`].
+    /// invalidated, or a new process of it holds only `keep`), with the same rules as
+    /// [`Store::expire_leases`].
     async fn release_leases_of(
         &self,
         mid_name: &str,
+        keep: &[JobRef],
         reason: &str,
         now: i64,
     ) -> Result<Vec<Record>, StoreError>;
+    /// Gives every running output a lease of at least `lease_until` (at instance start:
+    /// the time the instance was down must not count against the MIDs' leases).
+    async fn extend_all_leases(&self, lease_until: i64) -> Result<u64, StoreError>;
     /// Deletes up to `limit` finished outputs (with their inputs) that finished before
     /// `before`. Returns how many records went.
     async fn purge_finished(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+    /// Forgets idempotency keys made before `before`; returns how many went.
+    async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError>;
     /// Ready and running outputs per MID.
     async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError>;
     /// Ready outputs addressed to a cluster or `mid.auto` (the ones the instance may

@@ -839,16 +839,12 @@ impl Outbox {
         .await;
     }
 
-    /// Results whose response body still waits for upload. Their leases are renewed
-    /// like running jobs': a large upload must not let the lease lapse.
-    pub fn awaiting_upload(&self) -> Vec<JobRef> {
-        self.shared
-            .lock()
-            .entries
-            .iter()
-            .filter(|(_, e)| e.result.payload.get(BODY_FILE_KEY).is_some())
-            .map(|(job, _)| job.clone())
-            .collect()
+    /// The jobs whose results wait here. Their leases are renewed like running jobs':
+    /// a result that waits for an unreachable instance, or for a large body upload,
+    /// is finished work, and a lapsed lease would have it run again and the genuine
+    /// result discarded.
+    pub fn held(&self) -> Vec<JobRef> {
+        self.shared.lock().entries.keys().cloned().collect()
     }
 
     /// The directory results are kept in.

@@ -99,7 +99,7 @@ async fn body_files_leave_with_their_result_and_strays_are_cleared() {
     let mut big = result("a", 1);
     big.payload = serde_json::json!({"status": 200, BODY_FILE_KEY: {"size": 5, "sha256": "x"}});
     outbox.put(big).await.expect("put");
-    assert_eq!(outbox.awaiting_upload(), vec![job.clone()]);
+    assert_eq!(outbox.held(), vec![job.clone()]);
     let stray = body_path(dir.path(), &self::job("acknowledged"));
     std::fs::write(&stray, b"old").expect("stray");
     let partial = dir.path().join("bodies").join("x.1.part");

@@ -21,7 +21,7 @@ use openmid_proto::{BUILD_VERSION, PROTOCOL_VERSION};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Results posted per request.
@@ -41,10 +41,38 @@ pub struct Session {
     pub(crate) status: watch::Sender<Option<MidStatus>>,
     pub(crate) started: Instant,
     pub(crate) heartbeat_ms: AtomicU64,
+    /// This process's session id, sent in heartbeats: a new one tells the instance
+    /// that what an earlier process of this MID held is gone.
+    pub(crate) session_id: String,
+    /// The instance answered again after requests to it failed: whoever backs off
+    /// (the result sender, the heartbeat) goes at once instead of sleeping on.
+    pub(crate) reconnected: Notify,
+    /// A heartbeat is wanted now (after a reconnect: renew the leases at once).
+    pub(crate) beat_now: Notify,
+    /// Set once the first heartbeat of this process was answered: polling starts only
+    /// then, so the instance learns of the new session (and releases what an earlier
+    /// process held) before this one claims anything.
+    pub(crate) opened: watch::Sender<bool>,
+}
+
+/// A new random session id.
+pub(crate) fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    // A failure of the system RNG leaves a time-based id: still new per process.
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos ^ u128::from(std::process::id())).to_le_bytes();
+    }
+    hex::encode(bytes)
 }
 
 fn new_backoff() -> Backoff {
-    Backoff::new(Duration::from_millis(200), Duration::from_secs(30))
+    Backoff::new(
+        Duration::from_millis(200),
+        Duration::from_millis(openmid_proto::mid::MAX_RECONNECT_DELAY_MS),
+    )
 }
 
 impl Session {
@@ -165,6 +193,11 @@ impl Session {
     /// the instance notices a dead MID in about a second). A poll without capacity is
     /// cut short when a slot frees up.
     async fn poll_for_work(self: &Arc<Self>) -> Result<(), MidError> {
+        let mut opened = self.opened.subscribe();
+        tokio::select! {
+            _ = opened.wait_for(|o| *o) => {}
+            _ = self.shutdown.cancelled() => return Ok(()),
+        }
         let mut backoff = new_backoff();
         let mut throttled = false;
         while !self.shutdown.is_cancelled() {
@@ -213,6 +246,7 @@ impl Session {
                 Ok(resp) => {
                     if backoff.failures() > 0 {
                         tracing::info!("connected to the instance again");
+                        self.instance_back();
                     }
                     backoff.reset();
                     self.heartbeat_ms
@@ -294,6 +328,23 @@ impl Session {
         }
     }
 
+    /// The instance answers again: post the outbox and renew leases now, not when
+    /// their own back-off runs out.
+    fn instance_back(&self) {
+        self.reconnected.notify_one();
+        self.beat_now.notify_one();
+    }
+
+    /// Sleeps `delay`, cut short by shutdown or `stop` or by the instance answering
+    /// again. Returns whether the instance answered.
+    async fn back_off(&self, delay: Duration, stop: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => false,
+            _ = self.reconnected.notified() => true,
+            _ = stop.cancelled() => false,
+        }
+    }
+
     async fn pause_after(&self, backoff: &mut Backoff, e: &SessionError, what: &str) {
         let delay = backoff.next_delay();
         tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "{what} failed");
@@ -327,9 +378,8 @@ impl Session {
                     if stopping {
                         return;
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.cancelled() => {}
+                    if self.back_off(delay, &stop).await {
+                        backoff.reset();
                     }
                     continue;
                 }
@@ -357,15 +407,18 @@ impl Session {
             if let Err(e) = durable {
                 tracing::error!(error = %e, "could not make the outbox durable; results stay until acknowledged");
                 if !matches!(posted, Ok(Ok(_))) {
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff.next_delay()) => {}
-                        _ = stop.cancelled() => return,
+                    if stop.is_cancelled() {
+                        return;
                     }
+                    self.back_off(backoff.next_delay(), &stop).await;
                     continue;
                 }
             }
             match posted {
                 Ok(Ok(resp)) => {
+                    if backoff.failures() > 0 {
+                        self.beat_now.notify_one();
+                    }
                     backoff.reset();
                     let mut acked = Vec::with_capacity(resp.acks.len());
                     for ack in resp.acks {
@@ -404,9 +457,8 @@ impl Session {
                     if stopping {
                         return;
                     }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.cancelled() => {}
+                    if self.back_off(delay, &stop).await {
+                        backoff.reset();
                     }
                 }
                 Err(_) => {
@@ -491,22 +543,31 @@ impl Session {
     /// Heartbeats: report health, renew the leases of running jobs.
     async fn heartbeats(self: Arc<Self>, stop: CancellationToken) {
         let mut stats = crate::health::ProcessStats::new();
-        // The first heartbeat goes out at once, so the registry shows health from the start.
-        let mut first = true;
+        // The first heartbeat goes out at once (the registry shows health from the
+        // start, and polling waits for it); until one is answered they are retried
+        // with the short back-off, not the heartbeat period.
+        let mut opening = Some(new_backoff());
+        let mut failed = false;
         loop {
-            if !first {
-                let every = Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+            let every = match &mut opening {
+                None => Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed)),
+                Some(_) if !failed => Duration::ZERO,
+                Some(backoff) => backoff.next_delay(),
+            };
+            if !every.is_zero() {
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
+                    _ = self.beat_now.notified() => {}
                     _ = stop.cancelled() => return,
                 }
             }
-            first = false;
             let (cpu_percent, rss_bytes) = stats.sample();
-            let mut running = self.executor.running();
-            running.extend(self.outbox.awaiting_upload());
+            let running = self.executor.running();
+            let mut held = running.clone();
+            held.extend(self.outbox.held());
             let req = HeartbeatRequest {
-                running,
+                session: Some(self.session_id.clone()),
+                running: held,
                 version: BUILD_VERSION.to_string(),
                 uptime_ms: self.started.elapsed().as_millis() as u64,
                 outbox_len: self.outbox.len() as u64,
@@ -520,19 +581,35 @@ impl Session {
             };
             match self.client.heartbeat(&req).await {
                 Ok(resp) => {
+                    if opening.take().is_some() {
+                        self.opened.send_replace(true);
+                    }
+                    if failed {
+                        self.reconnected.notify_one();
+                    }
+                    failed = false;
                     self.set_status(resp.status);
                     if resp.rekey {
                         self.rekey().await;
                     }
-                    for job in resp.lost {
+                    for job in resp.lost.iter().filter(|j| running.contains(j)) {
                         tracing::warn!(output = %job.output_id, attempt = job.attempt, "lease lost: the instance re-assigned this job; its result will be discarded");
                     }
+                }
+                Err(e) if e.is_fatal() && opening.is_some() => {
+                    // Let the poll meet the same refusal: it ends the session with it.
+                    tracing::error!(error = %e, "heartbeat refused");
+                    self.opened.send_replace(true);
+                    return;
                 }
                 Err(e) if e.is_fatal() => {
                     tracing::error!(error = %e, "heartbeat refused; stopping");
                     self.shutdown.cancel();
                 }
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
             }
         }
     }

@@ -13,8 +13,8 @@ use super::migrations::MIGRATIONS;
 use super::rows::{EccRow, HistoryDbRow, MidDbRow, ecc_columns, mid_columns, records};
 use super::{
     AliasRow, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError, EnrollmentTokenRow,
-    Finished, Load, MidKey, MidRow, Record, RecordFilter, RecordedResult, StatusChangeRow, Store,
-    StoreError,
+    Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, Record, RecordFilter,
+    RecordedResult, SessionChange, StatusChangeRow, Store, StoreError,
 };
 use async_trait::async_trait;
 use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
@@ -392,17 +392,34 @@ impl Store for SqliteStore {
         id: &str,
         health: &MidHealth,
         declared: &MidProfile,
+        session: Option<&str>,
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<SessionChange, StoreError> {
         let (id, version) = (id.to_string(), health.version.clone());
         let (health, declared) = (json(health), json(declared));
+        let session = session.map(str::to_string);
         self.writer
             .write(move |c| {
+                let change = match &session {
+                    None => SessionChange::Same,
+                    Some(session) => {
+                        let previous: Option<String> = c
+                            .prepare_cached("SELECT session_id FROM mids WHERE id = ?")?
+                            .query_row([&id], |r| r.get(0))
+                            .optional()?
+                            .flatten();
+                        if previous.as_deref() == Some(session.as_str()) {
+                            SessionChange::Same
+                        } else {
+                            SessionChange::New { previous }
+                        }
+                    }
+                };
                 c.prepare_cached(
-                    "UPDATE mids SET last_seen_at = ?, health = ?, declared_profile = ?, version = ? WHERE id = ?",
+                    "UPDATE mids SET last_seen_at = ?, health = ?, declared_profile = ?, version = ?, session_id = coalesce(?, session_id) WHERE id = ?",
                 )?
-                .execute(params![now, health, declared, version, id])?;
-                Ok(())
+                .execute(params![now, health, declared, version, session, id])?;
+                Ok(change)
             })
             .await
     }
@@ -657,6 +674,36 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn insert_output_once(
+        &self,
+        record: &Record,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotentHit>, StoreError> {
+        let (record, key) = (record.clone(), key.clone());
+        self.writer
+            .write(move |c| {
+                if let Some(hit) = idempotent_hit(c, &key.key, key.not_before)? {
+                    return Ok(Some(hit));
+                }
+                // A key past the window is forgotten: this submission takes it over.
+                c.prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency_keys (key, request_hash, output_id, created_at) VALUES (?, ?, ?, ?)",
+                )?
+                .execute(params![key.key, key.request_hash, record.id, key.now])?;
+                insert_record(c, &record)?;
+                Ok(None)
+            })
+            .await
+    }
+
+    async fn find_idempotent(
+        &self,
+        key: &str,
+        not_before: i64,
+    ) -> Result<Option<IdempotentHit>, StoreError> {
+        self.read(|c| idempotent_hit(c, key, not_before))
+    }
+
     async fn get_record(&self, id: &str) -> Result<Option<Record>, StoreError> {
         self.read(|c| {
             ecc_row(
@@ -831,18 +878,48 @@ impl Store for SqliteStore {
     async fn release_leases_of(
         &self,
         mid_name: &str,
+        keep: &[JobRef],
         reason: &str,
         now: i64,
     ) -> Result<Vec<Record>, StoreError> {
         let (mid_name, reason) = (mid_name.to_string(), reason.to_string());
+        let keep: std::collections::HashSet<(String, u32)> = keep
+            .iter()
+            .map(|j| (j.output_id.clone(), j.attempt))
+            .collect();
         self.writer
             .write(move |c| {
-                let running = ecc_rows(
+                let mut running = ecc_rows(
                     c,
                     concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE queue = 'output' AND state = 'processing' AND claimed_by = ? ORDER BY id"),
                     [&mid_name],
                 )?;
+                running.retain(|r| !keep.contains(&(r.id.clone(), r.attempt)));
                 end_leases(c, running, &reason, now)
+            })
+            .await
+    }
+
+    async fn extend_all_leases(&self, lease_until: i64) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |c| {
+                let changed = c
+                    .prepare_cached(
+                        "UPDATE ecc SET lease_expires_at = ? WHERE queue = 'output' AND state = 'processing' AND lease_expires_at < ?",
+                    )?
+                    .execute(params![lease_until, lease_until])?;
+                Ok(changed as u64)
+            })
+            .await
+    }
+
+    async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |c| {
+                let deleted = c
+                    .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?")?
+                    .execute([before])?;
+                Ok(deleted as u64)
             })
             .await
     }
@@ -1148,6 +1225,24 @@ fn insert_history(
         reason
     ])?;
     Ok(())
+}
+
+/// The submission `key` was used for since `not_before`.
+fn idempotent_hit(
+    c: &Connection,
+    key: &str,
+    not_before: i64,
+) -> Result<Option<IdempotentHit>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT output_id, request_hash FROM idempotency_keys WHERE key = ? AND created_at >= ?",
+    )?
+    .query_row(params![key, not_before], |r| {
+        Ok(IdempotentHit {
+            output_id: r.get(0)?,
+            request_hash: r.get(1)?,
+        })
+    })
+    .optional()?)
 }
 
 /// Ends the leases of `outputs`: back to `ready` for another attempt, or `error` when
