@@ -9,4 +9,5 @@ mod durability;
 mod end_to_end;
 mod large_bodies;
 mod recovery;
+mod redirects;
 mod support;

@@ -120,7 +120,8 @@ impl AuthTarget {
     /// `GET /basic`, `GET /apikey-header` (`X-API-Key`), `GET /apikey-query`
     /// (`?api_key=`), `GET /bearer`, `POST /oauth/token` (client credentials grant),
     /// `GET /oauth-protected` (a token from `/oauth/token`), and
-    /// `GET /flaky?key=K&fail=N[&retry_after=S]` (503 for the first N calls with key K).
+    /// `GET /flaky?key=K&fail=N[&retry_after=S]` (503 for the first N calls with key K),
+    /// `GET /redirect?to=URL[&status=N]` (a redirect, 302 unless told, to `URL`).
     /// HTTPS route: `GET /whoami` (only with a client certificate signed by
     /// [`ca_pem`](Self::ca_pem)).
     pub async fn start(cfg: AuthTargetConfig) -> std::io::Result<Self> {
@@ -147,6 +148,7 @@ impl AuthTarget {
             .route("/oauth/token", post(oauth_token))
             .route("/oauth-protected", get(oauth_protected))
             .route("/flaky", get(flaky))
+            .route("/redirect", get(redirect))
             .with_state(shared.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
@@ -320,6 +322,16 @@ async fn basic(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
         Ok(_) => reject("wrong username or password", basic_challenge(REALM)),
         Err(what) => reject(what, basic_challenge(REALM)),
     }
+}
+
+async fn redirect(Query(q): Query<HashMap<String, String>>) -> Response {
+    let status = q
+        .get("status")
+        .and_then(|s| s.parse::<u16>().ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::FOUND);
+    let to = q.get("to").cloned().unwrap_or_else(|| "/".into());
+    (status, [(axum::http::header::LOCATION, to)]).into_response()
 }
 
 async fn apikey_header(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {

@@ -168,14 +168,20 @@ fn retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-async fn send_once(
+/// Redirects followed per attempt.
+const MAX_REDIRECTS: u32 = 10;
+
+/// Builds one hop's request: the call's headers and body, and — only while the hop is
+/// on the call's own origin — its credential.
+async fn request(
     ctx: &ProbeContext,
     client: &reqwest::Client,
+    hop: &Hop,
     call: &Call<'_>,
     credential: Option<&Credential>,
-    shown: &str,
-) -> Result<Answer, ProbeError> {
-    let mut url = call.url.clone();
+) -> Result<reqwest::RequestBuilder, ProbeError> {
+    let credential = credential.filter(|_| hop.trusted);
+    let mut url = hop.url.clone();
     if let Some(Credential::ApiKey {
         name,
         placement: KeyPlacement::Query,
@@ -184,12 +190,16 @@ async fn send_once(
     {
         url.query_pairs_mut().append_pair(name, key.expose());
     }
-    let mut builder = client.request(call.method.clone(), url);
+    let mut builder = client.request(hop.method.clone(), url);
     for (name, value) in call.headers {
+        if !hop.with_body && is_body_header(name) {
+            continue;
+        }
         builder = builder.header(name.as_str(), value.as_str());
     }
     builder = credentials::authenticate(ctx, client, builder, credential).await?;
     match &call.body {
+        _ if !hop.with_body => {}
         None => {}
         Some(CallBody::Bytes(body)) => builder = builder.body(body.clone()),
         Some(CallBody::Blob { id, output_id }) => {
@@ -211,13 +221,124 @@ async fn send_once(
             builder = builder.body(reqwest::Body::wrap_stream(stream));
         }
     }
+    Ok(builder)
+}
+
+fn is_body_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-type")
+        || name.eq_ignore_ascii_case("content-length")
+        || name.eq_ignore_ascii_case("content-encoding")
+}
+
+/// Where one hop of a call goes.
+#[derive(Debug, Clone, PartialEq)]
+struct Hop {
+    url: reqwest::Url,
+    method: reqwest::Method,
+    /// Still on the call's own origin: only then does the credential go along.
+    trusted: bool,
+    /// The request body goes along (not after a redirect that turns it into a GET).
+    with_body: bool,
+}
+
+impl Hop {
+    fn first(call: &Call<'_>) -> Self {
+        Self {
+            url: call.url.clone(),
+            method: call.method.clone(),
+            trusted: true,
+            with_body: true,
+        }
+    }
+
+    /// The hop a redirect answer leads to. Credentials never leave the call's origin
+    /// (scheme, host and port): a redirect elsewhere is followed without them, the way
+    /// curl does without `--location-trusted`; a redirect from https to http is
+    /// refused, since whatever it carries would cross the network in clear.
+    fn follow(
+        &self,
+        origin: &reqwest::Url,
+        status: u16,
+        location: &str,
+    ) -> Result<Self, ProbeError> {
+        let next = self.url.join(location).map_err(|e| {
+            ProbeError::Target(format!("redirect ({status}) to an invalid location: {e}"))
+        })?;
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(ProbeError::Target(format!(
+                "redirect ({status}) to a `{}` URL refused",
+                next.scheme()
+            )));
+        }
+        if self.url.scheme() == "https" && next.scheme() == "http" {
+            return Err(ProbeError::Target(format!(
+                "redirect ({status}) from https to http ({}) refused: it would leave TLS",
+                shown_url(&next)
+            )));
+        }
+        // 303 always, and 301/302 after a POST (as browsers do), turn into a GET.
+        let to_get =
+            status == 303 || (matches!(status, 301 | 302) && self.method == reqwest::Method::POST);
+        Ok(Self {
+            trusted: self.trusted && next.origin() == origin.origin(),
+            method: if to_get && self.method != reqwest::Method::HEAD {
+                reqwest::Method::GET
+            } else {
+                self.method.clone()
+            },
+            with_body: self.with_body && !to_get,
+            url: next,
+        })
+    }
+}
+
+async fn send_once(
+    ctx: &ProbeContext,
+    client: &reqwest::Client,
+    call: &Call<'_>,
+    credential: Option<&Credential>,
+    shown: &str,
+) -> Result<Answer, ProbeError> {
     let method = &call.method;
     let started = Instant::now();
     let exchange = async {
-        let mut resp = builder
-            .send()
-            .await
-            .map_err(|e| ProbeError::Target(describe(method, shown, &e)))?;
+        let mut hop = Hop::first(call);
+        let mut redirects = 0;
+        let mut resp = loop {
+            // Off the call's origin, no client certificate either: the plain client.
+            let plain;
+            let hop_client = if hop.trusted {
+                client
+            } else {
+                plain = ctx.client_for(call.ca_pem, None)?;
+                &plain
+            };
+            let resp = request(ctx, hop_client, &hop, call, credential)
+                .await?
+                .send()
+                .await
+                .map_err(|e| ProbeError::Target(describe(method, shown, &e)))?;
+            let status = resp.status().as_u16();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok());
+            let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
+            else {
+                break resp;
+            };
+            redirects += 1;
+            if redirects > MAX_REDIRECTS {
+                return Err(ProbeError::Target(format!(
+                    "{method} {shown}: more than {MAX_REDIRECTS} redirects"
+                )));
+            }
+            let next = hop.follow(&call.url, status, location)?;
+            if hop.trusted && !next.trusted {
+                tracing::debug!(from = %shown, to = %shown_url(&next.url), "redirect to another origin: followed without the credential");
+            }
+            hop = next;
+        };
         let headers_ms = ms(started.elapsed());
         let status = resp.status().as_u16();
         let headers = header_map(resp.headers());
@@ -412,6 +533,58 @@ pub fn describe(method: &reqwest::Method, shown: &str, e: &reqwest::Error) -> St
 mod tests {
     use super::*;
     use openmid_proto::rest::RetryMode;
+
+    fn hop(url: &str, method: reqwest::Method) -> Hop {
+        Hop {
+            url: reqwest::Url::parse(url).expect("url"),
+            method,
+            trusted: true,
+            with_body: true,
+        }
+    }
+
+    #[test]
+    fn redirects_keep_credentials_on_the_origin_and_never_downgrade() {
+        let origin = reqwest::Url::parse("https://api.corp:8443/v1/x").expect("url");
+        let first = hop("https://api.corp:8443/v1/x", reqwest::Method::GET);
+        let same = first.follow(&origin, 302, "/v2/x").expect("same origin");
+        assert!(same.trusted);
+        assert_eq!(same.url.as_str(), "https://api.corp:8443/v2/x");
+        for elsewhere in [
+            "https://cdn.corp:8443/x",
+            "https://api.corp:9443/x",
+            "https://API.corp.evil/x",
+        ] {
+            let next = first.follow(&origin, 307, elsewhere).expect("followed");
+            assert!(!next.trusted, "{elsewhere}");
+            // Once off the origin, never trusted again, even on the way back.
+            let back = next.follow(&origin, 302, "https://api.corp:8443/v1/x");
+            assert!(!back.expect("followed").trusted, "{elsewhere} and back");
+        }
+        let down = first.follow(&origin, 301, "http://api.corp:8443/v1/x");
+        assert!(down.is_err_and(|e| e.to_string().contains("https to http")));
+        assert!(first.follow(&origin, 302, "file:///etc/passwd").is_err());
+        assert!(first.follow(&origin, 302, "ftp://api.corp/x").is_err());
+    }
+
+    #[test]
+    fn redirects_change_the_method_as_browsers_do() {
+        let origin = reqwest::Url::parse("http://h/").expect("url");
+        let post = hop("http://h/a", reqwest::Method::POST);
+        for (status, method, body) in [
+            (301, reqwest::Method::GET, false),
+            (302, reqwest::Method::GET, false),
+            (303, reqwest::Method::GET, false),
+            (307, reqwest::Method::POST, true),
+            (308, reqwest::Method::POST, true),
+        ] {
+            let next = post.follow(&origin, status, "/b").expect("followed");
+            assert_eq!((next.method, next.with_body), (method, body), "{status}");
+        }
+        let put = hop("http://h/a", reqwest::Method::PUT);
+        let next = put.follow(&origin, 302, "/b").expect("followed");
+        assert_eq!(next.method, reqwest::Method::PUT);
+    }
 
     #[test]
     fn urls_are_shown_without_secrets() {

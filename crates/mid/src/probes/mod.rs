@@ -47,8 +47,12 @@ const MAX_TLS_CLIENTS: usize = 256;
 fn client_builder() -> reqwest::ClientBuilder {
     // Probe traffic goes straight to internal targets: the proxy (if any) is only for
     // reaching the instance.
+    // Redirects are followed by `http::send` itself, which keeps credentials on the
+    // call's own origin; no `Referer`, which would carry a query key to the next host.
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(30))
 }
