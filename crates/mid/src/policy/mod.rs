@@ -242,7 +242,7 @@ impl EgressPolicy {
             .and_then(|host| match host {
                 Host::Ip(_) => Ok(()),
                 Host::Name(name) => {
-                    let target = format!("{name}:{} ({})", addr.port(), addr.ip());
+                    let target = format!("{name}:{} ({})", addr.port(), addr.ip().to_canonical());
                     self.rules(protocol)
                         .check_ip(addr.ip(), false, &target, &mut Trace::off())
                 }

@@ -132,10 +132,10 @@ impl EgressPolicy {
         }
         let mut kept = Vec::new();
         let mut first_refusal = None;
-        for ip in ips {
+        for ip in ips.into_iter().map(|ip| ip.to_canonical()) {
             let target = format!("{} ({ip})", shown(&name));
             match rules.check_ip(ip, false, &target, trace) {
-                Ok(()) => kept.push(ip.to_canonical()),
+                Ok(()) => kept.push(ip),
                 Err(denial) => {
                     trace.note(|| format!("{name}: {ip} dropped"));
                     first_refusal.get_or_insert(denial);
