@@ -239,13 +239,15 @@ impl EgressPolicy {
     ) -> Result<(), Denial> {
         let decided = self
             .decide_host(protocol, name, addr.port(), &mut Trace::off())
-            .and_then(|host| match host {
-                Host::Ip(_) => Ok(()),
-                Host::Name(name) => {
-                    let target = format!("{name}:{} ({})", addr.port(), addr.ip().to_canonical());
-                    self.rules(protocol)
-                        .check_ip(addr.ip(), false, &target, &mut Trace::off())
-                }
+            .and_then(|host| {
+                let ip = addr.ip().to_canonical();
+                let (target, literal) = match host {
+                    // Normally the same address; if not, the one connected to decides too.
+                    Host::Ip(_) => (SocketAddr::new(ip, addr.port()).to_string(), true),
+                    Host::Name(name) => (format!("{name}:{} ({ip})", addr.port()), false),
+                };
+                self.rules(protocol)
+                    .check_ip(ip, literal, &target, &mut Trace::off())
             });
         self.count_network(protocol, decided)
     }

@@ -339,8 +339,15 @@ fn allow_hosts_restrict_names_and_ip_literals_alike() {
         p.check_addr(HTTP, "evil.example.net", addr("52.1.2.3:443"))
             .is_err()
     );
-    // check_addr with an IP for a name checks the port and that address.
+    // check_addr with an IP for a name checks that address and the one connected to.
     assert!(p.check_addr(HTTP, "8.8.8.8", addr("8.8.8.8:443")).is_err());
+    let lax = EgressPolicy::default();
+    assert!(
+        lax.check_addr(HTTP, "10.0.0.1", addr("10.0.0.1:80"))
+            .is_ok()
+    );
+    let d = denial(lax.check_addr(HTTP, "10.0.0.1", addr("127.0.0.1:80")));
+    assert!(d.to_string().contains("refuses 127.0.0.1:80"), "{d}");
 
     let both = policy("[policy.http]\nallow_hosts = [\"*.corp\"]\nallow_cidrs = [\"10.0.0.0/8\"]");
     assert!(both.check_host(HTTP, "10.1.1.1", 80).is_ok());
@@ -680,6 +687,13 @@ async fn the_resolver_drops_refused_addresses_and_fails_when_none_remain() {
         named.lookup("localhost").await,
         Err(ResolveError::Denied(Denial::Denied { .. }))
     ));
+    // Numeric forms the system resolver accepts are judged by the address they mean.
+    assert!(matches!(
+        refusing.lookup("127.1").await,
+        Err(ResolveError::Denied(_))
+    ));
+    let d = denial(EgressPolicy::default().check_url(HTTP, &url("http://2130706433/")));
+    assert!(d.to_string().contains("127.0.0.1:80"), "{d}");
     assert!(matches!(
         allowing.lookup("").await,
         Err(ResolveError::Denied(Denial::NoTarget { .. }))
