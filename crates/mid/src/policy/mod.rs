@@ -39,7 +39,7 @@
 //! whose addresses are all refused is refused. Addresses are compared in canonical
 //! form, so `::ffff:169.254.169.254` is `169.254.169.254`.
 //!
-//! Wiring: [`EgressPolicy::resolver`] plugs into `reqwest::ClientBuilder::dns_resolver`
+//! Wiring: a [`PolicyResolver`] plugs into `reqwest::ClientBuilder::dns_resolver`
 //! and [`EgressPolicy::redirect_policy`] into `redirect`; reqwest does not resolve
 //! IP-literal URLs, so callers also run [`EgressPolicy::check_url`] before each
 //! request. Commands go through [`EgressPolicy::check_command`] or
@@ -173,7 +173,8 @@ pub struct EgressPolicy {
 
 impl Default for EgressPolicy {
     /// The built-in refusals only: any host and port, no commands. The same rules as
-    /// compiling an empty [`PolicyConfig`], without a compile step that cannot fail.
+    /// compiling an empty [`PolicyConfig`] (a test checks it), built directly because
+    /// `Default` cannot return the compile step's `Result`.
     fn default() -> Self {
         Self {
             config: PolicyConfig::default(),
