@@ -185,7 +185,7 @@ impl EgressPolicy {
         trace: &mut Trace,
     ) -> Verdict {
         trace.note(|| format!("rules of policy.{protocol} (with policy.default)"));
-        let shown = Host::parse(host).map_or_else(|| host.to_string(), |h| h.to_string());
+        let shown = Host::parse(host).map_or_else(|_| host.to_string(), |h| h.to_string());
         let target = format!("{shown}:{port}");
         if let Err(denial) = self.rules(protocol).check_port(port, &target, trace) {
             return Verdict::Refused(denial);

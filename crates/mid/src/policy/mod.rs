@@ -323,13 +323,11 @@ impl EgressPolicy {
         port: u16,
         trace: &mut Trace,
     ) -> Result<Host, Denial> {
-        let Some(parsed) = Host::parse(host) else {
-            return Err(Denial::NoTarget {
-                protocol,
-                target: "(empty host)".into(),
-                reason: "the target has no host",
-            });
-        };
+        let parsed = Host::parse(host).map_err(|reason| Denial::NoTarget {
+            protocol,
+            target: format!("{host:?}"),
+            reason,
+        })?;
         let target = format!("{parsed}:{port}");
         let rules = self.rules(protocol);
         rules.check_port(port, &target, trace)?;

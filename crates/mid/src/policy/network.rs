@@ -59,13 +59,7 @@ impl HostPattern {
                 "`{text}` is an address: list addresses in the *_cidrs keys"
             ));
         }
-        let good_label = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
-        if labels.is_empty() || labels.len() > 253 || !labels.split('.').all(good_label) {
+        if !is_host_name(labels) {
             return Err(format!(
                 "`{text}` is not a host name or `*.suffix` pattern (labels of a-z 0-9 - _)"
             ));
@@ -153,18 +147,53 @@ pub(crate) enum Host {
     Ip(IpAddr),
 }
 
+/// Whether `name` (lowercase, no trailing dot) is a plausible host name: labels of
+/// a-z 0-9 - _, 1–63 long, 253 in all.
+fn is_host_name(name: &str) -> bool {
+    let good_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(good_label)
+}
+
+/// Whether the system resolver would read `name` as an address in one of the old
+/// numeric forms (`127.1`, `2130706433`, `0x7f000001`). Such names are refused rather
+/// than judged by name rules: no real host name ends in a numeric label.
+fn is_numeric_form(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    let hex = last
+        .strip_prefix("0x")
+        .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+    hex || last.bytes().all(|b| b.is_ascii_digit())
+}
+
 impl Host {
-    /// Reads a host as written in a URL or a job (`db.corp.`, `[::1]`, `10.0.0.1`).
-    pub fn parse(text: &str) -> Option<Self> {
+    /// Reads a host as written in a URL or a job (`db.corp.`, `[::1]`, `10.0.0.1`), or
+    /// says why it cannot be checked.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
         let bare = text
             .strip_prefix('[')
             .and_then(|t| t.strip_suffix(']'))
             .unwrap_or(text);
         if let Ok(ip) = bare.parse::<IpAddr>() {
-            return Some(Self::Ip(ip.to_canonical()));
+            return Ok(Self::Ip(ip.to_canonical()));
         }
         let name = bare.trim_end_matches('.').to_ascii_lowercase();
-        (!name.is_empty()).then_some(Self::Name(name))
+        if name.is_empty() {
+            return Err("the target has no host");
+        }
+        if !is_host_name(&name) {
+            return Err("the host is neither a host name nor an IP address");
+        }
+        if is_numeric_form(&name) {
+            return Err(
+                "the host looks like an IP address in a shortened or numeric form (such as 127.1 or 0x7f000001); write the address in full",
+            );
+        }
+        Ok(Self::Name(name))
     }
 }
 
@@ -434,20 +463,34 @@ mod tests {
 
     #[test]
     fn hosts_are_read_like_urls_write_them() {
+        let parsed = |s: &str| Host::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        let ip = |s: &str| Host::Ip(s.parse().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(parsed("[::1]"), ip("::1"));
+        assert_eq!(parsed("::ffff:127.0.0.1"), ip("127.0.0.1"));
+        assert_eq!(parsed("DB.Corp."), Host::Name("db.corp".into()));
         assert_eq!(
-            Host::parse("[::1]"),
-            Some(Host::Ip("::1".parse().unwrap_or_else(|e| panic!("{e}"))))
+            parsed("a-1.b_2.example"),
+            Host::Name("a-1.b_2.example".into())
         );
-        assert_eq!(
-            Host::parse("::ffff:127.0.0.1"),
-            Some(Host::Ip(
-                "127.0.0.1".parse().unwrap_or_else(|e| panic!("{e}"))
-            ))
-        );
-        assert_eq!(Host::parse("DB.Corp."), Some(Host::Name("db.corp".into())));
-        assert_eq!(Host::parse(""), None);
-        assert_eq!(Host::parse("."), None);
-        let v6 = Host::parse("fe80::1").map(|h| h.to_string());
-        assert_eq!(v6.as_deref(), Some("[fe80::1]"));
+        assert_eq!(parsed("fe80::1").to_string(), "[fe80::1]");
+        assert_eq!(Host::parse(""), Err("the target has no host"));
+        assert_eq!(Host::parse("."), Err("the target has no host"));
+        for odd in ["fe80::1%eth0", "host:80", "a b", "a..b", "ex\u{e4}mple.com"] {
+            let err = Host::parse(odd).err().unwrap_or_default();
+            assert!(err.contains("neither"), "{odd}: {err}");
+        }
+        for numeric in [
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "0x7f.1",
+            "10.0.1",
+            "1.2.3.4.5",
+        ] {
+            let err = Host::parse(numeric).err().unwrap_or_default();
+            assert!(err.contains("numeric form"), "{numeric}: {err}");
+        }
+        assert!(Host::parse("0xdb.corp").is_ok());
+        assert!(Host::parse("1password.com").is_ok());
     }
 }

@@ -104,20 +104,17 @@ impl EgressPolicy {
             Some(port) => format!("{h}:{port}"),
             None => h.to_string(),
         };
-        let name = match Host::parse(host) {
-            None => {
-                return Err(Denial::NoTarget {
-                    protocol,
-                    target: "(empty host)".into(),
-                    reason: "the target has no host",
-                }
-                .into());
-            }
-            Some(Host::Ip(ip)) => {
+        let parsed = Host::parse(host).map_err(|reason| Denial::NoTarget {
+            protocol,
+            target: format!("{host:?}"),
+            reason,
+        })?;
+        let name = match parsed {
+            Host::Ip(ip) => {
                 rules.check_ip(ip, true, &shown(&Host::Ip(ip)), trace)?;
                 return Ok(vec![ip]);
             }
-            Some(Host::Name(name)) => name,
+            Host::Name(name) => name,
         };
         rules.check_name(&name, &shown(&name), trace)?;
         let ips = match given {

@@ -226,6 +226,13 @@ fn a_protocols_allow_list_replaces_the_defaults_and_deny_lists_add_up() {
 
 #[test]
 fn urls_are_checked_by_host_and_port_and_shown_without_secrets() {
+    let numeric = denial(EgressPolicy::default().check_host(HTTP, "127.1", 80));
+    assert!(
+        numeric
+            .to_string()
+            .contains("\"127.1\": the host looks like an IP address"),
+        "{numeric}"
+    );
     let p = policy("[policy.http]\nallow_ports = [443]");
     assert!(
         p.check_url(HTTP, &url("https://api.example.com/v1?q=1"))
