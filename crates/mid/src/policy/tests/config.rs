@@ -25,6 +25,13 @@ fn a_mid_config_takes_the_policy_table_and_defaults_without_it() {
     let with: crate::config::MidConfig =
         toml::from_str(&format!("{base}{EXAMPLE}")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(with.policy.config().command.programs.len(), 2);
+    // The test kit writes configs out for `openmid mid` processes: both forms survive.
+    for config in [&plain, &with] {
+        let text = toml::to_string(config).unwrap_or_else(|e| panic!("{e}"));
+        let again: crate::config::MidConfig =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(again.policy.config(), config.policy.config());
+    }
     let bad = format!("{base}[policy.http]\nallow_cidrs = [\"10.0.0.0/33\"]\n");
     let err = toml::from_str::<crate::config::MidConfig>(&bad)
         .err()
