@@ -78,6 +78,10 @@ pub struct Allowed {
     pub timeout: Duration,
     /// The entry that allowed it, e.g. `policy.command.programs[0]`.
     pub rule: String,
+    /// The working directory with symbolic links resolved, as checked: run the
+    /// program there (not in the path asked for), so a link changed after the check
+    /// cannot move the run elsewhere.
+    pub cwd: Option<PathBuf>,
 }
 
 /// The compiled `[policy.command]` section.
@@ -126,11 +130,12 @@ impl CommandRules {
         let mut refusals = Vec::new();
         for entry in self.programs.iter().filter(|p| p.path == run.program) {
             match entry.fits(run) {
-                Ok(timeout) => {
+                Ok((timeout, cwd)) => {
                     trace.note(|| format!("{}: allows this run", entry.rule));
                     return Ok(Allowed {
                         timeout,
                         rule: entry.rule.clone(),
+                        cwd,
                     });
                 }
                 Err(mismatch) => {
@@ -153,10 +158,14 @@ impl CommandRules {
 }
 
 impl ProgramRule {
-    /// The timeout to enforce when this entry allows the run.
-    fn fits<S: AsRef<str>>(&self, run: &Run<'_, S>) -> Result<Duration, Mismatch> {
+    /// The timeout to enforce and the resolved working directory, when this entry
+    /// allows the run.
+    fn fits<S: AsRef<str>>(
+        &self,
+        run: &Run<'_, S>,
+    ) -> Result<(Duration, Option<PathBuf>), Mismatch> {
         self.fits_args(run.args)?;
-        self.fits_cwd(run.cwd)?;
+        let cwd = self.fits_cwd(run.cwd)?;
         if let Some(name) = run
             .env_names
             .iter()
@@ -172,8 +181,8 @@ impl ProgramRule {
                 requested_secs: asked.as_secs_f64().ceil() as u64,
                 max_secs: self.max_runtime.as_secs(),
             }),
-            Some(asked) => Ok(asked),
-            None => Ok(self.max_runtime),
+            Some(asked) => Ok((asked, cwd)),
+            None => Ok((self.max_runtime, cwd)),
         }
     }
 
@@ -203,9 +212,9 @@ impl ProgramRule {
         Ok(())
     }
 
-    fn fits_cwd(&self, cwd: Option<&Path>) -> Result<(), Mismatch> {
+    fn fits_cwd(&self, cwd: Option<&Path>) -> Result<Option<PathBuf>, Mismatch> {
         let Some(cwd) = cwd else {
-            return Ok(());
+            return Ok(None);
         };
         if self.cwd.is_empty() {
             return Err(Mismatch::CwdNotAllowed);
@@ -229,7 +238,7 @@ impl ProgramRule {
             .filter_map(|prefix| std::fs::canonicalize(prefix).ok())
             .any(|prefix| resolved.starts_with(prefix));
         if inside {
-            Ok(())
+            Ok(Some(resolved))
         } else {
             Err(Mismatch::Cwd {
                 cwd: cwd.to_path_buf(),

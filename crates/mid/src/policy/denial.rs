@@ -174,8 +174,8 @@ pub enum Mismatch {
     #[error("a working directory was asked for and the entry has no cwd list; add one")]
     CwdNotAllowed,
     /// The working directory is outside every allowed prefix (after symbolic links are
-    /// resolved), or does not exist.
-    #[error("working directory {} is not inside any of its cwd entries (symbolic links resolved){}", .cwd.display(), if *.missing { "; it does not exist" } else { "" })]
+    /// resolved), or cannot be resolved (missing, relative, or with `..`).
+    #[error("working directory {} is not inside any of its cwd entries (symbolic links resolved){}", .cwd.display(), if *.missing { "; it must be an existing absolute path without `..`" } else { "" })]
     Cwd {
         /// The directory asked for.
         cwd: PathBuf,

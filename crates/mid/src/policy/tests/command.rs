@@ -11,7 +11,8 @@ fn commands_run_only_as_an_entry_allows() {
         ok,
         Ok(Allowed {
             timeout: Duration::from_secs(30),
-            rule: "policy.command.programs[0]".into()
+            rule: "policy.command.programs[0]".into(),
+            cwd: None,
         })
     );
     let second = p.check_command(df, &["-i"], None, NONE, Some(Duration::from_secs(5)));
@@ -132,6 +133,13 @@ fn working_directories_must_resolve_inside_an_allowed_prefix() {
     ));
     let ls = Path::new("/bin/ls");
     assert!(p.check_command(ls, NONE, Some(&work), NONE, None).is_ok());
+    // A link inside the prefix to a directory inside it is fine, and the run is told
+    // where it really is.
+    let alias = work.join("alias");
+    std::os::unix::fs::symlink(work.join("job1"), &alias).unwrap_or_else(|e| panic!("{e}"));
+    let real = std::fs::canonicalize(work.join("job1")).unwrap_or_else(|e| panic!("{e}"));
+    let allowed = p.check_command(ls, NONE, Some(&alias), NONE, None);
+    assert_eq!(allowed.map(|a| a.cwd), Ok(Some(real)));
     assert!(
         p.check_command(ls, NONE, Some(&work.join("job1")), NONE, None)
             .is_ok()
@@ -141,8 +149,8 @@ fn working_directories_must_resolve_inside_an_allowed_prefix() {
     assert!(refused(&outside).contains("is not inside any of its cwd entries"));
     assert!(refused(&link).contains("is not inside any of its cwd entries"));
     assert!(refused(&work.join("job1/../../outside")).contains("not inside"));
-    assert!(refused(&work.join("nope")).contains("it does not exist"));
-    assert!(refused(Path::new("work")).contains("it does not exist"));
+    assert!(refused(&work.join("nope")).contains("it must be an existing absolute path"));
+    assert!(refused(Path::new("work")).contains("it must be an existing absolute path"));
     let work_sibling = root.path().join("workshop");
     std::fs::create_dir_all(&work_sibling).unwrap_or_else(|e| panic!("{e}"));
     assert!(refused(&work_sibling).contains("not inside"));
