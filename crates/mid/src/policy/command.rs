@@ -92,11 +92,11 @@ pub(crate) struct CommandRules {
 }
 
 /// A run to check.
-pub(crate) struct Run<'a, S> {
+pub(crate) struct Run<'a, A, E> {
     pub program: &'a Path,
-    pub args: &'a [S],
+    pub args: &'a [A],
     pub cwd: Option<&'a Path>,
-    pub env_names: &'a [S],
+    pub env_names: &'a [E],
     pub timeout: Option<Duration>,
     /// Whether the program is given a script body to run.
     pub script: bool,
@@ -104,9 +104,9 @@ pub(crate) struct Run<'a, S> {
 
 impl CommandRules {
     /// Finds the first entry that allows the run, or says why none does.
-    pub fn check<S: AsRef<str>>(
+    pub fn check<A: AsRef<str>, E: AsRef<str>>(
         &self,
-        run: &Run<'_, S>,
+        run: &Run<'_, A, E>,
         trace: &mut Trace,
     ) -> Result<Allowed, Denial> {
         let refuse = |reason| Denial::Command {
@@ -160,9 +160,9 @@ impl CommandRules {
 impl ProgramRule {
     /// The timeout to enforce and the resolved working directory, when this entry
     /// allows the run.
-    fn fits<S: AsRef<str>>(
+    fn fits<A: AsRef<str>, E: AsRef<str>>(
         &self,
-        run: &Run<'_, S>,
+        run: &Run<'_, A, E>,
     ) -> Result<(Duration, Option<PathBuf>), Mismatch> {
         self.fits_args(run.args)?;
         let cwd = self.fits_cwd(run.cwd)?;
@@ -186,7 +186,7 @@ impl ProgramRule {
         }
     }
 
-    fn fits_args<S: AsRef<str>>(&self, args: &[S]) -> Result<(), Mismatch> {
+    fn fits_args<A: AsRef<str>>(&self, args: &[A]) -> Result<(), Mismatch> {
         let rest = matches!(self.args.last(), Some((_, ArgPattern::Rest)));
         let fixed = self.args.len() - usize::from(rest);
         if args.len() < fixed {

@@ -264,12 +264,12 @@ impl EgressPolicy {
     /// Checks a program run with `args`, optionally in `cwd`, with the environment
     /// variables `env_names` set, for `requested_timeout` (the entry's longest when
     /// `None`). Reads the file system to resolve `cwd`.
-    pub fn check_command<S: AsRef<str>>(
+    pub fn check_command<A: AsRef<str>, E: AsRef<str>>(
         &self,
         program: &Path,
-        args: &[S],
+        args: &[A],
         cwd: Option<&Path>,
-        env_names: &[S],
+        env_names: &[E],
         requested_timeout: Option<Duration>,
     ) -> Result<Allowed, Denial> {
         self.count_command(self.command.check(
@@ -289,12 +289,12 @@ impl EgressPolicy {
     /// `interpreter`: it must also be in `policy.command.interpreters`. `args` are the
     /// interpreter's arguments as the job gives them; the probe adds the script (as a
     /// file it writes, or on standard input) after the check.
-    pub fn check_script<S: AsRef<str>>(
+    pub fn check_script<A: AsRef<str>, E: AsRef<str>>(
         &self,
         interpreter: &Path,
-        args: &[S],
+        args: &[A],
         cwd: Option<&Path>,
-        env_names: &[S],
+        env_names: &[E],
         requested_timeout: Option<Duration>,
     ) -> Result<Allowed, Denial> {
         self.count_command(self.command.check(

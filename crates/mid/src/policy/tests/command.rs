@@ -20,6 +20,9 @@ fn commands_run_only_as_an_entry_allows() {
         second.map(|a| (a.rule, a.timeout)),
         Ok(("policy.command.programs[1]".into(), Duration::from_secs(5)))
     );
+    // Arguments and variable names may be of different string types (a job's Vec<String>).
+    let names = vec![String::from("LC_TIME")];
+    assert!(p.check_command(df, &["-h"], None, &names, None).is_ok());
     let tail = Path::new("/usr/bin/tail");
     assert!(
         p.check_command(tail, &["-n", "20", "/var/log/syslog.log"], None, NONE, None)
