@@ -60,6 +60,11 @@ pub struct MidConfig {
     /// make the MID read and send out arbitrary files or variables.
     #[serde(default)]
     pub local_secrets: LocalSecretPolicy,
+    /// What probes may reach and which commands may run (the `[policy]` table); checked
+    /// when the config is read. Without it only the built-in refusals apply (loopback,
+    /// link-local, metadata addresses) and no command runs.
+    #[serde(default)]
+    pub policy: crate::policy::EgressPolicy,
 }
 
 /// Where local secrets may come from.

@@ -8,6 +8,7 @@ pub mod executor;
 pub mod health;
 pub mod keys;
 pub mod outbox;
+pub mod policy;
 pub mod probes;
 pub mod session;
 

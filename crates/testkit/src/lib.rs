@@ -201,6 +201,7 @@ pub fn mid_config(
         applications: Vec::new(),
         ip_ranges: Vec::new(),
         local_secrets: Default::default(),
+        policy: Default::default(),
     }
 }
 
