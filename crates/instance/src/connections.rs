@@ -610,11 +610,11 @@ fn join_url(
             Some((p, q)) => (p, Some(q)),
             None => (path, None),
         };
-        if path
-            .split('/')
-            .any(|seg| seg == ".." || seg == "%2e%2e" || seg == "%2E%2E")
-        {
-            return Err(invalid("path", "must not contain `..` segments"));
+        if climbs(path) {
+            return Err(invalid(
+                "path",
+                "must not contain `..` segments (in any spelling: percent-encoded, with backslashes)",
+            ));
         }
         let joined = format!(
             "{}/{}",
@@ -636,7 +636,53 @@ fn join_url(
             pairs.append_pair(k, v);
         }
     }
+    // Whatever the checks above missed, the URL as parsed must still be below the base.
+    let base = url::Url::parse(base_url)
+        .map_err(|e| invalid("alias", format!("base_url does not parse: {e}")))?;
+    if url.origin() != base.origin() || !url.path().starts_with(base.path().trim_end_matches('/')) {
+        return Err(invalid("path", "must stay below the alias's base URL"));
+    }
     Ok(url.into())
+}
+
+/// Whether a path could climb above where it is appended: a `..` segment however it
+/// is spelled — percent-encoded (`.%2E`, `%2e.`, doubly encoded `%252e`), or between
+/// backslashes, which URL parsers and many servers treat as `/`.
+fn climbs(path: &str) -> bool {
+    let mut decoded = path.to_string();
+    // Each round undoes one layer of encoding; a server that decodes twice sees the
+    // second layer, so keep going until nothing changes (bounded: each round shrinks).
+    for _ in 0..8 {
+        let next = percent_decode(&decoded);
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+    }
+    decoded.split(['/', '\\']).any(|segment| segment == "..")
+}
+
+/// One round of `%XX` decoding; anything else is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
@@ -730,11 +776,70 @@ mod tests {
             "http://h/x?k=a+b%26c"
         );
         let empty = BTreeMap::new();
-        for bad in ["http://evil/x", "//evil/x", "../x", "a/../../b"] {
+        for bad in [
+            "http://evil/x",
+            "//evil/x",
+            "../x",
+            "a/../../b",
+            ".%2E/.%2E/etc",
+            "%2e./%2e./etc",
+            "%2E%2E/etc",
+            "a/%252e%252e/%252e%252e/etc",
+            "..\\..\\etc",
+            "a\\..\\..\\etc",
+            "%2e%2e%5c%2e%2e%5cetc",
+            "a/..%2fb",
+        ] {
             assert!(
                 join_url("http://h/api", Some(bad), &empty).is_err(),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn paths_with_dots_that_do_not_climb_are_fine() {
+        let q = BTreeMap::new();
+        for ok in [
+            "v1/file.tar.gz",
+            "a/.well-known/x",
+            "a/...",
+            "a/%2e%2ex",
+            "x?y=../z",
+        ] {
+            let joined = join_url("http://h/api", Some(ok), &q);
+            assert!(joined.is_ok(), "{ok}: {joined:?}");
+        }
+    }
+
+    proptest::proptest! {
+        /// However `..` is spelled between other segments, the joined URL never leaves
+        /// the base path.
+        #[test]
+        fn no_spelling_of_dot_dot_leaves_the_base(
+            segments in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "..", ".%2e", "%2e.", "%2E%2E", "%252e%252e", "x", "y.z", ".", "%2e",
+                ]),
+                1..6,
+            ),
+            separators in proptest::collection::vec(
+                proptest::sample::select(vec!["/", "\\", "%2f", "%5c", "%5C"]),
+                6,
+            ),
+        ) {
+            let mut path = String::new();
+            for (i, segment) in segments.iter().enumerate() {
+                if i > 0 {
+                    path.push_str(separators[i]);
+                }
+                path.push_str(segment);
+            }
+            if let Ok(url) = join_url("http://h/api/v1", Some(&path), &BTreeMap::new()) {
+                let parsed = url::Url::parse(&url).expect("joined URL parses");
+                proptest::prop_assert!(parsed.path().starts_with("/api/v1"), "{} -> {}", path, url);
+                proptest::prop_assert!(!climbs(&path), "{} was let through", path);
+            }
         }
     }
 

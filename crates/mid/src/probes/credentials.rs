@@ -86,47 +86,50 @@ fn resolve_value(
 ) -> Result<Secret, ProbeError> {
     match value {
         SecretValue::Stored(s) => Ok(s),
-        SecretValue::Local(local) => {
-            let denied = |why: &str| {
-                ProbeError::Credential(format!(
-                    "{field}: {local} is not allowed by this MID's local_secrets policy ({why})"
-                ))
-            };
-            match &local {
-                LocalSecret::Env(name) => {
-                    if !policy
-                        .env_prefixes
-                        .iter()
-                        .any(|p| name.starts_with(p.as_str()))
-                    {
-                        return Err(denied(&format!(
-                            "allowed prefixes: {}",
-                            policy.env_prefixes.join(", ")
-                        )));
-                    }
-                    std::env::var(name).map(Secret::new).map_err(|_| {
-                        ProbeError::Credential(format!("{field}: {local} is not set on this MID"))
-                    })
-                }
-                LocalSecret::File(path) => {
-                    let path = Path::new(path);
-                    // Canonicalize first so `..` and symlinks cannot step outside.
-                    let real = path
-                        .canonicalize()
-                        .map_err(|e| ProbeError::Credential(format!("{field}: {local}: {e}")))?;
-                    let inside = policy.dirs.iter().any(|dir| {
-                        dir.canonicalize()
-                            .map(|d| real.starts_with(d))
-                            .unwrap_or(false)
-                    });
-                    if !inside {
-                        return Err(denied("not inside local_secrets.dirs"));
-                    }
-                    let text = std::fs::read_to_string(&real)
-                        .map_err(|e| ProbeError::Credential(format!("{field}: {local}: {e}")))?;
-                    Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
-                }
+        SecretValue::Local(local) => read_local(&local, policy).map_err(|why| {
+            // The job's error says only that it could not be had: telling "no such
+            // file" from "not allowed" would let whoever sends jobs probe the MID
+            // host's files and environment. The MID's own log has the reason.
+            tracing::warn!(field, secret = %local, reason = %why, "a credential's local secret could not be used");
+            ProbeError::Credential(format!(
+                "{field}: {local} cannot be used on this MID: it is not allowed by the local_secrets policy, missing or unreadable (the MID's log says which)"
+            ))
+        }),
+    }
+}
+
+/// Reads a local secret the policy allows; the error is for the MID's log only.
+fn read_local(local: &LocalSecret, policy: &LocalSecretPolicy) -> Result<Secret, String> {
+    match local {
+        LocalSecret::Env(name) => {
+            if !policy
+                .env_prefixes
+                .iter()
+                .any(|p| name.starts_with(p.as_str()))
+            {
+                return Err(format!(
+                    "not an allowed variable (allowed prefixes: {})",
+                    policy.env_prefixes.join(", ")
+                ));
             }
+            std::env::var(name)
+                .map(Secret::new)
+                .map_err(|_| "not set".to_string())
+        }
+        LocalSecret::File(path) => {
+            let path = Path::new(path);
+            // Canonicalize first so `..` and symlinks cannot step outside.
+            let real = path.canonicalize().map_err(|e| e.to_string())?;
+            let inside = policy.dirs.iter().any(|dir| {
+                dir.canonicalize()
+                    .map(|d| real.starts_with(d))
+                    .unwrap_or(false)
+            });
+            if !inside {
+                return Err("not inside local_secrets.dirs".into());
+            }
+            let text = std::fs::read_to_string(&real).map_err(|e| e.to_string())?;
+            Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
         }
     }
 }
@@ -443,5 +446,46 @@ mod tests {
         .map(|e| e.to_string())
         .unwrap_or_default();
         assert!(err.contains("not allowed"), "{err}");
+    }
+
+    #[test]
+    fn every_local_secret_refusal_reads_the_same() {
+        let dir = tempfile::tempdir().expect("dir");
+        let allowed = dir.path().join("ok");
+        std::fs::create_dir(&allowed).expect("mkdir");
+        std::fs::write(dir.path().join("outside"), "no").expect("write");
+        let policy = LocalSecretPolicy {
+            env_prefixes: vec!["OPENMID_SECRET_".into()],
+            dirs: vec![allowed.clone()],
+        };
+        let refusal = |value: SecretValue| {
+            resolve_value("password", value, &policy)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let file = |p: &Path| LocalSecret::File(p.display().to_string());
+        let env = |n: &str| LocalSecret::Env(n.into());
+        // Strip the named secret: what remains must not tell the cases apart.
+        let shapes: Vec<String> = [
+            file(&allowed.join("missing")),
+            file(&dir.path().join("outside")),
+            file(&dir.path().join("nowhere")),
+            env("HOME"),
+            env("OPENMID_SECRET_NOT_SET_ANYWHERE"),
+        ]
+        .into_iter()
+        .map(|local| {
+            let shown = local.to_string();
+            refusal(SecretValue::Local(local)).replace(&shown, "<secret>")
+        })
+        .collect();
+        let mut shapes = shapes;
+        for s in &shapes {
+            assert!(!s.contains("No such file"), "{s}");
+            assert!(!s.contains("not set"), "{s}");
+        }
+        shapes.dedup();
+        assert_eq!(shapes.len(), 1, "{shapes:?}");
     }
 }
