@@ -26,6 +26,11 @@ pub struct MidConfig {
     /// the usual `HTTPS_PROXY` environment variables apply.
     #[serde(default)]
     pub proxy: Option<String>,
+    /// The proxy's password as a reference, so it need not stand in this file:
+    /// `{ env = "NAME" }` or `{ file = "/etc/openmid/proxy.pw" }`; the user name goes in
+    /// the proxy URL (`http://USER@proxy:3128`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_password: Option<openmid_proto::credential::LocalSecret>,
     /// Worker pool sizes.
     #[serde(default)]
     pub pools: PoolSizes,
@@ -211,8 +216,13 @@ impl MidConfig {
         }
         openmid_proto::iprange::IpRanges::parse(&self.ip_ranges)
             .map_err(|e| bad("ip_ranges", e.to_string()))?;
-        if let Some(proxy) = &self.proxy {
-            reqwest::Proxy::all(proxy).map_err(|e| bad("proxy", format!("`{proxy}`: {e}")))?;
+        match (&self.proxy, &self.proxy_password) {
+            (Some(proxy), password) => {
+                crate::session::proxy::ProxySettings::new(proxy, password.as_ref())
+                    .map_err(|e| bad(e.key, e.message))?;
+            }
+            (None, Some(_)) => return Err(bad("proxy_password", "is given without a proxy")),
+            (None, None) => {}
         }
         self.trust()?;
         Ok(())

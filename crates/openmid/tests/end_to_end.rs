@@ -302,6 +302,62 @@ async fn a_mid_reaches_the_instance_through_an_http_proxy() {
     instance.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_credentials_come_from_a_secret_reference_and_a_refusal_shows_the_proxys_answer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let instance = TestInstance::start_in(&dir.path().join("i"), loopback_any_port(), None)
+        .await
+        .expect("instance");
+    let proxy = openmid_testkit::ConnectProxy::start_requiring("corp\\mid", "pr0xy p@ss")
+        .await
+        .expect("proxy");
+    let password = dir.path().join("proxy.pw");
+    std::fs::write(&password, "pr0xy p@ss\n").expect("password file");
+    let url = proxy.url().replace("http://", "http://corp%5Cmid@");
+
+    // The right password, read from a file: the MID gets through.
+    let token = instance.auto_validating_token().await.expect("token");
+    let mut config = instance.mid_config("proxied", &dir.path().join("m"), Some(token));
+    config.proxy = Some(url.clone());
+    config.proxy_password = Some(openmid_proto::credential::LocalSecret::File(
+        password.display().to_string(),
+    ));
+    let mut mid = openmid_mid::start(config).await.expect("starts");
+    assert!(
+        mid.wait_for_status(MidStatus::Up, Duration::from_secs(20))
+            .await,
+        "through the proxy with its credentials"
+    );
+    assert!(proxy.tunnels() >= 1);
+    mid.shutdown().await.expect("stops");
+
+    // A wrong one: the MID's log says what the proxy answered, not only that the
+    // tunnel failed, and never the password.
+    std::fs::write(&password, "wrong-pass\n").expect("password file");
+    let token = instance.auto_validating_token().await.expect("token");
+    let mut config = instance.mid_config("refused", &dir.path().join("r"), Some(token));
+    config.proxy = Some(url);
+    config.proxy_password = Some(openmid_proto::credential::LocalSecret::File(
+        password.display().to_string(),
+    ));
+    let process = openmid_testkit::MidProcess::spawn(
+        std::path::Path::new(env!("CARGO_BIN_EXE_openmid")),
+        &config,
+    )
+    .expect("MID process");
+    let log = dir.path().join("r").join("mid.log");
+    let logged = openmid_testkit::wait_until(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { text.contains("407 Proxy Authentication Required") }
+    })
+    .await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logged, "the proxy's status is in the log: {text}");
+    assert!(!text.contains("wrong-pass"), "{text}");
+    drop(process);
+    instance.shutdown().await;
+}
+
 #[tokio::test]
 async fn oversized_responses_fail_clearly_instead_of_being_truncated() {
     let dir = tempfile::tempdir().expect("tempdir");

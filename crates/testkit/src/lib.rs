@@ -192,6 +192,7 @@ pub fn mid_config(
             ..TlsTrust::default()
         },
         proxy: None,
+        proxy_password: None,
         pools: Default::default(),
         outbox_limit_bytes: 512 * 1024 * 1024,
         poll_wait_ms: 25_000,

@@ -25,6 +25,20 @@ impl ConnectProxy {
 
     /// Starts on `addr` (to bring a stopped proxy back on the same port).
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<Self> {
+        Self::start_with(addr, None).await
+    }
+
+    /// Starts on a free port, opening tunnels only for requests carrying
+    /// `Proxy-Authorization: Basic` with `user` and `password` (else `407`).
+    pub async fn start_requiring(user: &str, password: &str) -> std::io::Result<Self> {
+        use base64::Engine as _;
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        Self::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), Some(expected)).await
+    }
+
+    async fn start_with(addr: SocketAddr, basic: Option<String>) -> std::io::Result<Self> {
+        let basic = Arc::new(basic);
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let tunnels = Arc::new(AtomicU64::new(0));
@@ -37,10 +51,10 @@ impl ConnectProxy {
                     _ = stop.cancelled() => return,
                 };
                 let Ok((client, _)) = accepted else { continue };
-                let (count, stop) = (count.clone(), stop.clone());
+                let (count, stop, basic) = (count.clone(), stop.clone(), basic.clone());
                 tokio::spawn(async move {
                     tokio::select! {
-                        _ = tunnel(client, count) => {}
+                        _ = tunnel(client, count, basic.as_deref()) => {}
                         _ = stop.cancelled() => {}
                     }
                 });
@@ -75,7 +89,11 @@ impl Drop for ConnectProxy {
     }
 }
 
-async fn tunnel(mut client: TcpStream, count: Arc<AtomicU64>) -> std::io::Result<()> {
+async fn tunnel(
+    mut client: TcpStream,
+    count: Arc<AtomicU64>,
+    basic: Option<&str>,
+) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(512);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -85,6 +103,21 @@ async fn tunnel(mut client: TcpStream, count: Arc<AtomicU64>) -> std::io::Result
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head);
+    if let Some(expected) = basic {
+        let given = head.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("proxy-authorization")
+                .then(|| value.trim().strip_prefix("Basic ").map(str::to_string))
+                .flatten()
+        });
+        if given.as_deref() != Some(expected) {
+            client
+                .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\nproxy-authenticate: Basic realm=\"test\"\r\ncontent-length: 0\r\n\r\n")
+                .await?;
+            return Ok(());
+        }
+    }
     let target = head
         .lines()
         .next()

@@ -1,6 +1,7 @@
 //! The MID's HTTPS client for the instance: TLS trust from the config, an optional
 //! outbound proxy, credentials and protocol version on every request.
 
+use super::proxy::ProxySettings;
 use crate::config::MidConfig;
 use openmid_proto::api::ErrorBody;
 use openmid_proto::mid::{
@@ -52,6 +53,7 @@ pub struct InstanceClient {
     http: reqwest::Client,
     base: reqwest::Url,
     bearer: std::sync::RwLock<Option<Secret>>,
+    proxy: Option<ProxySettings>,
 }
 
 impl InstanceClient {
@@ -71,10 +73,18 @@ impl InstanceClient {
         if let Some(tls) = client_config(&trust).map_err(|e| SessionError::Setup(e.to_string()))? {
             builder = builder.tls_backend_preconfigured(tls);
         }
-        if let Some(proxy) = &config.proxy {
-            let proxy = reqwest::Proxy::all(proxy)
-                .map_err(|e| SessionError::Setup(format!("proxy: {e}")))?;
-            builder = builder.proxy(proxy);
+        let proxy = config
+            .proxy
+            .as_deref()
+            .map(|p| ProxySettings::new(p, config.proxy_password.as_ref()))
+            .transpose()
+            .map_err(|e| SessionError::Setup(e.to_string()))?;
+        if let Some(proxy) = &proxy {
+            builder = builder.proxy(
+                proxy
+                    .proxy()
+                    .map_err(|e| SessionError::Setup(e.to_string()))?,
+            );
         }
         let http = builder
             .build()
@@ -83,7 +93,35 @@ impl InstanceClient {
             http,
             base,
             bearer: std::sync::RwLock::new(None),
+            proxy,
         })
+    }
+
+    /// A request that got no answer. Through a proxy that refused the tunnel, the
+    /// proxy's own answer is added (reqwest only says the tunnel was unsuccessful).
+    async fn unreachable(&self, e: reqwest::Error) -> SessionError {
+        let SessionError::Unreachable(text) = unreachable(&e) else {
+            return unreachable(&e);
+        };
+        let Some(proxy) = self.proxy.as_ref().filter(|_| text.contains("tunnel")) else {
+            return SessionError::Unreachable(text);
+        };
+        let target = format!(
+            "{}:{}",
+            self.base.host_str().unwrap_or_default(),
+            self.base.port_or_known_default().unwrap_or(443)
+        );
+        match proxy.diagnose(&target).await {
+            Some(status) => SessionError::Unreachable(format!(
+                "the proxy refused the tunnel to {target}: it answered `{status}`{}",
+                if status.starts_with("407") {
+                    " (check the user and proxy_password)"
+                } else {
+                    ""
+                }
+            )),
+            None => SessionError::Unreachable(text),
+        }
     }
 
     /// Sets the session credential (`MID_ID.SECRET`).
@@ -101,8 +139,11 @@ impl InstanceClient {
             .request(reqwest::Method::POST, path, timeout)?
             .json(body)
             .send()
-            .await
-            .map_err(|e| unreachable(&e))?;
+            .await;
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.unreachable(e).await),
+        };
         read_answer(resp).await
     }
 

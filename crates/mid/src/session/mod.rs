@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod client;
+pub mod proxy;
 
 use crate::MidError;
 use crate::config::MidConfig;
