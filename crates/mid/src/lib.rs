@@ -70,10 +70,14 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
             .map_err(|e| MidError::Config(e.to_string()))?,
     );
     let ctx = Arc::new(
-        ProbeContext::new(config.max_response_bytes, config.local_secrets.clone())
-            .map_err(|e| MidError::Config(format!("probe HTTP client: {e}")))?
-            .with_bodies(outbox.dir().to_path_buf(), config.inline_body_bytes)
-            .with_instance(client.clone()),
+        ProbeContext::new(
+            config.max_response_bytes,
+            config.local_secrets.clone(),
+            Arc::new(config.policy.clone()),
+        )
+        .map_err(|e| MidError::Config(format!("probe HTTP client: {e}")))?
+        .with_bodies(outbox.dir().to_path_buf(), config.inline_body_bytes)
+        .with_instance(client.clone()),
     );
     let result_ready = Arc::new(Notify::new());
     if !outbox.is_empty() {

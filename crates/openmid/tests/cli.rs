@@ -231,7 +231,8 @@ fn instance_and_mid_run_as_separate_processes() {
     std::fs::write(
         &config,
         format!(
-            "name = \"proc-mid\"\ninstance_url = \"{url}\"\nstate_dir = \"{}\"\nenrollment_token = \"{enroll}\"\n\n[tls]\nfingerprint = \"{fingerprint}\"\n",
+            // The target runs on this host: the egress policy must allow loopback.
+            "name = \"proc-mid\"\ninstance_url = \"{url}\"\nstate_dir = \"{}\"\nenrollment_token = \"{enroll}\"\n\n[tls]\nfingerprint = \"{fingerprint}\"\n\n[policy.http]\nallow_cidrs = [\"127.0.0.0/8\"]\n",
             dir.path().join("mid-state").display()
         ),
     )

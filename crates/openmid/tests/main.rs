@@ -6,6 +6,7 @@ mod cli;
 mod clusters;
 mod connections;
 mod durability;
+mod egress;
 mod end_to_end;
 mod large_bodies;
 mod recovery;

@@ -110,6 +110,9 @@ pub struct MidHealth {
     pub cpu_percent: Option<f32>,
     /// Resident memory in bytes.
     pub rss_bytes: Option<u64>,
+    /// Jobs its egress policy refused since it started.
+    #[serde(default)]
+    pub policy_denials: u64,
     /// RFC 3339, when it was reported.
     pub reported_at: String,
 }

@@ -330,6 +330,9 @@ pub struct HeartbeatRequest {
     /// What the MID's config declares it offers.
     #[serde(default)]
     pub profile: MidProfile,
+    /// Targets and commands its egress policy refused since it started.
+    #[serde(default)]
+    pub policy_denials: u64,
     /// This MID process's session id, new at every start. When it changes, the
     /// instance knows the previous process is gone and at once releases the jobs it
     /// held that this process does not list in `running` — instead of waiting for

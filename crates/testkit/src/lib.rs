@@ -13,6 +13,7 @@ use openmid_instance::client::ApiClient;
 use openmid_instance::config::InstanceConfig;
 use openmid_instance::{RunningInstance, start as start_instance};
 use openmid_mid::config::{MidConfig, TlsTrust};
+use openmid_mid::policy::{EgressPolicy, NetworkConfig, PolicyConfig};
 use openmid_mid::{RunningMid, start as start_mid_server};
 use openmid_proto::api::NewEnrollmentToken;
 use openmid_proto::mid::MidStatus;
@@ -202,8 +203,24 @@ pub fn mid_config(
         applications: Vec::new(),
         ip_ranges: Vec::new(),
         local_secrets: Default::default(),
-        policy: Default::default(),
+        policy: loopback_policy(),
     }
+}
+
+/// The egress policy of a MID whose HTTP targets all run on this host (tests and the
+/// demo): the built-in refusal of loopback addresses lifted for `127.0.0.0/8` and
+/// `::1`, and nothing else reachable.
+pub fn loopback_policy() -> EgressPolicy {
+    let config = PolicyConfig {
+        http: NetworkConfig {
+            allow_cidrs: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            ..NetworkConfig::default()
+        },
+        ..PolicyConfig::default()
+    };
+    // A constant table that compiles; were it ever not to, the MID would refuse
+    // loopback and every test would say so.
+    EgressPolicy::new(config).unwrap_or_default()
 }
 
 /// An enrollment token that validates the MID enrolling with it at once.

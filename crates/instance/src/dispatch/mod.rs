@@ -766,6 +766,7 @@ impl Dispatcher {
             outbox_bytes: req.outbox_bytes,
             cpu_percent: req.cpu_percent,
             rss_bytes: req.rss_bytes,
+            policy_denials: req.policy_denials,
             reported_at: rfc3339(now),
         };
         if mid.declared_profile != req.profile {

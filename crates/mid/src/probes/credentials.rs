@@ -8,6 +8,7 @@
 
 use super::{ProbeContext, ProbeError};
 use crate::config::LocalSecretPolicy;
+use crate::policy::{EgressPolicy, Protocol, find_denial};
 use base64::Engine;
 use openmid_proto::credential::{
     ClientAuth, CredentialSpec, KeyPlacement, LocalSecret, SecretValue,
@@ -221,7 +222,7 @@ pub async fn authenticate(
             sensitive(&format!("Bearer {}", token.expose()))?,
         ),
         Credential::OAuth2(client) => {
-            let token = ctx.tokens.token(http, client).await?;
+            let token = ctx.tokens.token(http, client, &ctx.policy).await?;
             builder.header(
                 reqwest::header::AUTHORIZATION,
                 sensitive(&format!("Bearer {}", token.expose()))?,
@@ -271,6 +272,7 @@ impl TokenCache {
         &self,
         http: &reqwest::Client,
         client: &OAuthClient,
+        policy: &EgressPolicy,
     ) -> Result<Secret, ProbeError> {
         let slot = self.slot(client.cache_key());
         let mut cached = slot.lock().await;
@@ -279,7 +281,7 @@ impl TokenCache {
         {
             return Ok(c.token.clone());
         }
-        let (token, lifetime) = fetch_token(http, client).await?;
+        let (token, lifetime) = fetch_token(http, client, policy).await?;
         self.fetched
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Refresh a little early (a tenth of the lifetime, at most 30 s) so a call
@@ -347,9 +349,13 @@ fn token_request(client: &OAuthClient) -> (Secret, Option<Secret>) {
 async fn fetch_token(
     http: &reqwest::Client,
     client: &OAuthClient,
+    policy: &EgressPolicy,
 ) -> Result<(Secret, Duration), ProbeError> {
     let url = super::http::parse_url(&client.token_url)
         .map_err(|e| ProbeError::Credential(format!("token_url: {e}")))?;
+    // The token endpoint is a target like any other: the client's resolver checks the
+    // addresses a name resolves to, this the URL itself (an IP literal is never resolved).
+    policy.check_url(Protocol::Http, &url)?;
     let shown = super::http::shown_url(&url);
     let (form, authorization) = token_request(client);
     let mut builder = http
@@ -367,11 +373,12 @@ async fn fetch_token(
         .body(form.expose().to_string())
         .send()
         .await
-        .map_err(|e| {
-            ProbeError::Credential(format!(
+        .map_err(|e| match find_denial(&e) {
+            Some(denial) => ProbeError::Policy(denial.clone()),
+            None => ProbeError::Credential(format!(
                 "OAuth token endpoint: {}",
                 super::http::describe(&reqwest::Method::POST, &shown, &e)
-            ))
+            )),
         })?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| {

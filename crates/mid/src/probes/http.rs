@@ -4,6 +4,7 @@
 
 use super::credentials::{self, Credential};
 use super::{ProbeContext, ProbeError};
+use crate::policy::{Protocol, find_denial};
 use openmid_proto::credential::KeyPlacement;
 use openmid_proto::rest::{RestTimings, RetryPolicy};
 use std::collections::BTreeMap;
@@ -313,11 +314,16 @@ async fn send_once(
                 plain = ctx.client_for(call.ca_pem, None)?;
                 &plain
             };
+            // Every hop, the first and each redirect's, is checked where it goes.
+            ctx.policy.check_url(Protocol::Http, &hop.url)?;
             let resp = request(ctx, hop_client, &hop, call, credential)
                 .await?
                 .send()
                 .await
-                .map_err(|e| ProbeError::Target(describe(method, shown, &e)))?;
+                .map_err(|e| match find_denial(&e) {
+                    Some(denial) => ProbeError::Policy(denial.clone()),
+                    None => ProbeError::Target(describe(method, shown, &e)),
+                })?;
             let status = resp.status().as_u16();
             let location = resp
                 .headers()

@@ -9,6 +9,7 @@ pub mod soap;
 pub mod soap_xml;
 
 use crate::config::LocalSecretPolicy;
+use crate::policy::{Denial, EgressPolicy, PolicyResolver, Protocol};
 use crate::session::client::InstanceClient;
 use credentials::{Credential, TokenCache};
 use openmid_proto::credential::CredentialSpec;
@@ -36,6 +37,8 @@ pub struct ProbeContext {
     pub local_secrets: LocalSecretPolicy,
     /// OAuth 2.0 tokens, by client.
     pub tokens: TokenCache,
+    /// What this MID may reach (its own config; the instance cannot widen it).
+    pub policy: Arc<EgressPolicy>,
     /// Clients for targets with their own CA, by a digest of the CA (a client holds its
     /// connection pool, so it is kept).
     tls_clients: Mutex<HashMap<String, reqwest::Client>>,
@@ -44,7 +47,7 @@ pub struct ProbeContext {
 /// Most distinct TLS clients kept; past it the cache starts over (each holds a pool).
 const MAX_TLS_CLIENTS: usize = 256;
 
-fn client_builder() -> reqwest::ClientBuilder {
+fn client_builder(policy: &Arc<EgressPolicy>) -> reqwest::ClientBuilder {
     // Probe traffic goes straight to internal targets: the proxy (if any) is only for
     // reaching the instance.
     // Redirects are followed by `http::send` itself, which keeps credentials on the
@@ -53,6 +56,12 @@ fn client_builder() -> reqwest::ClientBuilder {
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .referer(false)
+        // Every name is resolved under the egress policy: a name resolving to a
+        // refused address (loopback, metadata, a denied range) is refused.
+        .dns_resolver(Arc::new(PolicyResolver::new(
+            policy.clone(),
+            Protocol::Http,
+        )))
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(30))
 }
@@ -62,9 +71,11 @@ impl ProbeContext {
     pub fn new(
         max_response_bytes: usize,
         local_secrets: LocalSecretPolicy,
+        policy: Arc<EgressPolicy>,
     ) -> Result<Self, reqwest::Error> {
         Ok(Self {
-            http: client_builder().build()?,
+            http: client_builder(&policy).build()?,
+            policy,
             max_response_bytes,
             inline_body_bytes: usize::MAX,
             outbox_dir: None,
@@ -118,7 +129,7 @@ impl ProbeContext {
         {
             return Ok(client.clone());
         }
-        let mut builder = client_builder();
+        let mut builder = client_builder(&self.policy);
         if let Some(pem) = ca_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
                 ProbeError::InvalidInput("ca_pem: not a PEM certificate bundle".into())
@@ -172,6 +183,9 @@ pub enum ProbeError {
     /// The call took longer than allowed.
     #[error("timed out after {0} ms")]
     Timeout(u64),
+    /// The MID's egress policy refuses the target (the message names the rule).
+    #[error(transparent)]
+    Policy(#[from] Denial),
     /// The response exceeded the size cap.
     #[error(
         "response body exceeds the {limit}-byte limit ({setting}); nothing was truncated, the call is reported as failed"

@@ -579,6 +579,7 @@ impl Session {
                 cpu_percent,
                 rss_bytes,
                 profile: self.config.profile(),
+                policy_denials: self.config.policy.denials().total(),
             };
             match self.client.heartbeat(&req).await {
                 Ok(resp) => {

@@ -29,6 +29,48 @@ enum MidCommand {
         #[arg(long)]
         user: Option<String>,
     },
+    /// Explain what this MID's egress policy would do with a job, rule by rule:
+    /// `check-policy --url https://api.corp/x`, `check-policy --protocol ssh --host
+    /// db1 --port 22`, `check-policy --command /usr/bin/df -- -h /`.
+    CheckPolicy(CheckPolicy),
+}
+
+/// What to check against the policy (one of `--url`, `--host`, `--command`).
+#[derive(clap::Args)]
+struct CheckPolicy {
+    /// A URL a REST or SOAP call would request.
+    #[arg(long, conflicts_with_all = ["host", "command"])]
+    url: Option<String>,
+    /// A host a probe would connect to (with `--port`).
+    #[arg(long, requires = "port", conflicts_with = "command")]
+    host: Option<String>,
+    /// The port for `--host`.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Whose network rules apply: http, ssh, sql, ldap, snmp or scan.
+    #[arg(long, default_value = "http")]
+    protocol: String,
+    /// Check these addresses instead of resolving the name.
+    #[arg(long = "addr", value_name = "IP")]
+    addrs: Vec<std::net::IpAddr>,
+    /// A program a Command job would run (absolute path).
+    #[arg(long)]
+    command: Option<PathBuf>,
+    /// The program is handed a script body (it must be an allowed interpreter).
+    #[arg(long, requires = "command")]
+    script: bool,
+    /// Working directory of the command.
+    #[arg(long, requires = "command")]
+    cwd: Option<PathBuf>,
+    /// Names of environment variables the command would get.
+    #[arg(long = "env", value_name = "NAME", requires = "command")]
+    env_names: Vec<String>,
+    /// Run time asked for, in seconds.
+    #[arg(long, requires = "command")]
+    timeout_secs: Option<u64>,
+    /// The command's arguments (after `--`).
+    #[arg(last = true)]
+    args: Vec<String>,
 }
 
 fn load(config: Option<&Path>) -> Result<MidConfig> {
@@ -38,8 +80,14 @@ fn load(config: Option<&Path>) -> Result<MidConfig> {
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
-    if let Some(MidCommand::InstallService { unit_file, user }) = &args.command {
-        return install_service(args.config.as_deref(), unit_file, user.as_deref());
+    match &args.command {
+        Some(MidCommand::InstallService { unit_file, user }) => {
+            return install_service(args.config.as_deref(), unit_file, user.as_deref());
+        }
+        Some(MidCommand::CheckPolicy(check)) => {
+            return check_policy(&load(args.config.as_deref())?, check).await;
+        }
+        None => {}
     }
     let config = load(args.config.as_deref())?;
     let state_dir = config.state_dir.clone();
@@ -56,6 +104,53 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     });
     mid.wait().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints each rule consulted and the verdict; exits 0 when allowed, 1 when refused
+/// or undecided.
+async fn check_policy(config: &MidConfig, check: &CheckPolicy) -> Result<ExitCode> {
+    use openmid_mid::policy::{Job, Protocol, Verdict};
+    let protocol = Protocol::ALL
+        .into_iter()
+        .find(|p| p.key() == check.protocol)
+        .with_context(|| {
+            format!(
+                "--protocol: `{}` is not one of http, ssh, sql, ldap, snmp, scan",
+                check.protocol
+            )
+        })?;
+    let addrs = (!check.addrs.is_empty()).then(|| check.addrs.clone());
+    let job = if let Some(url) = &check.url {
+        Job::Url {
+            protocol,
+            url: url::Url::parse(url).with_context(|| format!("--url `{url}`"))?,
+            addrs,
+        }
+    } else if let (Some(host), Some(port)) = (&check.host, check.port) {
+        Job::Target {
+            protocol,
+            host: host.clone(),
+            port,
+            addrs,
+        }
+    } else if let Some(program) = &check.command {
+        Job::Command {
+            program: program.clone(),
+            args: check.args.clone(),
+            cwd: check.cwd.clone(),
+            env_names: check.env_names.clone(),
+            timeout: check.timeout_secs.map(std::time::Duration::from_secs),
+            script: check.script,
+        }
+    } else {
+        anyhow::bail!("check-policy: give --url, --host with --port, or --command");
+    };
+    let explanation = config.policy.explain(&job).await;
+    println!("{explanation}");
+    Ok(match explanation.verdict {
+        Verdict::Allowed(_) => ExitCode::SUCCESS,
+        Verdict::Refused(_) | Verdict::Unresolved(_) => ExitCode::FAILURE,
+    })
 }
 
 fn install_service(
