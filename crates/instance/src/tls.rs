@@ -111,7 +111,7 @@ fn generate(
     key_path: &Path,
     hostnames: &[String],
 ) -> Result<(), TlsError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    crate::private_fs::create_dir_all(dir).map_err(io(dir))?;
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),

@@ -2,6 +2,9 @@
 
 mod api_errors;
 mod blobs;
+mod error_format;
+mod files;
+mod hardening;
 mod lifecycle;
 mod persistence;
 mod protocol;
