@@ -88,7 +88,7 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         &config.data_dir,
         config.tls_cert.as_deref(),
         config.tls_key.as_deref(),
-        &config.hostnames,
+        &certificate_names(&config),
     )?;
     let (admin_token_hash, admin_token) = match store.get_setting(ADMIN_TOKEN_KEY).await? {
         Some(hash) => (hash, None),
@@ -183,6 +183,21 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         server,
         store,
     })
+}
+
+/// The names the served certificate must carry: the configured host names, and the
+/// listen address when it is one address (a client given the URL of the address the
+/// instance listens on must be able to check the certificate against it). A wildcard
+/// (`0.0.0.0`, `::`) says nothing about which address clients use.
+fn certificate_names(config: &InstanceConfig) -> Vec<String> {
+    let mut names = config.hostnames.clone();
+    let ip = config.listen.ip();
+    if !ip.is_unspecified() {
+        names.push(ip.to_string());
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 impl RunningInstance {

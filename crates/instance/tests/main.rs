@@ -2,6 +2,7 @@
 
 mod api_errors;
 mod blobs;
+mod certificate;
 mod error_format;
 mod files;
 mod hardening;
