@@ -7,6 +7,7 @@ mod error_format;
 mod files;
 mod hardening;
 mod lifecycle;
+mod openapi;
 mod persistence;
 mod protocol;
 mod support;
