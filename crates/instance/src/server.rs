@@ -56,14 +56,33 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
 }
 
+/// File handles kept free of connections: the database, its WAL, readers, blobs being
+/// streamed, the listener, logs.
+const RESERVED_FILES: usize = 128;
+
+/// `max_connections` when the open-file limit cannot be read.
+const FALLBACK_MAX_CONNECTIONS: usize = 1024;
+
 impl ConnectionLimits {
-    /// The limits a config asks for.
+    /// The limits a config asks for; `max_connections = 0` is worked out from the
+    /// process's open-file limit.
     pub fn of(config: &InstanceConfig) -> Self {
+        let max_connections = match config.max_connections {
+            0 => open_file_limit().map_or(FALLBACK_MAX_CONNECTIONS, |limit| {
+                limit
+                    .saturating_sub(RESERVED_FILES + OVERFLOW_ANSWERS)
+                    .max(64)
+            }),
+            n => {
+                warn_if_file_limit_low(n);
+                n
+            }
+        };
         Self {
             handshake: Duration::from_millis(config.tls_handshake_timeout_ms),
             header_read: Duration::from_millis(config.header_read_timeout_ms),
             idle: Duration::from_millis(config.idle_timeout_ms),
-            max_connections: config.max_connections,
+            max_connections,
         }
     }
 }
@@ -77,7 +96,7 @@ pub async fn serve(
     limits: ConnectionLimits,
     stop: CancellationToken,
 ) {
-    warn_if_file_limit_low(limits.max_connections);
+    tracing::debug!(max_connections = limits.max_connections, "serving");
     let acceptor = TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let overflow = Arc::new(Semaphore::new(OVERFLOW_ANSWERS));
@@ -334,19 +353,21 @@ async fn refuse_connection(
     }
 }
 
-/// Says so at start when `max_connections` cannot be reached before the process runs
-/// out of file handles (Linux: the soft limit in /proc/self/limits).
-fn warn_if_file_limit_low(max_connections: usize) {
-    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
-        return;
-    };
-    let soft = limits
+/// The soft limit on open files (Linux: /proc/self/limits), if it can be read.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<usize>().ok());
-    if let Some(soft) = soft
-        && soft < max_connections.saturating_add(OVERFLOW_ANSWERS + 64)
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Says so at start when a configured `max_connections` cannot be reached before the
+/// process runs out of file handles.
+fn warn_if_file_limit_low(max_connections: usize) {
+    if let Some(soft) = open_file_limit()
+        && soft < max_connections.saturating_add(RESERVED_FILES + OVERFLOW_ANSWERS)
     {
         tracing::warn!(
             open_file_limit = soft,
