@@ -107,6 +107,23 @@ async fn silent_and_slow_connections_are_closed_but_long_polls_are_not() {
 }
 
 #[tokio::test]
+async fn an_enrollment_body_that_never_finishes_gets_a_json_408() {
+    let (instance, _dir) = instance_with(|c| c.header_read_timeout_ms = 300).await;
+    let mut slow = tls_connect(&instance).await;
+    slow.write_all(
+        b"POST /mid/v1/enroll HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":",
+    )
+    .await
+    .expect("write");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(GUARD, slow.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the instance waited for the body for ever");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"body_timeout""#), "{answer}");
+}
+
+#[tokio::test]
 async fn connections_past_the_cap_get_a_json_503_and_healthz_comes_back() {
     let (instance, _dir) = instance_with(|c| c.max_connections = 3).await;
     let mut held = Vec::new();

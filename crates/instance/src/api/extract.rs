@@ -11,14 +11,23 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-/// The body cap a route set with [`cap_body`], so a refusal can name it.
+/// The small body a route before authentication accepts: at most `limit` bytes,
+/// all of them within `deadline`.
 #[derive(Clone, Copy)]
-struct BodyCap(usize);
+pub struct BodyCap {
+    /// Largest body, bytes.
+    pub limit: usize,
+    /// Longest time to receive it, so a client trickling a body cannot hold a
+    /// connection slot without ever authenticating.
+    pub deadline: std::time::Duration,
+}
 
 /// Middleware for a route with its own small body cap: a declared `Content-Length`
-/// over `limit` is refused 413 before a byte of the body is read; the route's
-/// `DefaultBodyLimit` stops a chunked body at the same size.
-pub async fn cap_body(State(limit): State<usize>, mut req: Request, next: Next) -> Response {
+/// over the limit is refused 413 before a byte of the body is read; the route's
+/// `DefaultBodyLimit` stops a chunked body at the same size, and [`ApiJson`] stops
+/// waiting for it at the deadline (408).
+pub async fn cap_body(State(cap): State<BodyCap>, mut req: Request, next: Next) -> Response {
+    let limit = cap.limit;
     let declared = req
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -29,7 +38,7 @@ pub async fn cap_body(State(limit): State<usize>, mut req: Request, next: Next) 
     {
         return too_large(Some(limit)).into_response();
     }
-    req.extensions_mut().insert(BodyCap(limit));
+    req.extensions_mut().insert(cap);
     next.run(req).await
 }
 
@@ -69,14 +78,28 @@ where
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let cap = req.extensions().get::<BodyCap>().map(|c| c.0);
+        let cap = req.extensions().get::<BodyCap>().copied();
         let route = req
             .extensions()
             .get::<axum::extract::MatchedPath>()
             .map(|m| m.as_str().to_string());
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|r| bytes_rejection(r, cap))?;
+        let read = Bytes::from_request(req, state);
+        let read = match cap {
+            Some(cap) => tokio::time::timeout(cap.deadline, read)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "body_timeout",
+                        format!(
+                            "the request body did not arrive within {} ms",
+                            cap.deadline.as_millis()
+                        ),
+                    )
+                })?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|r| bytes_rejection(r, cap.map(|c| c.limit)))?;
         let value = parse_json(&bytes)?;
         // The MID's own reports (results, polls, heartbeats) carry no labels people
         // read, and are the hot path: only bodies people write are scanned.

@@ -111,14 +111,19 @@ pub fn router(state: AppState) -> Router {
             require_admin,
         ));
     let mid = Router::new()
-        // The only body read before authentication: capped small, and refused from
-        // its Content-Length before a byte of it is read.
+        // The only body read before authentication: capped small, refused from its
+        // Content-Length before a byte of it is read, and given as long as headers.
         .route(
             "/enroll",
             post(mid_session::enroll)
                 .layer(DefaultBodyLimit::max(ENROLL_BODY_LIMIT))
                 .layer(axum::middleware::from_fn_with_state(
-                    ENROLL_BODY_LIMIT,
+                    extract::BodyCap {
+                        limit: ENROLL_BODY_LIMIT,
+                        deadline: std::time::Duration::from_millis(
+                            state.config.header_read_timeout_ms,
+                        ),
+                    },
                     extract::cap_body,
                 )),
         )
