@@ -158,9 +158,9 @@ pub async fn serve(
                 );
             }
             let http = refused_http.clone();
-            let force = force.clone();
+            let stop = stop.clone();
             connections.spawn(async move {
-                refuse_connection(tcp, acceptor, &http, limits, force).await;
+                refuse_connection(tcp, acceptor, &http, limits, stop).await;
                 drop(permit);
             });
         } else {
@@ -324,9 +324,13 @@ async fn refuse_connection(
     acceptor: TlsAcceptor,
     http: &auto::Builder<TokioExecutor>,
     limits: ConnectionLimits,
-    force: CancellationToken,
+    stop: CancellationToken,
 ) {
-    let Ok(Ok(tls)) = tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await else {
+    let tls = tokio::select! {
+        _ = stop.cancelled() => return,
+        tls = tokio::time::timeout(limits.handshake, acceptor.accept(tcp)) => tls,
+    };
+    let Ok(Ok(tls)) = tls else {
         return;
     };
     let service = hyper::service::service_fn(|_req: Request<Incoming>| async move {
@@ -349,7 +353,7 @@ async fn refuse_connection(
     tokio::select! {
         _ = conn.as_mut() => {}
         _ = tokio::time::sleep(limits.header_read) => {}
-        _ = force.cancelled() => {}
+        _ = stop.cancelled() => {}
     }
 }
 
