@@ -8,6 +8,19 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// At most one log line per peer address per this window; the next line says how many
+/// were left out.
+const LOG_WINDOW: Duration = Duration::from_secs(10);
+
+/// Peers remembered for rate limiting; past this, peers quiet for a whole window are
+/// forgotten (a spray from many addresses must not grow the map without end).
+const MAX_TRACKED_PEERS: usize = 10_000;
 
 /// A fresh random token with a readable prefix (`omadm_`, `omenr_` …), 256 bits.
 pub fn new_token(prefix: &str) -> String {
@@ -34,9 +47,94 @@ pub fn token_matches(token: &str, stored_hash: &str) -> bool {
     .is_ok()
 }
 
+/// Failed authentications (admin token, MID credential, enrollment token): counted
+/// for metrics and logged with the peer address and route so an operator sees an
+/// attack — never with the token presented. Logging is rate-limited per peer address,
+/// so a flood costs one line per peer per ten seconds.
+#[derive(Default)]
+pub struct AuthFailures {
+    total: AtomicU64,
+    peers: Mutex<HashMap<IpAddr, PeerLog>>,
+}
+
+struct PeerLog {
+    logged_at: Instant,
+    suppressed: u64,
+}
+
+impl AuthFailures {
+    /// Failures since start.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Counts one failure by `peer` (unknown when served without a socket) on `route`,
+    /// and logs it unless this peer was logged within the window.
+    pub fn record(&self, peer: Option<SocketAddr>, route: &str, reason: &str) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let Some(peer) = peer else {
+            tracing::warn!(route, reason, "authentication failed");
+            return;
+        };
+        let ip = peer.ip();
+        let now = Instant::now();
+        let suppressed = {
+            let mut peers = match self.peers.lock() {
+                Ok(p) => p,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if peers.len() >= MAX_TRACKED_PEERS && !peers.contains_key(&ip) {
+                peers.retain(|_, p| now.duration_since(p.logged_at) < LOG_WINDOW);
+            }
+            match peers.get_mut(&ip) {
+                Some(p) if now.duration_since(p.logged_at) < LOG_WINDOW => {
+                    p.suppressed += 1;
+                    return;
+                }
+                Some(p) => {
+                    let suppressed = p.suppressed;
+                    p.logged_at = now;
+                    p.suppressed = 0;
+                    suppressed
+                }
+                None => {
+                    peers.insert(
+                        ip,
+                        PeerLog {
+                            logged_at: now,
+                            suppressed: 0,
+                        },
+                    );
+                    0
+                }
+            }
+        };
+        tracing::warn!(
+            peer = %peer,
+            route,
+            reason,
+            suppressed_since_last = suppressed,
+            "authentication failed"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_counted_even_when_not_logged() {
+        let failures = AuthFailures::default();
+        let peer: SocketAddr = ([192, 0, 2, 1], 4000).into();
+        for _ in 0..5 {
+            failures.record(Some(peer), "/api/v1/mids", "invalid admin token");
+        }
+        failures.record(None, "/api/v1/mids", "invalid admin token");
+        assert_eq!(failures.total(), 6);
+        let peers = failures.peers.lock().map(|p| p[&peer.ip()].suppressed);
+        assert_eq!(peers.ok(), Some(4));
+    }
 
     #[test]
     fn tokens_are_unique_and_verify() {

@@ -24,6 +24,9 @@ pub enum BlobError {
         /// The cap.
         limit: u64,
     },
+    /// The body was empty: a blob holds some bytes (an empty request body needs none).
+    #[error("the request body is empty: send the blob's bytes as the body")]
+    Empty,
     /// The sender's body stream failed (connection dropped); nothing was kept.
     #[error("reading the body failed: {0}")]
     Body(String),
@@ -95,11 +98,21 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        tokio::fs::create_dir_all(&self.dir).await?;
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            crate::private_fs::create_dir_all(&dir)?;
+            crate::private_fs::restrict(&dir, crate::private_fs::DIR_MODE)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         let id = new_id()?;
         let part = self.dir.join(format!("{id}.part"));
         let written = self.write_part(&part, body).await;
         let (size, sha256) = match written {
+            Ok((0, _)) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(BlobError::Empty);
+            }
             Ok(done) => done,
             Err(e) => {
                 // A refused or broken upload leaves nothing behind.
@@ -116,7 +129,9 @@ impl BlobStore {
         let meta_bytes = serde_json::to_vec(&meta).map_err(std::io::Error::other)?;
         let meta_tmp = self.dir.join(format!("{id}.json.tmp"));
         let finish = async {
-            let mut f = tokio::fs::File::create(&meta_tmp).await?;
+            let mut f = crate::private_fs::new_file_options()
+                .open(&meta_tmp)
+                .await?;
             f.write_all(&meta_bytes).await?;
             f.sync_all().await?;
             drop(f);
@@ -138,7 +153,7 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let mut file = tokio::fs::File::create(part).await?;
+        let mut file = crate::private_fs::new_file_options().open(part).await?;
         let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
         let mut size = 0u64;
         while let Some(chunk) = body.next().await {

@@ -31,8 +31,9 @@ pub enum ClientError {
         /// Message.
         message: String,
     },
-    /// The request did not get an answer.
-    #[error("request to {url} failed: {source}")]
+    /// The request did not get an answer. The cause is the error's `source` (not
+    /// repeated in this message, so a printed chain says each thing once).
+    #[error("request to {url} failed")]
     Transport {
         /// The URL.
         url: String,
@@ -54,8 +55,9 @@ pub enum ClientError {
     /// TLS trust settings are wrong.
     #[error(transparent)]
     Trust(#[from] TrustError),
-    /// A local file (a blob to upload or download) could not be used.
-    #[error("{path}: {source}")]
+    /// A local file (a blob to upload or download) could not be used; the cause is the
+    /// error's `source`.
+    #[error("{path}")]
     File {
         /// The file.
         path: std::path::PathBuf,
@@ -97,7 +99,7 @@ impl ApiClient {
         }
         let http = builder.build().map_err(|source| ClientError::Transport {
             url: base_url.to_string(),
-            source,
+            source: source.without_url(),
         })?;
         Ok(Self { http, base, token })
     }
@@ -128,7 +130,7 @@ impl ApiClient {
         }
         let resp = req.send().await.map_err(|source| ClientError::Transport {
             url: url.to_string(),
-            source,
+            source: source.without_url(),
         })?;
         let status = resp.status();
         Ok((status, answer_json(&url, resp).await?))
@@ -535,7 +537,7 @@ impl ApiClient {
             .body(body);
         let resp = req.send().await.map_err(|source| ClientError::Transport {
             url: url.to_string(),
-            source,
+            source: source.without_url(),
         })?;
         answer_json(&url, resp).await
     }
@@ -565,9 +567,9 @@ impl ApiClient {
     ) -> Result<openmid_proto::blob::BlobRef, ClientError> {
         use tokio::io::AsyncWriteExt;
         let url = self.blob_url(&format!("api/v1/blobs/{}", encode(id)))?;
-        let transport = |source| ClientError::Transport {
+        let transport = |source: reqwest::Error| ClientError::Transport {
             url: url.to_string(),
-            source,
+            source: source.without_url(),
         };
         let file_error = |source| ClientError::File {
             path: to.to_path_buf(),
@@ -632,7 +634,7 @@ async fn answer_json<T: DeserializeOwned>(
         .await
         .map_err(|source| ClientError::Transport {
             url: url.to_string(),
-            source,
+            source: source.without_url(),
         })?;
     if !status.is_success() {
         return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {

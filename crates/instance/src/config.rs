@@ -42,6 +42,24 @@ pub struct InstanceConfig {
     pub max_blob_bytes: u64,
     /// Longest `?wait=` an action call may ask for, in seconds.
     pub max_action_wait_secs: u64,
+    /// Longest a client may take to finish the TLS handshake after connecting; a
+    /// connection that says nothing is closed then instead of holding a file handle.
+    pub tls_handshake_timeout_ms: u64,
+    /// Longest a client may take to send a request's headers (HTTP/1.1), counted from
+    /// the connection's start or the end of the previous answer: a silent or slow
+    /// client is disconnected, and so is an HTTP/1.1 keep-alive connection that sends
+    /// no new request within it. (HTTP/2 connections, which MIDs use, are bounded by
+    /// `idle_timeout_ms` instead.)
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in progress for this long is closed. A MID's
+    /// long-poll is a request in progress, so it is never cut by this, however long
+    /// `max_poll_wait_ms` is.
+    pub idle_timeout_ms: u64,
+    /// Most connections served at once; 0 (the default) takes the process's open-file
+    /// limit less room for the database, blobs and refusals. Past it a new connection
+    /// gets one `503 too_many_connections` answer and is closed, so `/healthz` and
+    /// MIDs already connected keep working. Each MID holds one connection.
+    pub max_connections: usize,
     /// Finished records (processed, error, cancelled) older than this are deleted, so
     /// the queue does not grow without end. 0 keeps them for ever.
     pub retention_hours: u64,
@@ -70,6 +88,10 @@ impl Default for InstanceConfig {
             max_blob_bytes: 1024 * 1024 * 1024,
             max_action_wait_secs: 300,
             retention_hours: 24 * 30,
+            tls_handshake_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 0,
             master_key: None,
         }
     }
@@ -109,6 +131,15 @@ impl InstanceConfig {
         }
         if self.max_blob_bytes < 1024 * 1024 {
             return Err("max_blob_bytes must be at least 1 MiB (1048576)".into());
+        }
+        for (name, value) in [
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(format!("{name} must be greater than 0"));
+            }
         }
         Ok(())
     }

@@ -10,7 +10,9 @@ pub mod config;
 pub mod connections;
 pub mod dispatch;
 pub mod ecc;
+mod private_fs;
 pub mod registry;
+pub mod server;
 pub mod tls;
 pub mod vault;
 
@@ -22,7 +24,6 @@ use openmid_proto::secret::Secret;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -73,9 +74,9 @@ pub struct RunningInstance {
     /// Data directory.
     pub data_dir: PathBuf,
     shutdown: CancellationToken,
+    auth_failures: Arc<auth::AuthFailures>,
     tasks: TaskTracker,
-    handle: axum_server::Handle<SocketAddr>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    server: tokio::task::JoinHandle<()>,
     store: SqliteStore,
 }
 
@@ -87,7 +88,7 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         &config.data_dir,
         config.tls_cert.as_deref(),
         config.tls_key.as_deref(),
-        &config.hostnames,
+        &certificate_names(&config),
     )?;
     let (admin_token_hash, admin_token) = match store.get_setting(ADMIN_TOKEN_KEY).await? {
         Some(hash) => (hash, None),
@@ -141,24 +142,22 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         .await
         .map_err(|e| InstanceError::Config(e.to_string()))?;
     tasks.spawn(dispatcher.clone().run_sweeper(shutdown.clone()));
+    let auth_failures = Arc::new(auth::AuthFailures::default());
     let app = api::router(AppState {
         dispatcher,
         admin_token_hash: Arc::new(admin_token_hash),
         config: config.clone(),
         shutdown: shutdown.clone(),
+        auth_failures: auth_failures.clone(),
     });
-    let handle = axum_server::Handle::new();
-    let tls_config = axum_server::tls_rustls::RustlsConfig::from_config(identity.server_config);
-    // TCP_NODELAY: small TLS records (a poll answer, an ack) must not wait for Nagle's
-    // algorithm and the peer's delayed ACK, which costs ~40 ms per exchange.
-    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls_config)
-        .acceptor(axum_server::accept::NoDelayAcceptor::new());
-    let server = axum_server::from_tcp(listener)
-        .map_err(InstanceError::Serve)?
-        .acceptor(acceptor)
-        .handle(handle.clone())
-        .serve(app.into_make_service());
-    let server = tokio::spawn(server);
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(InstanceError::Serve)?;
+    let server = tokio::spawn(server::serve(
+        listener,
+        identity.server_config,
+        app,
+        server::ConnectionLimits::of(&config),
+        shutdown.clone(),
+    ));
     let host = if addr.ip().is_unspecified() {
         if addr.is_ipv4() {
             "127.0.0.1".to_string()
@@ -179,11 +178,26 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         admin_token,
         data_dir: config.data_dir.clone(),
         shutdown,
+        auth_failures,
         tasks,
-        handle,
         server,
         store,
     })
+}
+
+/// The names the served certificate must carry: the configured host names, and the
+/// listen address when it is one address (a client given the URL of the address the
+/// instance listens on must be able to check the certificate against it). A wildcard
+/// (`0.0.0.0`, `::`) says nothing about which address clients use.
+fn certificate_names(config: &InstanceConfig) -> Vec<String> {
+    let mut names = config.hostnames.clone();
+    let ip = config.listen.ip();
+    if !ip.is_unspecified() {
+        names.push(ip.to_string());
+    }
+    names.sort();
+    names.dedup();
+    names
 }
 
 impl RunningInstance {
@@ -191,15 +205,17 @@ impl RunningInstance {
     /// a few seconds), stops background tasks and closes the store.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
-        match self.server.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
-            Err(e) => tracing::error!(error = %e, "server task failed"),
+        if let Err(e) = self.server.await {
+            tracing::error!(error = %e, "server task failed");
         }
         self.tasks.close();
         self.tasks.wait().await;
         self.store.close().await;
+    }
+
+    /// Failed authentications since start (for metrics and tests).
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures.total()
     }
 
     /// A token that stops the instance when cancelled (for signal handlers).

@@ -53,8 +53,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 }
 
 /// Loads the operator's certificate and key, or the self-signed pair in `data_dir/tls`,
-/// making that pair first if it does not exist. `hostnames` go into a new certificate's
-/// subject alternative names (with `localhost`, 127.0.0.1 and ::1).
+/// making that pair first if it does not exist. `hostnames` (the configured names and
+/// the listen address when it is not a wildcard) go into a new certificate's subject
+/// alternative names, with `localhost`, 127.0.0.1, ::1 and the machine's name.
+///
+/// A self-signed certificate that lacks one of `hostnames` (the config gained a name,
+/// or the instance listens on another address) is made again, with a log line: a
+/// client checking the name would otherwise refuse the instance. An operator's
+/// certificate is never replaced; a missing name is only logged.
 pub fn load_or_create(
     data_dir: &Path,
     cert: Option<&Path>,
@@ -62,12 +68,34 @@ pub fn load_or_create(
     hostnames: &[String],
 ) -> Result<TlsIdentity, TlsError> {
     let (cert_path, key_path, generated) = match (cert, key) {
-        (Some(c), Some(k)) => (c.to_path_buf(), k.to_path_buf(), false),
+        (Some(c), Some(k)) => {
+            let missing = missing_names(&std::fs::read(c).map_err(io(c))?, hostnames);
+            if !missing.is_empty() {
+                tracing::warn!(
+                    cert = %c.display(),
+                    missing = %missing.join(", "),
+                    "the configured TLS certificate does not name these hosts: clients using them will refuse it"
+                );
+            }
+            (c.to_path_buf(), k.to_path_buf(), false)
+        }
         _ => {
             let dir = data_dir.join("tls");
             let cert_path = dir.join("instance.crt");
             let key_path = dir.join("instance.key");
-            let generated = !cert_path.exists();
+            let mut generated = !cert_path.exists();
+            if !generated {
+                let pem = std::fs::read(&cert_path).map_err(io(&cert_path))?;
+                let missing = missing_names(&pem, hostnames);
+                if !missing.is_empty() {
+                    tracing::warn!(
+                        cert = %cert_path.display(),
+                        missing = %missing.join(", "),
+                        "the self-signed certificate does not name these hosts: making a new one (its fingerprint changes; MIDs and clients pinned to the old one need the new fingerprint or certificate)"
+                    );
+                    generated = true;
+                }
+            }
             if generated {
                 generate(&dir, &cert_path, &key_path, hostnames)?;
             }
@@ -105,13 +133,69 @@ pub fn load_or_create(
     })
 }
 
+/// The entries of `wanted` that the first certificate in `pem` does not name (as a
+/// DNS name, case-insensitively, or an IP address). An unreadable certificate names
+/// nothing, so everything is missing.
+fn missing_names(pem: &[u8], wanted: &[String]) -> Vec<String> {
+    let sans = CertificateDer::pem_slice_iter(pem)
+        .next()
+        .and_then(Result::ok)
+        .map(|der| subject_alt_names(der.as_ref()))
+        .unwrap_or_default();
+    wanted
+        .iter()
+        .filter(|name| {
+            let ip = name.parse::<std::net::IpAddr>().ok();
+            !sans.iter().any(|san| match (san, ip) {
+                (SanName::Ip(a), Some(b)) => *a == b,
+                (SanName::Dns(d), None) => d.eq_ignore_ascii_case(name),
+                _ => false,
+            })
+        })
+        .cloned()
+        .collect()
+}
+
+enum SanName {
+    Dns(String),
+    Ip(std::net::IpAddr),
+}
+
+fn subject_alt_names(der: &[u8]) -> Vec<SanName> {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(d) => Some(SanName::Dns((*d).to_string())),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| SanName::Ip(std::net::IpAddr::from(b))),
+                16 => <[u8; 16]>::try_from(*bytes)
+                    .ok()
+                    .map(|b| SanName::Ip(std::net::IpAddr::from(b))),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
 fn generate(
     dir: &Path,
     cert_path: &Path,
     key_path: &Path,
     hostnames: &[String],
 ) -> Result<(), TlsError> {
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    crate::private_fs::create_dir_all(dir).map_err(io(dir))?;
+    crate::private_fs::restrict(dir, crate::private_fs::DIR_MODE).map_err(io(dir))?;
     let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),

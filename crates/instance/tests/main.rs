@@ -2,7 +2,12 @@
 
 mod api_errors;
 mod blobs;
+mod certificate;
+mod error_format;
+mod files;
+mod hardening;
 mod lifecycle;
+mod openapi;
 mod persistence;
 mod protocol;
 mod recovery;

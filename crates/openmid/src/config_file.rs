@@ -27,7 +27,9 @@ pub fn load<T: DeserializeOwned>(path: Option<&Path>, prefix: &str) -> Result<T>
     T::deserialize(toml::Value::Table(table)).with_context(|| what)
 }
 
-/// Applies overrides from `vars` whose names start with `prefix`.
+/// Applies overrides from `vars` whose names start with `prefix`. An empty (or blank)
+/// variable counts as unset, as a shell's `OPENMID_MID_TLS__CA_FILE=` means "none"
+/// rather than "the file named nothing".
 pub fn apply_env(
     table: &mut toml::Table,
     prefix: &str,
@@ -37,6 +39,9 @@ pub fn apply_env(
         let Some(key) = name.strip_prefix(prefix) else {
             continue;
         };
+        if value.trim().is_empty() {
+            continue;
+        }
         let path: Vec<String> = key.to_lowercase().split("__").map(str::to_string).collect();
         if path.iter().any(String::is_empty) {
             continue;
@@ -82,6 +87,7 @@ mod tests {
             ("OPENMID_MID_TLS__FINGERPRINT", "AB:CD"),
             ("OPENMID_MID_POLL_WAIT_MS", "100"),
             ("OTHER", "ignored"),
+            ("OPENMID_MID_TLS__CA_FILE", ""),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string()));
         apply_env(&mut t, "OPENMID_MID_", vars.into_iter());

@@ -273,6 +273,74 @@ fn instance_and_mid_run_as_separate_processes() {
 }
 
 #[test]
+fn ctl_reaches_an_instance_on_its_own_address_and_ignores_empty_variables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut instance = Proc(
+        Command::new(BIN)
+            .args([
+                "instance",
+                "--listen",
+                "127.0.0.2:0",
+                "--hostname",
+                "openmid.test",
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env("OPENMID_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("instance starts"),
+    );
+    let fields = read_fields(
+        &mut instance.0,
+        &["URL", "certificate", "fingerprint", "admin token"],
+    );
+    let field = |k: &str| {
+        fields
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} printed"))
+            .clone()
+    };
+    let (url, cert, fingerprint, token) = (
+        field("URL"),
+        field("certificate"),
+        field("fingerprint"),
+        field("admin token"),
+    );
+    assert!(url.starts_with("https://127.0.0.2:"), "{url}");
+    let ctl = |url: &str, ca: &str, fp: &str| {
+        let out = Command::new(BIN)
+            .args(["ctl", "mids", "list", "--json"])
+            .env("OPENMID_URL", url)
+            .env("OPENMID_TOKEN", &token)
+            .env("OPENMID_CA", ca)
+            .env("OPENMID_FINGERPRINT", fp)
+            .output()
+            .expect("ctl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The certificate names the address the instance listens on, and an empty
+    // variable counts as unset.
+    let (ok, stderr) = ctl(&url, &cert, "");
+    assert!(ok, "CA trust on 127.0.0.2: {stderr}");
+    let (ok, stderr) = ctl(&url, "", &fingerprint);
+    assert!(ok, "fingerprint trust with OPENMID_CA empty: {stderr}");
+
+    // Nobody listens on port 1: the error says each thing once.
+    let (ok, stderr) = ctl("https://127.0.0.1:1", &cert, "");
+    assert!(!ok);
+    assert_eq!(
+        stderr.matches("error sending request").count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("127.0.0.1:1").count(), 1, "{stderr}");
+}
+
+#[test]
 fn install_service_writes_a_systemd_unit_for_a_valid_config() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("mid.toml");

@@ -2,12 +2,12 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::{ApiJson, ApiPath as Path, ApiQuery, check_text};
 use crate::dispatch::AdminAction;
 use crate::ecc::{ClusterRow, MidKey, MidRow, Record, RecordFilter};
 use crate::registry;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use openmid_proto::api::{
@@ -25,10 +25,17 @@ pub(super) async fn openapi() -> Response {
         .into_response()
 }
 
+/// Longest enrollment-token note, in characters: a line for people saying who the
+/// token is for, not a document store.
+const MAX_NOTE_CHARS: usize = 500;
+
 pub(super) async fn create_enrollment_token(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<NewEnrollmentToken>,
 ) -> Result<(StatusCode, Json<EnrollmentToken>), ApiError> {
+    if let Some(note) = &req.note {
+        check_text("note", note, true, Some(MAX_NOTE_CHARS))?;
+    }
     let token = registry::create_enrollment_token(state.dispatcher.store(), &req).await?;
     Ok((StatusCode::CREATED, Json(token)))
 }

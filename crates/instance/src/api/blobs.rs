@@ -5,11 +5,12 @@
 
 use super::AppState;
 use super::error::ApiError;
+use super::extract::{ApiPath as Path, ApiQuery as Query};
 use super::mid_session::MidSession;
 use crate::ecc::Record;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use openmid_proto::blob::BlobRef;
@@ -109,13 +110,20 @@ pub(super) async fn mid_download(
     serve(&state, &id).await
 }
 
+/// The parameters of the response-body route, by name so a bad one is named.
+#[derive(serde::Deserialize)]
+pub(super) struct BodyPath {
+    output_id: String,
+    attempt: u32,
+}
+
 /// `PUT /mid/v1/results/{output_id}/{attempt}/body`: the response body of the attempt
 /// the MID runs, stored as a blob before the result naming it is posted. A repeat
 /// (a MID that restarted before posting the result) stores it again.
 pub(super) async fn mid_upload_body(
     State(state): State<AppState>,
     MidSession(mid): MidSession,
-    Path((output_id, attempt)): Path<(String, u32)>,
+    Path(BodyPath { output_id, attempt }): Path<BodyPath>,
     body: Body,
 ) -> Result<Json<BlobRef>, ApiError> {
     let output = held_output(&state, &mid.name, &output_id).await?;

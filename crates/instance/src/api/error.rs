@@ -110,6 +110,7 @@ impl From<BlobError> for ApiError {
             e @ BlobError::TooLarge { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }
+            e @ BlobError::Empty => Self::invalid_field("body", e),
             e @ BlobError::Body(_) => Self::new(StatusCode::BAD_REQUEST, "bad_body", e.to_string()),
             e @ BlobError::Io(_) => Self::internal(&e),
         }
@@ -138,4 +139,51 @@ impl From<RegistryError> for ApiError {
             }
         }
     }
+}
+
+/// Largest error body of a layer or extractor outside our control that is carried
+/// over as the message; longer ones are replaced by the status's reason.
+const FOREIGN_MESSAGE_LIMIT: usize = 4 * 1024;
+
+/// The last line of defence for the error format: an error answer made by something
+/// other than [`ApiError`] — a rejection of an axum extractor a handler uses directly,
+/// a tower layer — is rewritten as `{"error":{"code","message"}}`, keeping its status
+/// and its text as the message. Answers already in JSON pass untouched.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, FOREIGN_MESSAGE_LIMIT)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    };
+    let mut rewritten = ApiError::new(status, code, text).into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            rewritten.headers_mut().append(name, value.clone());
+        }
+    }
+    rewritten
 }

@@ -3,9 +3,9 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, bearer};
-use crate::ecc::MidRow;
-use crate::registry;
+use super::extract::{ApiJson, Origin, bearer};
+use crate::ecc::{EnrollError, MidRow};
+use crate::registry::{self, RegistryError};
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
@@ -36,18 +36,42 @@ impl FromRequestParts<AppState> for MidSession {
                 )
             })?;
         registry::check_protocol(version)?;
-        let token = bearer(&parts.headers)
-            .ok_or_else(|| ApiError::unauthorized("missing MID credential"))?;
-        let row = registry::authenticate(state.dispatcher.store(), token).await?;
-        Ok(MidSession(row))
+        let failed = |reason: &str| {
+            let origin = Origin::of(&parts.extensions, &parts.uri);
+            state
+                .auth_failures
+                .record(origin.peer, &origin.route, reason);
+        };
+        let Some(token) = bearer(&parts.headers) else {
+            failed("no MID credential");
+            return Err(ApiError::unauthorized("missing MID credential"));
+        };
+        match registry::authenticate(state.dispatcher.store(), token).await {
+            Ok(row) => Ok(MidSession(row)),
+            Err(e @ (RegistryError::Unauthorized(_) | RegistryError::Invalidated)) => {
+                failed(&e.to_string());
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
 pub(super) async fn enroll(
     State(state): State<AppState>,
+    origin: Origin,
     ApiJson(req): ApiJson<EnrollRequest>,
 ) -> Result<(StatusCode, Json<EnrollResponse>), ApiError> {
-    let row = registry::enroll(state.dispatcher.store(), &req).await?;
+    let row = match registry::enroll(state.dispatcher.store(), &req).await {
+        Ok(row) => row,
+        Err(e @ RegistryError::Enroll(EnrollError::TokenInvalid)) => {
+            state
+                .auth_failures
+                .record(origin.peer, &origin.route, "enrollment token not valid");
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     tracing::info!(mid = %row.name, status = row.status.as_str(), "MID enrolled");
     Ok((StatusCode::CREATED, Json(registry::enroll_response(&row))))
 }

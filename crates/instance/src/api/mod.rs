@@ -11,18 +11,32 @@ mod extract;
 mod idempotency;
 mod mid_session;
 
-use crate::auth::token_matches;
+use crate::auth::{AuthFailures, token_matches};
 use crate::config::InstanceConfig;
 use crate::dispatch::Dispatcher;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use error::ApiError;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// Most request headers (counting repeats) a request may carry; more are answered
+/// `431 too_many_headers`.
+pub const MAX_HEADERS: usize = 100;
+
+/// How many headers hyper parses before refusing a request itself (with an empty
+/// body). Above [`MAX_HEADERS`], so the usual "too many" case reaches
+/// [`check_headers`] and gets the API's JSON error.
+pub const HEADER_PARSE_LIMIT: usize = 256;
+
+/// Largest body of the one unauthenticated route that reads a body (enrollment):
+/// an enrollment request is a few hundred bytes, and anyone on the network can send
+/// one, so it must not cost the instance `max_request_bytes` of memory.
+pub const ENROLL_BODY_LIMIT: usize = 64 * 1024;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -35,6 +49,8 @@ pub struct AppState {
     pub config: Arc<InstanceConfig>,
     /// Cancelled when the instance stops (ends long-polls at once).
     pub shutdown: CancellationToken,
+    /// Failed authentications, counted and logged (rate-limited) per peer.
+    pub auth_failures: Arc<AuthFailures>,
 }
 
 /// Builds the router.
@@ -96,7 +112,22 @@ pub fn router(state: AppState) -> Router {
             require_admin,
         ));
     let mid = Router::new()
-        .route("/enroll", post(mid_session::enroll))
+        // The only body read before authentication: capped small, refused from its
+        // Content-Length before a byte of it is read, and given as long as headers.
+        .route(
+            "/enroll",
+            post(mid_session::enroll)
+                .layer(DefaultBodyLimit::max(ENROLL_BODY_LIMIT))
+                .layer(axum::middleware::from_fn_with_state(
+                    extract::BodyCap {
+                        limit: ENROLL_BODY_LIMIT,
+                        deadline: std::time::Duration::from_millis(
+                            state.config.header_read_timeout_ms,
+                        ),
+                    },
+                    extract::cap_body,
+                )),
+        )
         .route("/poll", post(mid_session::poll))
         .route("/results", post(mid_session::results))
         .route("/heartbeat", post(mid_session::heartbeat))
@@ -117,6 +148,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
+        .layer(axum::middleware::from_fn(check_headers))
+        .layer(axum::middleware::map_response(error::json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -126,15 +159,40 @@ async fn require_admin(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    match extract::bearer(req.headers()) {
-        None => Err(ApiError::unauthorized(
+    let refusal = match extract::bearer(req.headers()) {
+        None => (
+            "no admin token",
             "missing admin token: send `Authorization: Bearer <admin token>`",
-        )),
+        ),
         Some(token) if !token_matches(token, &state.admin_token_hash) => {
-            Err(ApiError::unauthorized("the admin token is not valid"))
+            ("invalid admin token", "the admin token is not valid")
         }
-        Some(_) => Ok(next.run(req).await),
+        Some(_) => return Ok(next.run(req).await),
+    };
+    auth_failed(&state, &req, refusal.0);
+    Err(ApiError::unauthorized(refusal.1))
+}
+
+/// Counts and logs a refused request: the peer and the route, never the token.
+fn auth_failed<B>(state: &AppState, req: &axum::http::Request<B>, reason: &str) {
+    let origin = extract::Origin::of(req.extensions(), req.uri());
+    state
+        .auth_failures
+        .record(origin.peer, &origin.route, reason);
+}
+
+/// Refuses requests with more than [`MAX_HEADERS`] headers, in the API's format.
+async fn check_headers(req: Request, next: Next) -> Response {
+    let count = req.headers().len();
+    if count > MAX_HEADERS {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "too_many_headers",
+            format!("the request has {count} headers; at most {MAX_HEADERS} are accepted"),
+        )
+        .into_response();
     }
+    next.run(req).await
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -19,20 +19,24 @@ use std::time::Duration;
 
 use super::connections::{self, AliasesCommand, CredentialsCommand, SoapRun};
 
-/// Connection flags shared by every `ctl` command.
+/// Connection flags shared by every `ctl` command. Each falls back to its
+/// environment variable, read by hand rather than by clap so an empty variable
+/// (`OPENMID_CA=` left over in a shell) counts as unset instead of an error.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Instance URL.
-    #[arg(long = "instance", env = "OPENMID_URL", global = true)]
+    /// Instance URL [env: OPENMID_URL].
+    #[arg(long = "instance", global = true)]
     instance_url: Option<String>,
-    /// Admin API token.
-    #[arg(long, env = "OPENMID_TOKEN", global = true, hide_env_values = true)]
+    /// Admin API token [env: OPENMID_TOKEN].
+    #[arg(long, global = true)]
     token: Option<String>,
-    /// CA (or the instance's own certificate) file to trust.
-    #[arg(long, env = "OPENMID_CA", global = true)]
+    /// CA (or the instance's own certificate) file to trust [env: OPENMID_CA].
+    #[arg(long, global = true)]
     ca: Option<PathBuf>,
-    /// SHA-256 fingerprint of the instance certificate to trust.
-    #[arg(long, env = "OPENMID_FINGERPRINT", global = true)]
+    /// SHA-256 fingerprint of the instance certificate to trust
+    /// [env: OPENMID_FINGERPRINT]. Either trust flag on the command line overrides both
+    /// variables.
+    #[arg(long, global = true)]
     fingerprint: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -235,30 +239,48 @@ enum RunCommand {
     Soap(SoapRun),
 }
 
+/// The value of environment variable `name`, unless it is unset, empty or blank.
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 fn client(args: &Args) -> Result<ApiClient> {
     let url = args
         .instance_url
-        .as_deref()
+        .clone()
+        .or_else(|| env_value("OPENMID_URL"))
         .ok_or_else(|| anyhow!("no instance URL: pass --instance or set OPENMID_URL"))?;
     let token = args
         .token
-        .as_deref()
+        .clone()
+        .or_else(|| env_value("OPENMID_TOKEN"))
         .ok_or_else(|| anyhow!("no admin token: pass --token or set OPENMID_TOKEN"))?;
-    let trust = match (&args.ca, &args.fingerprint) {
+    // Trust given on the command line wins over the environment as a whole, so
+    // `--fingerprint` works in a shell that exports OPENMID_CA.
+    let (ca, fingerprint, from) = if args.ca.is_some() || args.fingerprint.is_some() {
+        (args.ca.clone(), args.fingerprint.clone(), "flag")
+    } else {
+        (
+            env_value("OPENMID_CA").map(PathBuf::from),
+            env_value("OPENMID_FINGERPRINT"),
+            "environment",
+        )
+    };
+    let trust = match (ca, fingerprint) {
         (Some(_), Some(_)) => {
             return Err(anyhow!(
-                "give either --ca/OPENMID_CA or --fingerprint/OPENMID_FINGERPRINT, not both"
+                "give either --ca/OPENMID_CA or --fingerprint/OPENMID_FINGERPRINT, not both (both set by {from})"
             ));
         }
         (Some(ca), None) => Trust::CaPem(
-            std::fs::read(ca).with_context(|| format!("OPENMID_CA: reading {}", ca.display()))?,
+            std::fs::read(&ca).with_context(|| format!("CA file: reading {}", ca.display()))?,
         ),
         (None, Some(fp)) => {
-            Trust::Fingerprint(parse_fingerprint(fp).context("OPENMID_FINGERPRINT")?)
+            Trust::Fingerprint(parse_fingerprint(&fp).context("certificate fingerprint")?)
         }
         (None, None) => Trust::SystemRoots,
     };
-    Ok(ApiClient::new(url, Secret::new(token), &trust)?)
+    Ok(ApiClient::new(&url, Secret::new(token), &trust)?)
 }
 
 /// `Name: value` strings as a header map.

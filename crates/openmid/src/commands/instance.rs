@@ -23,6 +23,11 @@ pub struct Args {
     /// Certificate chain (PEM) to serve instead of a self-signed one.
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
+    /// A host name or IP address clients use to reach the instance, put in the
+    /// self-signed certificate (repeat for several; replaces `hostnames` from the
+    /// config). The listen address is added by itself unless it is a wildcard.
+    #[arg(long = "hostname", value_name = "NAME")]
+    hostnames: Vec<String>,
     /// Private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
@@ -39,6 +44,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     if let Some(l) = args.listen {
         config.listen = l;
+    }
+    if !args.hostnames.is_empty() {
+        config.hostnames = args.hostnames;
     }
     if args.tls_cert.is_some() {
         config.tls_cert = args.tls_cert;

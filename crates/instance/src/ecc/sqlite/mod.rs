@@ -71,11 +71,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Open {
+            crate::private_fs::create_dir_all(parent).map_err(|source| StoreError::Open {
                 path: parent.display().to_string(),
                 source,
             })?;
         }
+        restrict_files(path)?;
         let conn = Connection::open(path)?;
         tune(&conn)?;
         let mode: String =
@@ -89,6 +90,9 @@ impl SqliteStore {
         // FULL: a result acknowledged to a MID is on disk, even across power loss.
         conn.pragma_update(None, "synchronous", "FULL")?;
         migrate(&conn)?;
+        // The WAL and shared-memory files exist now; SQLite gives them the database
+        // file's mode, but ones left by an older version may be wider.
+        restrict_files(path)?;
         Ok(Self {
             writer: Writer::start(conn)?,
             readers: Arc::new(Readers::new(path)),
@@ -106,6 +110,34 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         self.readers.read(read)
     }
+}
+
+/// Makes the database file 0600 before SQLite opens it (SQLite creates it 0644 and
+/// gives its WAL and SHM files the same mode), and tightens any of the three that
+/// already exist.
+fn restrict_files(path: &Path) -> Result<(), StoreError> {
+    let open_error = |p: &Path| {
+        let p = p.display().to_string();
+        move |source| StoreError::Open { path: p, source }
+    };
+    if !path.exists() {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(crate::private_fs::FILE_MODE);
+        }
+        options.open(path).map_err(open_error(path))?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = std::path::PathBuf::from(file);
+        crate::private_fs::restrict(&file, crate::private_fs::FILE_MODE)
+            .map_err(open_error(&file))?;
+    }
+    Ok(())
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {

@@ -1,0 +1,465 @@
+//! The served OpenAPI document against the server: every operation is called, and
+//! every answer's status must be documented for it and its body must match the
+//! documented schema — successes, 401 without a token, 400 for a bad path parameter
+//! or body, 404, 422. A small validator for the JSON Schema the document uses
+//! (`$ref`, `allOf`/`oneOf`/`anyOf`, `type`, `enum`, `properties`, `required`,
+//! `additionalProperties`, `items`, numeric and length bounds) keeps it free of
+//! dependencies.
+
+use crate::support::{Raw, enrolled_client, instance};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+
+/// Where `value` breaks `schema`, or None.
+fn violation(doc: &Value, schema: &Value, value: &Value, at: &str) -> Option<String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let target = r
+            .strip_prefix("#/")
+            .map(|p| p.split('/').fold(doc, |v, k| &v[k]))
+            .unwrap_or(&Value::Null);
+        return violation(doc, target, value, at);
+    }
+    if let Some(all) = schema["allOf"].as_array()
+        && let Some(v) = all.iter().find_map(|s| violation(doc, s, value, at))
+    {
+        return Some(v);
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(any) = schema[key].as_array()
+            && any.iter().all(|s| violation(doc, s, value, at).is_some())
+        {
+            return Some(format!("{at}: matches none of {key}: {value}"));
+        }
+    }
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let type_ok = |t: &str| match t {
+        "object" => value.is_object(),
+        "array" => value.is_array(),
+        "string" => value.is_string(),
+        "integer" => value.is_i64() || value.is_u64(),
+        "number" => value.is_number(),
+        "boolean" => value.is_boolean(),
+        "null" => value.is_null(),
+        _ => true,
+    };
+    if !types.is_empty() && !types.iter().any(|t| type_ok(t)) {
+        return Some(format!("{at}: {value} is not {types:?}"));
+    }
+    if let Some(options) = schema["enum"].as_array()
+        && !value.is_null()
+        && !options.contains(value)
+    {
+        return Some(format!("{at}: {value} is not one of {options:?}"));
+    }
+    if let (Some(min), Some(n)) = (schema["minimum"].as_f64(), value.as_f64())
+        && n < min
+    {
+        return Some(format!("{at}: {n} < minimum {min}"));
+    }
+    if let (Some(max), Some(n)) = (schema["maximum"].as_f64(), value.as_f64())
+        && n > max
+    {
+        return Some(format!("{at}: {n} > maximum {max}"));
+    }
+    if let (Some(max), Some(s)) = (schema["maxLength"].as_u64(), value.as_str())
+        && s.chars().count() as u64 > max
+    {
+        return Some(format!("{at}: longer than {max}"));
+    }
+    if let Some(object) = value.as_object() {
+        for required in schema["required"].as_array().into_iter().flatten() {
+            if let Some(name) = required.as_str()
+                && !object.contains_key(name)
+            {
+                return Some(format!("{at}: required `{name}` missing"));
+            }
+        }
+        let properties = schema["properties"].as_object();
+        for (key, v) in object {
+            let here = format!("{at}.{key}");
+            match properties.and_then(|p| p.get(key)) {
+                Some(s) => {
+                    if let Some(e) = violation(doc, s, v, &here) {
+                        return Some(e);
+                    }
+                }
+                None => match &schema["additionalProperties"] {
+                    Value::Bool(false) => return Some(format!("{here}: not allowed")),
+                    s @ Value::Object(_) => {
+                        if let Some(e) = violation(doc, s, v, &here) {
+                            return Some(e);
+                        }
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(e) = violation(doc, &schema["items"], item, &format!("{at}[{i}]")) {
+                return Some(e);
+            }
+        }
+    }
+    None
+}
+
+/// The documented answer of `status` for an operation (following a `$ref` to
+/// components/responses), or None when the status is not documented explicitly.
+fn documented<'a>(doc: &'a Value, op: &'a Value, status: u16) -> Option<&'a Value> {
+    let answer = op["responses"].get(status.to_string())?;
+    match answer["$ref"].as_str() {
+        Some(r) => {
+            let name = r.rsplit('/').next()?;
+            doc["components"]["responses"].get(name)
+        }
+        None => Some(answer),
+    }
+}
+
+#[tokio::test]
+async fn every_documented_operation_answers_as_documented() {
+    let (instance, _dir) = instance().await;
+    let raw = Raw::new(&instance);
+    let doc = raw
+        .send("GET", "/api/v1/openapi.json", None, None, Vec::new())
+        .await
+        .body;
+    let _mid = enrolled_client(&instance, "mid-a", true).await;
+    let _pending = enrolled_client(&instance, "mid-b", false).await;
+    let blob = raw
+        .send(
+            "POST",
+            "/api/v1/blobs",
+            Some(""),
+            Some("application/octet-stream"),
+            vec![1u8; 10],
+        )
+        .await;
+    let output = raw
+        .admin(
+            "POST",
+            "/api/v1/ecc",
+            json!({"agent": "mid.server.mid-a", "topic": "RESTProbe",
+                   "payload": {"url": "http://127.0.0.1:9/"}}),
+        )
+        .await;
+    let output_id = output.body["id"].as_str().unwrap_or_default().to_string();
+    let blob_id = blob.body["id"].as_str().unwrap_or_default().to_string();
+    let alias = json!({"name": "crm", "kind": "http", "base_url": "http://127.0.0.1:9/api",
+                       "credential": "crm-svc", "timeout_ms": 5000,
+                       "execution": {"mid": "mid-a"}});
+    let credential = json!({"name": "crm-svc", "description": "service account", "type": "basic",
+                            "username": "svc", "password": "pw"});
+    let cluster = json!({"name": "dc1", "kind": "failover", "members": ["mid-a", "mid-b"]});
+    // (method, documented path, concrete path, body): in an order that makes each work.
+    let calls: Vec<(&str, &str, String, Option<Value>)> = vec![
+        (
+            "GET",
+            "/api/v1/openapi.json",
+            "/api/v1/openapi.json".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/enrollment-tokens",
+            "/api/v1/enrollment-tokens".into(),
+            Some(json!({"ttl_secs": 60, "note": "for dc1"})),
+        ),
+        ("GET", "/api/v1/mids", "/api/v1/mids".into(), None),
+        (
+            "GET",
+            "/api/v1/mids/{name}",
+            "/api/v1/mids/mid-a".into(),
+            None,
+        ),
+        (
+            "PATCH",
+            "/api/v1/mids/{name}",
+            "/api/v1/mids/mid-a".into(),
+            Some(json!({"capabilities": ["REST"]})),
+        ),
+        (
+            "GET",
+            "/api/v1/mids/{name}/history",
+            "/api/v1/mids/mid-a/history".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/mids/{name}/{action}",
+            "/api/v1/mids/mid-a/pause".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/mids/{name}/{action}",
+            "/api/v1/mids/mid-a/resume".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/clusters",
+            "/api/v1/clusters".into(),
+            Some(cluster.clone()),
+        ),
+        ("GET", "/api/v1/clusters", "/api/v1/clusters".into(), None),
+        (
+            "GET",
+            "/api/v1/clusters/{name}",
+            "/api/v1/clusters/dc1".into(),
+            None,
+        ),
+        (
+            "PUT",
+            "/api/v1/clusters/{name}",
+            "/api/v1/clusters/dc1".into(),
+            Some(cluster),
+        ),
+        (
+            "POST",
+            "/api/v1/credentials",
+            "/api/v1/credentials".into(),
+            Some(credential.clone()),
+        ),
+        (
+            "GET",
+            "/api/v1/credentials",
+            "/api/v1/credentials".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/credentials/{name}",
+            "/api/v1/credentials/crm-svc".into(),
+            None,
+        ),
+        (
+            "PUT",
+            "/api/v1/credentials/{name}",
+            "/api/v1/credentials/crm-svc".into(),
+            Some(credential),
+        ),
+        (
+            "POST",
+            "/api/v1/aliases",
+            "/api/v1/aliases".into(),
+            Some(alias.clone()),
+        ),
+        (
+            "POST",
+            "/api/v1/aliases",
+            "/api/v1/aliases".into(),
+            Some(
+                json!({"name": "billing", "kind": "soap", "base_url": "http://127.0.0.1:9/ws",
+                        "soap_version": "1.1", "execution": {"mid": "mid-a"}}),
+            ),
+        ),
+        ("GET", "/api/v1/aliases", "/api/v1/aliases".into(), None),
+        (
+            "GET",
+            "/api/v1/aliases/{name}",
+            "/api/v1/aliases/crm".into(),
+            None,
+        ),
+        (
+            "PUT",
+            "/api/v1/aliases/{name}",
+            "/api/v1/aliases/crm".into(),
+            Some(alias),
+        ),
+        (
+            "POST",
+            "/api/v1/ecc",
+            "/api/v1/ecc".into(),
+            Some(json!({"agent": "mid.server.mid-a", "topic": "RESTProbe",
+                        "payload": {"url": "http://127.0.0.1:9/"}, "correlator": "c-1"})),
+        ),
+        ("GET", "/api/v1/ecc", "/api/v1/ecc?limit=10".into(), None),
+        (
+            "GET",
+            "/api/v1/ecc/{id}",
+            format!("/api/v1/ecc/{output_id}"),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/actions/rest",
+            "/api/v1/actions/rest?wait=0".into(),
+            Some(json!({"alias": "crm", "path": "/x"})),
+        ),
+        (
+            "POST",
+            "/api/v1/actions/soap",
+            "/api/v1/actions/soap?wait=0".into(),
+            Some(json!({"alias": "billing", "operation": "Ping", "namespace": "urn:x"})),
+        ),
+        (
+            "GET",
+            "/api/v1/actions/{id}",
+            format!("/api/v1/actions/{output_id}?wait=0"),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/blobs/{id}",
+            format!("/api/v1/blobs/{blob_id}"),
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/v1/aliases/{name}",
+            "/api/v1/aliases/crm".into(),
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/v1/credentials/{name}",
+            "/api/v1/credentials/crm-svc".into(),
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/v1/clusters/{name}",
+            "/api/v1/clusters/dc1".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/mids/{name}/{action}",
+            "/api/v1/mids/mid-b/invalidate".into(),
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/v1/mids/{name}",
+            "/api/v1/mids/mid-b".into(),
+            None,
+        ),
+    ];
+    let mut problems = Vec::new();
+    let mut check = |what: String, op: &Value, status: u16, body: &Value| {
+        let Some(answer) = documented(&doc, op, status) else {
+            problems.push(format!("{what}: {status} is not documented ({body})"));
+            return;
+        };
+        let schema = &answer["content"]["application/json"]["schema"];
+        if schema.is_object()
+            && let Some(v) = violation(&doc, schema, body, "body")
+        {
+            problems.push(format!("{what} {status}: {v}"));
+        }
+    };
+    let mut called = BTreeSet::new();
+    for (method, template, path, request) in &calls {
+        let op = &doc["paths"][template][method.to_lowercase()];
+        assert!(op.is_object(), "{method} {template} is documented");
+        called.insert(format!("{} {template}", method.to_lowercase()));
+        let a = match request {
+            Some(b) => raw.admin(method, path, b.clone()).await,
+            None => raw.send(method, path, Some(""), None, Vec::new()).await,
+        };
+        assert!(a.status < 300, "{method} {path}: {} {:?}", a.status, a.body);
+        let body = if a.status == 204 { Value::Null } else { a.body };
+        if a.status != 204 && !path.starts_with("/api/v1/blobs/") {
+            check(format!("{method} {path}"), op, a.status, &body);
+        }
+        if *template == "/api/v1/openapi.json" {
+            continue;
+        }
+        // Refusals every operation can give, each documented with its shape.
+        let unauthorized = raw
+            .send(method, path, None, Some("application/json"), "{}")
+            .await;
+        check(
+            format!("{method} {path} without a token"),
+            op,
+            unauthorized.status,
+            &unauthorized.body,
+        );
+        if template.contains('{') {
+            let bad = template
+                .split('/')
+                .map(|s| if s.starts_with('{') { "%FF" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            let a = raw
+                .send(method, &bad, Some(""), Some("application/json"), "{}")
+                .await;
+            check(format!("{method} {bad}"), op, a.status, &a.body);
+        }
+        if request.is_some() {
+            let a = raw
+                .send(
+                    method,
+                    path,
+                    Some(""),
+                    Some("application/json"),
+                    "{not json",
+                )
+                .await;
+            check(
+                format!("{method} {path} with bad JSON"),
+                op,
+                a.status,
+                &a.body,
+            );
+            let a = raw
+                .send(method, path, Some(""), Some("application/json"), "[1]")
+                .await;
+            check(
+                format!("{method} {path} with a wrong shape"),
+                op,
+                a.status,
+                &a.body,
+            );
+        }
+    }
+    let a = raw.get("/api/v1/ecc?limit=0").await;
+    check(
+        "GET /api/v1/ecc?limit=0".into(),
+        &doc["paths"]["/api/v1/ecc"]["get"],
+        a.status,
+        &a.body,
+    );
+    let a = raw.get("/api/v1/mids/nobody").await;
+    check(
+        "GET /api/v1/mids/nobody".into(),
+        &doc["paths"]["/api/v1/mids/{name}"]["get"],
+        a.status,
+        &a.body,
+    );
+    let a = raw
+        .send("POST", "/api/v1/blobs", Some(""), None, Vec::new())
+        .await;
+    check(
+        "POST /api/v1/blobs empty".into(),
+        &doc["paths"]["/api/v1/blobs"]["post"],
+        a.status,
+        &a.body,
+    );
+
+    let documented_ops: BTreeSet<String> = doc["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flatten()
+                .map(move |(method, _)| format!("{method} {path}"))
+        })
+        .filter(|op| op != "post /api/v1/blobs" && !op.starts_with("parameters "))
+        .collect();
+    let missed: Vec<_> = documented_ops.difference(&called).collect();
+    assert!(
+        missed.is_empty(),
+        "operations the test does not call: {missed:?}"
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
