@@ -30,6 +30,9 @@ pub(crate) struct Stopped {
     pub status: ExitStatus,
     /// Something of the group was still running when stopping began.
     pub found_running: bool,
+    /// Members still running after SIGKILL and the grace: processes the MID may not
+    /// signal (another user's, such as the root child of `sudo`).
+    pub survivors: u32,
 }
 
 /// The leader of a process group, and the group.
@@ -73,7 +76,8 @@ impl ProcessGroup {
     }
 
     /// Stops every member of the group: SIGTERM, up to `grace` for them to exit, then
-    /// SIGKILL; returns once the leader is reaped and no member is running.
+    /// SIGKILL; returns once the leader is reaped and no member is running, or after
+    /// another `grace` with the members the MID may not signal counted as survivors.
     pub async fn stop(&mut self, grace: Duration) -> io::Result<Stopped> {
         let found_running = self.status.is_none() || self.running().await;
         if found_running {
@@ -87,17 +91,30 @@ impl ProcessGroup {
                 self.wait_a_little().await?;
             }
             // After SIGKILL the members die at once, but show as running until the
-            // kernel has torn them down.
-            self.wait().await?;
-            while self.running().await {
+            // kernel has torn them down. One the MID may not signal never goes: give
+            // up after the grace and report it rather than hang the job.
+            tokio::time::timeout(grace, self.wait())
+                .await
+                .map_err(|_| {
+                    io::Error::other("the program survived SIGKILL (another user's?)")
+                })??;
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline && self.running().await {
                 tokio::time::sleep(POLL).await;
             }
         }
+        let survivors = if found_running {
+            self.survivors().await
+        } else {
+            0
+        };
+        // Survivors cannot be signalled, so `Drop` could do no more.
         self.settled = true;
         let status = self.wait().await?;
         Ok(Stopped {
             status,
             found_running,
+            survivors,
         })
     }
 
@@ -111,6 +128,16 @@ impl ProcessGroup {
             Ok(status) => status.map(drop),
             Err(_elapsed) => Ok(()),
         }
+    }
+
+    /// How many members other than zombies are left (0 when that cannot be read).
+    async fn survivors(&self) -> u32 {
+        let pgid = self.pgid;
+        tokio::task::spawn_blocking(move || live_members(pgid).map(|m| m.len()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     /// Whether a member of the group other than a zombie is left.
@@ -165,11 +192,13 @@ fn gone() -> io::Error {
     io::Error::other("the process was already handed to cleanup")
 }
 
-/// Sends `signal` to every process in group `pgid`. A group already gone is not an
-/// error.
+/// Sends `signal` to every process in group `pgid` it may signal. A group already
+/// gone is not an error, nor one whose remaining members belong to another user
+/// (EPERM: `killpg` fails only when it could signal none): stopping reports those
+/// as survivors.
 pub(crate) fn signal_group(pgid: libc::pid_t, signal: libc::c_int) -> io::Result<()> {
     match killpg(pgid, signal) {
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ESRCH | libc::EPERM)) => Ok(()),
         other => other,
     }
 }

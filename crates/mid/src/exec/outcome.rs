@@ -27,6 +27,10 @@ pub struct Outcome {
     /// The program exited but left processes of its group running (a background job
     /// it forgot); they were stopped so nothing outlives the run.
     pub strays_stopped: bool,
+    /// Processes of the group still running after SIGKILL: ones the MID may not
+    /// signal (another user's, e.g. the root child of `sudo`). Nonzero means the run
+    /// left something behind that an operator must look at.
+    pub survivors: u32,
 }
 
 impl Outcome {
@@ -146,6 +150,7 @@ mod tests {
             stdout: StreamTotals::default(),
             stderr: StreamTotals::default(),
             strays_stopped: false,
+            survivors: 0,
         };
         let json = serde_json::to_value(&outcome).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(json["exit"]["kind"], "signal");

@@ -130,6 +130,7 @@ pub async fn run<S: OutputSink>(
         stdout,
         stderr,
         strays_stopped: ended_by == EndedBy::Exit && stopped.found_running,
+        survivors: stopped.survivors,
     })
 }
 

@@ -464,3 +464,31 @@ async fn what_cannot_start_says_why_without_secrets() {
     }
     assert!(sink.is_empty());
 }
+
+#[tokio::test]
+async fn pending_output_reaches_a_follower_before_the_chunk_fills() {
+    let (mut tx, mut rx) = mpsc::channel::<OutputChunk>(16);
+    let options = ExecOptions {
+        flush_interval: Duration::from_millis(100),
+        ..quick()
+    };
+    let task = tokio::spawn(async move {
+        let spec = sh("printf partial; sleep 3; echo done", 30 * SECOND);
+        run(spec, &options, &mut tx, &CancellationToken::new()).await
+    });
+    let first = tokio::time::timeout(2 * SECOND, rx.recv())
+        .await
+        .unwrap_or_else(|_| panic!("nothing within 2 s of a 3 s run"))
+        .unwrap_or_else(|| panic!("no output"));
+    assert_eq!(
+        first.body,
+        ChunkBody::Data(bytes::Bytes::from_static(b"partial"))
+    );
+    while rx.recv().await.is_some() {}
+    let outcome = task
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(outcome.succeeded());
+    assert_eq!(outcome.survivors, 0);
+}
