@@ -4,6 +4,7 @@
 //! through [`start`].
 
 pub mod config;
+pub mod exec;
 pub mod executor;
 pub mod health;
 pub mod keys;
