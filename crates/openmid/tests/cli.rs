@@ -568,3 +568,41 @@ fn bench_rest_and_scale_report_their_figures() {
         assert!(scale[key].as_f64().is_some(), "{key} in {scale}");
     }
 }
+
+#[test]
+fn check_policy_explains_each_verdict_and_exits_by_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mid.toml");
+    std::fs::write(
+        &config,
+        "name = \"p\"\ninstance_url = \"https://instance.example:8443\"\nstate_dir = \"/var/lib/openmid-mid\"\n\n[policy.http]\ndeny_cidrs = [\"10.9.0.0/16\"]\n\n[[policy.command.programs]]\npath = \"/usr/bin/df\"\nargs = [\"-h\", \"**\"]\n",
+    )
+    .expect("write");
+    let check = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["mid", "--config"])
+            .arg(&config)
+            .arg("check-policy")
+            .args(args)
+            .output()
+            .expect("runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = check(&["--url", "http://10.9.1.1/x", "--addr", "10.9.1.1"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("policy.http.deny_cidrs[0]"), "{text}");
+    let (code, text) = check(&["--url", "http://127.0.0.1:8080/"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("loopback"), "{text}");
+    let (code, text) = check(&["--url", "http://10.1.1.1/x", "--addr", "10.1.1.1"]);
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = check(&["--command", "/usr/bin/df", "--", "-h", "/"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("policy.command.programs[0]"), "{text}");
+    let (code, text) = check(&["--command", "/bin/rm", "--", "-rf", "/"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not in policy.command.programs"), "{text}");
+}
