@@ -100,7 +100,9 @@ pub struct SoapResponse {
     pub headers: BTreeMap<String, String>,
     /// The version of the response envelope.
     pub version: SoapVersion,
-    /// The inner XML of the response's Body (absent when it holds a Fault).
+    /// The inner XML of the response's Body (absent when it holds a Fault), each
+    /// top-level element declaring the namespace bindings in scope on the Envelope and
+    /// Body, so it parses on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// The Body's first element turned into JSON: element name → text, or an object of
@@ -127,7 +129,8 @@ pub struct SoapFault {
     /// `faultactor` (1.1) or `Role` (1.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
-    /// The inner XML of `detail` (1.1) or `Detail` (1.2).
+    /// The inner XML of `detail` (1.1) or `Detail` (1.2), each top-level element
+    /// declaring the namespace bindings in scope around it so it parses on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }

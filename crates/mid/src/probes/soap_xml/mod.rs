@@ -19,6 +19,7 @@ mod check;
 mod encoding;
 mod names;
 mod parse;
+mod scope;
 mod view;
 
 pub use build::{envelope, operation_body};
@@ -94,11 +95,10 @@ pub enum SoapXmlError {
 pub struct ParsedEnvelope {
     /// The version, from the Envelope's namespace.
     pub version: SoapVersion,
-    /// The Body's inner XML exactly as it appeared in the response (None for a Fault).
-    ///
-    /// It is a slice of the document, so prefixes declared on the Envelope (or Body) are
-    /// not declared inside it: a caller re-parsing it with a namespace-aware parser has
-    /// to supply those bindings.
+    /// The Body's inner XML as it appeared in the response (None for a Fault), made to
+    /// stand on its own: each top-level element also declares every namespace binding
+    /// that was in scope on the Envelope and Body, so a namespace-aware parser reads it
+    /// without the rest of the document.
     pub body: Option<String>,
     /// The Body's first element as `{ "<local name>": value }` (None for a Fault or an
     /// empty Body). A leaf's value is its text; an element with children or attributes

@@ -4,13 +4,14 @@
 
 use super::encoding::decode_input;
 use super::names::{push_reference, snippet, trim_xml};
+use super::scope::{self, Binding};
 use super::view::{element_json, fault_of};
 use super::{MAX_DEPTH, ParsedEnvelope, SoapXmlError, XSI_NAMESPACE};
 use openmid_proto::soap::SoapVersion;
 use quick_xml::NsReader;
 use quick_xml::XmlVersion;
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::{Namespace, ResolveResult};
+use quick_xml::name::{Namespace, PrefixDeclaration, ResolveResult};
 use serde_json::{Map, Value};
 use std::ops::Range;
 
@@ -34,10 +35,10 @@ pub fn parse_response(xml: &[u8]) -> Result<ParsedEnvelope, SoapXmlError> {
             version,
             body: None,
             result: None,
-            fault: Some(fault_of(fault, version, &text)),
+            fault: Some(fault_of(fault, version, &text, &body.scope)),
         });
     }
-    let raw = text.get(body.inner.clone()).unwrap_or_default().to_string();
+    let raw = scope::self_contained(&text, body.inner.clone(), &body.elements, &body.scope);
     let result = first.map(|el| {
         let mut object = Map::new();
         object.insert(el.local.clone(), element_json(el));
@@ -67,12 +68,19 @@ pub(super) struct Element {
     pub(super) text: String,
     /// Byte range of the content between the start and end tags, in the decoded input.
     pub(super) inner: Range<usize>,
+    /// Offset just after `<name` of the start tag, where declarations can be added.
+    pub(super) name_end: usize,
+    /// The namespace declarations on the start tag.
+    pub(super) declarations: Vec<Binding>,
 }
 
 /// The Body's content.
 struct BodyContent {
     inner: Range<usize>,
     elements: Vec<Element>,
+    /// The namespace bindings in scope inside the Body (declared on the Envelope and
+    /// the Body).
+    scope: Vec<Binding>,
 }
 
 /// The reader over the whole response, with the checks every event needs.
@@ -200,6 +208,7 @@ impl<'a> Cursor<'a> {
                     BodyContent {
                         inner: at..at,
                         elements: Vec::new(),
+                        scope: Vec::new(),
                     }
                 } else {
                     self.body_content(qname)?
@@ -258,6 +267,8 @@ impl<'a> Cursor<'a> {
     /// Reads the Body's content up to its end tag, building the element tree.
     fn body_content(&mut self, body_qname: &str) -> Result<BodyContent, SoapXmlError> {
         let inner_start = self.position();
+        // The Body's start tag was just read, so its declarations are in scope.
+        let scope = scope::in_scope(self.reader.resolver());
         let mut open: Vec<Element> = Vec::new();
         let mut top: Vec<Element> = Vec::new();
         loop {
@@ -268,14 +279,14 @@ impl<'a> Cursor<'a> {
                         return Err(SoapXmlError::TooDeep { limit: MAX_DEPTH });
                     }
                     let position = self.position();
-                    open.push(self.element(&start, position)?);
+                    open.push(self.element(&start, at, position)?);
                 }
                 Event::Empty(start) => {
                     if open.len() >= MAX_DEPTH {
                         return Err(SoapXmlError::TooDeep { limit: MAX_DEPTH });
                     }
                     let position = self.position();
-                    let element = self.element(&start, position)?;
+                    let element = self.element(&start, at, position)?;
                     attach(&mut open, &mut top, element);
                 }
                 Event::End(_) => match open.pop() {
@@ -287,6 +298,7 @@ impl<'a> Cursor<'a> {
                         return Ok(BodyContent {
                             inner: inner_start..at,
                             elements: top,
+                            scope,
                         });
                     }
                 },
@@ -326,9 +338,15 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// An element of the Body from its start tag; `inner_start` is where its content
-    /// begins (the end is set when its end tag is read).
-    fn element(&self, start: &BytesStart<'_>, inner_start: usize) -> Result<Element, SoapXmlError> {
+    /// An element of the Body from its start tag, which begins at `tag_start`;
+    /// `inner_start` is where its content begins (the end is set when its end tag is
+    /// read).
+    fn element(
+        &self,
+        start: &BytesStart<'_>,
+        tag_start: usize,
+        inner_start: usize,
+    ) -> Result<Element, SoapXmlError> {
         let resolver = self.reader.resolver();
         let (namespace, local) = resolver.resolve_element(start.name());
         let namespace = match namespace {
@@ -344,6 +362,8 @@ impl<'a> Cursor<'a> {
             children: Vec::new(),
             text: String::new(),
             inner: inner_start..inner_start,
+            name_end: tag_start + 1 + start.name().into_inner().len(),
+            declarations: Vec::new(),
         };
         for attribute in start.attributes() {
             let qname = start.name().into_inner();
@@ -352,7 +372,14 @@ impl<'a> Cursor<'a> {
                     "the response has a bad attribute in <{qname}>: {e}"
                 ))
             })?;
-            if attribute.key.as_namespace_binding().is_some() {
+            if let Some(declaration) = attribute.key.as_namespace_binding() {
+                element.declarations.push(Binding {
+                    prefix: match declaration {
+                        PrefixDeclaration::Default => None,
+                        PrefixDeclaration::Named(name) => Some(name.to_string()),
+                    },
+                    namespace: attribute.value.to_string(),
+                });
                 continue;
             }
             let value = attribute

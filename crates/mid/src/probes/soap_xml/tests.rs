@@ -43,7 +43,11 @@ fn round_trip_1_1() {
     check_body_xml(&body).expect("own body is well-formed");
     let parsed = parse(&envelope(SoapVersion::V1_1, &body));
     assert_eq!(parsed.version, SoapVersion::V1_1);
-    assert_eq!(parsed.body.as_deref(), Some(body.as_str()));
+    // The envelope's `soap` binding is declared again on the operation element.
+    assert_eq!(
+        parsed.body,
+        Some(body.replacen("<GetQuote", &format!("<GetQuote xmlns:soap=\"{NS11}\""), 1))
+    );
     assert_eq!(parsed.fault, None);
     assert_eq!(
         parsed.result,
@@ -254,7 +258,9 @@ fn fault_1_1_with_actor_and_detail() {
             subcode: None,
             reason: "Invalid symbol & more".into(),
             actor: Some("http://svc/quote".into()),
-            detail: Some(r#"<e:Err xmlns:e="urn:e"><e:code>42</e:code></e:Err>"#.into()),
+            detail: Some(format!(
+                r#"<e:Err xmlns:SOAP-ENV="{NS11}" xmlns:e="urn:e"><e:code>42</e:code></e:Err>"#
+            )),
         })
     );
 }
@@ -288,7 +294,10 @@ fn fault_1_2_with_subcode_role_and_detail() {
             subcode: Some("m:MessageTimeout".into()),
             reason: "Sender Timeout".into(),
             actor: Some("http://example.org/role".into()),
-            detail: Some("<m:MaxTime>P5M</m:MaxTime>".into()),
+            // `m` was declared on the Envelope: the detail declares it again.
+            detail: Some(format!(
+                r#"<m:MaxTime xmlns:env="{NS12}" xmlns:m="urn:m">P5M</m:MaxTime>"#
+            )),
         })
     );
 }
@@ -340,14 +349,102 @@ fn default_namespace_envelope_and_header() {
 }
 
 #[test]
-fn body_is_the_exact_inner_xml_with_prefixes_from_outside() {
+fn body_is_the_inner_xml_with_the_prefixes_from_outside_declared() {
     let inner = "\n  <m:R xmlns:x=\"urn:x\">a<!-- c --><![CDATA[<b>]]></m:R>\n  tail ";
     let xml = format!(
         r#"<e:Envelope xmlns:e="{NS11}" xmlns:m="urn:m"><e:Body>{inner}</e:Body></e:Envelope>"#
     );
     let parsed = parse(&xml);
-    assert_eq!(parsed.body.as_deref(), Some(inner));
+    // Everything in scope is declared again on the top element, the rest is untouched.
+    assert_eq!(
+        parsed.body.as_deref(),
+        Some(
+            format!(
+                "\n  <m:R xmlns:e=\"{NS11}\" xmlns:m=\"urn:m\" xmlns:x=\"urn:x\">a<!-- c --><![CDATA[<b>]]></m:R>\n  tail "
+            )
+            .as_str()
+        )
+    );
     assert_eq!(parsed.result, Some(json!({ "R": "a<b>" })));
+}
+
+/// What a spyne-style service answers: every namespace declared once on the Envelope.
+#[test]
+fn body_and_detail_declare_what_the_envelope_declared() {
+    let xml = format!(
+        r#"<?xml version='1.0' encoding='UTF-8'?>
+<soap11env:Envelope xmlns:soap11env="{NS11}" xmlns:tns="urn:calc" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns='urn:default'><soap11env:Body><tns:AddResponse><tns:result xsi:type="tns:long">3</tns:result><plain/></tns:AddResponse><tns:Second xmlns:tns="urn:other" tns:a="1"/></soap11env:Body></soap11env:Envelope>"#
+    );
+    let parsed = parse(&xml);
+    let body = parsed.body.expect("body");
+    assert_eq!(
+        body,
+        format!(
+            "<tns:AddResponse xmlns:soap11env=\"{NS11}\" xmlns:tns=\"urn:calc\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns=\"urn:default\">\
+             <tns:result xsi:type=\"tns:long\">3</tns:result><plain/></tns:AddResponse>\
+             <tns:Second xmlns:soap11env=\"{NS11}\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns=\"urn:default\" xmlns:tns=\"urn:other\" tns:a=\"1\"/>"
+        )
+    );
+    assert_eq!(
+        namespaces_of(&body),
+        Ok(vec![
+            Some("urn:calc".into()),
+            Some("urn:calc".into()),
+            Some("urn:default".into()),
+            Some("urn:other".into()),
+        ])
+    );
+
+    let fault = format!(
+        r#"<s:Envelope xmlns:s="{NS11}" xmlns:tns="urn:calc"><s:Body xmlns:d="urn:d"><s:Fault xmlns:f="urn:f"><faultcode>s:Client</faultcode><faultstring>no</faultstring><detail><tns:Why><d:x/><f:y/></tns:Why></detail></s:Fault></s:Body></s:Envelope>"#
+    );
+    let detail = parse(&fault).fault.and_then(|f| f.detail).expect("detail");
+    assert_eq!(
+        namespaces_of(&detail),
+        Ok(vec![
+            Some("urn:calc".into()),
+            Some("urn:d".into()),
+            Some("urn:f".into()),
+        ])
+    );
+}
+
+/// The namespace of every element of an XML fragment, in document order, read by a
+/// namespace-aware parser that knows no binding from outside; Err names an unbound
+/// prefix (of an element or an attribute).
+fn namespaces_of(fragment: &str) -> Result<Vec<Option<String>>, String> {
+    use quick_xml::events::Event;
+    use quick_xml::name::{Namespace, ResolveResult};
+    let wrapped = format!("<wrapper>{fragment}</wrapper>");
+    let mut reader = quick_xml::NsReader::from_str(&wrapped);
+    let mut found = Vec::new();
+    loop {
+        let event = reader.read_event().map_err(|e| e.to_string())?;
+        let start = match &event {
+            Event::Start(start) | Event::Empty(start) => start,
+            Event::Eof => break,
+            _ => continue,
+        };
+        let resolver = reader.resolver();
+        for attribute in start.attributes() {
+            let attribute = attribute.map_err(|e| e.to_string())?;
+            if let (ResolveResult::Unknown(prefix), _) = resolver.resolve_attribute(attribute.key) {
+                return Err(format!("unbound prefix {prefix:?}"));
+            }
+        }
+        match resolver.resolve_element(start.name()).0 {
+            ResolveResult::Unknown(prefix) => return Err(format!("unbound prefix {prefix:?}")),
+            ResolveResult::Bound(Namespace(ns)) => found.push(Some(
+                quick_xml::escape::unescape(ns)
+                    .map_err(|e| e.to_string())?
+                    .into_owned(),
+            )),
+            ResolveResult::Unbound => found.push(None),
+        }
+    }
+    // The wrapper itself.
+    found.remove(0);
+    Ok(found)
 }
 
 #[test]
@@ -636,7 +733,163 @@ fn xmlish() -> impl Strategy<Value = String> {
     "[<>/:=\"' a-zA-Z&;#!?\\[\\]-]{0,200}"
 }
 
+/// A generated element: the prefix of its name (None: unprefixed), the declarations on
+/// it (prefix, index into [`URIS`]), the prefix of its one attribute, its children.
+#[derive(Debug, Clone)]
+struct Node {
+    prefix: Option<usize>,
+    declare: Vec<(Option<usize>, usize)>,
+    attribute: Option<usize>,
+    children: Vec<Node>,
+}
+
+const PREFIXES: [&str; 3] = ["p0", "tns", "soap11env"];
+/// Namespace URIs as written (index 3 single-quoted; index 4, empty, only undeclares
+/// the default namespace) and as meant.
+const URIS: [(&str, &str); 5] = [
+    ("\"urn:n0\"", "urn:n0"),
+    ("\"urn:n1\"", "urn:n1"),
+    ("\"http://x/?a=1&amp;b\"", "http://x/?a=1&b"),
+    ("'urn:\"q\"'", "urn:\"q\""),
+    ("\"\"", ""),
+];
+
+fn declarations() -> impl Strategy<Value = Vec<(Option<usize>, usize)>> {
+    proptest::collection::vec((proptest::option::of(0..3usize), 0..5usize), 0..3)
+}
+
+fn node() -> impl Strategy<Value = Node> {
+    let leaf = (
+        proptest::option::of(0..3usize),
+        declarations(),
+        proptest::option::of(0..3usize),
+    )
+        .prop_map(|(prefix, declare, attribute)| Node {
+            prefix,
+            declare,
+            attribute,
+            children: Vec::new(),
+        });
+    leaf.prop_recursive(4, 32, 3, |inner| {
+        (
+            proptest::option::of(0..3usize),
+            declarations(),
+            proptest::option::of(0..3usize),
+            proptest::collection::vec(inner, 0..3),
+        )
+            .prop_map(|(prefix, declare, attribute, children)| Node {
+                prefix,
+                declare,
+                attribute,
+                children,
+            })
+    })
+}
+
+/// Writes declarations (one per prefix; a named prefix cannot be undeclared in XML
+/// 1.0) and applies them to `scope` (prefix → URI index).
+fn render_declarations(
+    out: &mut String,
+    declare: &[(Option<usize>, usize)],
+    scope: &mut std::collections::HashMap<Option<usize>, usize>,
+) -> Vec<Option<usize>> {
+    let mut declared = Vec::new();
+    for &(prefix, uri) in declare {
+        if declared.contains(&prefix) {
+            continue;
+        }
+        let uri = if prefix.is_some() && uri == 4 { 0 } else { uri };
+        declared.push(prefix);
+        match prefix {
+            Some(p) => out.push_str(&format!(" xmlns:{}={}", PREFIXES[p], URIS[uri].0)),
+            None => out.push_str(&format!(" xmlns={}", URIS[uri].0)),
+        }
+        scope.insert(prefix, uri);
+    }
+    declared
+}
+
+/// Writes `node` and pushes the namespace each element is in, in document order.
+fn render(
+    out: &mut String,
+    node: &Node,
+    mut scope: std::collections::HashMap<Option<usize>, usize>,
+    expected: &mut Vec<Option<String>>,
+) {
+    let name = match node.prefix {
+        Some(p) => format!("{}:e", PREFIXES[p]),
+        None => "e".into(),
+    };
+    out.push('<');
+    out.push_str(&name);
+    let mut declare = node.declare.clone();
+    if let Some(p) = node.prefix
+        && !scope.contains_key(&Some(p))
+        && !declare.iter().any(|(d, _)| *d == Some(p))
+    {
+        declare.push((Some(p), 1));
+    }
+    render_declarations(out, &declare, &mut scope);
+    if let Some(p) = node.attribute.filter(|p| scope.contains_key(&Some(*p))) {
+        out.push_str(&format!(" {}:a=\"v\"", PREFIXES[p]));
+    }
+    expected.push(
+        scope
+            .get(&node.prefix)
+            .map(|&uri| URIS[uri].1.to_string())
+            .filter(|uri| !uri.is_empty()),
+    );
+    if node.children.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    for child in &node.children {
+        render(out, child, scope.clone(), expected);
+        out.push('t');
+    }
+    out.push_str(&format!("</{name}>"));
+}
+
 proptest! {
+    /// Whatever the service declared where, an extracted Body (or Fault detail)
+    /// re-parses namespace-aware on its own, every element in the namespace it had.
+    #[test]
+    fn extracted_fragments_declare_every_prefix_they_need(
+        on_envelope in declarations(),
+        on_body in declarations(),
+        top in proptest::collection::vec(node(), 0..3),
+        as_fault in any::<bool>(),
+    ) {
+        let mut scope = std::collections::HashMap::new();
+        let mut xml = format!("<env:Envelope xmlns:env=\"{NS11}\"");
+        render_declarations(&mut xml, &on_envelope, &mut scope);
+        xml.push_str("><env:Body");
+        render_declarations(&mut xml, &on_body, &mut scope);
+        xml.push('>');
+        if as_fault {
+            xml.push_str("<env:Fault><faultcode>env:Server</faultcode><faultstring>x</faultstring><detail>");
+        }
+        let mut expected = Vec::new();
+        for node in &top {
+            xml.push_str(" t ");
+            render(&mut xml, node, scope.clone(), &mut expected);
+        }
+        if as_fault {
+            xml.push_str("</detail></env:Fault>");
+        }
+        xml.push_str("</env:Body></env:Envelope>");
+        let parsed = parse_response(xml.as_bytes());
+        prop_assert!(parsed.is_ok(), "{:?} {}", parsed, xml);
+        let parsed = parsed.expect("checked");
+        let fragment = if as_fault {
+            parsed.fault.and_then(|f| f.detail).unwrap_or_default()
+        } else {
+            parsed.body.unwrap_or_default()
+        };
+        prop_assert_eq!(namespaces_of(&fragment), Ok(expected), "{} from {}", fragment, xml);
+    }
+
     #[test]
     fn parse_response_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = parse_response(&bytes);

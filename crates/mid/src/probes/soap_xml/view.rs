@@ -3,6 +3,7 @@
 
 use super::names::trim_xml;
 use super::parse::Element;
+use super::scope::{self, Binding};
 use openmid_proto::soap::{SoapFault, SoapVersion};
 use serde_json::{Map, Value};
 
@@ -53,13 +54,22 @@ fn child<'e>(parent: &'e Element, local: &str) -> Option<&'e Element> {
 /// Takes a Fault element apart. Children are matched by local name: SOAP 1.1 leaves
 /// them unqualified, SOAP 1.2 puts them in the envelope namespace, and some services
 /// get this wrong either way.
-pub(super) fn fault_of(fault: &Element, version: SoapVersion, text: &str) -> SoapFault {
+///
+/// `body_scope` is the namespace scope inside the Body: the detail comes back declaring what
+/// it needs (see [`scope`]).
+pub(super) fn fault_of(
+    fault: &Element,
+    version: SoapVersion,
+    text: &str,
+    body_scope: &[Binding],
+) -> SoapFault {
     let text_of = |element: &Element| trim_xml(&element.text).to_string();
+    let in_fault = scope::within(body_scope, &fault.declarations);
     let inner_xml = |element: &Element| {
-        text.get(element.inner.clone())
-            .map(trim_xml)
-            .filter(|xml| !xml.is_empty())
-            .map(str::to_string)
+        let inside = scope::within(&in_fault, &element.declarations);
+        let xml = scope::self_contained(text, element.inner.clone(), &element.children, &inside);
+        let xml = trim_xml(&xml);
+        (!xml.is_empty()).then(|| xml.to_string())
     };
     match version {
         SoapVersion::V1_1 => SoapFault {
