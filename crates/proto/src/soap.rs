@@ -117,13 +117,29 @@ pub struct SoapResponse {
 }
 
 /// A SOAP Fault, the same shape for both versions.
+///
+/// A code is a qualified name whose prefix only means something inside the response
+/// (`soap11env:Client.Refused`, `SOAP-ENV:Client`, `s:Client` are the same code), so
+/// besides the raw text it comes resolved: match on `code_namespace` and `code_local`
+/// (SOAP 1.1 refines codes with dots: `Client.Refused` is a `Client` fault; SOAP 1.2
+/// refines with the `subcodes` chain instead).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoapFault {
     /// `faultcode` (1.1) or `Code/Value` (1.2), as written (e.g. `soap:Client`).
     pub code: String,
-    /// `Code/Subcode/Value` (1.2 only).
+    /// The namespace URI the prefix of `code` is bound to in the response (the default
+    /// namespace when it has no prefix); absent when the prefix is not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_namespace: Option<String>,
+    /// The local name of `code` (`Client.Refused` of `soap11env:Client.Refused`).
+    #[serde(default)]
+    pub code_local: String,
+    /// `Code/Subcode/Value` (1.2 only), as written: the first of `subcodes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subcode: Option<String>,
+    /// The whole `Code/Subcode` chain (1.2 only), outermost first, each resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subcodes: Vec<FaultCode>,
     /// `faultstring` (1.1) or the first `Reason/Text` (1.2).
     pub reason: String,
     /// `faultactor` (1.1) or `Role` (1.2).
@@ -133,4 +149,16 @@ pub struct SoapFault {
     /// declaring the namespace bindings in scope around it so it parses on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// A fault code or subcode: a qualified name as written and resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FaultCode {
+    /// The text as written (`m:MessageTimeout`).
+    pub value: String,
+    /// The namespace URI its prefix is bound to; absent when not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The local name (`MessageTimeout`).
+    pub local: String,
 }

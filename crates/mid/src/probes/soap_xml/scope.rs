@@ -55,6 +55,17 @@ pub(super) fn within(scope: &[Binding], declarations: &[Binding]) -> Vec<Binding
     inner
 }
 
+/// The namespace a prefix of a QName in content (a Fault code) stands for in `scope`;
+/// None when it is not bound. Without a prefix the default namespace applies, as XML
+/// Schema's QName type says.
+pub(super) fn resolve<'s>(scope: &'s [Binding], prefix: Option<&str>) -> Option<&'s str> {
+    scope
+        .iter()
+        .find(|b| b.prefix.as_deref() == prefix)
+        .map(|b| b.namespace.as_str())
+        .filter(|ns| !ns.is_empty())
+}
+
 /// The fragment `text[inner]` with the bindings of `scope` declared on each of its
 /// top-level elements (`top`, in document order, all inside `inner`) that does not
 /// declare the prefix itself.

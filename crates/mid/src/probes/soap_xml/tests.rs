@@ -3,7 +3,7 @@
 use super::names::is_xml_char;
 use super::*;
 
-use openmid_proto::soap::{SoapFault, SoapVersion};
+use openmid_proto::soap::{FaultCode, SoapFault, SoapVersion};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -255,7 +255,10 @@ fn fault_1_1_with_actor_and_detail() {
         parsed.fault,
         Some(SoapFault {
             code: "SOAP-ENV:Client".into(),
+            code_namespace: Some(NS11.into()),
+            code_local: "Client".into(),
             subcode: None,
+            subcodes: Vec::new(),
             reason: "Invalid symbol & more".into(),
             actor: Some("http://svc/quote".into()),
             detail: Some(format!(
@@ -291,7 +294,14 @@ fn fault_1_2_with_subcode_role_and_detail() {
         parsed.fault,
         Some(SoapFault {
             code: "env:Sender".into(),
+            code_namespace: Some(NS12.into()),
+            code_local: "Sender".into(),
             subcode: Some("m:MessageTimeout".into()),
+            subcodes: vec![FaultCode {
+                value: "m:MessageTimeout".into(),
+                namespace: Some("urn:m".into()),
+                local: "MessageTimeout".into(),
+            }],
             reason: "Sender Timeout".into(),
             actor: Some("http://example.org/role".into()),
             // `m` was declared on the Envelope: the detail declares it again.
@@ -299,6 +309,61 @@ fn fault_1_2_with_subcode_role_and_detail() {
                 r#"<m:MaxTime xmlns:env="{NS12}" xmlns:m="urn:m">P5M</m:MaxTime>"#
             )),
         })
+    );
+}
+
+/// Codes are qualified names whose prefix only the response knows: they come resolved.
+#[test]
+fn fault_codes_are_resolved_wherever_their_prefix_is_declared() {
+    let fault_11 = |code: &str| {
+        let xml = format!(
+            r#"<soap11env:Envelope xmlns:soap11env="{NS11}" xmlns:tns="urn:calc&amp;x"><soap11env:Body xmlns="urn:default"><soap11env:Fault><faultcode xmlns="">{code}</faultcode><faultstring>no</faultstring></soap11env:Fault></soap11env:Body></soap11env:Envelope>"#
+        );
+        parse(&xml).fault.expect("fault")
+    };
+    let f = fault_11(" soap11env:Client.Refused ");
+    assert_eq!(
+        (
+            f.code.as_str(),
+            f.code_namespace.as_deref(),
+            f.code_local.as_str()
+        ),
+        ("soap11env:Client.Refused", Some(NS11), "Client.Refused")
+    );
+    let f = fault_11("tns:Quota");
+    assert_eq!(f.code_namespace.as_deref(), Some("urn:calc&x"));
+    // `xmlns=""` on faultcode undeclares the default namespace for its content.
+    let f = fault_11("Server");
+    assert_eq!((f.code_namespace, f.code_local.as_str()), (None, "Server"));
+    let f = fault_11("nope:Server");
+    assert_eq!((f.code_namespace, f.code_local.as_str()), (None, "Server"));
+
+    let xml = format!(
+        r#"<e:Envelope xmlns:e="{NS12}"><e:Body><e:Fault><e:Code xmlns:a="urn:a"><e:Value>e:Sender</e:Value><e:Subcode><e:Value>a:Quota</e:Value><e:Subcode xmlns:b="urn:b"><e:Value>b:Daily</e:Value></e:Subcode></e:Subcode></e:Code><e:Reason><e:Text>x</e:Text></e:Reason></e:Fault></e:Body></e:Envelope>"#
+    );
+    let f = parse(&xml).fault.expect("fault");
+    assert_eq!(
+        (
+            f.code_namespace.as_deref(),
+            f.code_local.as_str(),
+            f.subcode.as_deref()
+        ),
+        (Some(NS12), "Sender", Some("a:Quota"))
+    );
+    assert_eq!(
+        f.subcodes,
+        vec![
+            FaultCode {
+                value: "a:Quota".into(),
+                namespace: Some("urn:a".into()),
+                local: "Quota".into()
+            },
+            FaultCode {
+                value: "b:Daily".into(),
+                namespace: Some("urn:b".into()),
+                local: "Daily".into()
+            },
+        ]
     );
 }
 

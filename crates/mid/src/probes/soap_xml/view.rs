@@ -4,7 +4,7 @@
 use super::names::trim_xml;
 use super::parse::Element;
 use super::scope::{self, Binding};
-use openmid_proto::soap::{SoapFault, SoapVersion};
+use openmid_proto::soap::{FaultCode, SoapFault, SoapVersion};
 use serde_json::{Map, Value};
 
 /// The JSON view of an element (see [`ParsedEnvelope::result`]).
@@ -72,26 +72,45 @@ pub(super) fn fault_of(
         (!xml.is_empty()).then(|| xml.to_string())
     };
     match version {
-        SoapVersion::V1_1 => SoapFault {
-            code: child(fault, "faultcode").map(text_of).unwrap_or_default(),
-            subcode: None,
-            reason: child(fault, "faultstring").map(text_of).unwrap_or_default(),
-            actor: child(fault, "faultactor")
-                .map(text_of)
-                .filter(|s| !s.is_empty()),
-            detail: child(fault, "detail").and_then(inner_xml),
-        },
-        SoapVersion::V1_2 => {
-            let code = child(fault, "Code");
+        SoapVersion::V1_1 => {
+            let code = child(fault, "faultcode")
+                .map(|c| fault_code(c, &in_fault))
+                .unwrap_or_default();
             SoapFault {
-                code: code
-                    .and_then(|c| child(c, "Value"))
+                code: code.value,
+                code_namespace: code.namespace,
+                code_local: code.local,
+                subcode: None,
+                subcodes: Vec::new(),
+                reason: child(fault, "faultstring").map(text_of).unwrap_or_default(),
+                actor: child(fault, "faultactor")
                     .map(text_of)
-                    .unwrap_or_default(),
-                subcode: code
-                    .and_then(|c| child(c, "Subcode"))
-                    .and_then(|s| child(s, "Value"))
-                    .map(text_of),
+                    .filter(|s| !s.is_empty()),
+                detail: child(fault, "detail").and_then(inner_xml),
+            }
+        }
+        SoapVersion::V1_2 => {
+            // Code/Value, then Subcode/Value, Subcode/Subcode/Value, …: each Value read
+            // in the scope of the elements around it.
+            let mut chain = Vec::new();
+            let mut level =
+                child(fault, "Code").map(|c| (c, scope::within(&in_fault, &c.declarations)));
+            while let Some((element, around)) = level {
+                if let Some(value) = child(element, "Value") {
+                    chain.push(fault_code(value, &around));
+                }
+                level =
+                    child(element, "Subcode").map(|s| (s, scope::within(&around, &s.declarations)));
+            }
+            let mut chain = chain.into_iter();
+            let code = chain.next().unwrap_or_default();
+            let subcodes: Vec<FaultCode> = chain.collect();
+            SoapFault {
+                code: code.value,
+                code_namespace: code.namespace,
+                code_local: code.local,
+                subcode: subcodes.first().map(|s| s.value.clone()),
+                subcodes,
                 reason: child(fault, "Reason")
                     .and_then(|r| child(r, "Text"))
                     .map(text_of)
@@ -100,5 +119,24 @@ pub(super) fn fault_of(
                 detail: child(fault, "Detail").and_then(inner_xml),
             }
         }
+    }
+}
+
+/// A code element's text as a qualified name resolved in the scope around it plus its
+/// own declarations. The namespace is unescaped (`&amp;` in the declaration is `&`).
+fn fault_code(element: &Element, around: &[Binding]) -> FaultCode {
+    let value = trim_xml(&element.text).to_string();
+    let (prefix, local) = match value.split_once(':') {
+        Some((prefix, local)) => (Some(prefix), local),
+        None => (None, value.as_str()),
+    };
+    let inside = scope::within(around, &element.declarations);
+    let namespace = scope::resolve(&inside, prefix).map(|raw| {
+        quick_xml::escape::unescape(raw).map_or_else(|_| raw.to_string(), |ns| ns.into_owned())
+    });
+    FaultCode {
+        local: local.to_string(),
+        namespace,
+        value,
     }
 }
