@@ -8,4 +8,5 @@ mod connections;
 mod durability;
 mod end_to_end;
 mod large_bodies;
+mod soap;
 mod support;

@@ -69,12 +69,16 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
 }
 
 /// Checks a SOAP request: endpoint, version, body or operation, headers, timeout.
+/// A `body` must be well-formed XML content (the check the MID makes before sending,
+/// made here so a broken Body is refused before it is queued, with the problem named).
 pub fn check_soap(req: &SoapRequest) -> Result<(), PayloadError> {
     check_common(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())?;
     match (&req.body, &req.operation) {
         (Some(_), Some(_)) => Err(err("body", "give `body` or `operation`, not both")),
         (None, None) => Err(err("operation", "give `operation` or `body`")),
         (None, Some(op)) if op.is_empty() => Err(err("operation", "must not be empty")),
+        (Some(body), None) => openmid_proto::soap::xml::check_body(body)
+            .map_err(|e| err("body", format!("not well-formed XML: {e}"))),
         _ => Ok(()),
     }
 }
@@ -165,6 +169,29 @@ mod tests {
                 .as_deref(),
             Some("topic")
         );
+    }
+
+    #[test]
+    fn soap_bodies_must_be_well_formed() {
+        let soap = |body: &str| json!({"url": "http://10.0.0.5/ws", "body": body});
+        for ok in [
+            "<a/>",
+            "<m:Op xmlns:m=\"urn:m\"><m:x>1</m:x></m:Op>",
+            "<soap:Header/>",
+            "",
+        ] {
+            assert!(check(Topic::SOAPProbe, &soap(ok)).is_ok(), "{ok}");
+        }
+        for (bad, needle) in [
+            ("<Echo><text>unclosed</Echo>", ""),
+            ("<a>", "not closed"),
+            ("<x:a/>", "`x`"),
+            ("<!DOCTYPE a><a/>", "DOCTYPE"),
+        ] {
+            let e = check(Topic::SOAPProbe, &soap(bad)).expect_err(bad);
+            assert_eq!(e.field, "body", "{bad}");
+            assert!(e.message.contains(needle), "{bad}: {}", e.message);
+        }
     }
 
     proptest! {

@@ -9,13 +9,12 @@
 //! billion-laughs), and bounds element nesting.
 //!
 //! One concept per file: [`build`] turns an operation and JSON parameters into Body XML
-//! and wraps it in an envelope, [`check`] refuses a caller's broken Body before it is
-//! sent, [`parse`] reads a response envelope (after [`encoding`] turns its bytes into
+//! and wraps it in an envelope, [`check_body_xml`] refuses a caller's broken Body
+//! before it is sent (with proto's checker, the one the instance runs too), [`parse`] reads a response envelope (after [`encoding`] turns its bytes into
 //! text) and [`view`] makes the JSON view and the Fault out of the Body it found;
 //! [`names`] holds the XML 1.0 lexical rules they all share.
 
 mod build;
-mod check;
 mod encoding;
 mod names;
 mod parse;
@@ -23,7 +22,6 @@ mod scope;
 mod view;
 
 pub use build::{envelope, operation_body};
-pub use check::check_body_xml;
 pub use parse::parse_response;
 
 use openmid_proto::soap::{SoapFault, SoapVersion};
@@ -36,7 +34,7 @@ pub const MAX_DEPTH: usize = 256;
 
 /// The prefix [`envelope`] binds to the envelope namespace; [`check_body_xml`] lets a
 /// caller's Body use it because it is declared around the Body.
-const ENVELOPE_PREFIX: &str = "soap";
+use openmid_proto::soap::xml::ENVELOPE_PREFIX;
 
 /// Attributes in this namespace (`xsi:type`, `xsi:nil`, …) describe typing, not data,
 /// so they are kept out of the JSON view (`xsi:nil="true"` turns an element into null).
@@ -113,3 +111,20 @@ pub struct ParsedEnvelope {
 
 #[cfg(test)]
 mod tests;
+
+/// Checks a caller-supplied Body fragment before it is sent: proto's
+/// [`check_body`](openmid_proto::soap::xml::check_body), the same check the instance
+/// makes at the API door (a Body the instance queued can still come from an older
+/// instance or straight through the ECC API).
+pub fn check_body_xml(body_xml: &str) -> Result<(), SoapXmlError> {
+    openmid_proto::soap::xml::check_body(body_xml).map_err(SoapXmlError::from)
+}
+
+impl From<openmid_proto::soap::xml::XmlError> for SoapXmlError {
+    fn from(e: openmid_proto::soap::xml::XmlError) -> Self {
+        match e {
+            openmid_proto::soap::xml::XmlError::Malformed(what) => SoapXmlError::Malformed(what),
+            openmid_proto::soap::xml::XmlError::Doctype => SoapXmlError::Doctype,
+        }
+    }
+}

@@ -4,6 +4,8 @@
 //! which the MID builds the Body; the MID wraps it in the envelope of the version asked
 //! and answers with the response Body, or with the Fault taken apart.
 
+pub mod xml;
+
 use crate::credential::CredentialRef;
 use crate::rest::{RestTimings, RetryPolicy};
 use serde::{Deserialize, Serialize};

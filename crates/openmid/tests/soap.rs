@@ -1,0 +1,158 @@
+//! SOAP interoperability end to end: a real instance, a real MID and the test SOAP
+//! service, which answers the way an independent (spyne-style) service does —
+//! namespaces declared once on the Envelope, prefixed and refined fault codes, HTML for
+//! a failed login, a SOAPAction only its WSDL tells (issue #10, items 13–18).
+
+use crate::connections::{Rig, add, credential, soap, soap_alias};
+use openmid_instance::client::ClientError;
+use openmid_proto::api::{NewOutput, SoapAction};
+use openmid_proto::credential::{CredentialSpec, SecretValue};
+use openmid_proto::ecc::Topic;
+use openmid_proto::soap::SoapVersion;
+use openmid_proto::soap::xml::check_fragment;
+use openmid_testkit::SoapService;
+use openmid_testkit::soap_service::{CALC_NS, SOAP11_ENV_NS, SOAP12_ENV_NS};
+use std::time::Duration;
+
+/// A rig with the SOAP service behind Basic authentication and an alias `calc` to it.
+async fn rig_with_calc() -> (Rig, SoapService, String) {
+    let rig = Rig::start().await;
+    let password = format!(
+        "soap-pw-{}",
+        hex::encode(openmid_proto::secret::random_32())
+    );
+    let service = SoapService::start(Some(("soap-user".into(), password.clone())))
+        .await
+        .expect("soap service");
+    rig.api()
+        .create_credential(&credential(
+            "soap-basic",
+            CredentialSpec::Basic {
+                username: "soap-user".into(),
+                password: SecretValue::stored(&password),
+            },
+        ))
+        .await
+        .expect("credential");
+    rig.api()
+        .create_alias(&soap_alias(
+            "calc",
+            &service.url("/calc"),
+            Some("soap-basic"),
+        ))
+        .await
+        .expect("alias");
+    (rig, service, password)
+}
+
+/// Item 13 and 14: the Body and the Fault detail parse on their own although the
+/// service declared `tns` only on the Envelope; fault codes come resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_parse_on_their_own_and_fault_codes_come_resolved() {
+    let (rig, _service, _) = rig_with_calc().await;
+    let api = rig.api();
+    for version in [SoapVersion::V1_1, SoapVersion::V1_2] {
+        let r = soap(api, &add("calc", version, 1, 2)).await;
+        let resp = r.response.expect("response");
+        let body = resp.body.expect("body");
+        assert!(body.contains("tns:AddResponse"), "{body}");
+        check_fragment(&body, &[]).unwrap_or_else(|e| panic!("{version}: {e}: {body}"));
+
+        let mut divide = add("calc", version, 7, 0);
+        divide.operation = Some("Divide".into());
+        divide.soap_action = Some(format!("{CALC_NS}#Divide"));
+        let fault = soap(api, &divide)
+            .await
+            .response
+            .and_then(|r| r.fault)
+            .expect("fault");
+        let detail = fault.detail.clone().expect("detail");
+        check_fragment(&detail, &[]).unwrap_or_else(|e| panic!("{version}: {e}: {detail}"));
+        let (envelope_ns, client) = match version {
+            SoapVersion::V1_1 => (SOAP11_ENV_NS, "Client"),
+            SoapVersion::V1_2 => (SOAP12_ENV_NS, "Sender"),
+        };
+        assert_eq!(
+            (fault.code_namespace.as_deref(), fault.code_local.as_str()),
+            (Some(envelope_ns), client),
+            "{fault:?}"
+        );
+
+        // A refined code: dotted in 1.1, a Subcode in 1.2.
+        let mut unknown = add("calc", version, 1, 1);
+        unknown.operation = Some("Multiply".into());
+        unknown.soap_action = Some(format!("{CALC_NS}#Multiply"));
+        let fault = soap(api, &unknown)
+            .await
+            .response
+            .and_then(|r| r.fault)
+            .expect("fault");
+        match version {
+            SoapVersion::V1_1 => {
+                assert_eq!(fault.code, "soap11env:Client.UnknownOperation");
+                assert_eq!(fault.code_namespace.as_deref(), Some(SOAP11_ENV_NS));
+                assert_eq!(fault.code_local, "Client.UnknownOperation");
+            }
+            SoapVersion::V1_2 => {
+                assert_eq!(fault.code_local, "Sender");
+                let sub = fault.subcodes.first().expect("subcode");
+                assert_eq!(
+                    (sub.namespace.as_deref(), sub.local.as_str()),
+                    (Some(CALC_NS), "UnknownOperation")
+                );
+                assert_eq!(fault.subcode.as_deref(), Some("tns:UnknownOperation"));
+            }
+        }
+    }
+    rig.stop().await;
+}
+
+/// Item 16: a Body that is not well-formed is refused at the API door with a 422 naming
+/// `body`, through an alias and straight into the ECC queue, and nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_are_refused_at_the_api_door() {
+    let (rig, service, _) = rig_with_calc().await;
+    let api = rig.api();
+    let calls = service.calls();
+    for body in ["<Echo><text>unclosed</Echo>", "<x:Echo/>", "<a>&nbsp;</a>"] {
+        let refused = api
+            .soap_action(
+                &SoapAction {
+                    alias: "calc".into(),
+                    body: Some(body.into()),
+                    ..SoapAction::default()
+                },
+                Duration::from_secs(30),
+            )
+            .await;
+        match refused {
+            Err(ClientError::Api {
+                status, message, ..
+            }) => {
+                assert_eq!(status, 422, "{body}: {message}");
+                assert!(message.starts_with("body"), "{body}: {message}");
+            }
+            other => panic!("{body}: accepted: {other:?}"),
+        }
+        let direct = api
+            .insert_output(&NewOutput {
+                agent: format!("mid.server.{}", crate::connections::MID),
+                topic: Topic::SOAPProbe,
+                name: None,
+                source: None,
+                payload: serde_json::json!({"url": service.url("/calc"), "body": body}),
+                priority: None,
+                correlator: None,
+                max_attempts: None,
+                at_most_once: false,
+                application: None,
+            })
+            .await;
+        assert!(
+            matches!(&direct, Err(ClientError::Api { status: 422, message, .. }) if message.starts_with("body")),
+            "{body}: {direct:?}"
+        );
+    }
+    assert_eq!(service.calls(), calls, "nothing reached the service");
+    rig.stop().await;
+}
