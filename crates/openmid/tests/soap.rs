@@ -7,11 +7,11 @@ use crate::connections::{Rig, add, credential, soap, soap_alias};
 use openmid_instance::client::ClientError;
 use openmid_proto::api::{NewOutput, SoapAction};
 use openmid_proto::credential::{CredentialSpec, SecretValue};
-use openmid_proto::ecc::Topic;
+use openmid_proto::ecc::{State, Topic};
 use openmid_proto::soap::SoapVersion;
 use openmid_proto::soap::xml::check_fragment;
 use openmid_testkit::SoapService;
-use openmid_testkit::soap_service::{CALC_NS, SOAP11_ENV_NS, SOAP12_ENV_NS};
+use openmid_testkit::soap_service::{CALC_NS, SOAP11_ENV_NS, SOAP12_ENV_NS, UNAUTHORIZED_HTML};
 use std::time::Duration;
 
 /// A rig with the SOAP service behind Basic authentication and an alias `calc` to it.
@@ -154,5 +154,80 @@ async fn malformed_bodies_are_refused_at_the_api_door() {
         );
     }
     assert_eq!(service.calls(), calls, "nothing reached the service");
+    rig.stop().await;
+}
+
+/// Item 17: an answer that is not SOAP (an HTML 401 page, an empty 503) is still an
+/// error, but the result keeps the status, the headers (without the cookie the service
+/// set, and nothing the MID sent) and the start of the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_soap_answers_keep_status_headers_and_the_start_of_the_body() {
+    let (rig, service, password) = rig_with_calc().await;
+    let api = rig.api();
+    api.create_credential(&credential(
+        "soap-wrong",
+        CredentialSpec::Basic {
+            username: "soap-user".into(),
+            password: SecretValue::stored("not-the-password"),
+        },
+    ))
+    .await
+    .expect("credential");
+    api.create_alias(&soap_alias(
+        "calc-wrong",
+        &service.url("/calc"),
+        Some("soap-wrong"),
+    ))
+    .await
+    .expect("alias");
+    let r = soap(api, &add("calc-wrong", SoapVersion::V1_1, 1, 2)).await;
+    assert_eq!(r.state, State::Error);
+    let shown = serde_json::to_string(&r).expect("json");
+    assert!(!shown.contains("not-the-password") && !shown.contains(&password));
+    assert!(
+        !shown.to_ascii_lowercase().contains("authorization"),
+        "{shown}"
+    );
+    let error = r.error.clone().unwrap_or_default();
+    assert!(error.contains("HTTP 401"), "{error}");
+    let resp = r.response.expect("the answer is kept");
+    assert_eq!(resp.status, 401);
+    assert!(
+        resp.headers.contains_key("www-authenticate"),
+        "{:?}",
+        resp.headers
+    );
+    assert!(
+        !resp
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("set-cookie")),
+        "{:?}",
+        resp.headers
+    );
+    let not_soap = resp.not_soap.expect("not_soap");
+    assert_eq!(not_soap.body, UNAUTHORIZED_HTML);
+    assert!(!not_soap.truncated);
+    assert!(not_soap.problem.contains("HTML"), "{}", not_soap.problem);
+    assert!(
+        not_soap
+            .content_type
+            .is_some_and(|ct| ct.starts_with("text/html")),
+        "content type"
+    );
+
+    api.create_alias(&soap_alias(
+        "empty",
+        &service.url("/empty"),
+        Some("soap-basic"),
+    ))
+    .await
+    .expect("alias");
+    let r = soap(api, &add("empty", SoapVersion::V1_2, 1, 2)).await;
+    assert_eq!(r.state, State::Error);
+    let resp = r.response.expect("the answer is kept");
+    assert_eq!(resp.status, 503);
+    let not_soap = resp.not_soap.expect("not_soap");
+    assert_eq!((not_soap.body.as_str(), not_soap.body_bytes), ("", 0));
     rig.stop().await;
 }

@@ -7,7 +7,8 @@ use super::http::{self, Call};
 use super::soap_xml;
 use super::{ProbeContext, ProbeError};
 use openmid_proto::rest::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
-use openmid_proto::soap::{SoapRequest, SoapResponse, SoapVersion};
+use openmid_proto::soap::{NOT_SOAP_BODY_LIMIT, NotSoap, SoapRequest, SoapResponse, SoapVersion};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Makes the call and parses the answer.
@@ -77,20 +78,121 @@ pub async fn run(
         credential,
     )
     .await?;
-    let parsed = soap_xml::parse_response(&answer.body).map_err(|e| {
-        ProbeError::Target(format!(
-            "POST {}: HTTP {} without a SOAP envelope: {e}",
-            http::shown_url(&url),
-            answer.status
-        ))
-    })?;
+    let headers = shown_headers(answer.headers);
+    let parsed = match soap_xml::parse_response(&answer.body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            let message = format!(
+                "POST {}: HTTP {} without a SOAP envelope: {e}",
+                http::shown_url(&url),
+                answer.status
+            );
+            let response = SoapResponse {
+                status: answer.status,
+                version: req.version,
+                body: None,
+                result: None,
+                fault: None,
+                not_soap: Some(not_soap(&e.to_string(), &headers, &answer.body)),
+                headers,
+                timings: answer.timings,
+            };
+            let response = serde_json::to_value(&response)
+                .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
+            return Err(ProbeError::Answered {
+                message,
+                response: Box::new(response),
+            });
+        }
+    };
     Ok(SoapResponse {
         status: answer.status,
-        headers: answer.headers,
+        headers,
         version: parsed.version,
         body: parsed.body,
         result: parsed.result,
         fault: parsed.fault,
+        not_soap: None,
         timings: answer.timings,
     })
+}
+
+/// Response headers as the result shows them: without the cookies the service set for
+/// the MID (a session is the MID's, not the caller's to see or replay).
+fn shown_headers(mut headers: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    headers.retain(|name, _| {
+        !(name.eq_ignore_ascii_case("set-cookie") || name.eq_ignore_ascii_case("set-cookie2"))
+    });
+    headers
+}
+
+/// What a non-SOAP answer said: the parser's finding, the content type and the start
+/// of the body, cut at a character boundary within [`NOT_SOAP_BODY_LIMIT`] bytes.
+fn not_soap(problem: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> NotSoap {
+    let head = body
+        .get(..body.len().min(NOT_SOAP_BODY_LIMIT))
+        .unwrap_or_default();
+    let text = match std::str::from_utf8(head) {
+        Ok(text) => text.to_string(),
+        // Cut inside a character: drop its first bytes rather than show U+FFFD.
+        Err(e) if e.error_len().is_none() => {
+            String::from_utf8_lossy(head.get(..e.valid_up_to()).unwrap_or_default()).into_owned()
+        }
+        Err(_) => String::from_utf8_lossy(head).into_owned(),
+    };
+    NotSoap {
+        problem: problem.to_string(),
+        content_type: headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+            .map(|(_, value)| value.clone()),
+        body: text,
+        truncated: body.len() > head.len(),
+        body_bytes: body.len() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_soap_bodies_are_kept_bounded_and_cut_between_characters() {
+        let headers = BTreeMap::from([("content-type".to_string(), "text/html".to_string())]);
+        let page = b"<html><title>401</title></html>";
+        let kept = not_soap("found an HTML page", &headers, page);
+        assert_eq!(kept.body.as_bytes(), page);
+        assert_eq!(
+            (kept.truncated, kept.body_bytes),
+            (false, page.len() as u64)
+        );
+        assert_eq!(kept.content_type.as_deref(), Some("text/html"));
+
+        // 4095 ASCII bytes then a 2-byte character straddling the limit.
+        let mut long = vec![b'a'; NOT_SOAP_BODY_LIMIT - 1];
+        long.extend_from_slice("é and more".as_bytes());
+        let kept = not_soap("x", &BTreeMap::new(), &long);
+        assert_eq!(kept.body.len(), NOT_SOAP_BODY_LIMIT - 1);
+        assert!(kept.truncated);
+        assert_eq!(kept.body_bytes, long.len() as u64);
+        assert_eq!(kept.content_type, None);
+
+        let kept = not_soap("empty", &BTreeMap::new(), b"");
+        assert_eq!((kept.body.as_str(), kept.truncated), ("", false));
+        let kept = not_soap("binary", &BTreeMap::new(), &[0xff, 0xfe, b'x']);
+        assert!(kept.body.ends_with('x'));
+    }
+
+    #[test]
+    fn cookies_the_service_set_are_not_shown() {
+        let headers = BTreeMap::from([
+            ("Set-Cookie".to_string(), "s=1".to_string()),
+            ("set-cookie2".to_string(), "s=1".to_string()),
+            ("www-authenticate".to_string(), "Basic".to_string()),
+        ]);
+        assert_eq!(
+            shown_headers(headers).into_keys().collect::<Vec<_>>(),
+            ["www-authenticate"]
+        );
+    }
 }

@@ -114,8 +114,34 @@ pub struct SoapResponse {
     /// The Fault, when the service answered with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<SoapFault>,
+    /// Set when the answer was not a SOAP envelope (an HTML error page, an empty body,
+    /// another content type): the call is reported as an error all the same, and this
+    /// keeps the start of what came back. `version` is then the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_soap: Option<NotSoap>,
     /// Where the time went, measured on the MID.
     pub timings: RestTimings,
+}
+
+/// Most bytes of a non-SOAP answer kept in [`NotSoap::body`]: enough for an error page's
+/// title and message, small enough for an ECC record.
+pub const NOT_SOAP_BODY_LIMIT: usize = 4096;
+
+/// What a service answered instead of a SOAP envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotSoap {
+    /// Why it is not SOAP (the parser's finding, e.g. "found an HTML page").
+    pub problem: String,
+    /// The response's `Content-Type`, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The start of the body as text (invalid UTF-8 replaced), at most
+    /// [`NOT_SOAP_BODY_LIMIT`] bytes.
+    pub body: String,
+    /// The body was longer than what `body` holds.
+    pub truncated: bool,
+    /// The body's whole length in bytes.
+    pub body_bytes: u64,
 }
 
 /// A SOAP Fault, the same shape for both versions.
