@@ -480,6 +480,12 @@ impl Connections<'_> {
                 "`namespace` and `params` go with `operation`",
             ));
         }
+        if action.operation.is_none() && action.element_form.is_some() {
+            return Err(invalid(
+                "element_form",
+                "`element_form` goes with `operation`",
+            ));
+        }
         let url = join_url(&alias.base_url, action.path.as_deref(), &BTreeMap::new())?;
         let mut headers = alias.headers.clone();
         overlay_headers(&mut headers, action.headers);
@@ -491,6 +497,7 @@ impl Connections<'_> {
             operation: action.operation,
             namespace: action.namespace,
             params: action.params,
+            element_form: action.element_form,
             headers,
             timeout_ms: action.timeout_ms.or(alias.timeout_ms),
             credential,

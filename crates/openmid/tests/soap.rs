@@ -8,10 +8,13 @@ use openmid_instance::client::ClientError;
 use openmid_proto::api::{NewOutput, SoapAction};
 use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::ecc::{State, Topic};
-use openmid_proto::soap::SoapVersion;
 use openmid_proto::soap::xml::check_fragment;
+use openmid_proto::soap::{ElementForm, SoapVersion};
 use openmid_testkit::SoapService;
-use openmid_testkit::soap_service::{CALC_NS, SOAP11_ENV_NS, SOAP12_ENV_NS, UNAUTHORIZED_HTML};
+use openmid_testkit::soap_service::{
+    CALC_NS, SOAP11_ENV_NS, SOAP12_ENV_NS, UNAUTHORIZED_HTML, soap_action_of,
+};
+use serde_json::json;
 use std::time::Duration;
 
 /// A rig with the SOAP service behind Basic authentication and an alias `calc` to it.
@@ -229,5 +232,72 @@ async fn non_soap_answers_keep_status_headers_and_the_start_of_the_body() {
     assert_eq!(resp.status, 503);
     let not_soap = resp.not_soap.expect("not_soap");
     assert_eq!((not_soap.body.as_str(), not_soap.body_bytes), ("", 0));
+    rig.stop().await;
+}
+
+/// `Concat` of the test service with `element_form` (and its action, unless `None`).
+fn concat(alias: &str, form: Option<ElementForm>, soap_action: Option<String>) -> SoapAction {
+    let mut params = serde_json::Map::new();
+    params.insert("a".into(), "x".into());
+    params.insert("b".into(), "y".into());
+    SoapAction {
+        alias: alias.into(),
+        operation: Some("Concat".into()),
+        namespace: Some(CALC_NS.into()),
+        params,
+        element_form: form,
+        soap_action,
+        ..SoapAction::default()
+    }
+}
+
+/// Item 18: a service whose schema says `elementFormDefault="unqualified"` gets its
+/// parameters in no namespace when asked, and refuses the qualified default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parameters_can_be_unqualified() {
+    let (rig, service, _) = rig_with_calc().await;
+    let api = rig.api();
+    let action = Some(soap_action_of("Concat"));
+    for version in [SoapVersion::V1_1, SoapVersion::V1_2] {
+        let mut call = concat("calc", Some(ElementForm::Unqualified), action.clone());
+        call.version = Some(version);
+        let r = soap(api, &call).await;
+        let resp = r.response.expect("response");
+        assert_eq!(
+            resp.result,
+            Some(json!({"ConcatResponse": {"result": "xy"}})),
+            "{version}: {:?}",
+            resp.fault
+        );
+        let sent = service.last_request_body().unwrap_or_default();
+        assert!(
+            sent.contains(&format!(
+                "<tns:Concat xmlns:tns=\"{CALC_NS}\"><a>x</a><b>y</b></tns:Concat>"
+            )),
+            "{sent}"
+        );
+    }
+    let r = soap(api, &concat("calc", None, action)).await;
+    let fault = r
+        .response
+        .and_then(|r| r.fault)
+        .expect("qualified is refused");
+    assert_eq!(fault.code_local, "Client.SchemaValidationError");
+    // `element_form` belongs to the operation form.
+    let refused = api
+        .soap_action(
+            &SoapAction {
+                alias: "calc".into(),
+                body: Some("<a/>".into()),
+                element_form: Some(ElementForm::Unqualified),
+                ..SoapAction::default()
+            },
+            Duration::ZERO,
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(ClientError::Api { status: 422, message, .. }) if message.starts_with("element_form")),
+        "{refused:?}"
+    );
     rig.stop().await;
 }

@@ -371,6 +371,11 @@ pub struct SoapAction {
     /// Operation parameters.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// `qualified` (default): parameter elements in `namespace`, like the operation;
+    /// `unqualified`: in no namespace (`<tns:Op xmlns:tns="…"><a>1</a></tns:Op>`), as a
+    /// schema with `elementFormDefault="unqualified"` wants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element_form: Option<crate::soap::ElementForm>,
     /// Extra HTTP headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,

@@ -77,6 +77,9 @@ pub fn check_soap(req: &SoapRequest) -> Result<(), PayloadError> {
         (Some(_), Some(_)) => Err(err("body", "give `body` or `operation`, not both")),
         (None, None) => Err(err("operation", "give `operation` or `body`")),
         (None, Some(op)) if op.is_empty() => Err(err("operation", "must not be empty")),
+        (Some(_), None) if req.element_form.is_some() => {
+            Err(err("element_form", "`element_form` goes with `operation`"))
+        }
         (Some(body), None) => openmid_proto::soap::xml::check_body(body)
             .map_err(|e| err("body", format!("not well-formed XML: {e}"))),
         _ => Ok(()),

@@ -24,10 +24,13 @@ pub async fn run(
                 .map_err(|e| ProbeError::InvalidInput(format!("body: {e}")))?;
             body.clone()
         }
-        (None, Some(operation)) => {
-            soap_xml::operation_body(operation, req.namespace.as_deref(), &req.params)
-                .map_err(|e| ProbeError::InvalidInput(e.to_string()))?
-        }
+        (None, Some(operation)) => soap_xml::operation_body_in_form(
+            operation,
+            req.namespace.as_deref(),
+            &req.params,
+            req.element_form.unwrap_or_default(),
+        )
+        .map_err(|e| ProbeError::InvalidInput(e.to_string()))?,
         _ => {
             return Err(ProbeError::InvalidInput(
                 "give `body` or `operation`, exactly one".into(),

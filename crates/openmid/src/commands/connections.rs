@@ -547,6 +547,7 @@ pub async fn run_soap(api: &ApiClient, run: SoapRun, json: bool) -> Result<ExitC
         operation: run.operation,
         namespace: run.namespace,
         params,
+        element_form: None,
         headers: BTreeMap::new(),
         timeout_ms: None,
         at_most_once: false,

@@ -42,6 +42,22 @@ impl std::fmt::Display for SoapVersion {
     }
 }
 
+/// How the child elements of an operation built from parameters are named: what the
+/// service's schema says in `elementFormDefault` (or `form`) for the operation's
+/// element. Services differ, and a wrong guess is a Fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementForm {
+    /// `<Op xmlns="ns"><a>1</a></Op>`: the parameters in the operation's namespace too
+    /// (`elementFormDefault="qualified"`, the common case and the default).
+    #[default]
+    Qualified,
+    /// `<tns:Op xmlns:tns="ns"><a>1</a></tns:Op>`: only the operation in the namespace,
+    /// the parameters in none (`elementFormDefault="unqualified"`, XML Schema's own
+    /// default, common with RPC-style and spyne services).
+    Unqualified,
+}
+
 /// Input of a `SOAPProbe` output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +84,9 @@ pub struct SoapRequest {
     /// elements, arrays repeated elements, null an empty element.
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// How the parameter elements are named (default: qualified, in `namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element_form: Option<ElementForm>,
     /// Extra HTTP headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,

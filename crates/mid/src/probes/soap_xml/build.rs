@@ -3,7 +3,7 @@
 
 use super::names::{is_ncname, is_xml_char};
 use super::{ENVELOPE_PREFIX, MAX_DEPTH, SoapXmlError};
-use openmid_proto::soap::SoapVersion;
+use openmid_proto::soap::{ElementForm, SoapVersion};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 
@@ -21,6 +21,20 @@ pub fn operation_body(
     namespace: Option<&str>,
     params: &Map<String, Value>,
 ) -> Result<String, SoapXmlError> {
+    operation_body_in_form(operation, namespace, params, ElementForm::Qualified)
+}
+
+/// [`operation_body`] with the parameter elements named in `form`: qualified puts the
+/// namespace as the default on the operation, so every child is in it; unqualified binds
+/// it to the prefix [`OPERATION_PREFIX`] used by the operation alone
+/// (`<tns:Op xmlns:tns="…"><a>1</a></tns:Op>`), so the children are in no namespace.
+/// Without a namespace both forms are the same.
+pub fn operation_body_in_form(
+    operation: &str,
+    namespace: Option<&str>,
+    params: &Map<String, Value>,
+    form: ElementForm,
+) -> Result<String, SoapXmlError> {
     if !is_ncname(operation) {
         return Err(SoapXmlError::InvalidName {
             field: "operation".into(),
@@ -30,22 +44,36 @@ pub fn operation_body(
     // `xmlns=""` would only undeclare a default namespace that is not there.
     let namespace = namespace.filter(|ns| !ns.is_empty());
     if namespace.is_some() && params.contains_key("@xmlns") {
-        // Two `xmlns` attributes on one element would be ill-formed.
+        // Two `xmlns` attributes on one element would be ill-formed, and in the
+        // unqualified form a default namespace would qualify the children again.
         return Err(SoapXmlError::Json(
             "params.@xmlns: conflicts with `namespace`; give the namespace once".into(),
         ));
     }
+    let name = match (namespace, form) {
+        (Some(_), ElementForm::Unqualified) => format!("{OPERATION_PREFIX}:{operation}"),
+        _ => operation.to_string(),
+    };
     let mut out = String::new();
     out.push('<');
-    out.push_str(operation);
+    out.push_str(&name);
     if let Some(ns) = namespace {
-        out.push_str(" xmlns=\"");
+        out.push_str(" xmlns");
+        if form == ElementForm::Unqualified {
+            out.push(':');
+            out.push_str(OPERATION_PREFIX);
+        }
+        out.push_str("=\"");
         push_escaped(&mut out, ns, true).map_err(|c| invalid_char("namespace", c))?;
         out.push('"');
     }
-    write_object_rest(&mut out, operation, params, "params", 1)?;
+    write_object_rest(&mut out, &name, params, "params", 1)?;
     Ok(out)
 }
+
+/// The prefix the unqualified form binds to the operation's namespace (spyne's, and
+/// what WSDL tools conventionally call the target namespace).
+pub const OPERATION_PREFIX: &str = "tns";
 
 /// Wraps Body content in a SOAP envelope of `version`. `body_xml` is inserted as is:
 /// it is the caller's XML (check it first with [`check_body_xml`] if it came from

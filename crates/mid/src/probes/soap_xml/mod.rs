@@ -21,7 +21,7 @@ mod parse;
 mod scope;
 mod view;
 
-pub use build::{envelope, operation_body};
+pub use build::{OPERATION_PREFIX, envelope, operation_body, operation_body_in_form};
 pub use parse::parse_response;
 
 use openmid_proto::soap::{SoapFault, SoapVersion};

@@ -3,7 +3,7 @@
 use super::names::is_xml_char;
 use super::*;
 
-use openmid_proto::soap::{FaultCode, SoapFault, SoapVersion};
+use openmid_proto::soap::{ElementForm, FaultCode, SoapFault, SoapVersion};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -89,6 +89,42 @@ fn operation_without_params_or_namespace() {
     assert_eq!(
         operation_body("Ping", Some(""), &Map::new()).expect("body"),
         "<Ping/>"
+    );
+}
+
+#[test]
+fn unqualified_parameters_are_in_no_namespace() {
+    let p = params(json!({ "a": 1, "@id": "x", "b": { "c": "d" } }));
+    let body = operation_body_in_form("Concat", Some("urn:c"), &p, ElementForm::Unqualified)
+        .expect("body");
+    assert_eq!(
+        body,
+        "<tns:Concat xmlns:tns=\"urn:c\" id=\"x\"><a>1</a><b><c>d</c></b></tns:Concat>"
+    );
+    check_body_xml(&body).expect("well-formed");
+    // The operation is in the namespace, its children in none.
+    assert_eq!(
+        namespaces_of(&body),
+        Ok(vec![Some("urn:c".into()), None, None, None])
+    );
+    let parsed = parse(&envelope(SoapVersion::V1_1, &body));
+    assert_eq!(
+        parsed.result,
+        Some(json!({ "Concat": { "@id": "x", "a": "1", "b": { "c": "d" } } }))
+    );
+    // Qualified is the default; without a namespace the forms are the same.
+    assert_eq!(
+        operation_body_in_form("Op", Some("urn:c"), &p, ElementForm::Qualified).expect("body"),
+        operation_body("Op", Some("urn:c"), &p).expect("body")
+    );
+    assert_eq!(
+        operation_body_in_form("Op", None, &Map::new(), ElementForm::Unqualified).expect("body"),
+        "<Op/>"
+    );
+    assert_eq!(
+        operation_body_in_form("Op", Some("urn:c"), &Map::new(), ElementForm::Unqualified)
+            .expect("body"),
+        "<tns:Op xmlns:tns=\"urn:c\"/>"
     );
 }
 
