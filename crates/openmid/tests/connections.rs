@@ -89,6 +89,7 @@ pub fn http_alias(name: &str, base_url: &str, credential: Option<&str>) -> Alias
             ..Execution::default()
         },
         soap_version: None,
+        wsdl: None,
         ca_pem: None,
     }
 }

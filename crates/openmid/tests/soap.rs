@@ -301,3 +301,109 @@ async fn parameters_can_be_unqualified() {
     );
     rig.stop().await;
 }
+
+/// Item 15: without `soap_action` an operation call sends the WSDL's action when the
+/// alias names a WSDL, else `{namespace}#{operation}`; an action given quoted is not
+/// quoted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soap_actions_come_from_the_wsdl_or_the_namespace_and_are_quoted_once() {
+    let (rig, service, _) = rig_with_calc().await;
+    let api = rig.api();
+    let header_action = |service: &SoapService| {
+        let headers = service.last_request_headers().expect("headers");
+        let soap_action = headers
+            .get("soapaction")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let content_type = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        (soap_action, content_type)
+    };
+    for version in [SoapVersion::V1_1, SoapVersion::V1_2] {
+        // Derived from namespace and operation.
+        let mut call = add("calc", version, 2, 3);
+        call.soap_action = None;
+        let r = soap(api, &call).await;
+        let resp = r.response.expect("response");
+        assert_eq!(
+            resp.result,
+            Some(json!({"AddResponse": {"result": "5"}})),
+            "{version}: {:?}",
+            resp.fault
+        );
+        let (soap_action, content_type) = header_action(&service);
+        match version {
+            SoapVersion::V1_1 => {
+                assert_eq!(
+                    soap_action.as_deref(),
+                    Some("\"urn:openmid:test:calc#Add\"")
+                )
+            }
+            SoapVersion::V1_2 => assert!(
+                content_type.ends_with("; action=\"urn:openmid:test:calc#Add\""),
+                "{content_type}"
+            ),
+        }
+        // Given already quoted: sent quoted once.
+        call.soap_action = Some("\"urn:openmid:test:calc#Add\"".into());
+        let resp = soap(api, &call).await.response.expect("response");
+        assert!(resp.fault.is_none(), "{version}: {:?}", resp.fault);
+        let (soap_action, content_type) = header_action(&service);
+        match version {
+            SoapVersion::V1_1 => {
+                assert_eq!(
+                    soap_action.as_deref(),
+                    Some("\"urn:openmid:test:calc#Add\"")
+                )
+            }
+            SoapVersion::V1_2 => assert!(
+                content_type.ends_with("; action=\"urn:openmid:test:calc#Add\""),
+                "{content_type}"
+            ),
+        }
+    }
+
+    // Concat's action only the WSDL tells: guessed, it is refused.
+    let fault = soap(api, &concat("calc", Some(ElementForm::Unqualified), None))
+        .await
+        .response
+        .and_then(|r| r.fault)
+        .expect("a guessed action is refused");
+    assert_eq!(fault.code_local, "Client.ActionMismatch");
+    let mut with_wsdl = soap_alias("calc-wsdl", &service.url("/calc"), Some("soap-basic"));
+    with_wsdl.wsdl = Some("?wsdl".into());
+    api.create_alias(&with_wsdl).await.expect("alias with wsdl");
+    for version in [SoapVersion::V1_1, SoapVersion::V1_2] {
+        let calls = service.calls();
+        let mut call = concat("calc-wsdl", Some(ElementForm::Unqualified), None);
+        call.version = Some(version);
+        let resp = soap(api, &call).await.response.expect("response");
+        assert_eq!(
+            resp.result,
+            Some(json!({"ConcatResponse": {"result": "xy"}})),
+            "{version}: {:?}",
+            resp.fault
+        );
+        // The WSDL is fetched once, then remembered.
+        let expected_calls = if version == SoapVersion::V1_1 { 2 } else { 1 };
+        assert_eq!(service.calls() - calls, expected_calls, "{version}");
+    }
+    let (soap_action, _) = header_action(&service);
+    assert_eq!(
+        soap_action, None,
+        "1.2 carries the action in the content type"
+    );
+
+    // The WSDL must be on the alias's origin (the MID sends the credential there).
+    let mut elsewhere = soap_alias("calc-elsewhere", &service.url("/calc"), Some("soap-basic"));
+    elsewhere.wsdl = Some("http://198.51.100.7/calc?wsdl".into());
+    let refused = api.create_alias(&elsewhere).await;
+    assert!(
+        matches!(&refused, Err(ClientError::Api { status: 422, message, .. }) if message.starts_with("wsdl")),
+        "{refused:?}"
+    );
+    rig.stop().await;
+}

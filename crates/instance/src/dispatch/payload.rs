@@ -73,6 +73,15 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
 /// made here so a broken Body is refused before it is queued, with the problem named).
 pub fn check_soap(req: &SoapRequest) -> Result<(), PayloadError> {
     check_common(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())?;
+    if let Some(wsdl) = &req.wsdl_url {
+        let wsdl = reqwest::Url::parse(wsdl)
+            .map_err(|e| err("wsdl_url", format!("`{wsdl}` is not an absolute URL: {e}")))?;
+        // The MID sends the call's credential to it.
+        let endpoint = reqwest::Url::parse(&req.url).map_err(|e| err("url", e.to_string()))?;
+        if wsdl.origin() != endpoint.origin() {
+            return Err(err("wsdl_url", "must be on the origin of `url`"));
+        }
+    }
     match (&req.body, &req.operation) {
         (Some(_), Some(_)) => Err(err("body", "give `body` or `operation`, not both")),
         (None, None) => Err(err("operation", "give `operation` or `body`")),

@@ -8,8 +8,10 @@ use super::soap_xml;
 use super::{ProbeContext, ProbeError};
 use openmid_proto::rest::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
 use openmid_proto::soap::{NOT_SOAP_BODY_LIMIT, NotSoap, SoapRequest, SoapResponse, SoapVersion};
-use std::collections::BTreeMap;
-use std::time::Duration;
+use soap_xml::WsdlAction;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 /// Makes the call and parses the answer.
 pub async fn run(
@@ -38,8 +40,20 @@ pub async fn run(
         }
     };
     let envelope = soap_xml::envelope(req.version, &body_xml);
+    let timeout_ms = req
+        .timeout_ms
+        .unwrap_or(DEFAULT_TIMEOUT_MS)
+        .clamp(1, MAX_TIMEOUT_MS);
+    let timeout = Duration::from_millis(timeout_ms);
+    let action = match (&req.soap_action, &req.operation) {
+        (Some(action), _) => unquoted(action).to_string(),
+        (None, Some(operation)) => match &req.wsdl_url {
+            Some(wsdl) => wsdl_action(wsdl, operation, &req, credential, ctx, timeout).await?,
+            None => derived_action(req.namespace.as_deref(), operation),
+        },
+        (None, None) => String::new(),
+    };
     let mut headers = req.headers.clone();
-    let action = req.soap_action.clone().unwrap_or_default();
     let has = |name: &str, headers: &std::collections::BTreeMap<String, String>| {
         headers.keys().any(|k| k.eq_ignore_ascii_case(name))
     };
@@ -62,10 +76,6 @@ pub async fn run(
             }
         }
     }
-    let timeout_ms = req
-        .timeout_ms
-        .unwrap_or(DEFAULT_TIMEOUT_MS)
-        .clamp(1, MAX_TIMEOUT_MS);
     let answer = http::send(
         ctx,
         Call {
@@ -73,7 +83,7 @@ pub async fn run(
             url: url.clone(),
             headers: &headers,
             body: Some(http::CallBody::Bytes(bytes::Bytes::from(envelope))),
-            timeout: Duration::from_millis(timeout_ms),
+            timeout,
             retry: req.retry.as_ref(),
             ca_pem: req.ca_pem.as_deref(),
             spill_to: None,
@@ -118,6 +128,114 @@ pub async fn run(
         not_soap: None,
         timings: answer.timings,
     })
+}
+
+/// `action` without one pair of surrounding double quotes, so an action given already
+/// quoted (`"urn:x"`, as it appears in the header) is not quoted twice.
+fn unquoted(action: &str) -> &str {
+    let action = action.trim();
+    action
+        .strip_prefix('"')
+        .and_then(|a| a.strip_suffix('"'))
+        .unwrap_or(action)
+}
+
+/// The action when neither the call nor a WSDL says: `{namespace}#{operation}`, the
+/// form of many document/literal services and of the test service, or
+/// `{namespace}{operation}` when the namespace already ends in `/` or `#` (.NET's
+/// `http://tempuri.org/` + `Add`). Without a namespace: empty.
+fn derived_action(namespace: Option<&str>, operation: &str) -> String {
+    match namespace.filter(|ns| !ns.is_empty()) {
+        Some(ns) if ns.ends_with('/') || ns.ends_with('#') => format!("{ns}{operation}"),
+        Some(ns) => format!("{ns}#{operation}"),
+        None => String::new(),
+    }
+}
+
+/// How long a WSDL's actions are reused before it is fetched again: a WSDL changes with
+/// a deployment, and one extra GET per call would double the load on the service.
+const WSDL_TTL: Duration = Duration::from_secs(300);
+/// Most WSDLs remembered; past it the memory starts over.
+const MAX_WSDLS: usize = 64;
+
+/// A WSDL's actions and when they were read.
+type KnownWsdl = (Instant, Arc<Vec<WsdlAction>>);
+
+/// WSDL actions by URL, shared by the jobs of this process (actions are not secret).
+static WSDL_ACTIONS: LazyLock<Mutex<HashMap<String, KnownWsdl>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The `soapAction` the WSDL at `wsdl` gives `operation`, fetched with the call's
+/// credential, TLS settings and egress policy (the instance made sure it is on the
+/// endpoint's origin).
+async fn wsdl_action(
+    wsdl: &str,
+    operation: &str,
+    req: &SoapRequest,
+    credential: Option<&Credential>,
+    ctx: &ProbeContext,
+    timeout: Duration,
+) -> Result<String, ProbeError> {
+    let cached = WSDL_ACTIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(wsdl)
+        .filter(|(at, _)| at.elapsed() < WSDL_TTL)
+        .map(|(_, actions)| actions.clone());
+    let url =
+        http::parse_url(wsdl).map_err(|e| ProbeError::InvalidInput(format!("wsdl_url: {e}")))?;
+    let actions = match cached {
+        Some(actions) => actions,
+        None => {
+            let mut headers = req.headers.clone();
+            headers.retain(|name, _| {
+                !(name.eq_ignore_ascii_case("content-type")
+                    || name.eq_ignore_ascii_case("soapaction"))
+            });
+            let answer = http::send(
+                ctx,
+                Call {
+                    method: reqwest::Method::GET,
+                    url: url.clone(),
+                    headers: &headers,
+                    body: None,
+                    timeout,
+                    retry: req.retry.as_ref(),
+                    ca_pem: req.ca_pem.as_deref(),
+                    spill_to: None,
+                },
+                credential,
+            )
+            .await?;
+            if !(200..300).contains(&answer.status) {
+                return Err(ProbeError::Target(format!(
+                    "soap_action: GET {} (the alias's WSDL): HTTP {}; give `soap_action` or fix the alias's `wsdl`",
+                    http::shown_url(&url),
+                    answer.status
+                )));
+            }
+            let actions = Arc::new(soap_xml::wsdl_actions(&answer.body).map_err(|e| {
+                ProbeError::Target(format!(
+                    "soap_action: the WSDL at {}: {e}",
+                    http::shown_url(&url)
+                ))
+            })?);
+            let mut cache = WSDL_ACTIONS.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= MAX_WSDLS {
+                cache.clear();
+            }
+            cache.insert(wsdl.to_string(), (Instant::now(), actions.clone()));
+            actions
+        }
+    };
+    soap_xml::soap_action_for(&actions, operation, req.version)
+        .map(|action| unquoted(&action).to_string())
+        .ok_or_else(|| {
+            ProbeError::Target(format!(
+                "soap_action: the WSDL at {} has no binding operation `{operation}`; give `soap_action`",
+                http::shown_url(&url)
+            ))
+        })
 }
 
 /// Response headers as the result shows them: without the cookies the service set for
@@ -184,6 +302,22 @@ mod tests {
         assert_eq!((kept.body.as_str(), kept.truncated), ("", false));
         let kept = not_soap("binary", &BTreeMap::new(), &[0xff, 0xfe, b'x']);
         assert!(kept.body.ends_with('x'));
+    }
+
+    #[test]
+    fn actions_are_quoted_once_and_derived_from_the_namespace() {
+        assert_eq!(unquoted("\"urn:x\""), "urn:x");
+        assert_eq!(unquoted(" urn:x "), "urn:x");
+        assert_eq!(unquoted("\""), "\"");
+        assert_eq!(unquoted("\"\""), "");
+        assert_eq!(derived_action(Some("urn:calc"), "Add"), "urn:calc#Add");
+        assert_eq!(
+            derived_action(Some("http://tempuri.org/"), "Add"),
+            "http://tempuri.org/Add"
+        );
+        assert_eq!(derived_action(Some("urn:x#"), "Add"), "urn:x#Add");
+        assert_eq!(derived_action(Some(""), "Add"), "");
+        assert_eq!(derived_action(None, "Add"), "");
     }
 
     #[test]

@@ -136,6 +136,10 @@ pub struct AliasFields {
     /// SOAP version, 1.1 or 1.2 (soap aliases).
     #[arg(long, value_parser = ["1.1", "1.2"])]
     soap_version: Option<String>,
+    /// The service's WSDL, to read SOAP actions from (soap aliases; `?wsdl` or a URL
+    /// on the alias's origin).
+    #[arg(long)]
+    wsdl: Option<String>,
     /// PEM file of the CA the target's certificate chains to.
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -392,6 +396,7 @@ fn alias_body(f: &AliasFields) -> Result<Alias> {
             Some(_) => Some(SoapVersion::V1_1),
             None => None,
         },
+        wsdl: f.wsdl.clone(),
         ca_pem: f
             .ca_file
             .as_ref()

@@ -67,9 +67,17 @@ pub struct SoapRequest {
     /// SOAP version (default 1.1).
     #[serde(default)]
     pub version: SoapVersion,
-    /// The action (`SOAPAction` header in 1.1, `action` parameter in 1.2).
+    /// The action (`SOAPAction` header in 1.1, `action` parameter in 1.2), quoted once
+    /// on the wire whether or not it is given quoted. Without it, an operation call
+    /// takes the `soapAction` of `wsdl_url`'s binding for the operation, else
+    /// `{namespace}#{operation}` (`{namespace}{operation}` when the namespace ends in
+    /// `/` or `#`), else sends an empty action.
     #[serde(default)]
     pub soap_action: Option<String>,
+    /// The service's WSDL, to read the operation's `soapAction` from when none is given
+    /// (set from the alias's `wsdl`; on the alias's origin, fetched with its credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wsdl_url: Option<String>,
     /// The Body's content as XML, sent as is. Give this or `operation`.
     #[serde(default)]
     pub body: Option<String>,

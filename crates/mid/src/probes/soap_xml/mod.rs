@@ -20,9 +20,11 @@ mod names;
 mod parse;
 mod scope;
 mod view;
+mod wsdl;
 
 pub use build::{OPERATION_PREFIX, envelope, operation_body, operation_body_in_form};
 pub use parse::parse_response;
+pub use wsdl::{WsdlAction, soap_action_for, wsdl_actions};
 
 use openmid_proto::soap::{SoapFault, SoapVersion};
 use serde_json::Value;
