@@ -405,7 +405,8 @@ pub struct ActionResult<R> {
     pub attempt: u32,
     /// Why it failed, when `state` is `error`.
     pub error: Option<String>,
-    /// The target's response (absent when the call itself failed).
+    /// The target's response: absent when the call itself failed, unless the probe kept
+    /// what the target answered (a SOAP call answered with an HTML error page).
     pub response: Option<R>,
     /// Where the time went.
     pub timings: ActionTimings,
