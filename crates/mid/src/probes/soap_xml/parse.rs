@@ -35,10 +35,10 @@ pub fn parse_response(xml: &[u8]) -> Result<ParsedEnvelope, SoapXmlError> {
             version,
             body: None,
             result: None,
-            fault: Some(fault_of(fault, version, &text, &body.scope)),
+            fault: Some(fault_of(fault, version, &text, &body.scope)?),
         });
     }
-    let raw = scope::self_contained(&text, body.inner.clone(), &body.elements, &body.scope);
+    let raw = scope::self_contained(&text, body.inner.clone(), &body.elements, &body.scope)?;
     let result = first.map(|el| {
         let mut object = Map::new();
         object.insert(el.local.clone(), element_json(el));

@@ -9,9 +9,13 @@
 //! prefix itself. All of them, not only the ones the names use: prefixes also appear in
 //! content (`xsi:type="tns:Quote"`, a Fault code), where no parser can find them.
 
+use super::SoapXmlError;
 use super::parse::Element;
 use quick_xml::name::{NamespaceResolver, PrefixDeclaration};
 use std::ops::Range;
+
+/// Most bytes of declarations added to one fragment.
+pub(super) const MAX_ADDED_BYTES: usize = 16 << 20;
 
 /// One namespace declaration: `xmlns="…"` (no prefix) or `xmlns:prefix="…"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,12 +73,18 @@ pub(super) fn resolve<'s>(scope: &'s [Binding], prefix: Option<&str>) -> Option<
 /// The fragment `text[inner]` with the bindings of `scope` declared on each of its
 /// top-level elements (`top`, in document order, all inside `inner`) that does not
 /// declare the prefix itself.
+///
+/// The declarations added are bounded by [`MAX_ADDED_BYTES`]: they grow with top-level
+/// elements × bindings, so a hostile answer (a million `<a/>` under an Envelope with
+/// hundreds of long declarations) could otherwise take quadratic memory. Honest
+/// answers stay far below it; past it the answer is refused, not cut.
 pub(super) fn self_contained(
     text: &str,
     inner: Range<usize>,
     top: &[Element],
     scope: &[Binding],
-) -> String {
+) -> Result<String, SoapXmlError> {
+    let limit = inner.len().saturating_add(MAX_ADDED_BYTES);
     let mut out = String::with_capacity(inner.len());
     let mut copied = inner.start;
     for element in top {
@@ -102,7 +112,41 @@ pub(super) fn self_contained(
             out.push_str(&binding.namespace.replace('"', "&quot;"));
             out.push('"');
         }
+        if out.len() > limit {
+            return Err(SoapXmlError::Malformed(format!(
+                "the response's {} top-level elements would each need its {} namespace declarations again, more than {} MiB; refused",
+                top.len(),
+                scope.len(),
+                MAX_ADDED_BYTES >> 20
+            )));
+        }
     }
     out.push_str(text.get(copied..inner.end).unwrap_or_default());
-    out
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{SoapXmlError, parse_response};
+
+    #[test]
+    fn declarations_added_are_bounded() {
+        let declarations: String = (0..100)
+            .map(|i| format!(" xmlns:p{i}=\"urn:{}\"", "x".repeat(1000)))
+            .collect();
+        let many = "<a/>".repeat(200);
+        let xml = format!(
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"{declarations}><s:Body>{many}</s:Body></s:Envelope>"
+        );
+        // 200 elements × 100 KB of declarations: 20 MB, refused.
+        assert!(matches!(
+            parse_response(xml.as_bytes()),
+            Err(SoapXmlError::Malformed(m)) if m.contains("namespace declarations")
+        ));
+        let few = "<a/>".repeat(100);
+        let xml = format!(
+            "<s:Envelope xmlns:s=\"http://schemas.xmlsoap.org/soap/envelope/\"{declarations}><s:Body>{few}</s:Body></s:Envelope>"
+        );
+        assert!(parse_response(xml.as_bytes()).is_ok());
+    }
 }

@@ -1,6 +1,7 @@
 //! What a caller gets out of a parsed Body: the JSON view of its first element, or the
 //! Fault taken apart.
 
+use super::SoapXmlError;
 use super::names::trim_xml;
 use super::parse::Element;
 use super::scope::{self, Binding};
@@ -62,16 +63,19 @@ pub(super) fn fault_of(
     version: SoapVersion,
     text: &str,
     body_scope: &[Binding],
-) -> SoapFault {
+) -> Result<SoapFault, SoapXmlError> {
     let text_of = |element: &Element| trim_xml(&element.text).to_string();
     let in_fault = scope::within(body_scope, &fault.declarations);
-    let inner_xml = |element: &Element| {
+    let inner_xml = |element: Option<&Element>| -> Result<Option<String>, SoapXmlError> {
+        let Some(element) = element else {
+            return Ok(None);
+        };
         let inside = scope::within(&in_fault, &element.declarations);
-        let xml = scope::self_contained(text, element.inner.clone(), &element.children, &inside);
+        let xml = scope::self_contained(text, element.inner.clone(), &element.children, &inside)?;
         let xml = trim_xml(&xml);
-        (!xml.is_empty()).then(|| xml.to_string())
+        Ok((!xml.is_empty()).then(|| xml.to_string()))
     };
-    match version {
+    Ok(match version {
         SoapVersion::V1_1 => {
             let code = child(fault, "faultcode")
                 .map(|c| fault_code(c, &in_fault))
@@ -86,7 +90,7 @@ pub(super) fn fault_of(
                 actor: child(fault, "faultactor")
                     .map(text_of)
                     .filter(|s| !s.is_empty()),
-                detail: child(fault, "detail").and_then(inner_xml),
+                detail: inner_xml(child(fault, "detail"))?,
             }
         }
         SoapVersion::V1_2 => {
@@ -116,10 +120,10 @@ pub(super) fn fault_of(
                     .map(text_of)
                     .unwrap_or_default(),
                 actor: child(fault, "Role").map(text_of).filter(|s| !s.is_empty()),
-                detail: child(fault, "Detail").and_then(inner_xml),
+                detail: inner_xml(child(fault, "Detail"))?,
             }
         }
-    }
+    })
 }
 
 /// A code element's text as a qualified name resolved in the scope around it plus its
