@@ -73,6 +73,16 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
 /// made here so a broken Body is refused before it is queued, with the problem named).
 pub fn check_soap(req: &SoapRequest) -> Result<(), PayloadError> {
     check_common(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())?;
+    // It travels in a header (1.1) or a Content-Type parameter (1.2), quoted.
+    if let Some(action) = &req.soap_action
+        && (reqwest::header::HeaderValue::from_str(action).is_err()
+            || action.trim().trim_matches('"').contains('"'))
+    {
+        return Err(err(
+            "soap_action",
+            "must be a URI usable in an HTTP header: no control characters, no `\"` inside",
+        ));
+    }
     if let Some(wsdl) = &req.wsdl_url {
         let wsdl = reqwest::Url::parse(wsdl)
             .map_err(|e| err("wsdl_url", format!("`{wsdl}` is not an absolute URL: {e}")))?;
@@ -181,6 +191,18 @@ mod tests {
                 .as_deref(),
             Some("topic")
         );
+    }
+
+    #[test]
+    fn soap_actions_must_fit_in_a_header() {
+        let soap = |action: &str| json!({"url": "http://10.0.0.5/ws", "operation": "Op", "soap_action": action});
+        for ok in ["urn:x#Op", "\"urn:x#Op\"", "", "http://tempuri.org/Op"] {
+            assert!(check(Topic::SOAPProbe, &soap(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["urn:x\nInjected: 1", "urn:\"x\"", "\u{1}"] {
+            let e = check(Topic::SOAPProbe, &soap(bad)).expect_err(bad);
+            assert_eq!(e.field, "soap_action", "{bad}");
+        }
     }
 
     #[test]

@@ -1004,6 +1004,26 @@ proptest! {
         let _ = check_body_xml(&noise);
     }
 
+    /// The unqualified form reads back as the same JSON, its children in no namespace.
+    #[test]
+    fn unqualified_params_round_trip(
+        values in proptest::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_.-]{0,8}", "\\PC{0,12}", 0..5),
+    ) {
+        let p: Map<String, Value> = values.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let body = operation_body_in_form("Op", Some("urn:t"), &p, ElementForm::Unqualified);
+        prop_assert!(body.is_ok(), "{:?}", body);
+        let body = body.expect("checked");
+        let mut expected = vec![Some("urn:t".to_string())];
+        expected.extend(values.keys().map(|_| None));
+        prop_assert_eq!(namespaces_of(&body), Ok(expected));
+        let parsed = parse_response(envelope(SoapVersion::V1_1, &body).as_bytes());
+        prop_assert!(parsed.is_ok(), "{:?}", parsed);
+        let qualified = parse_response(
+            envelope(SoapVersion::V1_1, &operation_body("Op", Some("urn:t"), &p).expect("body")).as_bytes(),
+        );
+        prop_assert_eq!(parsed.expect("checked").result, qualified.expect("parses").result);
+    }
+
     #[test]
     fn string_params_round_trip(
         values in proptest::collection::btree_map("[a-zA-Z_][a-zA-Z0-9_.-]{0,8}", param_string(), 0..5),
