@@ -15,7 +15,7 @@ use std::borrow::Cow;
 /// once per item (an empty array: no element). A key starting with `@` becomes an
 /// attribute of the enclosing element; its value must be a string, number or boolean.
 /// An empty string and null both come out as an empty element, which
-/// [`parse_response`] reads back as null. Element order follows the map's order.
+/// [`parse_response`](super::parse_response) reads back as null. Element order follows the map's order.
 pub fn operation_body(
     operation: &str,
     namespace: Option<&str>,
@@ -76,7 +76,7 @@ pub fn operation_body_in_form(
 pub const OPERATION_PREFIX: &str = "tns";
 
 /// Wraps Body content in a SOAP envelope of `version`. `body_xml` is inserted as is:
-/// it is the caller's XML (check it first with [`check_body_xml`] if it came from
+/// it is the caller's XML (check it first with [`check_body_xml`](super::check_body_xml) if it came from
 /// outside). The envelope prefix is `soap`.
 pub fn envelope(version: SoapVersion, body_xml: &str) -> String {
     format!(

@@ -8,11 +8,13 @@
 //! the five predefined entities and character references, which rules out XXE and
 //! billion-laughs), and bounds element nesting.
 //!
-//! One concept per file: [`build`] turns an operation and JSON parameters into Body XML
-//! and wraps it in an envelope, [`check_body_xml`] refuses a caller's broken Body
-//! before it is sent (with proto's checker, the one the instance runs too), [`parse`] reads a response envelope (after [`encoding`] turns its bytes into
-//! text) and [`view`] makes the JSON view and the Fault out of the Body it found;
-//! [`names`] holds the XML 1.0 lexical rules they all share.
+//! One concept per file: `build` turns an operation and JSON parameters into Body XML
+//! and wraps it in an envelope; [`check_body_xml`] refuses a caller's broken Body before
+//! it is sent (proto's checker, the one the instance runs too); `parse` reads a
+//! response envelope (after `encoding` turns its bytes into text), `scope` makes
+//! the extracted Body and detail declare the namespaces they use, and `view` makes the
+//! JSON view and the Fault out of the Body; `wsdl` reads operations' `soapAction`
+//! from a WSDL; `names` holds the XML 1.0 lexical rules they share.
 
 mod build;
 mod encoding;
@@ -34,8 +36,8 @@ use serde_json::Value;
 /// bound is there so hostile input cannot exhaust the stack or memory.
 pub const MAX_DEPTH: usize = 256;
 
-/// The prefix [`envelope`] binds to the envelope namespace; [`check_body_xml`] lets a
-/// caller's Body use it because it is declared around the Body.
+// The prefix [`envelope`] binds to the envelope namespace; [`check_body_xml`] lets a
+// caller's Body use it because it is declared around the Body.
 use openmid_proto::soap::xml::ENVELOPE_PREFIX;
 
 /// Attributes in this namespace (`xsi:type`, `xsi:nil`, …) describe typing, not data,
