@@ -7,7 +7,7 @@ use openmid_instance::client::{ActionOutcome, ApiClient};
 use openmid_proto::alias::{Alias, AliasInfo, ConnectionKind, CredentialInfo, Execution};
 use openmid_proto::api::{NewCredential, SoapAction};
 use openmid_proto::rest::{RetryMode, RetryPolicy};
-use openmid_proto::soap::SoapVersion;
+use openmid_proto::soap::{ElementForm, SoapVersion};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -173,6 +173,10 @@ pub struct SoapRun {
     /// Operation parameter `name=value` (repeatable).
     #[arg(long = "param")]
     params: Vec<String>,
+    /// `unqualified`: parameter elements in no namespace (`<tns:Op><a>1</a></tns:Op>`),
+    /// for schemas with `elementFormDefault="unqualified"` (default: qualified).
+    #[arg(long, value_parser = ["qualified", "unqualified"])]
+    element_form: Option<String>,
     /// File holding the Body's XML (`-`: stdin).
     #[arg(long)]
     body_file: Option<PathBuf>,
@@ -552,7 +556,11 @@ pub async fn run_soap(api: &ApiClient, run: SoapRun, json: bool) -> Result<ExitC
         operation: run.operation,
         namespace: run.namespace,
         params,
-        element_form: None,
+        element_form: match run.element_form.as_deref() {
+            Some("unqualified") => Some(ElementForm::Unqualified),
+            Some(_) => Some(ElementForm::Qualified),
+            None => None,
+        },
         headers: BTreeMap::new(),
         timeout_ms: None,
         at_most_once: false,
