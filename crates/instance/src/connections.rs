@@ -480,9 +480,20 @@ impl Connections<'_> {
                 "`namespace` and `params` go with `operation`",
             ));
         }
+        if action.operation.is_none() && action.element_form.is_some() {
+            return Err(invalid(
+                "element_form",
+                "`element_form` goes with `operation`",
+            ));
+        }
         let url = join_url(&alias.base_url, action.path.as_deref(), &BTreeMap::new())?;
         let mut headers = alias.headers.clone();
         overlay_headers(&mut headers, action.headers);
+        // Only needed (and fetched) when the action has to be read from it.
+        let wsdl_url = match (&alias.wsdl, &action.soap_action, &action.operation) {
+            (Some(wsdl), None, Some(_)) => Some(wsdl_url(&alias.base_url, wsdl)?),
+            _ => None,
+        };
         let request = SoapRequest {
             url,
             version: action.version.or(alias.soap_version).unwrap_or_default(),
@@ -491,6 +502,8 @@ impl Connections<'_> {
             operation: action.operation,
             namespace: action.namespace,
             params: action.params,
+            element_form: action.element_form,
+            wsdl_url,
             headers,
             timeout_ms: action.timeout_ms.or(alias.timeout_ms),
             credential,
@@ -750,13 +763,64 @@ fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
     if alias.soap_version.is_some() && alias.kind != ConnectionKind::Soap {
         return Err(invalid("soap_version", "only for `soap` aliases"));
     }
+    if let Some(wsdl) = &alias.wsdl {
+        if alias.kind != ConnectionKind::Soap {
+            return Err(invalid("wsdl", "only for `soap` aliases"));
+        }
+        wsdl_url(&alias.base_url, wsdl)?;
+    }
     Ok(())
+}
+
+/// The alias's WSDL as an absolute URL: `wsdl` resolved against `base_url` (so `?wsdl`
+/// is the endpoint's WSDL), and on the same origin, because the MID fetches it with the
+/// alias's credential and credentials never leave the alias's host.
+fn wsdl_url(base_url: &str, wsdl: &str) -> Result<String, DispatchError> {
+    let base = url::Url::parse(base_url)
+        .map_err(|e| invalid("base_url", format!("does not parse: {e}")))?;
+    let url = base
+        .join(wsdl)
+        .map_err(|e| invalid("wsdl", format!("`{wsdl}` is not a URL or reference: {e}")))?;
+    if url.origin() != base.origin() {
+        return Err(invalid(
+            "wsdl",
+            format!(
+                "`{wsdl}` is not on the alias's origin ({}): the MID fetches it with the alias's credential",
+                base.origin().ascii_serialization()
+            ),
+        ));
+    }
+    Ok(url.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn wsdls_resolve_against_the_base_and_stay_on_its_origin() {
+        assert_eq!(
+            wsdl_url("http://h:8/ws/calc", "?wsdl").expect("ok"),
+            "http://h:8/ws/calc?wsdl"
+        );
+        assert_eq!(
+            wsdl_url("http://h:8/ws/calc", "/meta/calc.wsdl").expect("ok"),
+            "http://h:8/meta/calc.wsdl"
+        );
+        assert_eq!(
+            wsdl_url("http://h:8/ws/calc", "http://h:8/x?wsdl").expect("ok"),
+            "http://h:8/x?wsdl"
+        );
+        for other in [
+            "http://evil/x?wsdl",
+            "https://h:8/x",
+            "http://h:9/x",
+            "//evil/x",
+        ] {
+            assert!(wsdl_url("http://h:8/ws/calc", other).is_err(), "{other}");
+        }
+    }
 
     #[test]
     fn paths_stay_below_the_base() {

@@ -57,6 +57,7 @@ fn alias(name: &str, kind: ConnectionKind, base_url: &str, credential: &str) -> 
             ..Execution::default()
         },
         soap_version: None,
+        wsdl: None,
         ca_pem: None,
     }
 }

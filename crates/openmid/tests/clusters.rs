@@ -446,6 +446,7 @@ async fn alias_actions_fail_over_in_a_cluster_for_rest_and_soap() {
             ..Execution::default()
         },
         soap_version: None,
+        wsdl: None,
         ca_pem: None,
     };
     api.create_alias(&alias(

@@ -11,4 +11,5 @@ mod end_to_end;
 mod large_bodies;
 mod recovery;
 mod redirects;
+mod soap;
 mod support;

@@ -108,6 +108,11 @@ pub struct Alias {
     /// SOAP version when an action does not say (SOAP aliases; default 1.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub soap_version: Option<SoapVersion>,
+    /// The service's WSDL (SOAP aliases): a URL on the alias's origin, or a reference
+    /// resolved against `base_url` (`?wsdl`). When an operation call gives no
+    /// `soap_action`, the MID reads the operation's `soapAction` from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wsdl: Option<String>,
     /// PEM CA certificates for a target with an internal CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,

@@ -374,6 +374,11 @@ pub struct SoapAction {
     /// Operation parameters.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// `qualified` (default): parameter elements in `namespace`, like the operation;
+    /// `unqualified`: in no namespace (`<tns:Op xmlns:tns="…"><a>1</a></tns:Op>`), as a
+    /// schema with `elementFormDefault="unqualified"` wants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element_form: Option<crate::soap::ElementForm>,
     /// Extra HTTP headers.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -403,7 +408,8 @@ pub struct ActionResult<R> {
     pub attempt: u32,
     /// Why it failed, when `state` is `error`.
     pub error: Option<String>,
-    /// The target's response (absent when the call itself failed).
+    /// The target's response: absent when the call itself failed, unless the probe kept
+    /// what the target answered (a SOAP call answered with an HTML error page).
     pub response: Option<R>,
     /// Where the time went.
     pub timings: ActionTimings,

@@ -2,11 +2,18 @@
 //! tests: it parses envelopes namespace-aware (any prefixes), answers in the SOAP
 //! version of the request, returns proper faults with detail, serves its WSDL, and
 //! records what it received so tests can check the probe's headers and envelopes.
+//!
+//! It answers the way an independent service (Python spyne) does, because that is what
+//! openmid met outside: every namespace declared once on the Envelope (`soap11env`,
+//! `soap12env`, `tns`) and used unqualified-declared in the Body and the Fault detail,
+//! prefixed and refined fault codes (`soap11env:Client.UnknownOperation`; in 1.2 a
+//! `tns:` Subcode), an HTML page with a session cookie for a failed login, and a
+//! SOAPAction that must be the WSDL's, quoted once.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,6 +38,21 @@ pub const SOAP12_ENV_NS: &str = "http://www.w3.org/2003/05/soap-envelope";
 const MAX_DEPTH: usize = 64;
 /// Largest `Big` response, in characters.
 const MAX_BIG: usize = 256 * 1024 * 1024;
+/// The operations, in WSDL order.
+const OPERATIONS: [&str; 5] = ["Add", "Echo", "Divide", "Big", "Concat"];
+/// The 401 page, HTML as application servers answer it, not a SOAP Fault.
+pub const UNAUTHORIZED_HTML: &str = "<!DOCTYPE html>\n<html><head><title>401 Unauthorized</title></head>\
+<body><h1>Unauthorized</h1><p>This server could not verify that you are authorized to access the \
+document requested.</p></body></html>\n";
+
+/// The SOAP action of an operation, as the WSDL declares it: `{CALC_NS}#{op}`, except
+/// `Concat`, whose action follows no rule a client could guess (only the WSDL tells).
+pub fn soap_action_of(operation: &str) -> String {
+    match operation {
+        "Concat" => "http://openmid.test/calc/actions/concat-v2".into(),
+        op => format!("{CALC_NS}#{op}"),
+    }
+}
 
 /// A running SOAP service.
 pub struct SoapService {
@@ -51,8 +73,9 @@ struct Shared {
 
 impl SoapService {
     /// Starts the service on 127.0.0.1 and a free port: `POST /calc` (SOAP 1.1 or 1.2)
-    /// and `GET /calc?wsdl`. With `basic` (user, password), every request needs that
-    /// Basic authentication, else 401.
+    /// and `GET /calc?wsdl`; `POST /empty` answers 503 with no body. With `basic`
+    /// (user, password), every request needs that Basic authentication, else 401 with
+    /// an HTML page ([`UNAUTHORIZED_HTML`]) and a `Set-Cookie`.
     pub async fn start(basic: Option<(String, String)>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -65,6 +88,10 @@ impl SoapService {
         });
         let app = Router::new()
             .route("/calc", get(wsdl).post(call))
+            .route(
+                "/empty",
+                axum::routing::post(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            )
             .layer(axum::middleware::from_fn_with_state(
                 shared.clone(),
                 record_and_authenticate,
@@ -140,11 +167,20 @@ async fn record_and_authenticate(
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
             .and_then(|(_, creds)| BASE64.decode(creds.trim()).ok());
         if given.as_deref() != Some(expected.as_bytes()) {
-            let mut response =
-                (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
-            response.headers_mut().insert(
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                [(CONTENT_TYPE, "text/html; charset=utf-8")],
+                UNAUTHORIZED_HTML,
+            )
+                .into_response();
+            let headers = response.headers_mut();
+            headers.insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"openmid-test-soap\""),
+            );
+            headers.insert(
+                SET_COOKIE,
+                HeaderValue::from_static("session=unauthenticated-7f3a; Path=/; HttpOnly"),
             );
             return response;
         }
@@ -183,6 +219,14 @@ impl Version {
         }
     }
 
+    /// The envelope prefix spyne uses.
+    fn prefix(self) -> &'static str {
+        match self {
+            Version::V11 => "soap11env",
+            Version::V12 => "soap12env",
+        }
+    }
+
     fn content_type(self) -> &'static str {
         match self {
             Version::V11 => "text/xml; charset=utf-8",
@@ -195,6 +239,8 @@ impl Version {
 #[derive(Debug)]
 struct Fault {
     code: FaultCode,
+    /// A refinement of the code: `Client.{it}` in 1.1, a `tns:{it}` Subcode in 1.2.
+    refinement: Option<&'static str>,
     reason: String,
     /// Raw XML put inside `detail`/`Detail`.
     detail: Option<String>,
@@ -202,11 +248,11 @@ struct Fault {
 
 #[derive(Clone, Copy, Debug)]
 enum FaultCode {
-    /// The request was wrong: `soap:Client` (1.1) / `soap:Sender` (1.2).
+    /// The request was wrong: `soap11env:Client` (1.1) / `soap12env:Sender` (1.2).
     Client,
     /// The envelope is not of the version the Content-Type says.
     VersionMismatch,
-    /// The service failed: `soap:Server` / `soap:Receiver`.
+    /// The service failed: `soap11env:Server` / `soap12env:Receiver`.
     Server,
 }
 
@@ -214,42 +260,57 @@ impl Fault {
     fn client(reason: impl Into<String>) -> Self {
         Self {
             code: FaultCode::Client,
+            refinement: None,
             reason: reason.into(),
             detail: None,
+        }
+    }
+
+    /// A client fault refined by `refinement`.
+    fn refined(refinement: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            refinement: Some(refinement),
+            ..Self::client(reason)
         }
     }
 
     fn render(&self, version: Version) -> String {
         let reason = escape(self.reason.as_str());
         let detail = self.detail.as_deref();
+        let p = version.prefix();
         let fault = match version {
             Version::V11 => {
                 let code = match self.code {
-                    FaultCode::Client => "soap:Client",
-                    FaultCode::VersionMismatch => "soap:VersionMismatch",
-                    FaultCode::Server => "soap:Server",
+                    FaultCode::Client => "Client",
+                    FaultCode::VersionMismatch => "VersionMismatch",
+                    FaultCode::Server => "Server",
                 };
+                let refinement = self.refinement.map(|r| format!(".{r}")).unwrap_or_default();
                 let detail = detail
                     .map(|d| format!("<detail>{d}</detail>"))
                     .unwrap_or_default();
                 format!(
-                    "<soap:Fault><faultcode>{code}</faultcode>\
-                     <faultstring>{reason}</faultstring>{detail}</soap:Fault>"
+                    "<{p}:Fault><faultcode>{p}:{code}{refinement}</faultcode>\
+                     <faultstring>{reason}</faultstring>{detail}</{p}:Fault>"
                 )
             }
             Version::V12 => {
                 let code = match self.code {
-                    FaultCode::Client => "soap:Sender",
-                    FaultCode::VersionMismatch => "soap:VersionMismatch",
-                    FaultCode::Server => "soap:Receiver",
+                    FaultCode::Client => "Sender",
+                    FaultCode::VersionMismatch => "VersionMismatch",
+                    FaultCode::Server => "Receiver",
                 };
+                let subcode = self
+                    .refinement
+                    .map(|r| format!("<{p}:Subcode><{p}:Value>tns:{r}</{p}:Value></{p}:Subcode>"))
+                    .unwrap_or_default();
                 let detail = detail
-                    .map(|d| format!("<soap:Detail>{d}</soap:Detail>"))
+                    .map(|d| format!("<{p}:Detail>{d}</{p}:Detail>"))
                     .unwrap_or_default();
                 format!(
-                    "<soap:Fault><soap:Code><soap:Value>{code}</soap:Value></soap:Code>\
-                     <soap:Reason><soap:Text xml:lang=\"en\">{reason}</soap:Text></soap:Reason>\
-                     {detail}</soap:Fault>"
+                    "<{p}:Fault><{p}:Code><{p}:Value>{p}:{code}</{p}:Value>{subcode}</{p}:Code>\
+                     <{p}:Reason><{p}:Text xml:lang=\"en\">{reason}</{p}:Text></{p}:Reason>\
+                     {detail}</{p}:Fault>"
                 )
             }
         };
@@ -257,11 +318,14 @@ impl Fault {
     }
 }
 
+/// The response envelope, spyne-style: single-quoted XML declaration, every namespace
+/// declared once here, the Body's content relying on it.
 fn envelope(version: Version, body: &str) -> String {
     format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
-         <soap:Envelope xmlns:soap=\"{}\"><soap:Body>{body}</soap:Body></soap:Envelope>",
-        version.envelope_ns()
+        "<?xml version='1.0' encoding='UTF-8'?>\n\
+         <{p}:Envelope xmlns:{p}=\"{ns}\" xmlns:tns=\"{CALC_NS}\"><{p}:Body>{body}</{p}:Body></{p}:Envelope>",
+        p = version.prefix(),
+        ns = version.envelope_ns()
     )
 }
 
@@ -326,6 +390,7 @@ fn handle(version: Version, action: Option<&str>, body: &[u8]) -> Result<String,
     if root.ns.as_deref() != Some(version.envelope_ns()) {
         return Err(Fault {
             code: FaultCode::VersionMismatch,
+            refinement: None,
             reason: format!(
                 "the Envelope namespace does not match the Content-Type (expected {})",
                 version.envelope_ns()
@@ -344,23 +409,38 @@ fn handle(version: Version, action: Option<&str>, body: &[u8]) -> Result<String,
         .children
         .first()
         .ok_or_else(|| Fault::client("the Body is empty"))?;
-    let known = ["Add", "Echo", "Divide", "Big"];
-    if op.ns.as_deref() != Some(CALC_NS) || !known.contains(&op.name.as_str()) {
-        return Err(Fault::client(format!("unknown operation {}", op.name)));
+    if op.ns.as_deref() != Some(CALC_NS) || !OPERATIONS.contains(&op.name.as_str()) {
+        return Err(Fault::refined(
+            "UnknownOperation",
+            format!("unknown operation {}", op.name),
+        ));
     }
     if let Some(action) = action {
-        let action = action.trim().trim_matches('"');
-        let expected = format!("{CALC_NS}#{}", op.name);
+        // One pair of quotes around the action, as SOAP 1.1 writes the header; a value
+        // quoted twice is the client's bug.
+        let trimmed = action.trim();
+        let action = trimmed
+            .strip_prefix('"')
+            .and_then(|a| a.strip_suffix('"'))
+            .unwrap_or(trimmed);
+        if action.contains('"') {
+            return Err(Fault::refined(
+                "ActionMismatch",
+                format!("SOAP action {trimmed} is quoted twice"),
+            ));
+        }
+        let expected = soap_action_of(&op.name);
         if action != expected {
-            return Err(Fault::client(format!(
-                "SOAP action \"{action}\" does not match operation {} (expected \"{expected}\")",
-                op.name
-            )));
+            return Err(Fault::refined(
+                "ActionMismatch",
+                format!(
+                    "SOAP action \"{action}\" does not match operation {} (expected \"{expected}\")",
+                    op.name
+                ),
+            ));
         }
     }
-    let response = |name: &str, inner: String| {
-        format!("<calc:{name} xmlns:calc=\"{CALC_NS}\">{inner}</calc:{name}>")
-    };
+    let response = |name: &str, inner: String| format!("<tns:{name}>{inner}</tns:{name}>");
     match op.name.as_str() {
         "Add" => {
             let (a, b) = (op.integer("a")?, op.integer("b")?);
@@ -369,14 +449,14 @@ fn handle(version: Version, action: Option<&str>, body: &[u8]) -> Result<String,
                 .ok_or_else(|| Fault::client("integer overflow"))?;
             Ok(response(
                 "AddResponse",
-                format!("<calc:result>{sum}</calc:result>"),
+                format!("<tns:result>{sum}</tns:result>"),
             ))
         }
         "Echo" => {
             let text = op.param("text")?;
             Ok(response(
                 "EchoResponse",
-                format!("<calc:text>{}</calc:text>", escape(text)),
+                format!("<tns:text>{}</tns:text>", escape(text)),
             ))
         }
         "Divide" => {
@@ -384,10 +464,10 @@ fn handle(version: Version, action: Option<&str>, body: &[u8]) -> Result<String,
             if b == 0 {
                 return Err(Fault {
                     code: FaultCode::Client,
+                    refinement: None,
                     reason: "division by zero".into(),
                     detail: Some(format!(
-                        "<calc:DivideFault xmlns:calc=\"{CALC_NS}\">\
-                         <calc:dividend>{a}</calc:dividend></calc:DivideFault>"
+                        "<tns:DivideFault><tns:dividend>{a}</tns:dividend></tns:DivideFault>"
                     )),
                 });
             }
@@ -396,7 +476,7 @@ fn handle(version: Version, action: Option<&str>, body: &[u8]) -> Result<String,
                 .ok_or_else(|| Fault::client("integer overflow"))?;
             Ok(response(
                 "DivideResponse",
-                format!("<calc:result>{quotient}</calc:result>"),
+                format!("<tns:result>{quotient}</tns:result>"),
             ))
         }
         "Big" => {
@@ -411,11 +491,21 @@ fn handle(version: Version, action: Option<&str>, body: &[u8]) -> Result<String,
                 })?;
             Ok(response(
                 "BigResponse",
-                format!("<calc:data>{}</calc:data>", "x".repeat(n)),
+                format!("<tns:data>{}</tns:data>", "x".repeat(n)),
+            ))
+        }
+        "Concat" => {
+            // Its schema says `elementFormDefault="unqualified"`, and the service holds
+            // clients to it.
+            let (a, b) = (op.unqualified_param("a")?, op.unqualified_param("b")?);
+            Ok(response(
+                "ConcatResponse",
+                format!("<tns:result>{}</tns:result>", escape(format!("{a}{b}"))),
             ))
         }
         other => Err(Fault {
             code: FaultCode::Server,
+            refinement: None,
             reason: format!("operation {other} is not implemented"),
             detail: None,
         }),
@@ -439,6 +529,25 @@ impl Element {
             .find(|c| c.name == name && matches!(c.ns.as_deref(), None | Some(CALC_NS)))
             .map(|c| c.text.as_str())
             .ok_or_else(|| Fault::client(format!("{}: missing element {name}", self.name)))
+    }
+
+    /// Text of the child `name`, which must be unqualified (no namespace).
+    fn unqualified_param(&self, name: &str) -> Result<&str, Fault> {
+        let child = self
+            .children
+            .iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| Fault::client(format!("{}: missing element {name}", self.name)))?;
+        match &child.ns {
+            None => Ok(child.text.as_str()),
+            Some(ns) => Err(Fault::refined(
+                "SchemaValidationError",
+                format!(
+                    "{}: element {name} must be unqualified (elementFormDefault=\"unqualified\"), found it in {ns}",
+                    self.name
+                ),
+            )),
+        }
     }
 
     fn integer(&self, name: &str) -> Result<i64, Fault> {
@@ -531,7 +640,7 @@ fn close(open: &mut [Element], root: &mut Option<Element>, element: Element) {
 /// The WSDL 1.1 description (document/literal, SOAP 1.1 and 1.2 bindings).
 fn wsdl_document(endpoint: &str) -> String {
     let endpoint = escape(endpoint);
-    let ops = ["Add", "Echo", "Divide", "Big"];
+    let ops = OPERATIONS;
     let mut messages = String::new();
     let mut port_ops = String::new();
     let mut bind11 = String::new();
@@ -558,8 +667,9 @@ fn wsdl_document(endpoint: &str) -> String {
             } else {
                 String::new()
             };
+            let action = escape(soap_action_of(op));
             bindings.push_str(&format!(
-                "<wsdl:operation name=\"{op}\"><{prefix}:operation soapAction=\"{CALC_NS}#{op}\" style=\"document\"/>\
+                "<wsdl:operation name=\"{op}\"><{prefix}:operation soapAction=\"{action}\" style=\"document\"/>\
                  <wsdl:input><{prefix}:body use=\"literal\"/></wsdl:input>\
                  <wsdl:output><{prefix}:body use=\"literal\"/></wsdl:output>{fault}</wsdl:operation>\n"
             ));
@@ -587,6 +697,10 @@ fn wsdl_document(endpoint: &str) -> String {
 <xsd:element name="EchoResponse" type="calc:Text"/>
 <xsd:element name="Big"><xsd:complexType><xsd:sequence><xsd:element name="bytes" type="xsd:unsignedInt"/></xsd:sequence></xsd:complexType></xsd:element>
 <xsd:element name="BigResponse"><xsd:complexType><xsd:sequence><xsd:element name="data" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
+<xsd:element name="ConcatResponse" type="calc:Result"/>
+</xsd:schema>
+<xsd:schema targetNamespace="{CALC_NS}" elementFormDefault="unqualified">
+<xsd:element name="Concat"><xsd:complexType><xsd:sequence><xsd:element name="a" type="xsd:string"/><xsd:element name="b" type="xsd:string"/></xsd:sequence></xsd:complexType></xsd:element>
 </xsd:schema>
 </wsdl:types>
 {messages}<wsdl:message name="DivideFault"><wsdl:part name="fault" element="calc:DivideFault"/></wsdl:message>
@@ -730,7 +844,7 @@ mod tests {
         assert_eq!(status, 500);
         let fault = body_child(&env);
         assert_eq!(fault.name, "Fault");
-        assert_eq!(child(fault, "faultcode").text, "soap:Client");
+        assert_eq!(child(fault, "faultcode").text, "soap11env:Client");
         assert_eq!(child(fault, "faultstring").text, "division by zero");
         let detail = child(child(fault, "detail"), "DivideFault");
         assert_eq!(detail.ns.as_deref(), Some(CALC_NS));
@@ -740,7 +854,10 @@ mod tests {
             post(&svc, V12, None, envelope_of(SOAP12_ENV_NS, &divide(9, 0))).await;
         assert_eq!(status, 500);
         let fault = body_child(&env);
-        assert_eq!(child(child(fault, "Code"), "Value").text, "soap:Sender");
+        assert_eq!(
+            child(child(fault, "Code"), "Value").text,
+            "soap12env:Sender"
+        );
         assert_eq!(
             child(child(fault, "Reason"), "Text").text,
             "division by zero"
@@ -762,7 +879,10 @@ mod tests {
         let (status, _, env) = post(&svc, V12, None, envelope_of(SOAP12_ENV_NS, op)).await;
         assert_eq!(status, 500);
         let fault = body_child(&env);
-        assert_eq!(child(child(fault, "Code"), "Value").text, "soap:Sender");
+        assert_eq!(
+            child(child(fault, "Code"), "Value").text,
+            "soap12env:Sender"
+        );
         assert_eq!(
             child(child(fault, "Reason"), "Text").text,
             "unknown operation Multiply"
@@ -777,20 +897,75 @@ mod tests {
         )
         .await;
         assert_eq!(status, 500);
-        assert_eq!(child(body_child(&env), "faultcode").text, "soap:Client");
+        assert_eq!(
+            child(body_child(&env), "faultcode").text,
+            "soap11env:Client.ActionMismatch"
+        );
+        // Quoted once is right, quoted twice is not.
+        for (action, ok) in [
+            ("\"urn:openmid:test:calc#Add\"", true),
+            ("urn:openmid:test:calc#Add", true),
+            ("\"\"urn:openmid:test:calc#Add\"\"", false),
+        ] {
+            let (status, _, _) =
+                post(&svc, V11, Some(action), envelope_of(SOAP11_ENV_NS, add)).await;
+            assert_eq!(status == 200, ok, "{action}");
+        }
 
         let (status, _, env) =
             post(&svc, V11, None, "<e:Envelope xmlns:e=\"x\"><oops>".into()).await;
         assert_eq!(status, 500);
-        assert_eq!(child(body_child(&env), "faultcode").text, "soap:Client");
+        assert_eq!(
+            child(body_child(&env), "faultcode").text,
+            "soap11env:Client"
+        );
 
         // A SOAP 1.1 envelope sent as SOAP 1.2.
         let (status, _, env) = post(&svc, V12, None, envelope_of(SOAP11_ENV_NS, add)).await;
         assert_eq!(status, 500);
         assert_eq!(
             child(child(body_child(&env), "Code"), "Value").text,
-            "soap:VersionMismatch"
+            "soap12env:VersionMismatch"
         );
+    }
+
+    #[tokio::test]
+    async fn concat_wants_unqualified_parameters_and_the_wsdl_action() {
+        let svc = SoapService::start(None).await.unwrap();
+        let unqualified =
+            r#"<tns:Concat xmlns:tns="urn:openmid:test:calc"><a>x</a><b>y</b></tns:Concat>"#;
+        let action = format!("\"{}\"", soap_action_of("Concat"));
+        let (status, _, env) = post(
+            &svc,
+            V11,
+            Some(&action),
+            envelope_of(SOAP11_ENV_NS, unqualified),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(child(body_child(&env), "result").text, "xy");
+        let qualified = r#"<Concat xmlns="urn:openmid:test:calc"><a>x</a><b>y</b></Concat>"#;
+        let (status, _, env) = post(
+            &svc,
+            V11,
+            Some(&action),
+            envelope_of(SOAP11_ENV_NS, qualified),
+        )
+        .await;
+        assert_eq!(status, 500);
+        assert_eq!(
+            child(body_child(&env), "faultcode").text,
+            "soap11env:Client.SchemaValidationError"
+        );
+        let guessed = format!("\"{CALC_NS}#Concat\"");
+        let (status, _, _) = post(
+            &svc,
+            V11,
+            Some(&guessed),
+            envelope_of(SOAP11_ENV_NS, unqualified),
+        )
+        .await;
+        assert_eq!(status, 500);
     }
 
     #[tokio::test]
@@ -811,6 +986,14 @@ mod tests {
         let resp = c.get(svc.url("/calc?wsdl")).send().await.unwrap();
         assert_eq!(resp.status(), 401);
         assert!(resp.headers().contains_key(WWW_AUTHENTICATE));
+        assert!(resp.headers().contains_key(SET_COOKIE));
+        assert!(
+            resp.headers()[CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert_eq!(resp.text().await.unwrap(), UNAUTHORIZED_HTML);
         let resp = c
             .get(svc.url("/calc?wsdl"))
             .basic_auth("u", Some("wrong"))

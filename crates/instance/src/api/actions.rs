@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use openmid_proto::api::{
     ActionPending, ActionResult, ActionTimings, NewOutput, RestAction, SoapAction,
 };
-use openmid_proto::ecc::{Queue, State as RecordState, Topic};
+use openmid_proto::ecc::{Queue, Topic};
 use openmid_proto::rest::RestResponse;
 use openmid_proto::soap::SoapResponse;
 use serde::Deserialize;
@@ -146,9 +146,10 @@ fn result<R: serde::de::DeserializeOwned>(
     output: Record,
     input: Option<Record>,
 ) -> ActionResult<R> {
+    // A failed call usually has no response (null payload), but a probe may keep what
+    // the target answered beside the error (a SOAP call answered with an HTML 401).
     let response = input
         .as_ref()
-        .filter(|i| i.state == RecordState::Processed)
         .and_then(|i| serde_json::from_str::<R>(&i.payload).ok());
     ActionResult {
         state: output.state,

@@ -69,12 +69,38 @@ pub fn check_rest(req: &RestRequest) -> Result<(), PayloadError> {
 }
 
 /// Checks a SOAP request: endpoint, version, body or operation, headers, timeout.
+/// A `body` must be well-formed XML content (the check the MID makes before sending,
+/// made here so a broken Body is refused before it is queued, with the problem named).
 pub fn check_soap(req: &SoapRequest) -> Result<(), PayloadError> {
     check_common(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())?;
+    // It travels in a header (1.1) or a Content-Type parameter (1.2), quoted.
+    if let Some(action) = &req.soap_action
+        && (reqwest::header::HeaderValue::from_str(action).is_err()
+            || action.trim().trim_matches('"').contains('"'))
+    {
+        return Err(err(
+            "soap_action",
+            "must be a URI usable in an HTTP header: no control characters, no `\"` inside",
+        ));
+    }
+    if let Some(wsdl) = &req.wsdl_url {
+        let wsdl = reqwest::Url::parse(wsdl)
+            .map_err(|e| err("wsdl_url", format!("`{wsdl}` is not an absolute URL: {e}")))?;
+        // The MID sends the call's credential to it.
+        let endpoint = reqwest::Url::parse(&req.url).map_err(|e| err("url", e.to_string()))?;
+        if wsdl.origin() != endpoint.origin() {
+            return Err(err("wsdl_url", "must be on the origin of `url`"));
+        }
+    }
     match (&req.body, &req.operation) {
         (Some(_), Some(_)) => Err(err("body", "give `body` or `operation`, not both")),
         (None, None) => Err(err("operation", "give `operation` or `body`")),
         (None, Some(op)) if op.is_empty() => Err(err("operation", "must not be empty")),
+        (Some(_), None) if req.element_form.is_some() => {
+            Err(err("element_form", "`element_form` goes with `operation`"))
+        }
+        (Some(body), None) => openmid_proto::soap::xml::check_body(body)
+            .map_err(|e| err("body", format!("not well-formed XML: {e}"))),
         _ => Ok(()),
     }
 }
@@ -165,6 +191,41 @@ mod tests {
                 .as_deref(),
             Some("topic")
         );
+    }
+
+    #[test]
+    fn soap_actions_must_fit_in_a_header() {
+        let soap = |action: &str| json!({"url": "http://10.0.0.5/ws", "operation": "Op", "soap_action": action});
+        for ok in ["urn:x#Op", "\"urn:x#Op\"", "", "http://tempuri.org/Op"] {
+            assert!(check(Topic::SOAPProbe, &soap(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["urn:x\nInjected: 1", "urn:\"x\"", "\u{1}"] {
+            let e = check(Topic::SOAPProbe, &soap(bad)).expect_err(bad);
+            assert_eq!(e.field, "soap_action", "{bad}");
+        }
+    }
+
+    #[test]
+    fn soap_bodies_must_be_well_formed() {
+        let soap = |body: &str| json!({"url": "http://10.0.0.5/ws", "body": body});
+        for ok in [
+            "<a/>",
+            "<m:Op xmlns:m=\"urn:m\"><m:x>1</m:x></m:Op>",
+            "<soap:Header/>",
+            "",
+        ] {
+            assert!(check(Topic::SOAPProbe, &soap(ok)).is_ok(), "{ok}");
+        }
+        for (bad, needle) in [
+            ("<Echo><text>unclosed</Echo>", ""),
+            ("<a>", "not closed"),
+            ("<x:a/>", "`x`"),
+            ("<!DOCTYPE a><a/>", "DOCTYPE"),
+        ] {
+            let e = check(Topic::SOAPProbe, &soap(bad)).expect_err(bad);
+            assert_eq!(e.field, "body", "{bad}");
+            assert!(e.message.contains(needle), "{bad}: {}", e.message);
+        }
     }
 
     proptest! {

@@ -170,7 +170,10 @@ impl Executor {
                     .await;
                 match outcome {
                     Ok(Ok(payload)) => (payload, None),
-                    Ok(Err(e)) => (serde_json::Value::Null, Some(e.to_string())),
+                    Ok(Err(e)) => {
+                        let message = e.to_string();
+                        (e.into_response(), Some(message))
+                    }
                     Err(e) => (
                         serde_json::Value::Null,
                         Some(format!("the {topic} probe crashed: {e}")),

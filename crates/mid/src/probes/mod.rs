@@ -180,6 +180,16 @@ pub enum ProbeError {
     /// The target could not be reached or answered badly.
     #[error("{0}")]
     Target(String),
+    /// The target answered, but not as the topic expects (a SOAP call answered with an
+    /// HTML 401 page): an error all the same, with what it answered kept as the
+    /// result's response so the caller sees more than a sentence.
+    #[error("{message}")]
+    Answered {
+        /// What went wrong, as for [`ProbeError::Target`].
+        message: String,
+        /// The topic's response type, as JSON, describing the answer.
+        response: Box<serde_json::Value>,
+    },
     /// The call took longer than allowed.
     #[error("timed out after {0} ms")]
     Timeout(u64),
@@ -196,6 +206,17 @@ pub enum ProbeError {
         /// What sets it.
         setting: &'static str,
     },
+}
+
+impl ProbeError {
+    /// The payload of the failed job's input record: what the target answered when the
+    /// error kept it ([`ProbeError::Answered`]), else null.
+    pub fn into_response(self) -> serde_json::Value {
+        match self {
+            ProbeError::Answered { response, .. } => *response,
+            _ => serde_json::Value::Null,
+        }
+    }
 }
 
 /// Runs the probe for `topic`, with the job's credential (opened, not yet resolved).

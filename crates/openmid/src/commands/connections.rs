@@ -7,7 +7,7 @@ use openmid_instance::client::{ActionOutcome, ApiClient};
 use openmid_proto::alias::{Alias, AliasInfo, ConnectionKind, CredentialInfo, Execution};
 use openmid_proto::api::{NewCredential, SoapAction};
 use openmid_proto::rest::{RetryMode, RetryPolicy};
-use openmid_proto::soap::SoapVersion;
+use openmid_proto::soap::{ElementForm, SoapVersion};
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -136,6 +136,10 @@ pub struct AliasFields {
     /// SOAP version, 1.1 or 1.2 (soap aliases).
     #[arg(long, value_parser = ["1.1", "1.2"])]
     soap_version: Option<String>,
+    /// The service's WSDL, to read SOAP actions from (soap aliases; `?wsdl` or a URL
+    /// on the alias's origin).
+    #[arg(long)]
+    wsdl: Option<String>,
     /// PEM file of the CA the target's certificate chains to.
     #[arg(long)]
     ca_file: Option<PathBuf>,
@@ -169,6 +173,10 @@ pub struct SoapRun {
     /// Operation parameter `name=value` (repeatable).
     #[arg(long = "param")]
     params: Vec<String>,
+    /// `unqualified`: parameter elements in no namespace (`<tns:Op><a>1</a></tns:Op>`),
+    /// for schemas with `elementFormDefault="unqualified"` (default: qualified).
+    #[arg(long, value_parser = ["qualified", "unqualified"])]
+    element_form: Option<String>,
     /// File holding the Body's XML (`-`: stdin).
     #[arg(long)]
     body_file: Option<PathBuf>,
@@ -392,6 +400,7 @@ fn alias_body(f: &AliasFields) -> Result<Alias> {
             Some(_) => Some(SoapVersion::V1_1),
             None => None,
         },
+        wsdl: f.wsdl.clone(),
         ca_pem: f
             .ca_file
             .as_ref()
@@ -547,6 +556,11 @@ pub async fn run_soap(api: &ApiClient, run: SoapRun, json: bool) -> Result<ExitC
         operation: run.operation,
         namespace: run.namespace,
         params,
+        element_form: match run.element_form.as_deref() {
+            Some("unqualified") => Some(ElementForm::Unqualified),
+            Some(_) => Some(ElementForm::Qualified),
+            None => None,
+        },
         headers: BTreeMap::new(),
         timeout_ms: None,
         at_most_once: false,

@@ -214,6 +214,7 @@ async fn alias_call(instance: &TestInstance) -> Result<bool> {
                 ..Execution::default()
             },
             soap_version: None,
+            wsdl: None,
             ca_pem: None,
         })
         .await?;

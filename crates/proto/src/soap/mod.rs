@@ -4,6 +4,8 @@
 //! which the MID builds the Body; the MID wraps it in the envelope of the version asked
 //! and answers with the response Body, or with the Fault taken apart.
 
+pub mod xml;
+
 use crate::credential::CredentialRef;
 use crate::rest::{RestTimings, RetryPolicy};
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,22 @@ impl std::fmt::Display for SoapVersion {
     }
 }
 
+/// How the child elements of an operation built from parameters are named: what the
+/// service's schema says in `elementFormDefault` (or `form`) for the operation's
+/// element. Services differ, and a wrong guess is a Fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementForm {
+    /// `<Op xmlns="ns"><a>1</a></Op>`: the parameters in the operation's namespace too
+    /// (`elementFormDefault="qualified"`, the common case and the default).
+    #[default]
+    Qualified,
+    /// `<tns:Op xmlns:tns="ns"><a>1</a></tns:Op>`: only the operation in the namespace,
+    /// the parameters in none (`elementFormDefault="unqualified"`, XML Schema's own
+    /// default, common with RPC-style and spyne services).
+    Unqualified,
+}
+
 /// Input of a `SOAPProbe` output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,9 +67,17 @@ pub struct SoapRequest {
     /// SOAP version (default 1.1).
     #[serde(default)]
     pub version: SoapVersion,
-    /// The action (`SOAPAction` header in 1.1, `action` parameter in 1.2).
+    /// The action (`SOAPAction` header in 1.1, `action` parameter in 1.2), quoted once
+    /// on the wire whether or not it is given quoted. Without it, an operation call
+    /// takes the `soapAction` of `wsdl_url`'s binding for the operation, else
+    /// `{namespace}#{operation}` (`{namespace}{operation}` when the namespace ends in
+    /// `/` or `#`), else sends an empty action.
     #[serde(default)]
     pub soap_action: Option<String>,
+    /// The service's WSDL, to read the operation's `soapAction` from when none is given
+    /// (set from the alias's `wsdl`; on the alias's origin, fetched with its credential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wsdl_url: Option<String>,
     /// The Body's content as XML, sent as is. Give this or `operation`.
     #[serde(default)]
     pub body: Option<String>,
@@ -66,6 +92,9 @@ pub struct SoapRequest {
     /// elements, arrays repeated elements, null an empty element.
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// How the parameter elements are named (default: qualified, in `namespace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub element_form: Option<ElementForm>,
     /// Extra HTTP headers.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -100,7 +129,9 @@ pub struct SoapResponse {
     pub headers: BTreeMap<String, String>,
     /// The version of the response envelope.
     pub version: SoapVersion,
-    /// The inner XML of the response's Body (absent when it holds a Fault).
+    /// The inner XML of the response's Body (absent when it holds a Fault), each
+    /// top-level element declaring the namespace bindings in scope on the Envelope and
+    /// Body, so it parses on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// The Body's first element turned into JSON: element name → text, or an object of
@@ -110,24 +141,79 @@ pub struct SoapResponse {
     /// The Fault, when the service answered with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<SoapFault>,
+    /// Set when the answer was not a SOAP envelope (an HTML error page, an empty body,
+    /// another content type): the call is reported as an error all the same, and this
+    /// keeps the start of what came back. `version` is then the request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_soap: Option<NotSoap>,
     /// Where the time went, measured on the MID.
     pub timings: RestTimings,
 }
 
+/// Most bytes of a non-SOAP answer kept in [`NotSoap::body`]: enough for an error page's
+/// title and message, small enough for an ECC record.
+pub const NOT_SOAP_BODY_LIMIT: usize = 4096;
+
+/// What a service answered instead of a SOAP envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotSoap {
+    /// Why it is not SOAP (the parser's finding, e.g. "found an HTML page").
+    pub problem: String,
+    /// The response's `Content-Type`, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// The start of the body as text (invalid UTF-8 replaced), at most
+    /// [`NOT_SOAP_BODY_LIMIT`] bytes.
+    pub body: String,
+    /// The body was longer than what `body` holds.
+    pub truncated: bool,
+    /// The body's whole length in bytes.
+    pub body_bytes: u64,
+}
+
 /// A SOAP Fault, the same shape for both versions.
+///
+/// A code is a qualified name whose prefix only means something inside the response
+/// (`soap11env:Client.Refused`, `SOAP-ENV:Client`, `s:Client` are the same code), so
+/// besides the raw text it comes resolved: match on `code_namespace` and `code_local`
+/// (SOAP 1.1 refines codes with dots: `Client.Refused` is a `Client` fault; SOAP 1.2
+/// refines with the `subcodes` chain instead).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoapFault {
     /// `faultcode` (1.1) or `Code/Value` (1.2), as written (e.g. `soap:Client`).
     pub code: String,
-    /// `Code/Subcode/Value` (1.2 only).
+    /// The namespace URI the prefix of `code` is bound to in the response (the default
+    /// namespace when it has no prefix); absent when the prefix is not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_namespace: Option<String>,
+    /// The local name of `code` (`Client.Refused` of `soap11env:Client.Refused`).
+    #[serde(default)]
+    pub code_local: String,
+    /// `Code/Subcode/Value` (1.2 only), as written: the first of `subcodes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subcode: Option<String>,
+    /// The whole `Code/Subcode` chain (1.2 only), outermost first, each resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subcodes: Vec<FaultCode>,
     /// `faultstring` (1.1) or the first `Reason/Text` (1.2).
     pub reason: String,
     /// `faultactor` (1.1) or `Role` (1.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
-    /// The inner XML of `detail` (1.1) or `Detail` (1.2).
+    /// The inner XML of `detail` (1.1) or `Detail` (1.2), each top-level element
+    /// declaring the namespace bindings in scope around it so it parses on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// A fault code or subcode: a qualified name as written and resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FaultCode {
+    /// The text as written (`m:MessageTimeout`).
+    pub value: String,
+    /// The namespace URI its prefix is bound to; absent when not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The local name (`MessageTimeout`).
+    pub local: String,
 }
