@@ -3,10 +3,11 @@
 
 use openmid_proto::alias::{Alias, AliasInfo, CredentialInfo};
 use openmid_proto::api::{
-    ActionPending, ActionResult, ClusterInfo, EnrollmentToken, ErrorBody, MidInfo, NewCluster,
-    NewCredential, NewEnrollmentToken, NewOutput, ProfileUpdate, RecordPage, RecordQuery,
-    RestAction, SoapAction, StatusChange,
+    ActionPending, ActionResult, ClusterInfo, CommandAction, EnrollmentToken, ErrorBody, MidInfo,
+    NewCluster, NewCredential, NewEnrollmentToken, NewOutput, ProfileUpdate, RecordPage,
+    RecordQuery, RestAction, SoapAction, StatusChange,
 };
+use openmid_proto::command::CommandResponse;
 use openmid_proto::ecc::EccRecord;
 use openmid_proto::encode_path_segment as encode;
 use openmid_proto::rest::RestResponse;
@@ -352,6 +353,30 @@ impl ApiClient {
     ) -> Result<ActionOutcome, ClientError> {
         self.action(Method::POST, "api/v1/actions/rest", Some(action), wait)
             .await
+    }
+
+    /// Runs a command on a MID, waiting up to `wait` for its result.
+    pub async fn command_action(
+        &self,
+        action: &CommandAction,
+        wait: Duration,
+    ) -> Result<ActionOutcome<CommandResponse>, ClientError> {
+        self.action(Method::POST, "api/v1/actions/command", Some(action), wait)
+            .await
+    }
+
+    /// Cancels an output: it is `cancelled` at once if it had not started, else its
+    /// MID is told to stop it (the record says which, by its state).
+    pub async fn cancel_record(&self, id: &str) -> Result<EccRecord, ClientError> {
+        let (_, r) = self
+            .call::<(), _>(
+                Method::POST,
+                &format!("api/v1/ecc/{}/cancel", encode(id)),
+                None,
+                Self::DEFAULT_TIMEOUT,
+            )
+            .await?;
+        Ok(r)
     }
 
     /// Runs a SOAP action, waiting up to `wait` for its result.

@@ -202,6 +202,7 @@ async fn mid_auto_picks_by_application_range_and_capability_and_says_why() {
         capabilities: caps.iter().map(|s| s.to_string()).collect(),
         applications: apps.iter().map(|s| s.to_string()).collect(),
         ip_ranges: ranges.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     };
     let _dc1 = enrolled_client_with(
         &instance,

@@ -4,6 +4,7 @@
 mod canary;
 mod cli;
 mod clusters;
+mod command;
 mod connections;
 mod durability;
 mod egress;

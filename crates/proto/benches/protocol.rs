@@ -12,6 +12,7 @@ fn poll_answer(n: usize) -> PollResponse {
         lease_ms: 30_000,
         heartbeat_ms: 5_000,
         rekey: false,
+        cancel: Vec::new(),
         work: (0..n)
             .map(|i| WorkItem {
                 output_id: format!("01a2086e-dd63-732c-87b7-ce6073b0{i:04}"),

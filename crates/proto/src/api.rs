@@ -393,6 +393,78 @@ pub struct SoapAction {
     pub correlator: Option<String>,
 }
 
+/// `POST /api/v1/actions/command`: a program (or a script for an interpreter) run on a
+/// MID's own host, as its egress policy allows. Give the MID (`mid`) or an agent
+/// (`mid.server.NAME`, `mid.cluster.NAME`, `mid.auto`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandAction {
+    /// Name of the MID to run it (or give `agent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mid: Option<String>,
+    /// `mid.server.NAME`, `mid.cluster.NAME` or `mid.auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// Application, for `mid.auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    /// Never run it twice: after a lost MID it ends in `error` instead.
+    #[serde(default)]
+    pub at_most_once: bool,
+    /// Caller's correlator for the output record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlator: Option<String>,
+    /// Absolute path of the program (with `script`: of the interpreter).
+    pub program: String,
+    /// Arguments, as they are (no shell).
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// The process's whole environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Standard input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<String>,
+    /// Longest run in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// A script body for the interpreter `program`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// Bytes of each stream kept in the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output_bytes: Option<u64>,
+}
+
+impl CommandAction {
+    /// Runs `program` with `args` on the MID `mid`.
+    pub fn on(mid: impl Into<String>, program: impl Into<String>, args: &[&str]) -> Self {
+        Self {
+            mid: Some(mid.into()),
+            program: program.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The probe's request.
+    pub fn request(&self) -> crate::command::CommandRequest {
+        crate::command::CommandRequest {
+            program: self.program.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            stdin: self.stdin.clone(),
+            cwd: self.cwd.clone(),
+            timeout_ms: self.timeout_ms,
+            script: self.script.clone(),
+            max_output_bytes: self.max_output_bytes,
+        }
+    }
+}
+
 /// The result of an action that finished (HTTP 200); `R` is the probe's response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ActionResult<R> {
@@ -419,6 +491,8 @@ pub struct ActionResult<R> {
 pub type RestActionResult = ActionResult<RestResponse>;
 /// The result of a finished SOAP action.
 pub type SoapActionResult = ActionResult<SoapResponse>;
+/// The result of a finished command.
+pub type CommandActionResult = ActionResult<crate::command::CommandResponse>;
 
 /// `POST /api/v1/credentials` and `PUT /api/v1/credentials/{name}`: a name, a
 /// description and the typed fields, side by side:

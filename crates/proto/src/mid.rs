@@ -82,6 +82,21 @@ pub struct MidProfile {
     /// IP ranges.
     #[serde(default)]
     pub ip_ranges: Vec<String>,
+    /// The topics it has a probe for. Empty from a MID that does not say (older than
+    /// this field): it runs `RESTProbe` and `SOAPProbe` only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<Topic>,
+}
+
+impl MidProfile {
+    /// Whether the MID has a probe for `topic`.
+    pub fn runs(&self, topic: Topic) -> bool {
+        if self.topics.is_empty() {
+            matches!(topic, Topic::RESTProbe | Topic::SOAPProbe)
+        } else {
+            self.topics.contains(&topic)
+        }
+    }
 }
 
 /// `POST /mid/v1/enroll`: a MID's first contact, made with a one-time enrollment token.
@@ -197,6 +212,10 @@ pub struct PollResponse {
     /// An admin asked this MID to make a new key pair and secret (`/mid/v1/rekey`).
     #[serde(default)]
     pub rekey: bool,
+    /// Jobs this MID runs that were cancelled: stop them (the result of what they did
+    /// so far is still posted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel: Vec<JobRef>,
 }
 
 /// One claimed output, leased to the polling MID.
@@ -354,6 +373,9 @@ pub struct HeartbeatResponse {
     /// An admin asked this MID to make a new key pair and secret.
     #[serde(default)]
     pub rekey: bool,
+    /// Running jobs that were cancelled: stop them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cancel: Vec<JobRef>,
 }
 
 /// `POST /mid/v1/rekey`: the MID's new key pair and secret, sent with its old credential.

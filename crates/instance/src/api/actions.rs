@@ -12,8 +12,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use openmid_proto::api::{
-    ActionPending, ActionResult, ActionTimings, NewOutput, RestAction, SoapAction,
+    ActionPending, ActionResult, ActionTimings, CommandAction, NewOutput, RestAction, SoapAction,
 };
+use openmid_proto::command::CommandResponse;
 use openmid_proto::ecc::{Queue, Topic};
 use openmid_proto::rest::RestResponse;
 use openmid_proto::soap::SoapResponse;
@@ -69,6 +70,49 @@ pub(super) async fn soap_action(
         return Ok(response);
     }
     let output = state.dispatcher.connections().soap_output(action).await?;
+    submit_and_answer(&state, output, key.as_ref(), wait).await
+}
+
+pub(super) async fn command_action(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(q): ApiQuery<WaitQuery>,
+    ApiJson(action): ApiJson<CommandAction>,
+) -> Result<Response, ApiError> {
+    let wait = q.duration(&state)?;
+    let key = idempotency::from_headers(&headers, "actions/command", &action)?;
+    if let Some(response) = replay(&state, key.as_ref(), wait).await? {
+        return Ok(response);
+    }
+    let agent = match (&action.mid, &action.agent) {
+        (Some(mid), None) => format!("mid.server.{mid}"),
+        (None, Some(agent)) => agent.clone(),
+        _ => {
+            return Err(ApiError::invalid_field(
+                "mid",
+                "give `mid` (a MID's name) or `agent` (mid.server.NAME, mid.cluster.NAME, mid.auto), one of them",
+            ));
+        }
+    };
+    let payload = serde_json::to_value(action.request())
+        .map_err(|e| ApiError::invalid_field("payload", e))?;
+    let output = NewOutput {
+        agent,
+        topic: Topic::Command,
+        name: Some(
+            format!("{} {}", action.program, action.args.join(" "))
+                .chars()
+                .take(200)
+                .collect(),
+        ),
+        source: Some("api".into()),
+        payload,
+        priority: None,
+        correlator: action.correlator,
+        max_attempts: None,
+        at_most_once: action.at_most_once,
+        application: action.application,
+    };
     submit_and_answer(&state, output, key.as_ref(), wait).await
 }
 
@@ -138,6 +182,7 @@ async fn answer(state: &AppState, output: Record, wait: Duration) -> Result<Resp
     };
     Ok(match output.topic {
         Topic::SOAPProbe => Json(result::<SoapResponse>(output, input)).into_response(),
+        Topic::Command => Json(result::<CommandResponse>(output, input)).into_response(),
         _ => Json(result::<RestResponse>(output, input)).into_response(),
     })
 }

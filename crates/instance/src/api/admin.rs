@@ -335,6 +335,32 @@ pub(super) async fn get_record(
     Ok(Json(record.to_api()))
 }
 
+/// `POST /api/v1/ecc/{id}/cancel`: 200 with the output `cancelled` when it had not
+/// started; 202 with it still `processing` when its MID was told to stop (it ends
+/// `cancelled`, keeping what it produced so far); 409 when it had already finished.
+pub(super) async fn cancel_record(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(match state.dispatcher.cancel(&id).await? {
+        crate::ecc::Cancelled::Now(record) => Json(record.to_api()).into_response(),
+        crate::ecc::Cancelled::Stopping(record) => {
+            (StatusCode::ACCEPTED, Json(record.to_api())).into_response()
+        }
+        crate::ecc::Cancelled::AlreadyFinished(record) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "finished",
+                format!(
+                    "output `{}` is already {}: there is nothing to cancel",
+                    record.id,
+                    record.state.as_str()
+                ),
+            ));
+        }
+    })
+}
+
 fn parse_opt<T: std::str::FromStr>(
     field: &str,
     value: &Option<String>,

@@ -78,7 +78,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/ecc", post(admin::insert_output).get(admin::list_records))
         .route("/ecc/{id}", get(admin::get_record))
+        .route("/ecc/{id}/cancel", post(admin::cancel_record))
         .route("/actions/rest", post(actions::rest_action))
+        .route("/actions/command", post(actions::command_action))
         .route("/actions/soap", post(actions::soap_action))
         .route("/actions/{id}", get(actions::get_action))
         // Blobs stream past the JSON body limit; the blob store enforces max_blob_bytes.

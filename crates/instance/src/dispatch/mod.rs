@@ -12,16 +12,16 @@ use crate::blobs::BlobStore;
 use crate::config::InstanceConfig;
 use crate::connections::{self, Connections};
 use crate::ecc::{
-    Claim, Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, Record, RecordedResult,
-    SessionChange, Store, StoreError,
+    Cancelled, Claim, Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, Record,
+    RecordedResult, SessionChange, Store, StoreError,
 };
 use crate::vault::Vault;
 use handoff::ParkedPolls;
 use openmid_proto::api::{MidHealth, NewOutput};
 use openmid_proto::ecc::{Agent, Priority, Queue, State, Topic};
 use openmid_proto::mid::{
-    Ack, AckOutcome, HeartbeatRequest, HeartbeatResponse, MidStatus, PollRequest, PollResponse,
-    RekeyRequest, ResultsRequest, ResultsResponse, WorkItem,
+    Ack, AckOutcome, HeartbeatRequest, HeartbeatResponse, JobRef, MidStatus, PollRequest,
+    PollResponse, RekeyRequest, ResultsRequest, ResultsResponse, WorkItem,
 };
 use openmid_proto::time::{now_ms, rfc3339};
 use presence::Presence;
@@ -189,6 +189,9 @@ pub struct Dispatcher {
     /// instead of reading them back from the store.
     finished: std::sync::Mutex<HashMap<String, Finished>>,
     rebalance_wanted: AtomicBool,
+    /// Cancelled jobs to tell their MID about in its next poll answer, by MID name
+    /// (its heartbeat tells it again from the store, should this be lost).
+    cancels: std::sync::Mutex<HashMap<String, Vec<JobRef>>>,
     vault: Arc<Vault>,
     blobs: Arc<BlobStore>,
 }
@@ -242,6 +245,7 @@ impl Dispatcher {
             parked: Arc::new(ParkedPolls::default()),
             finished: std::sync::Mutex::new(HashMap::new()),
             rebalance_wanted: AtomicBool::new(true),
+            cancels: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -435,6 +439,7 @@ impl Dispatcher {
             target_ip: target_ip(new.topic, &new.payload),
             avoid: None,
             more_capabilities: more_capabilities(&new.payload),
+            topic: Some(new.topic),
         };
         let (assigned_to, selection) = match self.choose(&agent, &needs, &mids, &load).await? {
             Choice::Mid { name, why, .. } => (Some(name), why),
@@ -544,6 +549,56 @@ impl Dispatcher {
         })
     }
 
+    /// Cancels an output: a waiting one at once; a running one is stopped on its MID
+    /// (told through its open poll at once, and by every heartbeat until it ends) and
+    /// recorded `cancelled` with what it produced so far.
+    pub async fn cancel(&self, id: &str) -> Result<Cancelled, DispatchError> {
+        let cancelled = self
+            .store
+            .cancel_output(id, "cancelled by an admin", now_ms())
+            .await?
+            .ok_or_else(|| DispatchError::NotFound(format!("no output record with id `{id}`")))?;
+        match &cancelled {
+            Cancelled::Now(output) => {
+                tracing::info!(output = %output.id, "output cancelled before it ran");
+                self.outputs.signal(&output.id);
+            }
+            Cancelled::Stopping(output) => {
+                if let Some(mid) = &output.claimed_by {
+                    tracing::info!(output = %output.id, %mid, "output cancelled while running: telling its MID");
+                    self.cancels
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(mid.clone())
+                        .or_default()
+                        .push(JobRef {
+                            output_id: output.id.clone(),
+                            attempt: output.attempt,
+                        });
+                    self.wake_mid(mid);
+                }
+            }
+            Cancelled::AlreadyFinished(_) => {}
+        }
+        Ok(cancelled)
+    }
+
+    fn has_cancels(&self, mid: &str) -> bool {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(mid)
+            .is_some_and(|c| !c.is_empty())
+    }
+
+    fn take_cancels(&self, mid: &str) -> Vec<JobRef> {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(mid)
+            .unwrap_or_default()
+    }
+
     /// Wakes a MID's long-poll (after validation or a status change).
     pub fn wake_mid(&self, name: &str) {
         self.agents.signal(&mid_key(name));
@@ -608,7 +663,7 @@ impl Dispatcher {
                     break claimed;
                 }
             }
-            if news {
+            if news || self.has_cancels(&mid.name) {
                 break Vec::new();
             }
             let parking = (mid.status.takes_work() && req.capacity.total() > 0)
@@ -693,6 +748,7 @@ impl Dispatcher {
             heartbeat_ms: self.config.heartbeat_ms,
             work,
             rekey: mid.rekey_requested,
+            cancel: self.take_cancels(&mid.name),
         }
     }
 
@@ -797,7 +853,9 @@ impl Dispatcher {
             .store
             .renew_leases(&mid.name, &req.running, now + self.lease_ms())
             .await?;
+        let cancel = self.store.cancelled_running(&mid.name).await?;
         Ok(HeartbeatResponse {
+            cancel,
             status: mid.status,
             lease_ms: self.config.lease_ms,
             lost,
@@ -1013,6 +1071,7 @@ impl Dispatcher {
             target_ip: target_ip(output.topic, &payload),
             avoid,
             more_capabilities: more_capabilities(&payload),
+            topic: Some(output.topic),
         };
         let choice = match self.choose(&agent, &needs, mids, load).await {
             Ok(c) => c,

@@ -35,12 +35,19 @@ pub fn check(topic: Topic, payload: &serde_json::Value) -> Result<(), PayloadErr
                 .map_err(|e| err("payload", e.to_string()))?;
             check_soap(&req)
         }
+        Topic::Command => {
+            let req: openmid_proto::command::CommandRequest =
+                serde_json::from_value(payload.clone())
+                    .map_err(|e| err("payload", e.to_string()))?;
+            req.validate().map_err(|e| err(e.field, e.message))
+        }
         other => Err(err(
             "topic",
             format!(
-                "topic `{other}` has no probe in this release yet; supported: {}, {}",
+                "topic `{other}` has no probe in this release yet; supported: {}, {}, {}",
                 Topic::RESTProbe,
-                Topic::SOAPProbe
+                Topic::SOAPProbe,
+                Topic::Command
             ),
         )),
     }

@@ -4,6 +4,7 @@
 
 use crate::ecc::{ClusterRow, Load, MidRow};
 use openmid_proto::api::ClusterKind;
+use openmid_proto::ecc::Topic;
 use openmid_proto::iprange::IpRanges;
 use openmid_proto::mid::MidStatus;
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ pub struct Needs<'a> {
     pub avoid: Option<&'a str>,
     /// Further capabilities the MID must offer (an alias's execution settings).
     pub more_capabilities: Vec<String>,
+    /// The topic: only a MID with a probe for it can run the output.
+    pub topic: Option<Topic>,
 }
 
 /// The choice.
@@ -189,6 +192,10 @@ pub fn auto(needs: &Needs<'_>, mids: &[MidRow], load: &HashMap<String, Load>) ->
         });
         steps.push(format!("{} cover {ip}", pool.len()));
     }
+    if let Some(topic) = needs.topic {
+        pool.retain(|m| m.profile().runs(topic));
+        steps.push(format!("{} have a {topic} probe", pool.len()));
+    }
     pool.retain(|m| offers(&m.profile().capabilities, needs.capability));
     for extra in &needs.more_capabilities {
         pool.retain(|m| offers(&m.profile().capabilities, extra));
@@ -306,6 +313,7 @@ mod tests {
             capabilities: caps.iter().map(|s| s.to_string()).collect(),
             applications: apps.iter().map(|s| s.to_string()).collect(),
             ip_ranges: ranges.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
         };
         let mut admin = mid(
             "x",
@@ -340,12 +348,23 @@ mod tests {
             target_ip: "10.1.1.1".parse().ok(),
             avoid: None,
             more_capabilities: Vec::new(),
+            topic: Some(Topic::RESTProbe),
         };
         let Choice::Mid { name, why, .. } = auto(&needs, &mids, &HashMap::new()) else {
             panic!("a MID")
         };
         assert_eq!(name, "dc1", "{why}");
         assert!(why.contains("capability REST"), "{why}");
+        // These MIDs say nothing of their topics (older builds): REST and SOAP only.
+        let command = Needs {
+            capability: "Command",
+            topic: Some(Topic::Command),
+            ..needs.clone()
+        };
+        let Choice::Nobody { why } = auto(&command, &mids, &HashMap::new()) else {
+            panic!("no MID has a Command probe")
+        };
+        assert!(why.contains("0 have a Command probe"), "{why}");
         let needs = Needs {
             target_ip: "172.16.0.1".parse().ok(),
             ..needs

@@ -151,6 +151,14 @@ CREATE TABLE idempotency_keys (
     created_at   BIGINT NOT NULL
 );
 CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
+
+-- Running outputs an admin cancelled: their MID is told to stop, and whatever ends
+-- them (the result, a lapsed lease) ends them `cancelled`.
+CREATE TABLE cancel_requests (
+    output_id    TEXT PRIMARY KEY,
+    reason       TEXT NOT NULL,
+    requested_at BIGINT NOT NULL
+);
 "#,
     ),
 ];

@@ -241,6 +241,8 @@ impl MidRow {
             ip_ranges: admin
                 .ip_ranges
                 .unwrap_or_else(|| self.declared_profile.ip_ranges.clone()),
+            // What it has probes for is a fact of its build, not a setting.
+            topics: self.declared_profile.topics.clone(),
         }
     }
 }
@@ -374,6 +376,17 @@ pub struct Finished {
     pub output: Record,
     /// The input record answering it.
     pub input: Record,
+}
+
+/// What [`Store::cancel_output`] did.
+#[derive(Debug, Clone)]
+pub enum Cancelled {
+    /// It was waiting: it is `cancelled` now.
+    Now(Record),
+    /// It runs: its MID must stop it; it ends `cancelled` when it ends.
+    Stopping(Record),
+    /// It had already finished: nothing changed.
+    AlreadyFinished(Record),
 }
 
 /// What a heartbeat's session says about the MID process.
@@ -579,6 +592,17 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` finished outputs (with their inputs) that finished before
     /// `before`. Returns how many records went.
     async fn purge_finished(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+    /// Cancels an output: a `ready` one ends `cancelled` at once; a `processing` one
+    /// is marked, so its MID is told to stop and whatever ends it (its result, a
+    /// lapsed lease) ends it `cancelled`. `None` when there is no such output.
+    async fn cancel_output(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<Cancelled>, StoreError>;
+    /// Running outputs of `mid_name` that were cancelled and are not finished yet.
+    async fn cancelled_running(&self, mid_name: &str) -> Result<Vec<JobRef>, StoreError>;
     /// Forgets idempotency keys made before `before`; returns how many went.
     async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError>;
     /// Ready and running outputs per MID.

@@ -9,10 +9,11 @@ use openmid_proto::credential::CredentialSpec;
 use openmid_proto::ecc::Priority;
 use openmid_proto::mid::{Capacity, JobRef, WorkItem, WorkResult};
 use openmid_proto::time::now_ms;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::PoolSizes;
@@ -21,7 +22,8 @@ use crate::config::PoolSizes;
 pub struct Executor {
     pools: [Arc<Semaphore>; 3],
     sizes: PoolSizes,
-    running: Mutex<HashSet<JobRef>>,
+    /// Running jobs, each with the token that stops it.
+    running: Mutex<HashMap<JobRef, CancellationToken>>,
     ctx: Arc<ProbeContext>,
     outbox: Arc<Outbox>,
     tasks: TaskTracker,
@@ -58,7 +60,7 @@ impl Executor {
                 pool(sizes.expedited),
                 pool(sizes.standard),
             ],
-            running: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashMap::new()),
             ctx,
             outbox,
             tasks: TaskTracker::new(),
@@ -104,11 +106,27 @@ impl Executor {
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
+            .keys()
             .cloned()
             .collect();
         jobs.sort();
         jobs
+    }
+
+    /// Stops the running jobs among `jobs` (the instance cancelled them, or their
+    /// leases went to another MID): their probes are stopped, a command with its whole
+    /// process group. Returns how many were running here.
+    pub fn stop(&self, jobs: &[JobRef], why: &str) -> usize {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut stopped = 0;
+        for job in jobs {
+            if let Some(token) = running.get(job) {
+                tracing::warn!(output = %job.output_id, attempt = job.attempt, "{why}: stopping the job");
+                token.cancel();
+                stopped += 1;
+            }
+        }
+        stopped
     }
 
     /// Starts a claimed job in its pool.
@@ -130,11 +148,12 @@ impl Executor {
                 output_id: item.output_id.clone(),
                 attempt: item.attempt,
             };
+            let context = probes::JobContext::new(job.clone());
             this.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(job.clone());
-            let result = this.run_probe(item).await;
+                .insert(job.clone(), context.cancel.clone());
+            let result = this.run_probe(item, context).await;
             if let Err(e) = this.outbox.put(result).await {
                 // The lease will lapse and the instance will re-run the job elsewhere.
                 tracing::error!(output = %job.output_id, error = %e, "could not store a result in the outbox");
@@ -149,7 +168,7 @@ impl Executor {
         });
     }
 
-    async fn run_probe(&self, item: WorkItem) -> WorkResult {
+    async fn run_probe(&self, item: WorkItem, job: probes::JobContext) -> WorkResult {
         let started_at_ms = now_ms();
         let started = Instant::now();
         let ctx = self.ctx.clone();
@@ -158,10 +177,6 @@ impl Executor {
             Err(e) => (serde_json::Value::Null, Some(e.to_string())),
             Ok(credential) => {
                 let input = item.payload.clone();
-                let job = openmid_proto::mid::JobRef {
-                    output_id: item.output_id.clone(),
-                    attempt: item.attempt,
-                };
                 // A panicking probe must not take the MID down or lose the job's answer.
                 let outcome =
                     tokio::spawn(

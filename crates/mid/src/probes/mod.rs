@@ -2,6 +2,7 @@
 //! `async fn run(input, credential, ctx) -> Result<Output, ProbeError>`. Adding a probe
 //! is a new module and one line in [`run`].
 
+pub mod command;
 pub mod credentials;
 pub mod http;
 pub mod rest;
@@ -19,6 +20,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// What every probe may use.
 pub struct ProbeContext {
@@ -91,6 +93,18 @@ impl ProbeContext {
         self.outbox_dir = Some(outbox_dir);
         self.inline_body_bytes = inline_body_bytes;
         self
+    }
+
+    /// Where `Command` scripts are written for their run: beside the outbox (the MID's
+    /// own state directory), else under the system's temporary directory.
+    pub fn scripts_dir(&self) -> PathBuf {
+        self.outbox_dir
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .map_or_else(
+                || std::env::temp_dir().join("openmid-scripts"),
+                |state| state.join("scripts"),
+            )
     }
 
     /// Lets probes stream request bodies from the instance.
@@ -193,6 +207,9 @@ pub enum ProbeError {
     /// The call took longer than allowed.
     #[error("timed out after {0} ms")]
     Timeout(u64),
+    /// The job was stopped: cancelled, or its lease lost.
+    #[error("stopped: the job was cancelled or its lease was lost")]
+    Cancelled,
     /// The MID's egress policy refuses the target (the message names the rule).
     #[error(transparent)]
     Policy(#[from] Denial),
@@ -219,13 +236,49 @@ impl ProbeError {
     }
 }
 
+/// The topics this MID runs, reported in its heartbeats so the instance never hands
+/// one of the others to it.
+pub const TOPICS: [Topic; 3] = [Topic::RESTProbe, Topic::SOAPProbe, Topic::Command];
+
+/// What one job carries into its probe besides its payload.
+#[derive(Debug, Clone)]
+pub struct JobContext {
+    /// The output and attempt (names files kept on the job's behalf).
+    pub id: JobRef,
+    /// Cancelled when the job must stop: the instance cancelled it, or its lease was
+    /// lost and the work went elsewhere. A probe that holds something to clean up (a
+    /// process group) watches it; the others are simply dropped.
+    pub cancel: CancellationToken,
+}
+
+impl JobContext {
+    /// A context for `id` that nothing has cancelled.
+    pub fn new(id: JobRef) -> Self {
+        Self {
+            id,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// Runs `probe` unless the job is cancelled first (then it is dropped, which ends its
+/// requests).
+async fn unless_cancelled<T>(
+    job: &JobContext,
+    probe: impl std::future::Future<Output = Result<T, ProbeError>>,
+) -> Result<T, ProbeError> {
+    tokio::select! {
+        r = probe => r,
+        _ = job.cancel.cancelled() => Err(ProbeError::Cancelled),
+    }
+}
+
 /// Runs the probe for `topic`, with the job's credential (opened, not yet resolved).
-/// `job` names the output and attempt (for files kept on the job's behalf).
 pub async fn run(
     topic: Topic,
     payload: serde_json::Value,
     credential: Option<CredentialSpec>,
-    job: &JobRef,
+    job: &JobContext,
     ctx: &ProbeContext,
 ) -> Result<serde_json::Value, ProbeError> {
     let credential = credential
@@ -240,14 +293,20 @@ pub async fn run(
     }
     match topic {
         Topic::RESTProbe => {
-            let (response, body_file) = rest::run(input(payload)?, credential, job, ctx).await?;
+            let (response, body_file) =
+                unless_cancelled(job, rest::run(input(payload)?, credential, &job.id, ctx)).await?;
             let mut value = output(&response)?;
             if let (Some(file), Some(map)) = (body_file, value.as_object_mut()) {
                 map.insert(crate::outbox::BODY_FILE_KEY.into(), output(&file)?);
             }
             Ok(value)
         }
-        Topic::SOAPProbe => output(&soap::run(input(payload)?, credential, ctx).await?),
+        Topic::SOAPProbe => {
+            output(&unless_cancelled(job, soap::run(input(payload)?, credential, ctx)).await?)
+        }
+        // Watches the cancellation itself: its process group must be stopped, and the
+        // output so far is kept.
+        Topic::Command => output(&command::run(input(payload)?, job, ctx).await?),
         other => Err(ProbeError::Unsupported {
             topic: other,
             version: openmid_proto::BUILD_VERSION,

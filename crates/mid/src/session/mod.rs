@@ -253,6 +253,8 @@ impl Session {
                     self.heartbeat_ms
                         .store(resp.heartbeat_ms.max(100), Ordering::Relaxed);
                     self.set_status(resp.status);
+                    self.executor
+                        .stop(&resp.cancel, "cancelled on the instance");
                     for item in resp.work {
                         self.executor.spawn(item);
                     }
@@ -279,7 +281,11 @@ impl Session {
                 known_status: *self.status.borrow(),
             };
             match self.client.poll(&req).await {
-                Ok(resp) => self.set_status(resp.status),
+                Ok(resp) => {
+                    self.set_status(resp.status);
+                    self.executor
+                        .stop(&resp.cancel, "cancelled on the instance");
+                }
                 Err(e) if e.is_fatal() => return,
                 Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
@@ -594,9 +600,19 @@ impl Session {
                     if resp.rekey {
                         self.rekey().await;
                     }
-                    for job in resp.lost.iter().filter(|j| running.contains(j)) {
-                        tracing::warn!(output = %job.output_id, attempt = job.attempt, "lease lost: the instance re-assigned this job; its result will be discarded");
-                    }
+                    // A job whose lease went elsewhere must not go on here: for a
+                    // command that would mean two runs at once.
+                    let lost: Vec<JobRef> = resp
+                        .lost
+                        .into_iter()
+                        .filter(|j| running.contains(j))
+                        .collect();
+                    self.executor.stop(
+                        &lost,
+                        "lease lost: the instance gave this job to another MID",
+                    );
+                    self.executor
+                        .stop(&resp.cancel, "cancelled on the instance");
                 }
                 Err(e) if e.is_fatal() && opening.is_some() => {
                     // Let the poll meet the same refusal: it ends the session with it.

@@ -12,9 +12,9 @@ mod writer;
 use super::migrations::MIGRATIONS;
 use super::rows::{EccRow, HistoryDbRow, MidDbRow, ecc_columns, mid_columns, records};
 use super::{
-    AliasRow, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError, EnrollmentTokenRow,
-    Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, Record, RecordFilter,
-    RecordedResult, SessionChange, StatusChangeRow, Store, StoreError,
+    AliasRow, Cancelled, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError,
+    EnrollmentTokenRow, Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, Record,
+    RecordFilter, RecordedResult, SessionChange, StatusChangeRow, Store, StoreError,
 };
 use async_trait::async_trait;
 use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
@@ -945,6 +945,65 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn cancel_output(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<Cancelled>, StoreError> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        self.writer
+            .write(move |c| {
+                let Some(output) = ecc_row(
+                    c,
+                    concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE id = ? AND queue = 'output'"),
+                    [&id],
+                )?
+                else {
+                    return Ok(None);
+                };
+                Ok(Some(match output.state {
+                    State::Ready => {
+                        let row = ecc_row(
+                            c,
+                            concat!(
+                                "UPDATE ecc SET state = 'cancelled', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'ready' RETURNING ",
+                                ecc_columns!()
+                            ),
+                            params![reason, now, id],
+                        )?;
+                        Cancelled::Now(row.unwrap_or(output))
+                    }
+                    State::Processing => {
+                        c.prepare_cached(
+                            "INSERT OR IGNORE INTO cancel_requests (output_id, reason, requested_at) VALUES (?, ?, ?)",
+                        )?
+                        .execute(params![id, reason, now])?;
+                        Cancelled::Stopping(output)
+                    }
+                    _ => Cancelled::AlreadyFinished(output),
+                }))
+            })
+            .await
+    }
+
+    async fn cancelled_running(&self, mid_name: &str) -> Result<Vec<JobRef>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT e.id, e.attempt FROM cancel_requests r JOIN ecc e ON e.id = r.output_id WHERE e.state = 'processing' AND e.claimed_by = ?",
+            )?;
+            let jobs = stmt
+                .query_map([mid_name], |r| {
+                    Ok(JobRef {
+                        output_id: r.get(0)?,
+                        attempt: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(jobs)
+        })
+    }
+
     async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError> {
         self.writer
             .write(move |c| {
@@ -1182,10 +1241,17 @@ fn record_result(
             finished: None,
         });
     }
+    // A cancelled output ends `cancelled` whatever its MID made of it; the input keeps
+    // what the run produced until it stopped.
+    let cancelled = take_cancel_request(c, &output.id)?;
     let state = if result.error.is_some() {
         State::Error
     } else {
         State::Processed
+    };
+    let (output_state, output_error) = match &cancelled {
+        Some(reason) => (State::Cancelled, Some(reason.clone())),
+        None => (state, result.error.clone()),
     };
     let input = Record {
         id: uuid::Uuid::now_v7().to_string(),
@@ -1217,13 +1283,13 @@ fn record_result(
     c.prepare_cached(
         "UPDATE ecc SET state = ?, error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ?",
     )?
-    .execute(params![state.as_str(), result.error, now, output.id])?;
+    .execute(params![output_state.as_str(), output_error, now, output.id])?;
     Ok(RecordedResult {
         outcome,
         finished: Some(Finished {
             output: Record {
-                state,
-                error: result.error,
+                state: output_state,
+                error: output_error,
                 processed_at: Some(now),
                 lease_expires_at: None,
                 ..output
@@ -1259,6 +1325,15 @@ fn insert_history(
     Ok(())
 }
 
+/// The reason an output was cancelled, if it was; the request is settled with it.
+fn take_cancel_request(c: &Connection, output_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(
+        c.prepare_cached("DELETE FROM cancel_requests WHERE output_id = ? RETURNING reason")?
+            .query_row([output_id], |r| r.get(0))
+            .optional()?,
+    )
+}
+
 /// The submission `key` was used for since `not_before`.
 fn idempotent_hit(
     c: &Connection,
@@ -1287,6 +1362,18 @@ fn end_leases(
 ) -> Result<Vec<Record>, StoreError> {
     let mut changed = Vec::with_capacity(outputs.len());
     for output in outputs {
+        if let Some(reason) = take_cancel_request(c, &output.id)? {
+            // Cancelled while it ran, and its MID is gone: it ends as asked.
+            changed.extend(ecc_row(
+                c,
+                concat!(
+                    "UPDATE ecc SET state = 'cancelled', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' RETURNING ",
+                    ecc_columns!()
+                ),
+                params![format!("{reason}; {why} before its MID reported"), now, output.id],
+            )?);
+            continue;
+        }
         let holder = output.claimed_by.as_deref().unwrap_or("?");
         let failure = if output.at_most_once {
             Some(format!(

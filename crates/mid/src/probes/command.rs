@@ -1,0 +1,150 @@
+//! `Command`: runs a program — or a script body handed to an interpreter — on the MID's
+//! own host, after the egress policy allowed exactly this program, these arguments,
+//! this working directory and these environment names. No shell is involved unless the
+//! policy lists one as an interpreter. The run stops with its whole process group on
+//! timeout, on cancellation and when the job's lease is lost; the output kept is
+//! capped per stream, never silently (the result says how much was dropped).
+
+use super::{JobContext, ProbeContext, ProbeError};
+use crate::exec::{self, ChunkBody, CommandSpec, ExecOptions, OutputChunk, Stream};
+use base64::Engine as _;
+use openmid_proto::command::{
+    CommandEnd, CommandExit, CommandRequest, CommandResponse, DEFAULT_MAX_OUTPUT_BYTES,
+    StreamOutput,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Runs one command job.
+pub async fn run(
+    req: CommandRequest,
+    job: &JobContext,
+    ctx: &ProbeContext,
+) -> Result<CommandResponse, ProbeError> {
+    req.validate()
+        .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
+    let program = Path::new(&req.program);
+    let names: Vec<&str> = req.env.keys().map(String::as_str).collect();
+    let cwd = req.cwd.as_deref().map(Path::new);
+    let timeout = req.timeout_ms.map(Duration::from_millis);
+    let allowed = match &req.script {
+        Some(_) => ctx
+            .policy
+            .check_script(program, &req.args, cwd, &names, timeout)?,
+        None => ctx
+            .policy
+            .check_command(program, &req.args, cwd, &names, timeout)?,
+    };
+    let mut args = req.args.clone();
+    // The script lives in a private file for the run's length, named by the job.
+    let script = match &req.script {
+        Some(body) => {
+            let file = ScriptFile::write(ctx, job, body).await?;
+            args.push(file.path.display().to_string());
+            Some(file)
+        }
+        None => None,
+    };
+    let mut spec = CommandSpec::approved(program, args, &allowed).with_env(req.env.clone());
+    if let Some(stdin) = &req.stdin {
+        spec = spec.with_stdin(stdin.clone().into_bytes());
+    }
+    let options = ExecOptions {
+        max_output_bytes: req.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES),
+        ..ExecOptions::default()
+    };
+    let mut chunks: Vec<OutputChunk> = Vec::new();
+    let outcome = exec::run(spec, &options, &mut chunks, &job.cancel).await;
+    drop(script);
+    let outcome = outcome.map_err(|e| ProbeError::Target(e.to_string()))?;
+    if outcome.survivors > 0 {
+        tracing::warn!(output = %job.id.output_id, survivors = outcome.survivors, "processes of a command's group could not be stopped");
+    }
+    Ok(CommandResponse {
+        exit: match outcome.exit {
+            exec::Exit::Code { code } => CommandExit::Code { code },
+            exec::Exit::Signal { number, name } => CommandExit::Signal { number, name },
+        },
+        ended_by: match outcome.ended_by {
+            exec::EndedBy::Exit => CommandEnd::Exit,
+            exec::EndedBy::Timeout => CommandEnd::Timeout,
+            exec::EndedBy::Cancelled => CommandEnd::Cancelled,
+        },
+        stdout: kept(&chunks, Stream::Stdout, outcome.stdout.seen_bytes),
+        stderr: kept(&chunks, Stream::Stderr, outcome.stderr.seen_bytes),
+        started_at: openmid_proto::time::rfc3339(outcome.started_at_ms),
+        duration_ms: outcome.duration_ms,
+        allowed_by: allowed.rule,
+    })
+}
+
+/// One stream's kept bytes, as text when they are UTF-8.
+fn kept(chunks: &[OutputChunk], stream: Stream, seen: u64) -> StreamOutput {
+    let mut bytes = Vec::new();
+    let mut dropped = 0;
+    for chunk in chunks.iter().filter(|c| c.stream == stream) {
+        match &chunk.body {
+            ChunkBody::Data(data) => bytes.extend_from_slice(data),
+            ChunkBody::Truncated { dropped_bytes } => dropped = *dropped_bytes,
+        }
+    }
+    match String::from_utf8(bytes) {
+        Ok(text) => StreamOutput {
+            text,
+            base64: false,
+            bytes: seen,
+            dropped_bytes: dropped,
+        },
+        Err(e) => StreamOutput {
+            text: base64::engine::general_purpose::STANDARD.encode(e.as_bytes()),
+            base64: true,
+            bytes: seen,
+            dropped_bytes: dropped,
+        },
+    }
+}
+
+/// A script body in a file only the MID can read, removed when dropped.
+struct ScriptFile {
+    path: PathBuf,
+}
+
+impl ScriptFile {
+    async fn write(ctx: &ProbeContext, job: &JobContext, body: &str) -> Result<Self, ProbeError> {
+        let dir = ctx.scripts_dir();
+        let path = dir.join(format!("{}.{}", job.id.output_id, job.id.attempt));
+        let body = body.to_string();
+        let target = path.clone();
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write as _;
+            use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&target)?;
+            file.write_all(body.as_bytes())?;
+            file.sync_all()
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok(Self { path }),
+            Ok(Err(e)) => Err(ProbeError::Target(format!(
+                "writing the script to {}: {e}",
+                path.display()
+            ))),
+            Err(e) => Err(ProbeError::Target(format!("writing the script: {e}"))),
+        }
+    }
+}
+
+impl Drop for ScriptFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
