@@ -300,9 +300,21 @@ async fn every_documented_operation_answers_as_documented() {
             Some(json!({"alias": "billing", "operation": "Ping", "namespace": "urn:x"})),
         ),
         (
+            "POST",
+            "/api/v1/actions/command",
+            "/api/v1/actions/command?wait=0".into(),
+            Some(json!({"mid": "mid-a", "program": "/bin/echo", "args": ["hi"]})),
+        ),
+        (
             "GET",
             "/api/v1/actions/{id}",
             format!("/api/v1/actions/{output_id}?wait=0"),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/ecc/{id}/cancel",
+            format!("/api/v1/ecc/{output_id}/cancel"),
             None,
         ),
         (
