@@ -302,3 +302,94 @@ async fn a_waiting_output_is_cancelled_at_once() {
     );
     instance.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_that_lost_its_lease_stops_the_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let instance = TestInstance::start_with(
+        openmid_instance::config::InstanceConfig {
+            data_dir: dir.path().join("instance"),
+            listen: loopback_any_port(),
+            heartbeat_ms: 300,
+            ..Default::default()
+        },
+        None,
+    )
+    .await
+    .expect("instance");
+    let proxy = openmid_testkit::ConnectProxy::start().await.expect("proxy");
+    let proxy_addr = proxy.addr;
+    let token = instance.auto_validating_token().await.expect("token");
+    let mut config = instance.mid_config("cut", &dir.path().join("cut"), Some(token));
+    config.proxy = Some(proxy.url());
+    let table: PolicyConfig = toml::from_str(POLICY).expect("policy parses");
+    config.policy = EgressPolicy::new(table).expect("policy compiles");
+    let mut mid = openmid_mid::start(config).await.expect("MID starts");
+    assert!(
+        mid.wait_for_status(MidStatus::Up, Duration::from_secs(20))
+            .await
+    );
+    let mut long = CommandAction::on("cut", "/bin/sh", &["-c", "sleep 294.5 & wait"]);
+    long.at_most_once = true;
+    let api = &instance.api;
+    let id = match api
+        .command_action(&long, Duration::ZERO)
+        .await
+        .expect("accepted")
+    {
+        ActionOutcome::Pending(p) => p.output_id,
+        ActionOutcome::Done(r) => panic!("finished at once: {r:?}"),
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            processes_with("sleep 294.5").len() == 2
+        })
+        .await,
+        "it runs"
+    );
+    // The network to the instance goes: the MID is declared gone and the job's lease
+    // ends (at most once: it is not run elsewhere) while the command still runs here.
+    proxy.stop();
+    drop(proxy);
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            api.get_record(&id)
+                .await
+                .is_ok_and(|r| r.state == State::Error)
+        })
+        .await,
+        "the lease ended on the instance"
+    );
+    assert_eq!(
+        processes_with("sleep 294.5").len(),
+        2,
+        "still running, cut off"
+    );
+    let mut back = None;
+    for _ in 0..50 {
+        match openmid_testkit::ConnectProxy::start_on(proxy_addr).await {
+            Ok(p) => {
+                back = Some(p);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let _back = back.expect("the proxy comes back on its port");
+    // Back in touch, the MID hears the lease is gone and stops the run.
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            processes_with("sleep 294.5").is_empty()
+        })
+        .await,
+        "the command was stopped when the MID learnt its lease was lost"
+    );
+    let r = api.get_record(&id).await.expect("get");
+    assert_eq!(
+        r.state,
+        State::Error,
+        "the lapsed at-most-once job stays failed"
+    );
+    mid.shutdown().await.expect("stops");
+    instance.shutdown().await;
+}
