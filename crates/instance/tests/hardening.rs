@@ -339,3 +339,82 @@ async fn failed_authentication_is_logged_with_the_peer_once_per_window() {
         "the enrollment token was logged"
     );
 }
+
+/// Sends `request` on a fresh connection and reads the whole answer.
+async fn raw_exchange(instance: &TestInstance, request: &[u8]) -> String {
+    let mut stream = tls_connect(instance).await;
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(GUARD, stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The status and JSON error code of an HTTP/1.1 answer.
+fn status_and_code(answer: &str) -> (u16, String) {
+    let status = answer
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{answer}"
+    );
+    let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or("<none>")
+            .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_are_refused_in_json() {
+    let (instance, _dir) = instance_with(|_| {}).await;
+    let many: String = (0..300).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nbad header: y\r\n\r\n".to_vec(),
+            400,
+            "bad_request",
+        ),
+        (b"NOT HTTP AT ALL\r\n\r\n".to_vec(), 400, "bad_request"),
+        (
+            format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many}\r\n").into_bytes(),
+            431,
+            "headers_too_large",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 7\r\n\r\n"
+                .to_vec(),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let answer = raw_exchange(&instance, &request).await;
+        assert_eq!(
+            status_and_code(&answer),
+            (status, code.to_string()),
+            "{}",
+            String::from_utf8_lossy(&request[..request.len().min(60)])
+        );
+    }
+    // After a good exchange on the same connection too, and the good one untouched.
+    let answer = raw_exchange(
+        &instance,
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\nGET / HTTP/1.1\r\nbad header: y\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let second = answer
+        .match_indices("HTTP/1.1 ")
+        .nth(1)
+        .map(|(i, _)| &answer[i..])
+        .unwrap_or_default();
+    assert_eq!(status_and_code(second), (400, "bad_request".to_string()));
+}

@@ -11,7 +11,11 @@
 //! response body is sent, so a MID's long-poll (a request waiting for work) is never
 //! taken for idleness. Past `max_connections` a new connection gets one
 //! `503 too_many_connections` answer in the API's JSON error format instead of
-//! hanging, from a small separate allowance that is itself capped.
+//! hanging, from a small separate allowance that is itself capped. The refusals
+//! hyper writes by itself (an unparsable request head) are given the API's JSON error
+//! body too ([`refusals`]).
+
+mod refusals;
 
 use crate::api::error::ApiError;
 use crate::config::InstanceConfig;
@@ -182,7 +186,8 @@ pub async fn serve(
 /// Requests in progress on one connection, and a wake-up whenever that changes.
 #[derive(Default)]
 struct Activity {
-    in_flight: AtomicUsize,
+    /// Shared with the connection's [`refusals::JsonRefusals`].
+    in_flight: Arc<AtomicUsize>,
     changes: AtomicU64,
     changed: Notify,
 }
@@ -298,7 +303,9 @@ async fn serve_connection(
             }))
         }
     });
-    let conn = http.serve_connection(TokioIo::new(tls), service);
+    let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = refusals::JsonRefusals::new(tls, (!http2).then(|| activity.in_flight.clone()));
+    let conn = http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let closing = tokio::select! {
         result = conn.as_mut() => {
