@@ -444,6 +444,53 @@ fn bench_failover_reports_its_figures_as_json() {
 }
 
 #[test]
+fn bench_command_reports_its_figures_as_json() {
+    let figures = bench_json(&[
+        "command",
+        "--requests",
+        "10",
+        "--seconds",
+        "0.3",
+        "--concurrency",
+        "2",
+        "--stream-bytes",
+        "20M",
+    ]);
+    for key in [
+        "rtt_p50_ms",
+        "rtt_p99_ms",
+        "local_p50_ms",
+        "throughput_per_s",
+        "local_throughput_per_s",
+        "stream_mid_bytes_per_s",
+        "stream_local_bytes_per_s",
+        "stream_ratio",
+        "mid_rss_peak_mb",
+    ] {
+        assert!(
+            figures[key]
+                .as_f64()
+                .is_some_and(|v| v.is_finite() && v > 0.0),
+            "{key} positive and finite in {figures}"
+        );
+    }
+    assert_eq!(figures["mid_failed"], 0);
+    assert_eq!(figures["stream_bytes"], 20_000_000);
+
+    // A bad size is refused naming its flag, without a panic.
+    let out = Command::new(BIN)
+        .args(["bench", "command", "--stream-bytes", "lots"])
+        .output()
+        .expect("bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--stream-bytes") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn instance_reads_a_toml_config_with_environment_overrides() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("instance.toml");
