@@ -24,6 +24,24 @@ fn demo_once_runs_a_call_end_to_end_and_exits_zero() {
     assert!(stdout.contains("response 200"), "{stdout}");
     assert!(stdout.contains(r#"{"hello":"world"}"#), "{stdout}");
     assert!(stdout.contains("processed"), "{stdout}");
+    // Step 6: the allowed command ran and printed, the other was refused by its rule.
+    assert!(
+        stdout.contains("/bin/uname -a on MID demo-mid → exit code 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("allowed by policy.command.programs[0]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Linux"),
+        "uname's output is shown: {stdout}"
+    );
+    assert!(
+        stdout.contains("/bin/cat /etc/shadow → refused by the MID")
+            && stdout.contains("policy.command.programs"),
+        "{stdout}"
+    );
 }
 
 async fn ctl(stack: &Stack, args: &[&str]) -> (bool, String, String) {
