@@ -388,6 +388,10 @@ pub(super) async fn run(args: CommandArgs) -> Result<ExitCode> {
     let (l50, l90, l99) = (p(&local_lat, 0.5), p(&local_lat, 0.9), p(&local_lat, 0.99));
     let (m50, m90, m99) = (p(&mid_lat, 0.5), p(&mid_lat, 0.9), p(&mid_lat, 0.99));
     let mbps = |b: f64| b / 1e6;
+    let kept = streamed
+        .stdout
+        .bytes
+        .saturating_sub(streamed.stdout.dropped_bytes);
 
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
@@ -437,11 +441,7 @@ pub(super) async fn run(args: CommandArgs) -> Result<ExitCode> {
     t.add_row(vec![
         "stream: kept / dropped by the MID".into(),
         String::new(),
-        format!(
-            "{} / {} bytes",
-            streamed.stdout.bytes - streamed.stdout.dropped_bytes,
-            streamed.stdout.dropped_bytes
-        ),
+        format!("{kept} / {} bytes", streamed.stdout.dropped_bytes),
         String::new(),
     ]);
     t.add_row(vec![
@@ -466,7 +466,7 @@ pub(super) async fn run(args: CommandArgs) -> Result<ExitCode> {
                 "mid_failed": mid_failed,
                 "local_failed": local_failed,
                 "stream_bytes": args.stream_bytes,
-                "stream_kept_bytes": streamed.stdout.bytes - streamed.stdout.dropped_bytes,
+                "stream_kept_bytes": kept,
                 "stream_mid_bytes_per_s": mid_bps,
                 "stream_local_bytes_per_s": null_bps,
                 "stream_local_pipe_bytes_per_s": pipe_bps,
