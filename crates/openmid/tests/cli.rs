@@ -24,6 +24,24 @@ fn demo_once_runs_a_call_end_to_end_and_exits_zero() {
     assert!(stdout.contains("response 200"), "{stdout}");
     assert!(stdout.contains(r#"{"hello":"world"}"#), "{stdout}");
     assert!(stdout.contains("processed"), "{stdout}");
+    // Step 6: the allowed command ran and printed, the other was refused by its rule.
+    assert!(
+        stdout.contains("/bin/uname -a on MID demo-mid → exit code 0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("allowed by policy.command.programs[0]"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Linux"),
+        "uname's output is shown: {stdout}"
+    );
+    assert!(
+        stdout.contains("/bin/cat /etc/shadow → refused by the MID")
+            && stdout.contains("policy.command.programs"),
+        "{stdout}"
+    );
 }
 
 async fn ctl(stack: &Stack, args: &[&str]) -> (bool, String, String) {
@@ -441,6 +459,53 @@ fn bench_failover_reports_its_figures_as_json() {
     assert_eq!(figures["lost"], 0);
     assert_eq!(figures["duplicates"], 0);
     assert!(figures["detect_ms"].as_i64().is_some_and(|d| d > 0));
+}
+
+#[test]
+fn bench_command_reports_its_figures_as_json() {
+    let figures = bench_json(&[
+        "command",
+        "--requests",
+        "10",
+        "--seconds",
+        "0.3",
+        "--concurrency",
+        "2",
+        "--stream-bytes",
+        "20M",
+    ]);
+    for key in [
+        "rtt_p50_ms",
+        "rtt_p99_ms",
+        "local_p50_ms",
+        "throughput_per_s",
+        "local_throughput_per_s",
+        "stream_mid_bytes_per_s",
+        "stream_local_bytes_per_s",
+        "stream_ratio",
+        "mid_rss_peak_mb",
+    ] {
+        assert!(
+            figures[key]
+                .as_f64()
+                .is_some_and(|v| v.is_finite() && v > 0.0),
+            "{key} positive and finite in {figures}"
+        );
+    }
+    assert_eq!(figures["mid_failed"], 0);
+    assert_eq!(figures["stream_bytes"], 20_000_000);
+
+    // A bad size is refused naming its flag, without a panic.
+    let out = Command::new(BIN)
+        .args(["bench", "command", "--stream-bytes", "lots"])
+        .output()
+        .expect("bench runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--stream-bytes") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -12,6 +12,8 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+mod command;
+
 /// Flags of `openmid bench`.
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,6 +32,10 @@ enum Kind {
     /// Kill the active member of a two-MID failover cluster with jobs in flight; measure
     /// time to detect and time until every job completed on the survivor.
     Failover(FailoverArgs),
+    /// A trivial command (`/bin/echo x`) through a MID against running it here, and a
+    /// large stdout streamed through the MID against `head -c … > /dev/null` here;
+    /// with the MID's peak memory.
+    Command(command::CommandArgs),
 }
 
 #[derive(clap::Args)]
@@ -88,6 +94,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Kind::Rest(a) => rest(a).await,
         Kind::Scale(a) => scale(a).await,
         Kind::Failover(a) => failover(a).await,
+        Kind::Command(a) => command::run(a).await,
     }
 }
 

@@ -1,12 +1,15 @@
 //! `openmid demo`: the whole path on one machine — an instance with a fresh data dir, an
-//! "internal" HTTP service, a MID that enrolls and is validated, and a REST call that
-//! travels instance → ECC queue → MID → service → back.
+//! "internal" HTTP service, a MID that enrolls and is validated, a REST call that
+//! travels instance → ECC queue → MID → service → back, a call through an alias with a
+//! credential, and a command run on the MID's host — with one its policy refuses.
 
 use anyhow::{Context, Result, bail};
 use openmid_instance::client::ActionOutcome;
 use openmid_mid::config::TlsTrust;
+use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
-use openmid_proto::api::{NewCredential, NewEnrollmentToken, RestAction};
+use openmid_proto::api::{CommandAction, NewCredential, NewEnrollmentToken, RestAction};
+use openmid_proto::command::CommandExit;
 use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::ecc::EccRecord;
 use openmid_proto::mid::MidStatus;
@@ -17,6 +20,15 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const MID_NAME: &str = "demo-mid";
+
+/// The demo MID's `[policy.command]`: one harmless program with fixed arguments, so
+/// step 6 can show a command that runs and one the MID refuses on its own authority.
+const COMMAND_POLICY: &str = r#"
+[[command.programs]]
+path = "/bin/uname"
+args = ["-a"]
+max_runtime_secs = 10
+"#;
 
 /// Flags of `openmid demo`.
 #[derive(clap::Args)]
@@ -39,7 +51,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let instance = TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
         .await
         .context("starting the instance")?;
-    println!("[1/5] instance  {}", instance.running.url);
+    println!("[1/6] instance  {}", instance.running.url);
     println!(
         "                self-signed certificate, SHA256:{}",
         instance.running.fingerprint
@@ -49,7 +61,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .await
         .context("starting the internal service")?;
     println!(
-        "[2/5] service   {}  (an internal HTTP service; only the MID calls it)",
+        "[2/6] service   {}  (an internal HTTP service; only the MID calls it)",
         service.url("")
     );
 
@@ -66,6 +78,11 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         fingerprint: Some(instance.running.fingerprint.clone()),
         ..TlsTrust::default()
     };
+    // Keep the network rules the test kit set (loopback targets allowed), add commands.
+    let commands: PolicyConfig = toml::from_str(COMMAND_POLICY).context("the demo's policy")?;
+    let mut table = config.policy.config().clone();
+    table.command = commands.command;
+    config.policy = EgressPolicy::new(table).context("compiling the demo's policy")?;
     let started = Instant::now();
     let mut mid = openmid_mid::start(config)
         .await
@@ -77,7 +94,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         bail!("the MID did not enroll within 20 s");
     }
     println!(
-        "[3/5] MID       {MID_NAME} dialled out, enrolled with a one-time token: validation_pending"
+        "[3/6] MID       {MID_NAME} dialled out, enrolled with a one-time token: validation_pending"
     );
     instance.api.validate_mid(MID_NAME).await?;
     if !mid
@@ -92,7 +109,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     );
 
     let url = service.url("/hello?from=openmid-demo");
-    println!("[4/5] REST call GET {url}  via mid.server.{MID_NAME}");
+    println!("[4/6] REST call GET {url}  via mid.server.{MID_NAME}");
     let sent = Instant::now();
     let outcome = instance
         .api
@@ -149,7 +166,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
     };
-    let ok = ok && alias_call(&instance).await?;
+    let ok = alias_call(&instance).await? && ok;
+    let ok = command_calls(&instance).await? && ok;
     println!();
 
     if !args.once {
@@ -166,6 +184,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         println!(
             "curl --cacert \"$OPENMID_CA\" -H \"Authorization: Bearer $OPENMID_TOKEN\" -H 'content-type: application/json' \\\n  -d '{{\"mid\":\"{MID_NAME}\",\"method\":\"POST\",\"url\":\"{}\",\"body\":{{\"hi\":1}}}}' \\\n  \"$OPENMID_URL/api/v1/actions/rest?wait=10\"",
             service.url("/echo")
+        );
+        println!(
+            "curl --cacert \"$OPENMID_CA\" -H \"Authorization: Bearer $OPENMID_TOKEN\" -H 'content-type: application/json' \\\n  -d '{{\"mid\":\"{MID_NAME}\",\"program\":\"/bin/uname\",\"args\":[\"-a\"]}}' \\\n  \"$OPENMID_URL/api/v1/actions/command?wait=10\""
         );
         super::stop_requested().await;
         println!("\nstopping…");
@@ -219,7 +240,7 @@ async fn alias_call(instance: &TestInstance) -> Result<bool> {
         })
         .await?;
     println!(
-        "[5/5] alias     demo-api → {} with credential demo-basic ({}; the API shows {})",
+        "[5/6] alias     demo-api → {} with credential demo-basic ({}; the API shows {})",
         target.url(""),
         credential.spec.type_name(),
         serde_json::to_string(&credential.spec).unwrap_or_default()
@@ -252,6 +273,77 @@ async fn alias_call(instance: &TestInstance) -> Result<bool> {
             false
         }
     })
+}
+
+/// Step 6: a command on the MID's host, which its `[policy.command]` allows, and one it
+/// refuses (the error names the rule). True when the first exited 0 and the second was
+/// refused.
+async fn command_calls(instance: &TestInstance) -> Result<bool> {
+    println!("[6/6] command   the MID's policy allows only `/bin/uname -a`");
+    let allowed = CommandAction {
+        timeout_ms: Some(10_000),
+        correlator: Some("demo".into()),
+        ..CommandAction::on(MID_NAME, "/bin/uname", &["-a"])
+    };
+    let ran = match instance
+        .api
+        .command_action(&allowed, Duration::from_secs(15))
+        .await?
+    {
+        ActionOutcome::Done(r) => match &r.response {
+            Some(out) => {
+                let exit = match &out.exit {
+                    CommandExit::Code { code } => format!("exit code {code}"),
+                    CommandExit::Signal { name, .. } => format!("killed by {name}"),
+                };
+                println!(
+                    "      /bin/uname -a on MID {} → {exit} in {} ms (allowed by {})",
+                    r.mid.as_deref().unwrap_or("?"),
+                    out.duration_ms,
+                    out.allowed_by
+                );
+                for line in out.stdout.text.lines() {
+                    println!("               {line}");
+                }
+                out.succeeded()
+            }
+            None => {
+                println!("      failed: {}", r.error.as_deref().unwrap_or("unknown"));
+                false
+            }
+        },
+        ActionOutcome::Pending(p) => {
+            println!("      still {} after 15 s", p.state);
+            false
+        }
+    };
+    let refused = match instance
+        .api
+        .command_action(
+            &CommandAction::on(MID_NAME, "/bin/cat", &["/etc/shadow"]),
+            Duration::from_secs(15),
+        )
+        .await?
+    {
+        ActionOutcome::Done(r) => match (&r.response, &r.error) {
+            (None, Some(error)) => {
+                println!("      /bin/cat /etc/shadow → refused by the MID: {error}");
+                true
+            }
+            (response, error) => {
+                println!(
+                    "      /bin/cat /etc/shadow was not refused: {:?} {error:?}",
+                    response.as_ref().map(|o| &o.exit)
+                );
+                false
+            }
+        },
+        ActionOutcome::Pending(p) => {
+            println!("      /bin/cat /etc/shadow: still {} after 15 s", p.state);
+            false
+        }
+    };
+    Ok(ran && refused)
 }
 
 fn print_record(label: &str, r: &EccRecord) {
