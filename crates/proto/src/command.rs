@@ -167,7 +167,7 @@ pub enum CommandEnd {
 pub struct StreamOutput {
     /// The bytes kept, as text (invalid UTF-8 replaced) — or base64 when `base64`.
     pub text: String,
-    /// `text` is base64: the output was not UTF-8.
+    /// `text` is base64: the output was not UTF-8, or held NUL bytes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub base64: bool,
     /// Bytes the program wrote.
