@@ -49,13 +49,10 @@ pub(super) async fn rest_action(
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(action): ApiJson<RestAction>,
 ) -> Result<Response, ApiError> {
-    let wait = q.duration(&state)?;
-    let key = idempotency::from_headers(&headers, "actions/rest", &action)?;
-    if let Some(response) = replay(&state, key.as_ref(), wait).await? {
-        return Ok(response);
-    }
-    let output = state.dispatcher.connections().rest_output(action).await?;
-    submit_and_answer(&state, output, key.as_ref(), wait).await
+    act(&state, &headers, &q, "actions/rest", action, |a| async {
+        state.dispatcher.connections().rest_output(a).await
+    })
+    .await
 }
 
 pub(super) async fn soap_action(
@@ -64,13 +61,10 @@ pub(super) async fn soap_action(
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(action): ApiJson<SoapAction>,
 ) -> Result<Response, ApiError> {
-    let wait = q.duration(&state)?;
-    let key = idempotency::from_headers(&headers, "actions/soap", &action)?;
-    if let Some(response) = replay(&state, key.as_ref(), wait).await? {
-        return Ok(response);
-    }
-    let output = state.dispatcher.connections().soap_output(action).await?;
-    submit_and_answer(&state, output, key.as_ref(), wait).await
+    act(&state, &headers, &q, "actions/soap", action, |a| async {
+        state.dispatcher.connections().soap_output(a).await
+    })
+    .await
 }
 
 pub(super) async fn command_action(
@@ -79,11 +73,39 @@ pub(super) async fn command_action(
     ApiQuery(q): ApiQuery<WaitQuery>,
     ApiJson(action): ApiJson<CommandAction>,
 ) -> Result<Response, ApiError> {
-    let wait = q.duration(&state)?;
-    let key = idempotency::from_headers(&headers, "actions/command", &action)?;
-    if let Some(response) = replay(&state, key.as_ref(), wait).await? {
+    act(&state, &headers, &q, "actions/command", action, |a| async {
+        command_output(a)
+    })
+    .await
+}
+
+/// What every action does around its own part (`build`, which turns the request into
+/// an output): the wait, the `Idempotency-Key` (a retry is answered from the first
+/// output before `build` runs again), the submission and the answer.
+async fn act<A, F, E>(
+    state: &AppState,
+    headers: &HeaderMap,
+    q: &WaitQuery,
+    route: &str,
+    action: A,
+    build: impl FnOnce(A) -> F,
+) -> Result<Response, ApiError>
+where
+    A: serde::Serialize,
+    F: std::future::Future<Output = Result<NewOutput, E>>,
+    ApiError: From<E>,
+{
+    let wait = q.duration(state)?;
+    let key = idempotency::from_headers(headers, route, &action)?;
+    if let Some(response) = replay(state, key.as_ref(), wait).await? {
         return Ok(response);
     }
+    let output = build(action).await?;
+    submit_and_answer(state, output, key.as_ref(), wait).await
+}
+
+/// The output a command action asks for.
+fn command_output(action: CommandAction) -> Result<NewOutput, ApiError> {
     let agent = match (&action.mid, &action.agent) {
         (Some(mid), None) => format!("mid.server.{mid}"),
         (None, Some(agent)) => agent.clone(),
@@ -96,7 +118,7 @@ pub(super) async fn command_action(
     };
     let payload = serde_json::to_value(action.request())
         .map_err(|e| ApiError::invalid_field("payload", e))?;
-    let output = NewOutput {
+    Ok(NewOutput {
         agent,
         topic: Topic::Command,
         name: Some(
@@ -112,8 +134,7 @@ pub(super) async fn command_action(
         max_attempts: None,
         at_most_once: action.at_most_once,
         application: action.application,
-    };
-    submit_and_answer(&state, output, key.as_ref(), wait).await
+    })
 }
 
 /// A retry of an earlier submission (same `Idempotency-Key`) is answered with the

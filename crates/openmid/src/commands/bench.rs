@@ -150,32 +150,50 @@ impl Caller {
 
     /// Calls per second with `concurrency` callers for `seconds`, and failures.
     async fn throughput(&self, concurrency: usize, seconds: f64) -> (f64, u64) {
-        let end = Instant::now() + Duration::from_secs_f64(seconds);
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let caller = self.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u64, 0u64);
-                while Instant::now() < end {
-                    if caller.call().await {
-                        ok += 1;
-                    } else {
-                        failed += 1;
-                    }
+        let caller = self.clone();
+        load(concurrency, seconds, move || {
+            let caller = caller.clone();
+            async move { caller.call().await }
+        })
+        .await
+    }
+}
+
+/// Runs `attempt` over and over from `concurrency` tasks for `seconds`: successes per
+/// second, and failures (a task that died counts as one).
+async fn load<F, Fut>(concurrency: usize, seconds: f64, attempt: F) -> (f64, u64)
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let started = Instant::now();
+    let end = started + Duration::from_secs_f64(seconds);
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let attempt = attempt.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, 0u64);
+            while Instant::now() < end {
+                if attempt().await {
+                    ok += 1;
+                } else {
+                    failed += 1;
                 }
-                (ok, failed)
-            }));
-        }
-        let (mut ok, mut failed) = (0, 0);
-        for t in tasks {
-            if let Ok((o, f)) = t.await {
+            }
+            (ok, failed)
+        }));
+    }
+    let (mut ok, mut failed) = (0, 0);
+    for t in tasks {
+        match t.await {
+            Ok((o, f)) => {
                 ok += o;
                 failed += f;
             }
+            Err(_) => failed += 1,
         }
-        (ok as f64 / started.elapsed().as_secs_f64(), failed)
     }
+    (ok as f64 / started.elapsed().as_secs_f64(), failed)
 }
 
 /// What every process-based benchmark starts with.

@@ -139,34 +139,12 @@ impl Runner {
 
     /// Runs per second with `concurrency` callers for `seconds`, and failures.
     async fn throughput(&self, concurrency: usize, seconds: f64) -> (f64, u64) {
-        let started = Instant::now();
-        let end = started + Duration::from_secs_f64(seconds);
-        let mut tasks = Vec::with_capacity(concurrency);
-        for _ in 0..concurrency {
-            let runner = self.clone();
-            tasks.push(tokio::spawn(async move {
-                let (mut ok, mut failed) = (0u64, 0u64);
-                while Instant::now() < end {
-                    if runner.run().await {
-                        ok += 1;
-                    } else {
-                        failed += 1;
-                    }
-                }
-                (ok, failed)
-            }));
-        }
-        let (mut ok, mut failed) = (0, 0);
-        for t in tasks {
-            match t.await {
-                Ok((o, f)) => {
-                    ok += o;
-                    failed += f;
-                }
-                Err(_) => failed += 1,
-            }
-        }
-        (ok as f64 / started.elapsed().as_secs_f64(), failed)
+        let runner = self.clone();
+        super::load(concurrency, seconds, move || {
+            let runner = runner.clone();
+            async move { runner.run().await }
+        })
+        .await
     }
 }
 
