@@ -1,5 +1,7 @@
 //! The MID registry: enrollment tokens, enrollment, session authentication, validation.
 
+pub mod lifecycle;
+
 use crate::auth::{hash_token, new_token, token_matches};
 use crate::ecc::{EnrollError, EnrollmentTokenRow, Load, MidKey, MidRow, Store, StoreError};
 use base64::Engine;

@@ -1,0 +1,113 @@
+//! Results: a MID's batch recorded exactly once, and API calls that wait for an
+//! output to finish (handed the finished records in memory when they wait).
+
+use super::*;
+
+/// Largest batch of results accepted in one post.
+pub const MAX_RESULTS_PER_POST: usize = 1000;
+
+impl Dispatcher {
+    /// Records a batch of results from a MID and wakes whoever waits on them.
+    pub async fn accept_results(
+        &self,
+        mid: &MidRow,
+        req: &ResultsRequest,
+    ) -> Result<ResultsResponse, DispatchError> {
+        self.presence.contact(&mid.name);
+        if req.results.len() > MAX_RESULTS_PER_POST {
+            return Err(invalid(
+                "results",
+                format!("at most {MAX_RESULTS_PER_POST} results per post"),
+            ));
+        }
+        let recorded = self
+            .store
+            .record_results(&mid.name, &req.results, now_ms())
+            .await?;
+        let mut acks = Vec::with_capacity(recorded.len());
+        for (result, RecordedResult { outcome, finished }) in req.results.iter().zip(recorded) {
+            match outcome {
+                AckOutcome::Recorded => {
+                    if let Some(finished) = finished
+                        && self.outputs.is_awaited(&result.output_id)
+                    {
+                        self.keep_finished(finished);
+                    }
+                    self.outputs.signal(&result.output_id);
+                }
+                AckOutcome::Superseded => tracing::info!(
+                    output = %result.output_id,
+                    attempt = result.attempt,
+                    mid = %mid.name,
+                    "discarded a result of a superseded attempt"
+                ),
+                AckOutcome::Duplicate | AckOutcome::Unknown => {}
+            }
+            acks.push(Ack {
+                output_id: result.output_id.clone(),
+                attempt: result.attempt,
+                outcome,
+            });
+        }
+        Ok(ResultsResponse { acks })
+    }
+
+    /// Waits up to `wait` for an output to finish; returns it as it is then, with its
+    /// input when that is already at hand (else the caller reads it).
+    pub async fn wait_finished(
+        &self,
+        id: &str,
+        wait: Duration,
+    ) -> Result<(Record, Option<Record>), DispatchError> {
+        let deadline = Instant::now() + wait;
+        let notify = self.outputs.subscribe(id);
+        let outcome = loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(Finished { output, input }) = self.take_finished(id) {
+                break Ok((output, Some(input)));
+            }
+            let record = match self.store.get_record(id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => {
+                    break Err(DispatchError::NotFound(format!(
+                        "no ECC record with id `{id}`"
+                    )));
+                }
+                Err(e) => break Err(e.into()),
+            };
+            if record.is_finished() || Instant::now() >= deadline {
+                break Ok((record, None));
+            }
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        };
+        // Whatever was kept for this call and not used must not stay behind.
+        drop(notify);
+        if !self.outputs.is_awaited(id) {
+            self.take_finished(id);
+        }
+        outcome
+    }
+
+    /// Keeps a finished output for the API call waiting on it.
+    pub(super) fn keep_finished(&self, finished: Finished) {
+        let mut kept = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        // Entries whose waiter left between the check and the insert would stay:
+        // sweep them when the map grows.
+        if kept.len() >= 1024 {
+            kept.retain(|id, _| self.outputs.is_awaited(id));
+        }
+        kept.insert(finished.output.id.clone(), finished);
+    }
+
+    pub(super) fn take_finished(&self, id: &str) -> Option<Finished> {
+        self.finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+    }
+}

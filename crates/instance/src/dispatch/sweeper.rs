@@ -1,0 +1,285 @@
+//! Housekeeping: the state at start, MIDs that went away, lapsed leases, moving work
+//! between eligible MIDs, drained MIDs, and retention.
+
+use super::*;
+
+impl Dispatcher {
+    /// At instance start: nobody is connected yet, whatever the registry said before
+    /// the stop. MIDs that were `up` become `down` until their first poll restores them,
+    /// so no new work is assigned to a MID that may never come back; presence starts
+    /// empty. Running work keeps its lease for one more `lease_ms` from now, plus the
+    /// MIDs' longest reconnect back-off — the time the instance was down is not the
+    /// MIDs' fault — so a MID that reconnects and heartbeats keeps its jobs, and one
+    /// that does not loses them then.
+    pub async fn start_fresh(&self) -> Result<(), DispatchError> {
+        let now = now_ms();
+        for mid in self.store.list_mids().await? {
+            if mid.status == MidStatus::Up {
+                self.store
+                    .set_mid_status(
+                        &mid.name,
+                        &[MidStatus::Up],
+                        MidStatus::Down,
+                        "instance restarted: not reconnected yet",
+                        now,
+                    )
+                    .await?;
+            }
+        }
+        let reconnect = i64::try_from(openmid_proto::mid::MAX_RECONNECT_DELAY_MS).unwrap_or(0);
+        let extended = self
+            .store
+            .extend_all_leases(now + self.lease_ms().saturating_add(reconnect))
+            .await?;
+        if extended > 0 {
+            tracing::info!(
+                outputs = extended,
+                "running work keeps its lease while its MIDs reconnect"
+            );
+        }
+        self.rebalance_wanted.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Ends the leases of everything a MID runs, so the work runs elsewhere.
+    pub(super) async fn release_leases(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> Result<(), DispatchError> {
+        let changed = self
+            .store
+            .release_leases_of(name, &[], reason, now_ms())
+            .await?;
+        if !changed.is_empty() {
+            tracing::warn!(mid = %name, outputs = changed.len(), "{reason}: its running work is released");
+        }
+        self.after_lapse(changed).await
+    }
+
+    /// Outputs whose lease ended: wake waiters of those that ended in error, and move
+    /// the others (addressed to a cluster or `mid.auto`) to another eligible MID.
+    pub(super) async fn after_lapse(&self, changed: Vec<Record>) -> Result<(), DispatchError> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let mids = self.store.list_mids().await?;
+        let mut load = self.store.load_by_mid().await?;
+        for output in changed {
+            match output.state {
+                State::Ready => {
+                    self.reassign(&output, &mids, &mut load, output.claimed_by.as_deref())
+                        .await?;
+                }
+                _ => self.outputs.signal(&output.id),
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-chooses the MID of one ready output; `avoid` is a MID not to pick again when
+    /// another is eligible.
+    pub(super) async fn reassign(
+        &self,
+        output: &Record,
+        mids: &[MidRow],
+        load: &mut HashMap<String, Load>,
+        avoid: Option<&str>,
+    ) -> Result<(), DispatchError> {
+        let Ok(agent) = output.agent.parse::<Agent>() else {
+            return Ok(());
+        };
+        if let Agent::Server(name) = &agent {
+            // Addressed to one MID: it waits for that MID.
+            self.wake_mid(name);
+            return Ok(());
+        }
+        let current = output.assigned_to.as_deref();
+        let eligible = |name: &str| {
+            mids.iter()
+                .any(|m| m.name == name && m.status == MidStatus::Up)
+        };
+        let payload: serde_json::Value = serde_json::from_str(&output.payload).unwrap_or_default();
+        let needs = Needs {
+            capability: output.topic.capability(),
+            application: output.application.as_deref(),
+            target_ip: target_ip(output.topic, &payload),
+            avoid,
+            more_capabilities: more_capabilities(&payload),
+            topic: Some(output.topic),
+        };
+        let choice = match self.choose(&agent, &needs, mids, load).await {
+            Ok(c) => c,
+            Err(DispatchError::Invalid { message, .. }) => Choice::Nobody { why: message },
+            Err(e) => return Err(e),
+        };
+        let by_rank = matches!(choice, Choice::Mid { by_rank: true, .. });
+        let (to, why) = match choice {
+            // Load-balanced and auto work stays where it is while that MID is eligible;
+            // failover work follows the first up member.
+            _ if avoid.is_none() && !by_rank && current.is_some_and(eligible) => return Ok(()),
+            Choice::Mid { name, .. } if Some(name.as_str()) == current => return Ok(()),
+            Choice::Mid { name, why, .. } => (Some(name), why),
+            Choice::Nobody { why } => (None, why),
+        };
+        if current.is_none() && to.is_none() {
+            return Ok(());
+        }
+        if self
+            .store
+            .assign_output(&output.id, current, to.as_deref(), &why)
+            .await?
+        {
+            if let Some(old) = current.and_then(|c| load.get_mut(c)) {
+                old.ready = old.ready.saturating_sub(1);
+            }
+            if let Some(new) = &to {
+                load.entry(new.clone()).or_default().ready += 1;
+                self.wake_mid(new);
+            }
+            tracing::info!(output = %output.id, from = ?current, to = ?to, "{why}");
+        }
+        Ok(())
+    }
+
+    /// Re-checks where every movable ready output is assigned.
+    pub async fn rebalance(&self) -> Result<(), DispatchError> {
+        let outputs = self.store.movable_outputs(1000).await?;
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        let mids = self.store.list_mids().await?;
+        let mut load = self.store.load_by_mid().await?;
+        for output in &outputs {
+            self.reassign(output, &mids, &mut load, None).await?;
+        }
+        Ok(())
+    }
+
+    /// One round of housekeeping: MIDs that went away become `down` and their work
+    /// moves; lapsed leases return to the queue; drained MIDs are marked; assignments
+    /// are re-checked when something changed.
+    pub async fn sweep(&self) -> Result<(), DispatchError> {
+        let grace = Duration::from_millis(self.config.disconnect_grace_ms);
+        let down_after = Duration::from_millis(self.config.down_after_ms);
+        for gone in self.presence.gone(grace, down_after) {
+            self.presence.forget(&gone.name);
+            let row = self
+                .store
+                .set_mid_status(
+                    &gone.name,
+                    &[MidStatus::Up],
+                    MidStatus::Down,
+                    &gone.reason,
+                    now_ms(),
+                )
+                .await?;
+            if row.is_some_and(|r| r.status == MidStatus::Down) {
+                tracing::warn!(mid = %gone.name, reason = %gone.reason, "MID is down");
+            }
+            self.release_leases(&gone.name, &format!("MID {} went away", gone.name))
+                .await?;
+            self.rebalance_wanted.store(true, Ordering::Relaxed);
+        }
+        let lapsed = self.store.expire_leases(now_ms()).await?;
+        for output in &lapsed {
+            tracing::warn!(output = %output.id, attempt = output.attempt, mid = ?output.claimed_by, state = output.state.as_str(), "lease lapsed");
+        }
+        self.after_lapse(lapsed).await?;
+        let mids = self.store.list_mids().await?;
+        if mids.iter().any(|m| m.status == MidStatus::Draining) {
+            let load = self.store.load_by_mid().await?;
+            for mid in mids.iter().filter(|m| m.status == MidStatus::Draining) {
+                if load.get(&mid.name).is_none_or(|l| l.processing == 0) {
+                    self.store
+                        .set_mid_status(
+                            &mid.name,
+                            &[MidStatus::Draining],
+                            MidStatus::Drained,
+                            "drained: no running work left",
+                            now_ms(),
+                        )
+                        .await?;
+                    tracing::info!(mid = %mid.name, "MID drained");
+                }
+            }
+        }
+        if self.rebalance_wanted.swap(false, Ordering::Relaxed) {
+            self.rebalance().await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes finished records older than the retention, a thousand per transaction so
+    /// the writer is never held long. Returns how many went.
+    pub async fn purge_old_records(&self) -> Result<u64, DispatchError> {
+        let keys = self
+            .store
+            .purge_idempotency_keys(now_ms().saturating_sub(super::submit::idempotency_window_ms()))
+            .await?;
+        if keys > 0 {
+            tracing::debug!(keys, "forgot idempotency keys past their window");
+        }
+        if self.config.retention_hours == 0 {
+            return Ok(0);
+        }
+        let age = i64::try_from(self.config.retention_hours.saturating_mul(3_600_000))
+            .unwrap_or(i64::MAX);
+        let before = now_ms().saturating_sub(age);
+        let mut total = 0;
+        loop {
+            let deleted = self.store.purge_finished(before, 1000).await?;
+            total += deleted;
+            if deleted == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        if total > 0 {
+            tracing::info!(
+                records = total,
+                "purged finished records past the retention"
+            );
+        }
+        // Blobs go by the same age: the records naming them are gone by now.
+        let age = Duration::from_secs(self.config.retention_hours.saturating_mul(3_600));
+        match self.blobs.purge_older_than(age).await {
+            Ok(0) => {}
+            Ok(files) => tracing::info!(files, "purged blob files past the retention"),
+            Err(e) => tracing::error!(error = %e, "purging blobs failed"),
+        }
+        Ok(total)
+    }
+
+    /// Runs [`Dispatcher::sweep`] until `shutdown`; every few seconds it also re-checks
+    /// assignments, so work waiting for a cluster member is picked up, and every ten
+    /// minutes it purges records past the retention.
+    pub async fn run_sweeper(self: Arc<Self>, shutdown: CancellationToken) {
+        let period = Duration::from_millis((self.config.disconnect_grace_ms / 5).clamp(50, 250));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rounds = 0u64;
+        let started = Instant::now();
+        let mut next_purge = Duration::ZERO;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    rounds += 1;
+                    if rounds.is_multiple_of(20) {
+                        self.rebalance_wanted.store(true, Ordering::Relaxed);
+                    }
+                    if rounds == 1 || started.elapsed() >= next_purge {
+                        next_purge = started.elapsed() + Duration::from_secs(600);
+                        if let Err(e) = self.purge_old_records().await {
+                            tracing::error!(error = %e, "purge failed");
+                        }
+                    }
+                    if let Err(e) = self.sweep().await {
+                        tracing::error!(error = %e, "sweep failed");
+                    }
+                }
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
