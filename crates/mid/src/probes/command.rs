@@ -116,7 +116,12 @@ struct ScriptFile {
 impl ScriptFile {
     async fn write(ctx: &ProbeContext, job: &JobContext, body: &str) -> Result<Self, ProbeError> {
         let dir = ctx.scripts_dir();
-        let path = dir.join(format!("{}.{}", job.id.output_id, job.id.attempt));
+        // The id comes from the instance: hex-encoded it cannot name another path.
+        let path = dir.join(format!(
+            "{}.{}",
+            hex::encode(job.id.output_id.as_bytes()),
+            job.id.attempt
+        ));
         let body = body.to_string();
         let target = path.clone();
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
