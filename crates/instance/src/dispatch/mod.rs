@@ -3,6 +3,7 @@
 //! results exactly once, notices MIDs that go away, and moves their work elsewhere.
 
 pub mod handoff;
+mod output;
 pub mod payload;
 pub mod presence;
 pub mod selection;
@@ -182,6 +183,8 @@ pub struct Dispatcher {
     agents: Signals,
     /// "Output X finished" (key: output id).
     outputs: Signals,
+    /// "Output X has new streamed output, or finished" (key: output id).
+    progress: Signals,
     presence: Arc<Presence>,
     /// Long-polls waiting for work, for hand-off.
     parked: Arc<ParkedPolls>,
@@ -241,6 +244,7 @@ impl Dispatcher {
             vault,
             agents: Signals::default(),
             outputs: Signals::default(),
+            progress: Signals::default(),
             presence: Arc::new(Presence::default()),
             parked: Arc::new(ParkedPolls::default()),
             finished: std::sync::Mutex::new(HashMap::new()),
@@ -561,7 +565,7 @@ impl Dispatcher {
         match &cancelled {
             Cancelled::Now(output) => {
                 tracing::info!(output = %output.id, "output cancelled before it ran");
-                self.outputs.signal(&output.id);
+                self.signal_finished(&output.id);
             }
             Cancelled::Stopping(output) => {
                 if let Some(mid) = &output.claimed_by {
@@ -778,7 +782,7 @@ impl Dispatcher {
                     {
                         self.keep_finished(finished);
                     }
-                    self.outputs.signal(&result.output_id);
+                    self.signal_finished(&result.output_id);
                 }
                 AckOutcome::Superseded => tracing::info!(
                     output = %result.output_id,
@@ -1036,7 +1040,7 @@ impl Dispatcher {
                     self.reassign(&output, &mids, &mut load, output.claimed_by.as_deref())
                         .await?;
                 }
-                _ => self.outputs.signal(&output.id),
+                _ => self.signal_finished(&output.id),
             }
         }
         Ok(())
