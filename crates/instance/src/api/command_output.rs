@@ -173,13 +173,16 @@ impl Reader {
                 .await?
                 .ok_or(ReadError::Gone)?;
             if record.attempt != self.attempt {
+                // From no claim to the first one is no restart.
+                let restarted = self.attempt > 0;
                 self.attempt = record.attempt;
                 self.after = None;
-                if !self
-                    .send(&OutputLine::Restart {
-                        attempt: self.attempt,
-                    })
-                    .await
+                if restarted
+                    && !self
+                        .send(&OutputLine::Restart {
+                            attempt: self.attempt,
+                        })
+                        .await
                 {
                     return Ok(());
                 }
