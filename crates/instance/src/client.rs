@@ -379,6 +379,51 @@ impl ApiClient {
         Ok(r)
     }
 
+    /// Reads a command's streamed output (`GET /api/v1/actions/{id}/output`): the
+    /// chunks after `after` (all with `None`); with `follow`, the answer stays open
+    /// until the output finished and ends with an `end` line.
+    pub async fn follow_output(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        follow: bool,
+    ) -> Result<crate::follow::OutputFollower, ClientError> {
+        let mut url = self
+            .base
+            .join(&format!("api/v1/actions/{}/output", encode(id)))
+            .map_err(|_| ClientError::BadUrl(format!("{}api/v1/actions/{id}/output", self.base)))?;
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(after) = after {
+                query.append_pair("after", &after.to_string());
+            }
+            if follow {
+                query.append_pair("follow", "1");
+            }
+        }
+        // No overall timeout: a followed command may run for hours.
+        let resp = self
+            .http
+            .get(url.clone())
+            .bearer_auth(self.token.expose())
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.to_string(),
+                source: source.without_url(),
+            })?;
+        if !resp.status().is_success() {
+            return Err(answer_json::<serde::de::IgnoredAny>(&url, resp)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::Unexpected {
+                    url: url.to_string(),
+                    detail: "an error status with a success body".into(),
+                }));
+        }
+        Ok(crate::follow::OutputFollower::new(resp, url.to_string()))
+    }
+
     /// Runs a SOAP action, waiting up to `wait` for its result.
     pub async fn soap_action(
         &self,

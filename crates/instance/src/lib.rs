@@ -10,6 +10,7 @@ pub mod config;
 pub mod connections;
 pub mod dispatch;
 pub mod ecc;
+pub mod follow;
 mod private_fs;
 pub mod registry;
 pub mod server;

@@ -11,9 +11,9 @@ use openmid_proto::mid::MidStatus;
 use openmid_testkit::{TestInstance, loopback_any_port, wait_until};
 use std::time::Duration;
 
-const MID: &str = "mid-cmd";
+pub(crate) const MID: &str = "mid-cmd";
 
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [command]
 interpreters = ["/bin/sh"]
 

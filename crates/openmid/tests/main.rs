@@ -5,6 +5,7 @@ mod canary;
 mod cli;
 mod clusters;
 mod command;
+mod command_stream;
 mod connections;
 mod durability;
 mod egress;

@@ -7,6 +7,7 @@ pub mod alias;
 pub mod api;
 pub mod blob;
 pub mod command;
+pub mod command_output;
 pub mod credential;
 pub mod ecc;
 pub mod iprange;

@@ -5,6 +5,7 @@
 mod actions;
 mod admin;
 mod blobs;
+mod command_output;
 mod connections;
 pub mod error;
 mod extract;
@@ -83,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .route("/actions/command", post(actions::command_action))
         .route("/actions/soap", post(actions::soap_action))
         .route("/actions/{id}", get(actions::get_action))
+        .route("/actions/{id}/output", get(command_output::follow_output))
         // Blobs stream past the JSON body limit; the blob store enforces max_blob_bytes.
         .route(
             "/blobs",
@@ -138,6 +140,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/results/{output_id}/{attempt}/body",
             put(blobs::mid_upload_body).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/results/{output_id}/{attempt}/output",
+            post(command_output::mid_post_output),
         );
     Router::new()
         .route(

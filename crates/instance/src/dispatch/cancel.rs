@@ -16,7 +16,7 @@ impl Dispatcher {
         match &cancelled {
             Cancelled::Now(output) => {
                 tracing::info!(output = %output.id, "output cancelled before it ran");
-                self.outputs.signal(&output.id);
+                self.signal_finished(&output.id);
             }
             Cancelled::Stopping(output) => {
                 if let Some(mid) = &output.claimed_by {

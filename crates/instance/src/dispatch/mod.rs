@@ -6,6 +6,7 @@ mod cancel;
 pub mod handoff;
 mod heartbeat;
 mod lifecycle;
+mod output;
 pub mod payload;
 mod poll;
 pub mod presence;
@@ -95,6 +96,8 @@ pub struct Dispatcher {
     agents: Signals,
     /// "Output X finished" (key: output id).
     outputs: Signals,
+    /// "Output X has new streamed output, or finished" (key: output id).
+    progress: Signals,
     presence: Arc<Presence>,
     /// Long-polls waiting for work, for hand-off.
     parked: Arc<ParkedPolls>,
@@ -154,6 +157,7 @@ impl Dispatcher {
             vault,
             agents: Signals::default(),
             outputs: Signals::default(),
+            progress: Signals::default(),
             presence: Arc::new(Presence::default()),
             parked: Arc::new(ParkedPolls::default()),
             finished: std::sync::Mutex::new(HashMap::new()),

@@ -33,7 +33,7 @@ impl Dispatcher {
                     {
                         self.keep_finished(finished);
                     }
-                    self.outputs.signal(&result.output_id);
+                    self.signal_finished(&result.output_id);
                 }
                 AckOutcome::Superseded => tracing::info!(
                     output = %result.output_id,

@@ -71,7 +71,7 @@ impl Dispatcher {
                     self.reassign(&output, &mids, &mut load, output.claimed_by.as_deref())
                         .await?;
                 }
-                _ => self.outputs.signal(&output.id),
+                _ => self.signal_finished(&output.id),
             }
         }
         Ok(())

@@ -161,4 +161,22 @@ CREATE TABLE cancel_requests (
 );
 "#,
     ),
+    (
+        5,
+        r#"
+-- A Command's output as it streams in while it runs, per attempt. `seq` numbers the
+-- chunks of both streams together, so (output, attempt, seq) makes a retried post
+-- harmless. `data` is NULL for a stream's truncation marker.
+CREATE TABLE command_output (
+    output_id     TEXT NOT NULL,
+    attempt       BIGINT NOT NULL,
+    seq           BIGINT NOT NULL,
+    stream        TEXT NOT NULL,
+    byte_offset   BIGINT NOT NULL,
+    data          BLOB,
+    dropped_bytes BIGINT,
+    PRIMARY KEY (output_id, attempt, seq)
+);
+"#,
+    ),
 ];

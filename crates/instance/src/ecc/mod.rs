@@ -424,6 +424,24 @@ pub struct IdempotentHit {
     pub request_hash: String,
 }
 
+/// What [`Store::store_output_chunks`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunksStored {
+    /// The MID holds that attempt: `stored` chunks are new, `duplicate` were there.
+    Stored {
+        /// Chunks written now.
+        stored: u64,
+        /// Chunks already stored (a retried post), left as they were.
+        duplicate: u64,
+    },
+    /// The MID does not hold that attempt (now: the output's current attempt, or
+    /// `None` when the output is finished, someone else's or unknown): nothing stored.
+    NotHeld {
+        /// The output's attempt now, while it runs.
+        current_attempt: Option<u32>,
+    },
+}
+
 /// The queue and registry store. Implementations: [`SqliteStore`] (embedded default);
 /// PostgreSQL follows with the scale-out work.
 #[async_trait]
@@ -610,6 +628,26 @@ pub trait Store: Send + Sync + 'static {
     /// Ready outputs addressed to a cluster or `mid.auto` (the ones the instance may
     /// move between MIDs), oldest first.
     async fn movable_outputs(&self, limit: u32) -> Result<Vec<Record>, StoreError>;
+    /// Stores chunks of a running command's output, if `mid_name` holds `attempt` of
+    /// `output_id` now (checked in the same transaction); a chunk already stored under
+    /// the same `(output, attempt, seq)` is left as it is.
+    async fn store_output_chunks(
+        &self,
+        mid_name: &str,
+        output_id: &str,
+        attempt: u32,
+        chunks: Vec<openmid_proto::command_output::DecodedChunk>,
+    ) -> Result<ChunksStored, StoreError>;
+    /// Chunks of `attempt` of `output_id` with `seq` above `after` (all with `None`),
+    /// ascending, at most `limit` of them and about `max_bytes` of data (at least one).
+    async fn output_chunks(
+        &self,
+        output_id: &str,
+        attempt: u32,
+        after: Option<u64>,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<openmid_proto::command_output::DecodedChunk>, StoreError>;
     /// Assigns a ready output to `to` (None: nobody yet), if it is still ready and
     /// assigned to `from`. Returns whether it changed.
     async fn assign_output(

@@ -3,15 +3,19 @@
 //! this working directory and these environment names. No shell is involved unless the
 //! policy lists one as an interpreter. The run stops with its whole process group on
 //! timeout, on cancellation and when the job's lease is lost; the output kept is
-//! capped per stream, never silently (the result says how much was dropped).
+//! capped per stream, never silently (the result says how much was dropped). While it
+//! runs, its output streams to the instance ([`super::output_stream`]), far past the
+//! result's cap, for clients following it.
 
+use super::output_stream::CommandSink;
 use super::{JobContext, ProbeContext, ProbeError};
-use crate::exec::{self, ChunkBody, CommandSpec, ExecOptions, OutputChunk, Stream};
+use crate::exec::{self, CommandSpec, ExecOptions};
 use base64::Engine as _;
 use openmid_proto::command::{
     CommandEnd, CommandExit, CommandRequest, CommandResponse, DEFAULT_MAX_OUTPUT_BYTES,
     StreamOutput,
 };
+use openmid_proto::command_output::MAX_STREAMED_BYTES;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -49,13 +53,27 @@ pub async fn run(
     if let Some(stdin) = &req.stdin {
         spec = spec.with_stdin(stdin.clone().into_bytes());
     }
-    let options = ExecOptions {
-        max_output_bytes: req.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES),
+    let max_kept = req.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES);
+    let mut options = ExecOptions {
+        max_output_bytes: max_kept,
         ..ExecOptions::default()
     };
-    let mut chunks: Vec<OutputChunk> = Vec::new();
-    let outcome = exec::run(spec, &options, &mut chunks, &job.cancel).await;
+    let mut sink = CommandSink::new(
+        max_kept,
+        ctx.instance.clone(),
+        &job.id,
+        options.chunk_bytes,
+        &job.cancel,
+    );
+    // Streamed, the output is capped far above the result's share of it.
+    if sink.streams() {
+        options.max_output_bytes = MAX_STREAMED_BYTES.max(max_kept);
+    }
+    let outcome = exec::run(spec, &options, &mut sink, &job.cancel).await;
     drop(script);
+    // Every chunk reaches the instance before the result does, so a follower that
+    // sees the output finished has seen all of it.
+    let [stdout, stderr] = sink.finish().await;
     let outcome = outcome.map_err(|e| ProbeError::Target(e.to_string()))?;
     if outcome.survivors > 0 {
         tracing::warn!(output = %job.id.output_id, survivors = outcome.survivors, "processes of a command's group could not be stopped");
@@ -70,24 +88,19 @@ pub async fn run(
             exec::EndedBy::Timeout => CommandEnd::Timeout,
             exec::EndedBy::Cancelled => CommandEnd::Cancelled,
         },
-        stdout: kept(&chunks, Stream::Stdout, outcome.stdout.seen_bytes),
-        stderr: kept(&chunks, Stream::Stderr, outcome.stderr.seen_bytes),
+        stdout: kept(stdout, outcome.stdout.seen_bytes),
+        stderr: kept(stderr, outcome.stderr.seen_bytes),
         started_at: openmid_proto::time::rfc3339(outcome.started_at_ms),
         duration_ms: outcome.duration_ms,
         allowed_by: allowed.rule,
     })
 }
 
-/// One stream's kept bytes: as text when they are UTF-8 without NUL bytes, else base64.
-fn kept(chunks: &[OutputChunk], stream: Stream, seen: u64) -> StreamOutput {
-    let mut bytes = Vec::new();
-    let mut dropped = 0;
-    for chunk in chunks.iter().filter(|c| c.stream == stream) {
-        match &chunk.body {
-            ChunkBody::Data(data) => bytes.extend_from_slice(data),
-            ChunkBody::Truncated { dropped_bytes } => dropped = *dropped_bytes,
-        }
-    }
+/// One stream's kept bytes — as text when they are UTF-8 without NUL bytes, else
+/// base64 — and the rest of what the program wrote counted as dropped (it was
+/// streamed, or read and discarded).
+fn kept(bytes: Vec<u8>, seen: u64) -> StreamOutput {
+    let dropped = seen.saturating_sub(bytes.len() as u64);
     // NUL bytes are valid UTF-8 but binary in practice, and each costs six bytes as a
     // JSON escape: such output travels as base64 (a third more, not six times).
     let base64 = |raw: &[u8]| StreamOutput {

@@ -5,6 +5,7 @@
 pub mod command;
 pub mod credentials;
 pub mod http;
+pub mod output_stream;
 pub mod rest;
 pub mod soap;
 pub mod soap_xml;

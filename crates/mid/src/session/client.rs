@@ -239,6 +239,21 @@ impl InstanceClient {
         read_answer(resp).await
     }
 
+    /// Posts chunks of a running command's output
+    /// (`POST /mid/v1/results/{output}/{attempt}/output`).
+    pub async fn post_output(
+        &self,
+        job: &openmid_proto::mid::JobRef,
+        post: &openmid_proto::command_output::OutputPost,
+    ) -> Result<openmid_proto::command_output::OutputAck, SessionError> {
+        let path = format!(
+            "mid/v1/results/{}/{}/output",
+            openmid_proto::encode_path_segment(&job.output_id),
+            job.attempt
+        );
+        self.post(&path, post, Duration::from_secs(60)).await
+    }
+
     /// Enrolls with a one-time token.
     pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, SessionError> {
         self.post("mid/v1/enroll", req, Duration::from_secs(30))

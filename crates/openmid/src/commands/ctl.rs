@@ -174,6 +174,8 @@ enum EccCommand {
     },
     /// Show one record.
     Get { id: String },
+    /// Cancel an output: at once if it waits, else its MID stops it.
+    Cancel { id: String },
     /// List records.
     List {
         #[arg(long)]
@@ -237,6 +239,9 @@ enum RunCommand {
     },
     /// A SOAP call made by a MID through a soap alias.
     Soap(SoapRun),
+    /// A program run on a MID's host, its output printed as it comes:
+    /// `run command --mid M -- /usr/bin/df -h`. Exits with the program's code.
+    Command(super::run_command::CommandRun),
 }
 
 /// The value of environment variable `name`, unless it is unset, empty or blank.
@@ -676,6 +681,17 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Command::Credentials(cmd) => connections::credentials(&api, cmd, json).await?,
         Command::Aliases(cmd) => connections::aliases(&api, cmd, json).await?,
         Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
+        Command::Run(RunCommand::Command(run)) => {
+            return super::run_command::run_command(&api, run).await;
+        }
+        Command::Ecc(EccCommand::Cancel { id }) => {
+            let r = api.cancel_record(&id).await?;
+            if json {
+                print_json(&r)?
+            } else {
+                print_record(&r)?
+            }
+        }
         Command::Run(RunCommand::Rest {
             alias,
             path,

@@ -6,6 +6,7 @@ pub mod ctl;
 pub mod demo;
 pub mod instance;
 pub mod mid;
+pub mod run_command;
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM, as systemd sends).
 pub async fn stop_requested() {

@@ -7,15 +7,16 @@
 //! which WAL lets run beside the writer.
 
 mod operations;
+mod output_chunks;
 mod readers;
 mod writer;
 
 use super::migrations::MIGRATIONS;
 use super::rows::{EccRow, HistoryDbRow, MidDbRow, ecc_columns, mid_columns, records};
 use super::{
-    AliasRow, Cancelled, Claim, ClusterRow, CredentialKey, CredentialRow, EnrollError,
-    EnrollmentTokenRow, Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, Record,
-    RecordFilter, RecordedResult, SessionChange, StatusChangeRow, Store, StoreError,
+    AliasRow, Cancelled, ChunksStored, Claim, ClusterRow, CredentialKey, CredentialRow,
+    EnrollError, EnrollmentTokenRow, Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow,
+    Record, RecordFilter, RecordedResult, SessionChange, StatusChangeRow, Store, StoreError,
 };
 use async_trait::async_trait;
 use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
@@ -1025,10 +1026,36 @@ impl Store for SqliteStore {
                 let mut deleted = 0;
                 for id in &ids {
                     deleted += delete.execute([id, id])? as u64;
+                    // Its streamed output goes with it (not counted: not records).
+                    output_chunks::purge(c, id)?;
                 }
                 Ok(deleted)
             })
             .await
+    }
+
+    async fn store_output_chunks(
+        &self,
+        mid_name: &str,
+        output_id: &str,
+        attempt: u32,
+        chunks: Vec<openmid_proto::command_output::DecodedChunk>,
+    ) -> Result<ChunksStored, StoreError> {
+        let (mid_name, output_id) = (mid_name.to_string(), output_id.to_string());
+        self.writer
+            .write(move |c| output_chunks::store(c, &mid_name, &output_id, attempt, &chunks))
+            .await
+    }
+
+    async fn output_chunks(
+        &self,
+        output_id: &str,
+        attempt: u32,
+        after: Option<u64>,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<openmid_proto::command_output::DecodedChunk>, StoreError> {
+        self.read(|c| output_chunks::read(c, output_id, attempt, after, limit, max_bytes))
     }
 
     async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError> {

@@ -1,0 +1,127 @@
+//! The `command_output` table: chunks of a running command's output, written only
+//! while the posting MID holds the attempt, read by followers in `seq` order.
+
+use crate::ecc::{ChunksStored, StoreError};
+use openmid_proto::command_output::{ChunkContent, DecodedChunk, OutputStream, Truncated};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Stores `chunks` if `mid_name` holds `attempt` of `output_id` (in the caller's
+/// transaction, so a lease lapsing meanwhile cannot interleave).
+pub(super) fn store(
+    c: &Connection,
+    mid_name: &str,
+    output_id: &str,
+    attempt: u32,
+    chunks: &[DecodedChunk],
+) -> Result<ChunksStored, StoreError> {
+    let held: Option<(i64, Option<String>)> = c
+        .prepare_cached(
+            "SELECT attempt, claimed_by FROM ecc WHERE id = ? AND queue = 'output' AND state = 'processing'",
+        )?
+        .query_row([output_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let current = match held {
+        Some((current, Some(by))) if by == mid_name => u32::try_from(current).ok(),
+        _ => {
+            return Ok(ChunksStored::NotHeld {
+                current_attempt: None,
+            });
+        }
+    };
+    if current != Some(attempt) {
+        return Ok(ChunksStored::NotHeld {
+            current_attempt: current,
+        });
+    }
+    let mut insert = c.prepare_cached(
+        "INSERT OR IGNORE INTO command_output (output_id, attempt, seq, stream, byte_offset, data, dropped_bytes) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    let (mut stored, mut duplicate) = (0, 0);
+    for chunk in chunks {
+        let (data, dropped) = match &chunk.content {
+            ChunkContent::Data(bytes) => (Some(bytes.as_slice()), None),
+            ChunkContent::Truncated(t) => (None, Some(to_i64(t.dropped_bytes))),
+        };
+        let n = insert.execute(params![
+            output_id,
+            i64::from(attempt),
+            to_i64(chunk.seq),
+            chunk.stream.as_str(),
+            to_i64(chunk.offset),
+            data,
+            dropped,
+        ])?;
+        if n == 0 {
+            duplicate += 1;
+        } else {
+            stored += 1;
+        }
+    }
+    Ok(ChunksStored::Stored { stored, duplicate })
+}
+
+/// Chunks of one attempt after `after`, ascending, within `limit` rows and about
+/// `max_bytes` of data.
+pub(super) fn read(
+    c: &Connection,
+    output_id: &str,
+    attempt: u32,
+    after: Option<u64>,
+    limit: u32,
+    max_bytes: usize,
+) -> Result<Vec<DecodedChunk>, StoreError> {
+    let after = after.map_or(-1, to_i64);
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, stream, byte_offset, data, dropped_bytes FROM command_output WHERE output_id = ? AND attempt = ? AND seq > ? ORDER BY seq LIMIT ?",
+    )?;
+    let mut rows = stmt.query(params![
+        output_id,
+        i64::from(attempt),
+        after,
+        i64::from(limit)
+    ])?;
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    while let Some(row) = rows.next()? {
+        let stream: String = row.get(1)?;
+        let data: Option<Vec<u8>> = row.get(3)?;
+        let content = match data {
+            Some(data) => {
+                bytes += data.len();
+                ChunkContent::Data(data)
+            }
+            None => ChunkContent::Truncated(Truncated {
+                dropped_bytes: from_i64(row.get::<_, Option<i64>>(4)?.unwrap_or(0)),
+            }),
+        };
+        out.push(DecodedChunk {
+            stream: OutputStream::parse(&stream).ok_or_else(|| StoreError::Corrupt {
+                id: output_id.to_string(),
+                detail: format!("command_output.stream `{stream}`"),
+            })?,
+            seq: from_i64(row.get(0)?),
+            offset: from_i64(row.get(2)?),
+            content,
+        });
+        if bytes >= max_bytes {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the chunks of one output (all attempts), with the output.
+pub(super) fn purge(c: &Connection, output_id: &str) -> Result<u64, StoreError> {
+    Ok(
+        c.prepare_cached("DELETE FROM command_output WHERE output_id = ?")?
+            .execute([output_id])? as u64,
+    )
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn from_i64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}

@@ -1,0 +1,223 @@
+//! Where a command's output goes while it runs: every chunk is kept for the result up
+//! to the request's `max_output_bytes`, and — when the MID has an instance — sent on to
+//! the instance in batches (`POST /mid/v1/results/{output}/{attempt}/output`), so a
+//! client can follow the output live and an output larger than the result's cap is
+//! not lost.
+//!
+//! Memory stays bounded whatever the program writes: chunks wait for the uploader in
+//! a channel of at most [`MAX_BUFFERED_BYTES`], and the uploader holds one batch. When
+//! the instance is slow or unreachable the channel fills, [`CommandSink::chunk`] waits,
+//! exec stops reading the pipes, and the program blocks on its full pipe: back-pressure
+//! reaches the process, nothing is dropped. The uploader retries with back-off until
+//! the instance answers; only a refusal (the attempt is no longer this MID's) ends the
+//! streaming, logged, and the result still carries its first `max_output_bytes`.
+
+use crate::exec::{ChunkBody, OutputChunk, OutputSink, SinkClosed, Stream};
+use crate::session::backoff::Backoff;
+use crate::session::client::{InstanceClient, SessionError};
+use openmid_proto::command_output::{OutputPost, OutputStream, WireChunk};
+use openmid_proto::mid::JobRef;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// A batch goes out once this much data waits…
+pub const FLUSH_BYTES: usize = 256 * 1024;
+/// …or once its first chunk is this old.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Most output waiting for the uploader (beside the batch being posted).
+pub const MAX_BUFFERED_BYTES: usize = 2 * 1024 * 1024;
+/// After the run was cancelled, how long the last chunks may still take to reach the
+/// instance before the result goes without them.
+const CANCELLED_GRACE: Duration = Duration::from_secs(5);
+
+/// The sink handed to exec for one command.
+pub struct CommandSink {
+    kept: [Vec<u8>; 2],
+    max_kept: usize,
+    forward: Option<mpsc::Sender<OutputChunk>>,
+    uploader: Option<JoinHandle<()>>,
+    cancel: CancellationToken,
+}
+
+impl CommandSink {
+    /// Keeps `max_kept` bytes per stream; streams to `instance` when given, holding at
+    /// most [`MAX_BUFFERED_BYTES`] of chunks of up to `chunk_bytes` each.
+    pub fn new(
+        max_kept: u64,
+        instance: Option<Arc<InstanceClient>>,
+        job: &JobRef,
+        chunk_bytes: usize,
+        cancel: &CancellationToken,
+    ) -> Self {
+        let (forward, uploader) = match instance {
+            Some(client) => {
+                let slots = (MAX_BUFFERED_BYTES / chunk_bytes.max(1)).max(1);
+                let (tx, rx) = mpsc::channel(slots);
+                let task = tokio::spawn(upload(client, job.clone(), rx));
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
+        Self {
+            kept: [Vec::new(), Vec::new()],
+            max_kept: usize::try_from(max_kept).unwrap_or(usize::MAX),
+            forward,
+            uploader,
+            cancel: cancel.clone(),
+        }
+    }
+
+    /// Whether the output goes to the instance as it comes.
+    pub fn streams(&self) -> bool {
+        self.forward.is_some()
+    }
+
+    /// Waits until what was sent reached the instance (or, once the job is cancelled,
+    /// a few seconds for it), then gives the kept bytes: stdout, stderr.
+    pub async fn finish(mut self) -> [Vec<u8>; 2] {
+        drop(self.forward.take());
+        if let Some(mut task) = self.uploader.take() {
+            tokio::select! {
+                _ = &mut task => {}
+                () = self.cancel.cancelled() => {
+                    if tokio::time::timeout(CANCELLED_GRACE, &mut task).await.is_err() {
+                        task.abort();
+                        tracing::warn!("the last output chunks of a cancelled command did not reach the instance");
+                    }
+                }
+            }
+        }
+        std::mem::take(&mut self.kept)
+    }
+
+    fn keep(&mut self, chunk: &OutputChunk) {
+        if let ChunkBody::Data(data) = &chunk.body {
+            let kept = &mut self.kept[chunk.stream.index()];
+            let room = self.max_kept.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..room.min(data.len())]);
+        }
+    }
+}
+
+impl Drop for CommandSink {
+    fn drop(&mut self) {
+        if let Some(task) = self.uploader.take() {
+            task.abort();
+        }
+    }
+}
+
+impl OutputSink for CommandSink {
+    async fn chunk(&mut self, chunk: OutputChunk) -> Result<(), SinkClosed> {
+        self.keep(&chunk);
+        let Some(forward) = &self.forward else {
+            return Ok(());
+        };
+        // A cancelled job stops waiting for a full channel: its process group is
+        // being stopped and the result must not wait on an unreachable instance.
+        // A chunk shares the pump's buffer; a copy of its own frees that at once, so
+        // what waits in the channel is what the bound counts.
+        let chunk = OutputChunk {
+            body: match chunk.body {
+                ChunkBody::Data(data) => ChunkBody::Data(bytes::Bytes::copy_from_slice(&data)),
+                marker => marker,
+            },
+            ..chunk
+        };
+        let sent = tokio::select! {
+            sent = forward.send(chunk) => sent.is_ok(),
+            () = self.cancel.cancelled() => false,
+        };
+        if !sent {
+            // The uploader ended (refused) or the job was cancelled: keep for the
+            // result only.
+            self.forward = None;
+        }
+        Ok(())
+    }
+}
+
+/// Sends chunks from `rx` in batches until the channel closes and all were delivered,
+/// or the instance refuses them.
+async fn upload(client: Arc<InstanceClient>, job: JobRef, mut rx: mpsc::Receiver<OutputChunk>) {
+    let mut batch: Vec<WireChunk> = Vec::new();
+    let mut bytes = 0usize;
+    let mut due = Instant::now();
+    let mut open = true;
+    while open || !batch.is_empty() {
+        if open && bytes < FLUSH_BYTES {
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Some(chunk) => {
+                        if batch.is_empty() {
+                            due = Instant::now() + FLUSH_INTERVAL;
+                        }
+                        bytes += chunk_len(&chunk);
+                        batch.push(wire(chunk));
+                        if bytes < FLUSH_BYTES {
+                            continue;
+                        }
+                    }
+                    None => open = false,
+                },
+                () = tokio::time::sleep_until(due), if !batch.is_empty() => {}
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let post = OutputPost {
+            chunks: std::mem::take(&mut batch),
+        };
+        bytes = 0;
+        if let Err(e) = deliver(&client, &job, &post).await {
+            tracing::warn!(output = %job.output_id, attempt = job.attempt, error = %e, "the instance refused the command's output: it is no longer streamed (the result keeps its first bytes)");
+            return;
+        }
+    }
+}
+
+/// Posts one batch, retrying with back-off while the instance cannot be reached.
+/// `Err` only for a refusal, which a retry would not change.
+async fn deliver(
+    client: &InstanceClient,
+    job: &JobRef,
+    post: &OutputPost,
+) -> Result<(), SessionError> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    loop {
+        match client.post_output(job, post).await {
+            Ok(_) => return Ok(()),
+            Err(e @ (SessionError::Refused { .. } | SessionError::Setup(_))) => return Err(e),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::debug!(output = %job.output_id, error = %e, ?delay, "output post failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn chunk_len(chunk: &OutputChunk) -> usize {
+    match &chunk.body {
+        ChunkBody::Data(data) => data.len(),
+        ChunkBody::Truncated { .. } => 0,
+    }
+}
+
+fn wire(chunk: OutputChunk) -> WireChunk {
+    let stream = match chunk.stream {
+        Stream::Stdout => OutputStream::Stdout,
+        Stream::Stderr => OutputStream::Stderr,
+    };
+    match chunk.body {
+        ChunkBody::Data(data) => WireChunk::data(stream, chunk.seq, chunk.offset, &data),
+        ChunkBody::Truncated { dropped_bytes } => {
+            WireChunk::truncated(stream, chunk.seq, chunk.offset, dropped_bytes)
+        }
+    }
+}
