@@ -728,7 +728,7 @@ fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
             "must not carry a user or password: put them in a credential",
         ));
     }
-    crate::dispatch::payload::check_headers(&alias.headers)
+    openmid_proto::probe::check_headers(&alias.headers)
         .map_err(|e| invalid(&e.field, e.message))?;
     for name in alias.headers.keys() {
         if name.eq_ignore_ascii_case("authorization") {

@@ -15,6 +15,7 @@ mod private_fs;
 pub mod registry;
 pub mod server;
 pub mod tls;
+pub mod topics;
 pub mod vault;
 
 use crate::api::AppState;

@@ -234,7 +234,7 @@ impl MidConfig {
             capabilities: self.capabilities.clone(),
             applications: self.applications.clone(),
             ip_ranges: self.ip_ranges.clone(),
-            topics: crate::probes::TOPICS.to_vec(),
+            topics: crate::probes::registry::topics(),
         }
     }
 

@@ -203,6 +203,29 @@ impl CommandResponse {
     }
 }
 
+/// The `Command` topic.
+pub struct Command;
+
+impl crate::probe::Contract for Command {
+    const TOPIC: crate::ecc::Topic = crate::ecc::Topic::Command;
+    type Request = CommandRequest;
+    type Response = CommandResponse;
+
+    fn validate(req: &CommandRequest) -> Result<(), crate::probe::FieldError> {
+        req.validate()
+            .map_err(|e| crate::probe::field_error(e.field, e.message))
+    }
+
+    /// Runs on the MID's own host: no network target.
+    fn target(_: &CommandRequest) -> Option<crate::probe::Target> {
+        None
+    }
+
+    fn credential(_: &CommandRequest) -> Option<&crate::credential::CredentialRef> {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

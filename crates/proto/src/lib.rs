@@ -12,6 +12,7 @@ pub mod credential;
 pub mod ecc;
 pub mod iprange;
 pub mod mid;
+pub mod probe;
 pub mod rest;
 pub mod seal;
 pub mod secret;

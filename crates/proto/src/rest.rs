@@ -251,3 +251,75 @@ pub struct RestTimings {
     /// Request sent → body fully read.
     pub total_ms: f64,
 }
+
+/// The `RESTProbe` topic.
+pub struct Rest;
+
+impl crate::probe::Contract for Rest {
+    const TOPIC: crate::ecc::Topic = crate::ecc::Topic::RESTProbe;
+    type Request = RestRequest;
+    type Response = RestResponse;
+
+    /// Method, absolute http(s) URL, header syntax, timeout, retry policy, blob id.
+    fn validate(req: &RestRequest) -> Result<(), crate::probe::FieldError> {
+        use crate::probe::field_error;
+        if !crate::probe::is_method(&req.method) {
+            return Err(field_error(
+                "method",
+                format!("`{}` is not an HTTP method", req.method),
+            ));
+        }
+        if let Some(id) = &req.body_blob {
+            if req.body.is_some() {
+                return Err(field_error(
+                    "body_blob",
+                    "give `body` or `body_blob`, not both",
+                ));
+            }
+            if !crate::blob::is_valid_blob_id(id) {
+                return Err(field_error(
+                    "body_blob",
+                    format!("`{id}` is not a blob id (POST /api/v1/blobs answers one)"),
+                ));
+            }
+        }
+        check_http_call(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())
+    }
+
+    fn target(req: &RestRequest) -> Option<crate::probe::Target> {
+        crate::probe::Target::of_url(&req.url)
+    }
+
+    fn credential(req: &RestRequest) -> Option<&CredentialRef> {
+        req.credential.as_ref()
+    }
+
+    fn body_blob(req: &RestRequest) -> Option<&str> {
+        req.body_blob.as_deref()
+    }
+}
+
+/// What every HTTP call (REST or SOAP) must get right: an absolute http(s) URL, valid
+/// headers, a timeout within bounds and a sane retry policy.
+pub fn check_http_call(
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    timeout_ms: Option<u64>,
+    retry: Option<&RetryPolicy>,
+) -> Result<(), crate::probe::FieldError> {
+    use crate::probe::field_error;
+    crate::probe::check_http_url("url", url)?;
+    crate::probe::check_headers(headers)?;
+    if let Some(t) = timeout_ms
+        && (t == 0 || t > MAX_TIMEOUT_MS)
+    {
+        return Err(field_error(
+            "timeout_ms",
+            format!("must be 1–{MAX_TIMEOUT_MS}, got {t}"),
+        ));
+    }
+    if let Some((field, message)) = retry.and_then(RetryPolicy::problem) {
+        return Err(field_error(&format!("retry.{field}"), message));
+    }
+    Ok(())
+}

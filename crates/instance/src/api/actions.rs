@@ -11,13 +11,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use openmid_proto::api::{
-    ActionPending, ActionResult, ActionTimings, CommandAction, NewOutput, RestAction, SoapAction,
-};
-use openmid_proto::command::CommandResponse;
+use openmid_proto::api::{ActionPending, CommandAction, NewOutput, RestAction, SoapAction};
 use openmid_proto::ecc::{Queue, Topic};
-use openmid_proto::rest::RestResponse;
-use openmid_proto::soap::SoapResponse;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -201,40 +196,5 @@ async fn answer(state: &AppState, output: Record, wait: Duration) -> Result<Resp
         Some(input) => Some(input),
         None => state.dispatcher.store().input_for(&output.id).await?,
     };
-    Ok(match output.topic {
-        Topic::SOAPProbe => Json(result::<SoapResponse>(output, input)).into_response(),
-        Topic::Command => Json(result::<CommandResponse>(output, input)).into_response(),
-        _ => Json(result::<RestResponse>(output, input)).into_response(),
-    })
-}
-
-fn result<R: serde::de::DeserializeOwned>(
-    output: Record,
-    input: Option<Record>,
-) -> ActionResult<R> {
-    // A failed call usually has no response (null payload), but a probe may keep what
-    // the target answered beside the error (a SOAP call answered with an HTML 401).
-    let response = input
-        .as_ref()
-        .and_then(|i| serde_json::from_str::<R>(&i.payload).ok());
-    ActionResult {
-        state: output.state,
-        input_id: input.as_ref().map(|i| i.id.clone()),
-        mid: input
-            .as_ref()
-            .map(|i| i.source.clone())
-            .or(output.claimed_by.clone()),
-        attempt: output.attempt,
-        error: output.error.clone(),
-        response,
-        timings: ActionTimings {
-            queued_ms: output.claimed_at.map_or(0, |c| c - output.created_at),
-            run_ms: input
-                .as_ref()
-                .and_then(|i| i.duration_ms)
-                .map_or(0, |d| d.max(0) as u64),
-            total_ms: output.processed_at.map_or(0, |p| p - output.created_at),
-        },
-        output_id: output.id,
-    }
+    Ok(Json(crate::topics::show(output, input)).into_response())
 }

@@ -7,7 +7,6 @@ pub mod handoff;
 mod heartbeat;
 mod lifecycle;
 mod output;
-pub mod payload;
 mod poll;
 pub mod presence;
 mod results;
@@ -30,7 +29,7 @@ use crate::ecc::{
 use crate::vault::Vault;
 use handoff::ParkedPolls;
 use openmid_proto::api::{MidHealth, NewOutput};
-use openmid_proto::ecc::{Agent, Priority, Queue, State, Topic};
+use openmid_proto::ecc::{Agent, Priority, Queue, State};
 use openmid_proto::mid::{
     Ack, AckOutcome, HeartbeatRequest, HeartbeatResponse, JobRef, MidStatus, PollRequest,
     PollResponse, RekeyRequest, ResultsRequest, ResultsResponse, WorkItem,
@@ -40,7 +39,6 @@ use presence::Presence;
 use selection::{Choice, Needs};
 use signals::Signals;
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -114,21 +112,6 @@ pub struct Dispatcher {
 
 fn mid_key(name: &str) -> String {
     format!("mid.server.{name}")
-}
-
-/// The target IP of a payload, when it names one literally (for `mid.auto` IP ranges).
-fn target_ip(topic: Topic, payload: &serde_json::Value) -> Option<IpAddr> {
-    match topic {
-        Topic::RESTProbe | Topic::SOAPProbe => {
-            let url = reqwest::Url::parse(payload.get("url")?.as_str()?).ok()?;
-            match url.host()? {
-                url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
-                url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
-                url::Host::Domain(_) => None,
-            }
-        }
-        _ => None,
-    }
 }
 
 /// Capabilities a payload asks of its MID beyond its topic's (`mid_capabilities`).

@@ -108,10 +108,9 @@ impl Dispatcher {
                 Some(_) => {}
             }
         }
-        payload::check(new.topic, &new.payload).map_err(|e| invalid(&e.field, e.message))?;
-        if let Some(id) = new.payload.get("body_blob").and_then(|b| b.as_str())
-            && new.topic == Topic::RESTProbe
-        {
+        let checked = crate::topics::check(new.topic, &new.payload)
+            .map_err(|e| invalid(&e.field, e.message))?;
+        if let Some(id) = checked.body_blob.as_deref() {
             let found = self
                 .blobs
                 .meta(id)
@@ -151,7 +150,7 @@ impl Dispatcher {
         let needs = Needs {
             capability: new.topic.capability(),
             application: new.application.as_deref(),
-            target_ip: target_ip(new.topic, &new.payload),
+            target_ip: checked.target_ip,
             avoid: None,
             more_capabilities: more_capabilities(&new.payload),
             topic: Some(new.topic),

@@ -103,7 +103,9 @@ impl Dispatcher {
         let needs = Needs {
             capability: output.topic.capability(),
             application: output.application.as_deref(),
-            target_ip: target_ip(output.topic, &payload),
+            target_ip: crate::topics::check(output.topic, &payload)
+                .ok()
+                .and_then(|c| c.target_ip),
             avoid,
             more_capabilities: more_capabilities(&payload),
             topic: Some(output.topic),

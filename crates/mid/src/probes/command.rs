@@ -19,6 +19,28 @@ use openmid_proto::command_output::MAX_STREAMED_BYTES;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The `Command` entry of the [registry](super::registry). It watches the job's
+/// cancellation itself: the process group must be stopped and the output so far kept.
+pub struct CommandProbe;
+
+impl super::registry::Probe for CommandProbe {
+    type Contract = openmid_proto::command::Command;
+    const WATCHES_CANCEL: bool = true;
+
+    fn run<'a>(
+        &'a self,
+        req: CommandRequest,
+        call: super::registry::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<super::registry::Ran<CommandResponse>, ProbeError>>
+    {
+        Box::pin(async move {
+            Ok(super::registry::Ran::response(
+                run(req, call.job, call.ctx).await?,
+            ))
+        })
+    }
+}
+
 /// Runs one command job.
 pub async fn run(
     req: CommandRequest,

@@ -6,6 +6,7 @@ pub mod command;
 pub mod credentials;
 pub mod http;
 pub mod output_stream;
+pub mod registry;
 pub mod rest;
 pub mod soap;
 pub mod soap_xml;
@@ -237,10 +238,6 @@ impl ProbeError {
     }
 }
 
-/// The topics this MID runs, reported in its heartbeats so the instance never hands
-/// one of the others to it.
-pub const TOPICS: [Topic; 3] = [Topic::RESTProbe, Topic::SOAPProbe, Topic::Command];
-
 /// What one job carries into its probe besides its payload.
 #[derive(Debug, Clone)]
 pub struct JobContext {
@@ -262,19 +259,8 @@ impl JobContext {
     }
 }
 
-/// Runs `probe` unless the job is cancelled first (then it is dropped, which ends its
-/// requests).
-async fn unless_cancelled<T>(
-    job: &JobContext,
-    probe: impl std::future::Future<Output = Result<T, ProbeError>>,
-) -> Result<T, ProbeError> {
-    tokio::select! {
-        r = probe => r,
-        _ = job.cancel.cancelled() => Err(ProbeError::Cancelled),
-    }
-}
-
-/// Runs the probe for `topic`, with the job's credential (opened, not yet resolved).
+/// Runs the probe for `topic` ([`registry`]), with the job's credential (opened, not
+/// yet resolved: local secrets are read here, under the MID's policy).
 pub async fn run(
     topic: Topic,
     payload: serde_json::Value,
@@ -285,32 +271,10 @@ pub async fn run(
     let credential = credential
         .map(|spec| credentials::resolve(spec, &ctx.local_secrets))
         .transpose()?;
-    let credential = credential.as_ref();
-    fn input<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, ProbeError> {
-        serde_json::from_value(v).map_err(|e| ProbeError::InvalidInput(e.to_string()))
-    }
-    fn output<T: serde::Serialize>(v: &T) -> Result<serde_json::Value, ProbeError> {
-        serde_json::to_value(v).map_err(|e| ProbeError::InvalidInput(e.to_string()))
-    }
-    match topic {
-        Topic::RESTProbe => {
-            let (response, body_file) =
-                unless_cancelled(job, rest::run(input(payload)?, credential, &job.id, ctx)).await?;
-            let mut value = output(&response)?;
-            if let (Some(file), Some(map)) = (body_file, value.as_object_mut()) {
-                map.insert(crate::outbox::BODY_FILE_KEY.into(), output(&file)?);
-            }
-            Ok(value)
-        }
-        Topic::SOAPProbe => {
-            output(&unless_cancelled(job, soap::run(input(payload)?, credential, ctx)).await?)
-        }
-        // Watches the cancellation itself: its process group must be stopped, and the
-        // output so far is kept.
-        Topic::Command => output(&command::run(input(payload)?, job, ctx).await?),
-        other => Err(ProbeError::Unsupported {
-            topic: other,
-            version: openmid_proto::BUILD_VERSION,
-        }),
-    }
+    let call = registry::Call {
+        credential: credential.as_ref(),
+        job,
+        ctx,
+    };
+    registry::run(topic, payload, call).await
 }

@@ -93,3 +93,25 @@ pub async fn run(
     };
     Ok((response, answer.spilled))
 }
+
+/// The `RESTProbe` entry of the [registry](super::registry).
+pub struct RestProbe;
+
+impl super::registry::Probe for RestProbe {
+    type Contract = openmid_proto::rest::Rest;
+
+    fn run<'a>(
+        &'a self,
+        req: RestRequest,
+        call: super::registry::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<super::registry::Ran<RestResponse>, ProbeError>>
+    {
+        Box::pin(async move {
+            let (response, body_file) = run(req, call.credential, &call.job.id, call.ctx).await?;
+            Ok(super::registry::Ran {
+                response,
+                body_file,
+            })
+        })
+    }
+}

@@ -273,6 +273,25 @@ fn not_soap(problem: &str, headers: &BTreeMap<String, String>, body: &[u8]) -> N
     }
 }
 
+/// The `SOAPProbe` entry of the [registry](super::registry).
+pub struct SoapProbe;
+
+impl super::registry::Probe for SoapProbe {
+    type Contract = openmid_proto::soap::Soap;
+
+    fn run<'a>(
+        &'a self,
+        req: SoapRequest,
+        call: super::registry::Call<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<super::registry::Ran<SoapResponse>, ProbeError>>
+    {
+        Box::pin(async move {
+            let response = run(req, call.credential, call.ctx).await?;
+            Ok(super::registry::Ran::response(response))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

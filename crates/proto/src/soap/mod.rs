@@ -217,3 +217,61 @@ pub struct FaultCode {
     /// The local name (`MessageTimeout`).
     pub local: String,
 }
+
+/// The `SOAPProbe` topic.
+pub struct Soap;
+
+impl crate::probe::Contract for Soap {
+    const TOPIC: crate::ecc::Topic = crate::ecc::Topic::SOAPProbe;
+    type Request = SoapRequest;
+    type Response = SoapResponse;
+
+    /// Endpoint, headers, timeout; `body` well-formed XML content (the check the MID
+    /// makes before sending, made at the door so a broken Body is refused with the
+    /// problem named) or `operation`; a `soap_action` fit for a header; a WSDL on the
+    /// endpoint's origin (it is fetched with the call's credential).
+    fn validate(req: &SoapRequest) -> Result<(), crate::probe::FieldError> {
+        use crate::probe::field_error;
+        crate::rest::check_http_call(&req.url, &req.headers, req.timeout_ms, req.retry.as_ref())?;
+        // It travels in a header (1.1) or a Content-Type parameter (1.2), quoted.
+        if let Some(action) = &req.soap_action
+            && (!crate::probe::is_header_value(action)
+                || action.trim().trim_matches('"').contains('"'))
+        {
+            return Err(field_error(
+                "soap_action",
+                "must be a URI usable in an HTTP header: no control characters, no `\"` inside",
+            ));
+        }
+        if let Some(wsdl) = &req.wsdl_url {
+            let wsdl = url::Url::parse(wsdl).map_err(|e| {
+                field_error("wsdl_url", format!("`{wsdl}` is not an absolute URL: {e}"))
+            })?;
+            let endpoint =
+                url::Url::parse(&req.url).map_err(|e| field_error("url", e.to_string()))?;
+            if wsdl.origin() != endpoint.origin() {
+                return Err(field_error("wsdl_url", "must be on the origin of `url`"));
+            }
+        }
+        match (&req.body, &req.operation) {
+            (Some(_), Some(_)) => Err(field_error("body", "give `body` or `operation`, not both")),
+            (None, None) => Err(field_error("operation", "give `operation` or `body`")),
+            (None, Some(op)) if op.is_empty() => Err(field_error("operation", "must not be empty")),
+            (Some(_), None) if req.element_form.is_some() => Err(field_error(
+                "element_form",
+                "`element_form` goes with `operation`",
+            )),
+            (Some(body), None) => xml::check_body(body)
+                .map_err(|e| field_error("body", format!("not well-formed XML: {e}"))),
+            _ => Ok(()),
+        }
+    }
+
+    fn target(req: &SoapRequest) -> Option<crate::probe::Target> {
+        crate::probe::Target::of_url(&req.url)
+    }
+
+    fn credential(req: &SoapRequest) -> Option<&CredentialRef> {
+        req.credential.as_ref()
+    }
+}

@@ -1,0 +1,210 @@
+//! The instance's one registration table of topics. Each line names a topic's
+//! [`Contract`] (in proto); through it the instance validates a payload at the door
+//! (decoded once, errors naming the field), learns its target for `mid.auto`'s IP
+//! ranges and the blob it reads, and shows a finished action's result. No other code
+//! on the instance matches on the topic.
+
+use crate::ecc::Record;
+use openmid_proto::api::{ActionResult, ActionTimings};
+use openmid_proto::command::Command;
+use openmid_proto::ecc::Topic;
+use openmid_proto::probe::{Contract, FieldError, field_error};
+use openmid_proto::rest::Rest;
+use openmid_proto::soap::Soap;
+use std::marker::PhantomData;
+use std::net::IpAddr;
+
+/// The topics this instance accepts, one line each.
+static TABLE: [&dyn Registered; 3] = [
+    &Entry::<Rest>(PhantomData),
+    &Entry::<Soap>(PhantomData),
+    &Entry::<Command>(PhantomData),
+];
+
+/// What the instance needs to know of a valid request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// Its target's IP address, when the request names one literally.
+    pub target_ip: Option<IpAddr>,
+    /// A blob it reads, which must exist.
+    pub body_blob: Option<String>,
+}
+
+/// A topic as the instance uses it, its types hidden.
+trait Registered: Send + Sync {
+    fn topic(&self) -> Topic;
+    fn check(&self, payload: &serde_json::Value) -> Result<Checked, FieldError>;
+    fn show(&self, output: Record, input: Option<Record>) -> serde_json::Value;
+}
+
+struct Entry<C>(PhantomData<fn() -> C>);
+
+impl<C: Contract> Registered for Entry<C> {
+    fn topic(&self) -> Topic {
+        C::TOPIC
+    }
+
+    fn check(&self, payload: &serde_json::Value) -> Result<Checked, FieldError> {
+        let req = openmid_proto::probe::decode::<C>(payload)?;
+        Ok(Checked {
+            target_ip: C::target(&req).and_then(|t| t.ip()),
+            body_blob: C::body_blob(&req).map(str::to_string),
+        })
+    }
+
+    fn show(&self, output: Record, input: Option<Record>) -> serde_json::Value {
+        serde_json::to_value(action_result::<C::Response>(output, input))
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn registered(topic: Topic) -> Option<&'static dyn Registered> {
+    TABLE.iter().copied().find(|r| r.topic() == topic)
+}
+
+/// Checks `payload` for `topic`: decoded as its request and validated.
+pub fn check(topic: Topic, payload: &serde_json::Value) -> Result<Checked, FieldError> {
+    let entry = registered(topic).ok_or_else(|| {
+        let supported: Vec<String> = TABLE.iter().map(|r| r.topic().to_string()).collect();
+        field_error(
+            "topic",
+            format!(
+                "topic `{topic}` has no probe in this release yet; supported: {}",
+                supported.join(", ")
+            ),
+        )
+    })?;
+    entry.check(payload)
+}
+
+/// A finished action as the API shows it: the record ids, the MID, the timings and
+/// the input decoded as the topic's response (`null` when it is not one).
+pub fn show(output: Record, input: Option<Record>) -> serde_json::Value {
+    match registered(output.topic) {
+        Some(entry) => entry.show(output, input),
+        None => serde_json::to_value(action_result::<serde_json::Value>(output, input))
+            .unwrap_or(serde_json::Value::Null),
+    }
+}
+
+fn action_result<R: serde::de::DeserializeOwned>(
+    output: Record,
+    input: Option<Record>,
+) -> ActionResult<R> {
+    // A failed call usually has no response (null payload), but a probe may keep what
+    // the target answered beside the error (a SOAP call answered with an HTML 401).
+    let response = input
+        .as_ref()
+        .and_then(|i| serde_json::from_str::<R>(&i.payload).ok());
+    ActionResult {
+        state: output.state,
+        input_id: input.as_ref().map(|i| i.id.clone()),
+        mid: input
+            .as_ref()
+            .map(|i| i.source.clone())
+            .or(output.claimed_by.clone()),
+        attempt: output.attempt,
+        error: output.error.clone(),
+        response,
+        timings: ActionTimings {
+            queued_ms: output.claimed_at.map_or(0, |c| c - output.created_at),
+            run_ms: input
+                .as_ref()
+                .and_then(|i| i.duration_ms)
+                .map_or(0, |d| d.max(0) as u64),
+            total_ms: output.processed_at.map_or(0, |p| p - output.created_at),
+        },
+        output_id: output.id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    #[test]
+    fn rest_payloads() {
+        let ok = check(Topic::RESTProbe, &json!({"url": "http://10.0.0.5:8080/x"}));
+        assert_eq!(
+            ok.map(|c| c.target_ip),
+            Ok("10.0.0.5".parse().ok()),
+            "the target's address is known"
+        );
+        let bad = [
+            (json!({}), "payload"),
+            (json!({"url": "ftp://x/y"}), "url"),
+            (json!({"url": "not a url"}), "url"),
+            (json!({"url": "http://x", "method": "GE T"}), "method"),
+            (
+                json!({"url": "http://x", "headers": {"bad name": "v"}}),
+                "headers",
+            ),
+            (json!({"url": "http://x", "timeout_ms": 0}), "timeout_ms"),
+            (json!({"url": "http://x", "surprise": 1}), "payload"),
+        ];
+        for (payload, field) in bad {
+            let got = check(Topic::RESTProbe, &payload).err().map(|e| e.field);
+            assert_eq!(got.as_deref(), Some(field), "{payload}");
+        }
+        let none = check(Topic::Ping, &json!({}))
+            .err()
+            .unwrap_or_else(|| field_error("", ""));
+        assert_eq!(none.field, "topic");
+        assert!(
+            none.message.contains("RESTProbe, SOAPProbe, Command"),
+            "{}",
+            none.message
+        );
+    }
+
+    #[test]
+    fn soap_actions_must_fit_in_a_header() {
+        let soap = |action: &str| json!({"url": "http://10.0.0.5/ws", "operation": "Op", "soap_action": action});
+        for ok in ["urn:x#Op", "\"urn:x#Op\"", "", "http://tempuri.org/Op"] {
+            assert!(check(Topic::SOAPProbe, &soap(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["urn:x\nInjected: 1", "urn:\"x\"", "\u{1}"] {
+            let e = check(Topic::SOAPProbe, &soap(bad)).expect_err(bad);
+            assert_eq!(e.field, "soap_action", "{bad}");
+        }
+    }
+
+    #[test]
+    fn soap_bodies_must_be_well_formed() {
+        let soap = |body: &str| json!({"url": "http://10.0.0.5/ws", "body": body});
+        for ok in [
+            "<a/>",
+            "<m:Op xmlns:m=\"urn:m\"><m:x>1</m:x></m:Op>",
+            "<soap:Header/>",
+            "",
+        ] {
+            assert!(check(Topic::SOAPProbe, &soap(ok)).is_ok(), "{ok}");
+        }
+        for (bad, needle) in [
+            ("<Echo><text>unclosed</Echo>", ""),
+            ("<a>", "not closed"),
+            ("<x:a/>", "`x`"),
+            ("<!DOCTYPE a><a/>", "DOCTYPE"),
+        ] {
+            let e = check(Topic::SOAPProbe, &soap(bad)).expect_err(bad);
+            assert_eq!(e.field, "body", "{bad}");
+            assert!(e.message.contains(needle), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn commands_need_an_absolute_program() {
+        assert!(check(Topic::Command, &json!({"program": "/bin/true"})).is_ok());
+        let e = check(Topic::Command, &json!({"program": "true"})).expect_err("relative");
+        assert_eq!(e.field, "program");
+    }
+
+    proptest! {
+        #[test]
+        fn checker_never_panics(url in ".{0,60}", method in "[A-Za-z ]{0,8}") {
+            let _ = check(Topic::RESTProbe, &json!({"url": url, "method": method}));
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The MID's one registration table of probes: topic → probe. A probe is typed by its
+//! topic's [`Contract`] (in proto); the registry hides the types — it decodes the
+//! payload once (and validates it by the contract, as the instance did at the door),
+//! runs the probe, stopping it when the job is cancelled unless the probe watches the
+//! cancellation itself, and encodes the response. Adding a probe is one file under
+//! `probes/` implementing [`Probe`] and one line in [`PROBES`].
+
+use super::credentials::Credential;
+use super::http::SpilledBody;
+use super::{JobContext, ProbeContext, ProbeError, command, rest, soap};
+use futures::future::BoxFuture;
+use openmid_proto::ecc::Topic;
+use openmid_proto::probe::Contract;
+
+/// Every probe this MID runs, one line each.
+static PROBES: [&dyn Runs; 3] = [
+    &Registered(rest::RestProbe),
+    &Registered(soap::SoapProbe),
+    &Registered(command::CommandProbe),
+];
+
+/// What a probe gets besides its request.
+pub struct Call<'a> {
+    /// The job's credential, opened and resolved.
+    pub credential: Option<&'a Credential>,
+    /// The job: its id and cancellation.
+    pub job: &'a JobContext,
+    /// What every probe may use (HTTP clients, the policy, the instance).
+    pub ctx: &'a ProbeContext,
+}
+
+/// What a probe made.
+pub struct Ran<R> {
+    /// The topic's response.
+    pub response: R,
+    /// A response body written to a file beside the outbox instead of the response,
+    /// uploaded to the instance before the result is posted.
+    pub body_file: Option<SpilledBody>,
+}
+
+impl<R> Ran<R> {
+    /// Just a response.
+    pub fn response(response: R) -> Self {
+        Self {
+            response,
+            body_file: None,
+        }
+    }
+}
+
+/// One topic's probe.
+pub trait Probe: Send + Sync + 'static {
+    /// Its topic's contract.
+    type Contract: Contract;
+    /// Whether it watches the job's cancellation itself (it has something to clean
+    /// up, such as a process group, or output to keep); otherwise a cancelled job's
+    /// probe is dropped, which ends its requests.
+    const WATCHES_CANCEL: bool = false;
+    /// Runs one request.
+    fn run<'a>(
+        &'a self,
+        req: <Self::Contract as Contract>::Request,
+        call: Call<'a>,
+    ) -> BoxFuture<'a, Result<Ran<<Self::Contract as Contract>::Response>, ProbeError>>;
+}
+
+/// A probe with its types hidden.
+trait Runs: Send + Sync {
+    fn topic(&self) -> Topic;
+    fn run<'a>(
+        &'a self,
+        payload: serde_json::Value,
+        call: Call<'a>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, ProbeError>>;
+}
+
+struct Registered<P>(P);
+
+impl<P: Probe> Runs for Registered<P> {
+    fn topic(&self) -> Topic {
+        P::Contract::TOPIC
+    }
+
+    fn run<'a>(
+        &'a self,
+        payload: serde_json::Value,
+        call: Call<'a>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, ProbeError>> {
+        Box::pin(async move {
+            let req = openmid_proto::probe::decode::<P::Contract>(&payload)
+                .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
+            let job = call.job;
+            let ran = if P::WATCHES_CANCEL {
+                self.0.run(req, call).await?
+            } else {
+                tokio::select! {
+                    r = self.0.run(req, call) => r?,
+                    _ = job.cancel.cancelled() => return Err(ProbeError::Cancelled),
+                }
+            };
+            let mut value = encode(&ran.response)?;
+            if let (Some(file), Some(map)) = (ran.body_file, value.as_object_mut()) {
+                map.insert(crate::outbox::BODY_FILE_KEY.into(), encode(&file)?);
+            }
+            Ok(value)
+        })
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ProbeError> {
+    serde_json::to_value(value).map_err(|e| ProbeError::InvalidInput(e.to_string()))
+}
+
+/// The topics this MID has a probe for (reported in its heartbeats).
+pub fn topics() -> Vec<Topic> {
+    PROBES.iter().map(|p| p.topic()).collect()
+}
+
+/// Runs the probe for `topic`.
+pub async fn run(
+    topic: Topic,
+    payload: serde_json::Value,
+    call: Call<'_>,
+) -> Result<serde_json::Value, ProbeError> {
+    let probe = PROBES
+        .iter()
+        .find(|p| p.topic() == topic)
+        .ok_or(ProbeError::Unsupported {
+            topic,
+            version: openmid_proto::BUILD_VERSION,
+        })?;
+    probe.run(payload, call).await
+}
