@@ -312,6 +312,12 @@ async fn every_documented_operation_answers_as_documented() {
             None,
         ),
         (
+            "GET",
+            "/api/v1/actions/{id}/output",
+            format!("/api/v1/actions/{output_id}/output"),
+            None,
+        ),
+        (
             "POST",
             "/api/v1/ecc/{id}/cancel",
             format!("/api/v1/ecc/{output_id}/cancel"),

@@ -258,3 +258,64 @@ async fn a_retried_submission_with_its_idempotency_key_gets_the_first_output() {
         "three ECC submissions and one action: nothing twice"
     );
 }
+
+#[tokio::test]
+async fn retried_output_chunks_are_stored_once_and_only_for_the_attempt_held() {
+    use openmid_proto::command_output::{OutputPost, OutputStream, WireChunk};
+    let (instance, _dir) = instance().await;
+    let client = enrolled_client(&instance, "streamer", true).await;
+    let other = enrolled_client(&instance, "bystander", true).await;
+    let out = instance
+        .api
+        .insert_output(&NewOutput {
+            topic: Topic::Command,
+            payload: json!({"program": "/bin/echo", "args": ["x"]}),
+            ..output("streamer", "http://unused/")
+        })
+        .await
+        .expect("insert");
+    let held = claim_all(&client).await;
+    assert_eq!(held.len(), 1);
+    let job = held[0].clone();
+    let post = OutputPost {
+        chunks: vec![
+            WireChunk::data(OutputStream::Stdout, 0, 0, b"hello "),
+            WireChunk::data(OutputStream::Stdout, 1, 6, b"world\n"),
+        ],
+    };
+    let first = client.post_output(&job, &post).await.expect("stored");
+    assert_eq!((first.stored, first.duplicate), (2, 0));
+    // The MID did not hear the answer and posts again: nothing is stored twice.
+    let again = client.post_output(&job, &post).await.expect("retried");
+    assert_eq!((again.stored, again.duplicate), (0, 2));
+    // Another MID, or an attempt this MID no longer holds, is refused.
+    let refused = other.post_output(&job, &post).await;
+    assert!(
+        matches!(
+            refused,
+            Err(openmid_mid::session::client::SessionError::Refused { status: 409, .. })
+        ),
+        "{refused:?}"
+    );
+    let stale = JobRef {
+        attempt: job.attempt + 1,
+        ..job.clone()
+    };
+    assert!(client.post_output(&stale, &post).await.is_err());
+    // What a follower reads: each chunk once, in order.
+    let raw = Raw::new(&instance);
+    let lines = raw.get(&format!("/api/v1/actions/{}/output", out.id)).await;
+    assert_eq!(lines.status, 200);
+    let text = lines
+        .body
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| lines.body.to_string());
+    let chunks: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("seq").is_some())
+        .collect();
+    let texts: Vec<&str> = chunks.iter().filter_map(|c| c["text"].as_str()).collect();
+    assert_eq!(texts, ["hello ", "world\n"], "{text}");
+}
