@@ -136,16 +136,7 @@ impl Caller {
     }
 
     async fn sequential(&self, n: usize) -> Result<Vec<f64>> {
-        let mut ms = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            if !self.call().await {
-                bail!("a sequential call failed");
-            }
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        ms.sort_by(|a, b| a.total_cmp(b));
-        Ok(ms)
+        sequential(n, "call", || self.call()).await
     }
 
     /// Calls per second with `concurrency` callers for `seconds`, and failures.
@@ -157,6 +148,25 @@ impl Caller {
         })
         .await
     }
+}
+
+/// Milliseconds of each of `n` runs of `attempt` one after another, sorted; the first
+/// failure ends the benchmark (a figure over failures would mislead).
+async fn sequential<F, Fut>(n: usize, what: &str, attempt: F) -> Result<Vec<f64>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut ms = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        if !attempt().await {
+            bail!("a sequential {what} failed");
+        }
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    Ok(ms)
 }
 
 /// Runs `attempt` over and over from `concurrency` tasks for `seconds`: successes per

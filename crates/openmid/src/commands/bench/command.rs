@@ -125,16 +125,7 @@ impl Runner {
 
     /// Milliseconds of each of `n` runs one after another, sorted.
     async fn sequential(&self, n: usize) -> Result<Vec<f64>> {
-        let mut ms = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            if !self.run().await {
-                bail!("a sequential run of {PROGRAM} {ARG} failed");
-            }
-            ms.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        ms.sort_by(|a, b| a.total_cmp(b));
-        Ok(ms)
+        super::sequential(n, &format!("run of {PROGRAM} {ARG}"), || self.run()).await
     }
 
     /// Runs per second with `concurrency` callers for `seconds`, and failures.
