@@ -30,6 +30,8 @@ pub const FLUSH_BYTES: usize = 256 * 1024;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Most output waiting for the uploader (beside the batch being posted).
 pub const MAX_BUFFERED_BYTES: usize = 2 * 1024 * 1024;
+/// Longest a finished command waits for its streamed output to reach the instance.
+const DELIVERY_WAIT: Duration = Duration::from_secs(60);
 /// After the run was cancelled, how long the last chunks may still take to reach the
 /// instance before the result goes without them.
 const CANCELLED_GRACE: Duration = Duration::from_secs(5);
@@ -76,19 +78,25 @@ impl CommandSink {
         self.forward.is_some()
     }
 
-    /// Waits until what was sent reached the instance (or, once the job is cancelled,
-    /// a few seconds for it), then gives the kept bytes: stdout, stderr.
+    /// Waits until what was sent reached the instance — at most [`DELIVERY_WAIT`], or
+    /// a few seconds once the job is cancelled — then gives the kept bytes: stdout,
+    /// stderr. The bound matters: the result reaches the outbox (and survives a MID
+    /// restart) only after this, so an unreachable instance must not hold it back for
+    /// ever; the result still carries the first `max_output_bytes` of each stream.
     pub async fn finish(mut self) -> [Vec<u8>; 2] {
         drop(self.forward.take());
         if let Some(mut task) = self.uploader.take() {
-            tokio::select! {
-                _ = &mut task => {}
+            let delivered = tokio::select! {
+                r = tokio::time::timeout(DELIVERY_WAIT, &mut task) => r.is_ok(),
                 () = self.cancel.cancelled() => {
-                    if tokio::time::timeout(CANCELLED_GRACE, &mut task).await.is_err() {
-                        task.abort();
-                        tracing::warn!("the last output chunks of a cancelled command did not reach the instance");
-                    }
+                    tokio::time::timeout(CANCELLED_GRACE, &mut task).await.is_ok()
                 }
+            };
+            if !delivered {
+                task.abort();
+                tracing::warn!(
+                    "the last output chunks of a command did not reach the instance in time; its result keeps the first max_output_bytes of each stream"
+                );
             }
         }
         std::mem::take(&mut self.kept)
