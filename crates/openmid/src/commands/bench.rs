@@ -2,12 +2,12 @@
 //! figures printed as a table and (with `--json`) one JSON object on the last line.
 
 use anyhow::{Context, Result, bail};
+use openmid_local::{LocalInstance, MidProcess, TargetService, loopback_any_port, rest_output};
 use openmid_mid::config::PoolSizes;
 use openmid_proto::api::{ClusterKind, NewCluster, NewOutput, RecordQuery};
 use openmid_proto::ecc::{EccRecord, Queue, State};
 use openmid_proto::mid::MidStatus;
 use openmid_proto::time::{now_ms, parse_rfc3339};
-use openmid_testkit::{MidProcess, TargetService, TestInstance, loopback_any_port, rest_output};
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -213,7 +213,7 @@ struct Setup {
     /// Fresh scratch directory (removed when dropped).
     dir: tempfile::TempDir,
     /// The instance, as its own process.
-    instance: openmid_testkit::InstanceProcess,
+    instance: openmid_local::InstanceProcess,
     /// Its admin API.
     api: openmid_instance::client::ApiClient,
 }
@@ -223,7 +223,7 @@ fn setup() -> Result<Setup> {
     let dir = tempfile::Builder::new()
         .prefix("openmid-bench-")
         .tempdir()?;
-    let instance = openmid_testkit::InstanceProcess::spawn(&bin, &dir.path().join("instance"))
+    let instance = openmid_local::InstanceProcess::spawn(&bin, &dir.path().join("instance"))
         .context("starting the instance process")?;
     let api = instance.api()?;
     Ok(Setup {
@@ -252,7 +252,7 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
     let mut start_to_up = Vec::new();
     for i in 0..args.mids {
         let name = format!("bench-mid-{i}");
-        let token = openmid_testkit::auto_validating_token(&api).await?;
+        let token = openmid_local::auto_validating_token(&api).await?;
         let config = instance.mid_config(&name, &dir.path().join(&name), Some(token));
         let started = Instant::now();
         mids.push(MidProcess::spawn(&bin, &config)?);
@@ -284,8 +284,8 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mid_rss_idle = mb(mids[0].rss_bytes());
-    let mid_anon_idle = mb(openmid_testkit::process::rss_anon_bytes(mids[0].pid()));
-    let instance_rss_idle = mb(openmid_testkit::process::rss_bytes(instance.pid()));
+    let mid_anon_idle = mb(openmid_local::process::rss_anon_bytes(mids[0].pid()));
+    let instance_rss_idle = mb(openmid_local::process::rss_bytes(instance.pid()));
 
     eprintln!("sequential: {} calls each way", args.requests);
     direct.sequential(50).await?;
@@ -304,9 +304,9 @@ async fn rest(args: RestArgs) -> Result<ExitCode> {
         tokio::spawn(async move {
             let (mut mid_max, mut inst_max) = (0u64, 0u64);
             while !stop.is_cancelled() {
-                mid_max = mid_max.max(openmid_testkit::process::rss_bytes(mid_pid).unwrap_or(0));
+                mid_max = mid_max.max(openmid_local::process::rss_bytes(mid_pid).unwrap_or(0));
                 inst_max =
-                    inst_max.max(openmid_testkit::process::rss_bytes(instance_pid).unwrap_or(0));
+                    inst_max.max(openmid_local::process::rss_bytes(instance_pid).unwrap_or(0));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             (mid_max, inst_max)
@@ -455,7 +455,7 @@ async fn failover(args: FailoverArgs) -> Result<ExitCode> {
         .prefix("openmid-bench-")
         .tempdir()?;
     let instance =
-        TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None).await?;
+        LocalInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None).await?;
     let target = TargetService::start().await?;
     let api = &instance.api;
     eprintln!(
@@ -633,7 +633,7 @@ async fn failover(args: FailoverArgs) -> Result<ExitCode> {
     })
 }
 
-async fn records(instance: &TestInstance, correlator: &str, queue: Queue) -> Vec<EccRecord> {
+async fn records(instance: &LocalInstance, correlator: &str, queue: Queue) -> Vec<EccRecord> {
     instance
         .api
         .list_records(&RecordQuery {
@@ -652,7 +652,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    if openmid_testkit::wait_until(limit, check).await {
+    if openmid_local::wait_until(limit, check).await {
         Ok(())
     } else {
         bail!("timed out after {limit:?}")
@@ -747,9 +747,9 @@ async fn scale(args: ScaleArgs) -> Result<ExitCode> {
     let enrolling = Instant::now();
     for i in 0..args.mids {
         let name = format!("sim-{i}");
-        let token = openmid_testkit::auto_validating_token(&api).await?;
+        let token = openmid_local::auto_validating_token(&api).await?;
         let config = instance.mid_config(&name, &dir.path().join("unused"), None);
-        let client = openmid_testkit::enroll_protocol_client(&config, token, Default::default())
+        let client = openmid_local::enroll_protocol_client(&config, token, Default::default())
             .await
             .with_context(|| format!("enrolling {name}"))?;
         sims.push(tokio::spawn(simulated_mid(
@@ -766,14 +766,14 @@ async fn scale(args: ScaleArgs) -> Result<ExitCode> {
     tokio::time::sleep(Duration::from_secs(3)).await;
 
     let pid = instance.pid();
-    let cpu_before = openmid_testkit::process::cpu_time(pid).unwrap_or_default();
+    let cpu_before = openmid_local::process::cpu_time(pid).unwrap_or_default();
     let wall = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.idle_seconds)).await;
-    let cpu_used = openmid_testkit::process::cpu_time(pid)
+    let cpu_used = openmid_local::process::cpu_time(pid)
         .unwrap_or_default()
         .saturating_sub(cpu_before);
     let idle_cpu_percent = cpu_used.as_secs_f64() / wall.elapsed().as_secs_f64() * 100.0;
-    let idle_rss = mb(openmid_testkit::process::rss_bytes(pid));
+    let idle_rss = mb(openmid_local::process::rss_bytes(pid));
     eprintln!("idle: {idle_cpu_percent:.1}% of one core, {idle_rss:.1} MB");
 
     let mut pickups = Vec::with_capacity(args.pickups);

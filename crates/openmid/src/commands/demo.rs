@@ -5,6 +5,9 @@
 
 use anyhow::{Context, Result, bail};
 use openmid_instance::client::ActionOutcome;
+use openmid_local::{
+    AuthTarget, AuthTargetConfig, LocalInstance, TargetService, loopback_any_port,
+};
 use openmid_mid::config::TlsTrust;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
@@ -13,9 +16,6 @@ use openmid_proto::command::CommandExit;
 use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::ecc::EccRecord;
 use openmid_proto::mid::MidStatus;
-use openmid_testkit::{
-    AuthTarget, AuthTargetConfig, TargetService, TestInstance, loopback_any_port,
-};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         dir.path().display()
     );
 
-    let instance = TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
+    let instance = LocalInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
         .await
         .context("starting the instance")?;
     println!("[1/6] instance  {}", instance.running.url);
@@ -203,7 +203,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
 
 /// Step 5: a credential and an alias, and a call through the alias to a service that
 /// wants HTTP Basic — the secret sealed to the MID, never shown.
-async fn alias_call(instance: &TestInstance) -> Result<bool> {
+async fn alias_call(instance: &LocalInstance) -> Result<bool> {
     let target = AuthTarget::start(AuthTargetConfig::random())
         .await
         .context("starting the auth-checking service")?;
@@ -278,7 +278,7 @@ async fn alias_call(instance: &TestInstance) -> Result<bool> {
 /// Step 6: a command on the MID's host, which its `[policy.command]` allows, and one it
 /// refuses (the error names the rule). True when the first exited 0 and the second was
 /// refused.
-async fn command_calls(instance: &TestInstance) -> Result<bool> {
+async fn command_calls(instance: &LocalInstance) -> Result<bool> {
     println!("[6/6] command   the MID's policy allows only `/bin/uname -a`");
     let allowed = CommandAction {
         timeout_ms: Some(10_000),

@@ -10,12 +10,12 @@
 use super::{Setup, mb, percentile, setup, wait};
 use anyhow::{Context, Result, bail};
 use openmid_instance::client::{ActionOutcome, ApiClient};
+use openmid_local::MidProcess;
 use openmid_mid::config::PoolSizes;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::api::CommandAction;
 use openmid_proto::command::{CommandResponse, MAX_OUTPUT_BYTES};
 use openmid_proto::mid::MidStatus;
-use openmid_testkit::MidProcess;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -263,7 +263,7 @@ pub(super) async fn run(args: CommandArgs) -> Result<ExitCode> {
         instance,
         api,
     } = setup()?;
-    let token = openmid_testkit::auto_validating_token(&api).await?;
+    let token = openmid_local::auto_validating_token(&api).await?;
     let mut config = instance.mid_config(MID_NAME, &dir.path().join(MID_NAME), Some(token));
     let table: PolicyConfig = toml::from_str(POLICY).context("the bench's command policy")?;
     config.policy = EgressPolicy::new(table).context("compiling the bench's command policy")?;
@@ -287,7 +287,7 @@ pub(super) async fn run(args: CommandArgs) -> Result<ExitCode> {
         tokio::spawn(async move {
             let mut max = 0u64;
             while !stop.is_cancelled() {
-                max = max.max(openmid_testkit::process::rss_bytes(pid).unwrap_or(0));
+                max = max.max(openmid_local::process::rss_bytes(pid).unwrap_or(0));
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             max
