@@ -5,12 +5,10 @@
 pub mod api;
 pub mod auth;
 pub mod blobs;
-pub mod client;
 pub mod config;
 pub mod connections;
 pub mod dispatch;
 pub mod ecc;
-pub mod follow;
 mod private_fs;
 pub mod registry;
 pub mod server;

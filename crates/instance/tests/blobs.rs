@@ -3,7 +3,7 @@
 //! the caps on both sides answering with clear errors.
 
 use crate::support::instance_with;
-use openmid_instance::client::{ActionOutcome, ClientError};
+use openmid_client::{ActionOutcome, ClientError};
 use openmid_proto::api::{RestAction, RestActionResult};
 use openmid_proto::ecc::State;
 use openmid_testkit::bodies::{pattern, pattern_sha256};

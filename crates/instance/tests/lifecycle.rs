@@ -439,9 +439,7 @@ async fn rekey_replaces_the_secret_and_the_old_one_stops_working() {
         )
         .await
         .expect("action");
-    assert!(
-        matches!(outcome, openmid_instance::client::ActionOutcome::Done(r) if r.response.is_some())
-    );
+    assert!(matches!(outcome, openmid_client::ActionOutcome::Done(r) if r.response.is_some()));
     // …and the old secret is refused.
     let raw = Raw::new(&instance);
     let old = raw

@@ -170,7 +170,7 @@ async fn finished_records_past_the_retention_are_purged_and_open_ones_kept() {
         )
         .await
         .expect("action");
-    let openmid_instance::client::ActionOutcome::Done(old) = old else {
+    let openmid_client::ActionOutcome::Done(old) = old else {
         panic!("done")
     };
     mid.shutdown().await.expect("stops");
@@ -245,7 +245,7 @@ async fn finished_records_past_the_retention_are_purged_and_open_ones_kept() {
 /// plainly why they cannot be used or changed.
 #[tokio::test]
 async fn credentials_survive_a_restart_and_a_wrong_master_key_is_named() {
-    use openmid_instance::client::ClientError;
+    use openmid_client::ClientError;
     use openmid_instance::config::InstanceConfig;
     use openmid_proto::api::NewCredential;
     use openmid_proto::credential::{CredentialSpec, REDACTED, SecretValue};

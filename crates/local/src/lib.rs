@@ -11,7 +11,7 @@ pub mod bodies;
 pub mod process;
 pub mod target;
 
-use openmid_instance::client::ApiClient;
+use openmid_client::ApiClient;
 use openmid_instance::config::InstanceConfig;
 use openmid_instance::{RunningInstance, start as start_instance};
 use openmid_mid::config::{MidConfig, TlsTrust};
@@ -40,7 +40,7 @@ pub enum KitError {
     Mid(#[from] openmid_mid::MidError),
     /// An API call failed.
     #[error("API: {0}")]
-    Api(#[from] openmid_instance::client::ClientError),
+    Api(#[from] openmid_client::ClientError),
     /// Something did not happen in time.
     #[error("timed out: {0}")]
     Timeout(String),

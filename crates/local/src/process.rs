@@ -176,9 +176,9 @@ impl InstanceProcess {
     }
 
     /// An admin API client trusting this instance's certificate.
-    pub fn api(&self) -> Result<openmid_instance::client::ApiClient, crate::KitError> {
+    pub fn api(&self) -> Result<openmid_client::ApiClient, crate::KitError> {
         let pem = std::fs::read(&self.cert_path)?;
-        Ok(openmid_instance::client::ApiClient::new(
+        Ok(openmid_client::ApiClient::new(
             &self.url,
             self.token.clone(),
             &openmid_proto::trust::Trust::CaPem(pem),

@@ -407,7 +407,7 @@ async fn draining_under_load_loses_nothing() {
 /// made afterwards go to the second member too, credentials sealed to its own key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alias_actions_fail_over_in_a_cluster_for_rest_and_soap() {
-    use openmid_instance::client::ActionOutcome;
+    use openmid_client::ActionOutcome;
     use openmid_proto::alias::{Alias, ConnectionKind, Execution};
     use openmid_proto::api::{NewCredential, RestAction, SoapAction};
     use openmid_proto::credential::{CredentialSpec, SecretValue};

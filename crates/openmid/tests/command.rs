@@ -2,7 +2,7 @@
 //! Only what the MID's policy lists runs; output comes back capped but never silently
 //! cut; a timeout or a cancel stops the whole process group (checked in `/proc`).
 
-use openmid_instance::client::ActionOutcome;
+use openmid_client::ActionOutcome;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::api::CommandAction;
 use openmid_proto::command::{CommandEnd, CommandExit, CommandResponse};

@@ -3,7 +3,7 @@
 //! prints the output and exits with the command's code.
 
 use crate::command::{MID, POLICY};
-use openmid_instance::client::{ActionOutcome, ApiClient};
+use openmid_client::{ActionOutcome, ApiClient};
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::api::CommandAction;
 use openmid_proto::command::{CommandExit, CommandResponse};
@@ -136,7 +136,7 @@ async fn a_follower_sees_the_first_lines_while_the_command_still_runs() {
     assert!(
         matches!(
             &missing,
-            Err(openmid_instance::client::ClientError::Api { status: 404, .. })
+            Err(openmid_client::ClientError::Api { status: 404, .. })
         ),
         "{:?}",
         missing.err()

@@ -2,7 +2,7 @@
 //! target services on loopback — one that checks every auth type (and an OAuth 2.0
 //! token endpoint, and a mutual-TLS listener), and a SOAP 1.1/1.2 service with a WSDL.
 
-use openmid_instance::client::{ActionOutcome, ApiClient, ClientError};
+use openmid_client::{ActionOutcome, ApiClient, ClientError};
 use openmid_mid::RunningMid;
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
 use openmid_proto::api::{ActionResult, NewCredential, RestAction, SoapAction};

@@ -1,7 +1,7 @@
 //! A REST call travels instance → ECC queue → MID → service → back.
 
 use crate::support::{MID, Stack, get, processed_within, run};
-use openmid_instance::client::ActionOutcome;
+use openmid_client::ActionOutcome;
 use openmid_proto::api::{NewOutput, RecordQuery, RestAction};
 use openmid_proto::ecc::{Queue, State, Topic};
 use openmid_proto::mid::MidStatus;

@@ -65,8 +65,8 @@ async fn hundred_megabyte_bodies_pass_without_being_held_in_memory() {
         .await
         .expect("action")
     {
-        openmid_instance::client::ActionOutcome::Done(r) => *r,
-        openmid_instance::client::ActionOutcome::Pending(p) => panic!("still running: {p:?}"),
+        openmid_client::ActionOutcome::Done(r) => *r,
+        openmid_client::ActionOutcome::Pending(p) => panic!("still running: {p:?}"),
     };
     let request_time = started.elapsed();
     assert_eq!(sent.state, State::Processed, "{:?}", sent.error);
@@ -91,8 +91,8 @@ async fn hundred_megabyte_bodies_pass_without_being_held_in_memory() {
         .await
         .expect("action")
     {
-        openmid_instance::client::ActionOutcome::Done(r) => *r,
-        openmid_instance::client::ActionOutcome::Pending(p) => panic!("still running: {p:?}"),
+        openmid_client::ActionOutcome::Done(r) => *r,
+        openmid_client::ActionOutcome::Pending(p) => panic!("still running: {p:?}"),
     };
     let response_time = started.elapsed();
     assert_eq!(got.state, State::Processed, "{:?}", got.error);

@@ -4,7 +4,7 @@
 //! a failed login, a SOAPAction only its WSDL tells (issue #10, items 13–18).
 
 use crate::connections::{Rig, add, credential, soap, soap_alias};
-use openmid_instance::client::ClientError;
+use openmid_client::ClientError;
 use openmid_proto::api::{NewOutput, SoapAction};
 use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::ecc::{State, Topic};

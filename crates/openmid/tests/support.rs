@@ -1,6 +1,6 @@
 //! Shared set-up of the end-to-end tests.
 
-use openmid_instance::client::ActionOutcome;
+use openmid_client::ActionOutcome;
 use openmid_mid::RunningMid;
 use openmid_proto::api::{RestAction, RestActionResult};
 use openmid_testkit::{TargetService, TestInstance, loopback_any_port};
@@ -64,11 +64,7 @@ pub async fn run(instance: &TestInstance, action: &RestAction) -> RestActionResu
 }
 
 /// Whether the record `id` reaches `processed` within `limit`.
-pub async fn processed_within(
-    api: &openmid_instance::client::ApiClient,
-    id: &str,
-    limit: Duration,
-) -> bool {
+pub async fn processed_within(api: &openmid_client::ApiClient, id: &str, limit: Duration) -> bool {
     openmid_testkit::wait_until(limit, || async {
         api.get_record(id)
             .await

@@ -115,7 +115,7 @@ fn mb(bytes: Option<u64>) -> f64 {
 enum Caller {
     Direct(reqwest::Client, String),
     Mid(
-        openmid_instance::client::ApiClient,
+        openmid_client::ApiClient,
         std::sync::Arc<openmid_proto::api::RestAction>,
     ),
 }
@@ -129,7 +129,7 @@ impl Caller {
             },
             Caller::Mid(api, action) => matches!(
                 api.rest_action(action, Duration::from_secs(30)).await,
-                Ok(openmid_instance::client::ActionOutcome::Done(r))
+                Ok(openmid_client::ActionOutcome::Done(r))
                     if r.response.as_ref().is_some_and(|x| x.status == 200)
             ),
         }
@@ -215,7 +215,7 @@ struct Setup {
     /// The instance, as its own process.
     instance: openmid_local::InstanceProcess,
     /// Its admin API.
-    api: openmid_instance::client::ApiClient,
+    api: openmid_client::ApiClient,
 }
 
 fn setup() -> Result<Setup> {

@@ -3,7 +3,7 @@
 //! would land in shell history and `ps`): `--secret FIELD` reads the value from stdin.
 
 use anyhow::{Context, Result, anyhow};
-use openmid_instance::client::{ActionOutcome, ApiClient};
+use openmid_client::{ActionOutcome, ApiClient};
 use openmid_proto::alias::{Alias, AliasInfo, ConnectionKind, CredentialInfo, Execution};
 use openmid_proto::api::{NewCredential, SoapAction};
 use openmid_proto::rest::{RetryMode, RetryPolicy};

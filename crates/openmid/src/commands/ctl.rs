@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, anyhow};
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
-use openmid_instance::client::{ActionOutcome, ApiClient};
+use openmid_client::{ActionOutcome, ApiClient};
 use openmid_proto::api::{
     ClusterInfo, ClusterKind, MidInfo, NewCluster, NewEnrollmentToken, NewOutput, ProfileUpdate,
     RecordQuery, RestAction,

@@ -4,7 +4,7 @@
 //! credential, and a command run on the MID's host — with one its policy refuses.
 
 use anyhow::{Context, Result, bail};
-use openmid_instance::client::ActionOutcome;
+use openmid_client::ActionOutcome;
 use openmid_local::{
     AuthTarget, AuthTargetConfig, LocalInstance, TargetService, loopback_any_port,
 };

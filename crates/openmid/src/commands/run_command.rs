@@ -4,7 +4,7 @@
 //! it like the program itself.
 
 use anyhow::{Context, Result, anyhow};
-use openmid_instance::client::{ActionOutcome, ApiClient, ClientError};
+use openmid_client::{ActionOutcome, ApiClient, ClientError};
 use openmid_proto::api::CommandAction;
 use openmid_proto::command::{CommandEnd, CommandExit};
 use openmid_proto::command_output::{OutputEnd, OutputLine, OutputStream};

@@ -9,7 +9,7 @@
 
 use super::{Setup, mb, percentile, setup, wait};
 use anyhow::{Context, Result, bail};
-use openmid_instance::client::{ActionOutcome, ApiClient};
+use openmid_client::{ActionOutcome, ApiClient};
 use openmid_local::MidProcess;
 use openmid_mid::config::PoolSizes;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};

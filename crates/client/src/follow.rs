@@ -1,9 +1,9 @@
 //! Reading `GET /api/v1/actions/{id}/output` line by line as it arrives: the client
 //! side of following a command's output ([`ApiClient::follow_output`]).
 //!
-//! [`ApiClient::follow_output`]: crate::client::ApiClient::follow_output
+//! [`ApiClient::follow_output`]: crate::ApiClient::follow_output
 
-use crate::client::ClientError;
+use crate::ClientError;
 use openmid_proto::command_output::OutputLine;
 
 /// Longest line accepted (a 64 KiB chunk of control characters is about 400 KiB of

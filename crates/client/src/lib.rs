@@ -1,5 +1,8 @@
 //! A typed client of the admin API, used by `openmid ctl`, the demo, the test kit and
-//! the benchmarks — so every caller speaks the API exactly as users do.
+//! the benchmarks — so every caller speaks the API exactly as users do. A crate of its
+//! own: a caller of the API needs the wire types and HTTPS, not the server.
+
+pub mod follow;
 
 use openmid_proto::alias::{Alias, AliasInfo, CredentialInfo};
 use openmid_proto::api::{
