@@ -44,18 +44,20 @@ impl Target {
     /// The host as an IP address, when it is one (the instance cannot resolve names
     /// the way the MID, inside its network, would).
     pub fn ip(&self) -> Option<IpAddr> {
-        self.host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse()
-            .ok()
+        self.host.parse().ok()
     }
 
     /// The target of an `http(s)` URL.
     pub fn of_url(url: &str) -> Option<Self> {
         let url = url::Url::parse(url).ok()?;
+        // An IPv6 literal without its URL brackets, as a host elsewhere is written.
+        let host = match url.host()? {
+            url::Host::Domain(name) => name.to_string(),
+            url::Host::Ipv4(ip) => ip.to_string(),
+            url::Host::Ipv6(ip) => ip.to_string(),
+        };
         Some(Self {
-            host: url.host_str()?.to_string(),
+            host,
             port: url.port_or_known_default(),
         })
     }

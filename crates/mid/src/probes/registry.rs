@@ -1,13 +1,14 @@
 //! The MID's one registration table of probes: topic → probe. A probe is typed by its
 //! topic's [`Contract`] (in proto); the registry hides the types — it decodes the
 //! payload once (and validates it by the contract, as the instance did at the door),
-//! runs the probe, stopping it when the job is cancelled unless the probe watches the
+//! checks its network target against the egress policy, runs the probe, stopping it when the job is cancelled unless the probe watches the
 //! cancellation itself, and encodes the response. Adding a probe is one file under
 //! `probes/` implementing [`Probe`] and one line in [`PROBES`].
 
 use super::credentials::Credential;
 use super::http::SpilledBody;
 use super::{JobContext, ProbeContext, ProbeError, command, rest, soap};
+use crate::policy::Protocol;
 use futures::future::BoxFuture;
 use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
@@ -52,6 +53,10 @@ impl<R> Ran<R> {
 pub trait Probe: Send + Sync + 'static {
     /// Its topic's contract.
     type Contract: Contract;
+    /// Whose egress rules its network target falls under, checked before it runs
+    /// (and again where its connections open); `None` for a probe that reaches no
+    /// network target of its request's (a command, checked by its own rules).
+    const PROTOCOL: Option<Protocol> = None;
     /// Whether it watches the job's cancellation itself (it has something to clean
     /// up, such as a process group, or output to keep); otherwise a cancelled job's
     /// probe is dropped, which ends its requests.
@@ -89,6 +94,13 @@ impl<P: Probe> Runs for Registered<P> {
         Box::pin(async move {
             let req = openmid_proto::probe::decode::<P::Contract>(&payload)
                 .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
+            if let (Some(protocol), Some(target)) = (P::PROTOCOL, P::Contract::target(&req)) {
+                call.ctx.policy.check_host(
+                    protocol,
+                    &target.host,
+                    target.port.unwrap_or_default(),
+                )?;
+            }
             let job = call.job;
             let ran = if P::WATCHES_CANCEL {
                 self.0.run(req, call).await?

@@ -99,6 +99,7 @@ pub struct RestProbe;
 
 impl super::registry::Probe for RestProbe {
     type Contract = openmid_proto::rest::Rest;
+    const PROTOCOL: Option<crate::policy::Protocol> = Some(crate::policy::Protocol::Http);
 
     fn run<'a>(
         &'a self,

@@ -278,6 +278,7 @@ pub struct SoapProbe;
 
 impl super::registry::Probe for SoapProbe {
     type Contract = openmid_proto::soap::Soap;
+    const PROTOCOL: Option<crate::policy::Protocol> = Some(crate::policy::Protocol::Http);
 
     fn run<'a>(
         &'a self,
