@@ -1,0 +1,233 @@
+//! `bench failover`: kill the active member of a two-MID failover cluster with jobs in
+//! flight; time to detect, and until every job completed on the survivor.
+
+use super::*;
+
+#[derive(clap::Args)]
+pub(super) struct FailoverArgs {
+    /// Rounds (a fresh pair of MID processes each).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Jobs in flight at the kill.
+    #[arg(long, default_value_t = 20)]
+    jobs: usize,
+    /// How long each job takes at the target service, in ms.
+    #[arg(long, default_value_t = 200)]
+    job_ms: u64,
+    /// Print the figures as one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Round {
+    detect_ms: i64,
+    complete_ms: i64,
+    lost: usize,
+    duplicates: usize,
+}
+
+fn median(values: &mut [i64]) -> i64 {
+    values.sort_unstable();
+    values.get(values.len() / 2).copied().unwrap_or(0)
+}
+
+pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
+    if args.rounds == 0 || args.jobs == 0 {
+        bail!("--rounds and --jobs must be at least 1");
+    }
+    let bin = std::env::current_exe().context("finding this program")?;
+    let dir = tempfile::Builder::new()
+        .prefix("openmid-bench-")
+        .tempdir()?;
+    let instance =
+        LocalInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None).await?;
+    let target = TargetService::start().await?;
+    let api = &instance.api;
+    eprintln!(
+        "failover: {} rounds, {} jobs of {} ms in flight, default settings (disconnect grace {} ms)",
+        args.rounds,
+        args.jobs,
+        args.job_ms,
+        openmid_instance::config::InstanceConfig::default().disconnect_grace_ms
+    );
+    let mut rounds = Vec::new();
+    for round in 0..args.rounds {
+        let names = [format!("r{round}-a"), format!("r{round}-b")];
+        let mut mids = Vec::new();
+        for name in &names {
+            let token = instance.auto_validating_token().await?;
+            let mut config = instance.mid_config(name, &dir.path().join(name), Some(token));
+            config.pools = PoolSizes {
+                interactive: (args.jobs as u32).max(1),
+                ..PoolSizes::default()
+            };
+            mids.push(MidProcess::spawn(&bin, &config)?);
+        }
+        for name in &names {
+            wait(Duration::from_secs(20), || async {
+                api.get_mid(name)
+                    .await
+                    .is_ok_and(|m| m.status == MidStatus::Up && m.health.is_some())
+            })
+            .await
+            .with_context(|| format!("MID {name} did not come up"))?;
+        }
+        let cluster = format!("fo{round}");
+        api.create_cluster(&NewCluster {
+            name: cluster.clone(),
+            kind: ClusterKind::Failover,
+            members: names.to_vec(),
+        })
+        .await?;
+        let correlator = format!("failover-{round}");
+        for i in 0..args.jobs {
+            let url = target.url(&format!("/slow?ms={}&i={i}", args.job_ms));
+            api.insert_output(&NewOutput {
+                name: Some(format!("job {i}")),
+                source: Some("bench".into()),
+                ..rest_output(&format!("mid.cluster.{cluster}"), &url, &correlator)
+            })
+            .await?;
+        }
+        let active = &names[0];
+        wait(Duration::from_secs(20), || async {
+            let outs = records(&instance, &correlator, Queue::Output).await;
+            outs.len() == args.jobs
+                && outs.iter().all(|o| {
+                    o.state == State::Processing && o.claimed_by.as_deref() == Some(active.as_str())
+                })
+        })
+        .await
+        .context("the active member did not take every job")?;
+
+        let killed_at = now_ms();
+        mids[0].kill();
+        let mut detect_ms = -1;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut done = false;
+        while Instant::now() < deadline {
+            if detect_ms < 0
+                && api
+                    .get_mid(active)
+                    .await
+                    .is_ok_and(|m| m.status == MidStatus::Down)
+            {
+                detect_ms = now_ms() - killed_at;
+            }
+            let outs = records(&instance, &correlator, Queue::Output).await;
+            if detect_ms >= 0 && outs.iter().all(|o| o.state == State::Processed) {
+                done = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let outputs = records(&instance, &correlator, Queue::Output).await;
+        let inputs = records(&instance, &correlator, Queue::Input).await;
+        let finished: Vec<i64> = outputs
+            .iter()
+            .filter(|o| o.state == State::Processed)
+            .filter_map(|o| o.processed_at.as_deref().and_then(parse_rfc3339))
+            .collect();
+        let lost = outputs
+            .iter()
+            .filter(|o| o.state != State::Processed)
+            .count();
+        let mut per_output: HashMap<&str, usize> = HashMap::new();
+        for i in &inputs {
+            *per_output
+                .entry(i.response_to.as_deref().unwrap_or(""))
+                .or_default() += 1;
+        }
+        let duplicates = per_output.values().map(|n| n.saturating_sub(1)).sum();
+        let complete_ms = finished.iter().max().map_or(-1, |t| t - killed_at);
+        eprintln!(
+            "  round {}: detected in {detect_ms} ms, all {} jobs done {complete_ms} ms after the kill, lost {lost}, duplicates {duplicates}{}",
+            round + 1,
+            args.jobs,
+            if done { "" } else { " (timed out)" }
+        );
+        rounds.push(Round {
+            detect_ms,
+            complete_ms,
+            lost,
+            duplicates,
+        });
+        drop(mids);
+    }
+    let mut detect: Vec<i64> = rounds.iter().map(|r| r.detect_ms).collect();
+    let mut complete: Vec<i64> = rounds.iter().map(|r| r.complete_ms).collect();
+    let complete_max = complete.iter().copied().max().unwrap_or(0);
+    let lost: usize = rounds.iter().map(|r| r.lost).sum();
+    let duplicates: usize = rounds.iter().map(|r| r.duplicates).sum();
+    let (detect_med, complete_med) = (median(&mut detect), median(&mut complete));
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(vec!["figure", "value", "target"]);
+    t.add_row(vec![
+        "rounds".to_string(),
+        rounds.len().to_string(),
+        String::new(),
+    ]);
+    t.add_row(vec![
+        "jobs in flight".to_string(),
+        args.jobs.to_string(),
+        String::new(),
+    ]);
+    t.add_row(vec![
+        "detect (median)".to_string(),
+        format!("{detect_med} ms"),
+        String::new(),
+    ]);
+    t.add_row(vec![
+        "all done after kill (median)".to_string(),
+        format!("{complete_med} ms"),
+        "≤ 2000 ms".into(),
+    ]);
+    t.add_row(vec![
+        "all done after kill (max)".to_string(),
+        format!("{complete_max} ms"),
+        String::new(),
+    ]);
+    t.add_row(vec!["lost".to_string(), lost.to_string(), "0".into()]);
+    t.add_row(vec![
+        "duplicates".to_string(),
+        duplicates.to_string(),
+        "0".into(),
+    ]);
+    println!("{t}");
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "rounds": rounds.len(),
+                "jobs_in_flight": args.jobs,
+                "job_ms": args.job_ms,
+                "detect_ms": detect_med,
+                "complete_ms": complete_med,
+                "complete_ms_max": complete_max,
+                "lost": lost,
+                "duplicates": duplicates,
+            })
+        );
+    }
+    instance.shutdown().await;
+    Ok(if lost == 0 && duplicates == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn records(instance: &LocalInstance, correlator: &str, queue: Queue) -> Vec<EccRecord> {
+    instance
+        .api
+        .list_records(&RecordQuery {
+            correlator: Some(correlator.into()),
+            queue: Some(queue.as_str().into()),
+            limit: Some(1000),
+            ..Default::default()
+        })
+        .await
+        .map(|p| p.records)
+        .unwrap_or_default()
+}
