@@ -9,6 +9,7 @@ pub mod config;
 pub mod connections;
 pub mod dispatch;
 pub mod ecc;
+pub mod error;
 mod private_fs;
 pub mod registry;
 pub mod server;

@@ -7,8 +7,8 @@
 
 mod target_url;
 
-use crate::dispatch::{DispatchError, invalid};
 use crate::ecc::{AliasRow, CredentialKey, CredentialRow, MidRow, Store, StoreError};
+use crate::error::{DispatchError, invalid};
 use crate::vault::Vault;
 use openmid_proto::alias::{Alias, AliasInfo, ConnectionKind, CredentialInfo};
 use openmid_proto::api::{NewOutput, RestAction, SoapAction};

@@ -15,6 +15,8 @@ pub mod signals;
 mod submit;
 mod sweeper;
 
+pub use crate::error::DispatchError;
+pub(crate) use crate::error::invalid;
 pub use crate::registry::lifecycle::AdminAction;
 pub use results::MAX_RESULTS_PER_POST;
 pub use submit::{IDEMPOTENCY_WINDOW, Idempotency, Submitted};
@@ -44,47 +46,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// Errors of dispatch operations.
-#[derive(Debug, thiserror::Error)]
-pub enum DispatchError {
-    /// A request field is wrong.
-    #[error("{field}: {message}")]
-    Invalid {
-        /// The field.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A named thing does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// The request conflicts with the current state.
-    #[error("{0}")]
-    Conflict(String),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The blob store failed.
-    #[error("blob store: {0}")]
-    Blob(String),
-    /// A stored credential could not be encrypted or decrypted.
-    #[error(transparent)]
-    Vault(#[from] crate::vault::VaultError),
-    /// An `Idempotency-Key` already used for a different request.
-    #[error(
-        "Idempotency-Key `{0}` was used for a different request within the last 24 hours: use a new key for a new request"
-    )]
-    IdempotencyKeyReused(String),
-}
-
-/// A [`DispatchError::Invalid`] for `field`.
-pub(crate) fn invalid(field: &str, message: impl Into<String>) -> DispatchError {
-    DispatchError::Invalid {
-        field: field.to_string(),
-        message: message.into(),
-    }
-}
 
 /// The dispatcher: shared by the API handlers and the background sweeper.
 pub struct Dispatcher {

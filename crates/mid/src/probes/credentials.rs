@@ -351,12 +351,12 @@ async fn fetch_token(
     client: &OAuthClient,
     policy: &EgressPolicy,
 ) -> Result<(Secret, Duration), ProbeError> {
-    let url = super::http::parse_url(&client.token_url)
+    let url = super::urls::parse_url(&client.token_url)
         .map_err(|e| ProbeError::Credential(format!("token_url: {e}")))?;
     // The token endpoint is a target like any other: the client's resolver checks the
     // addresses a name resolves to, this the URL itself (an IP literal is never resolved).
     policy.check_url(Protocol::Http, &url)?;
-    let shown = super::http::shown_url(&url);
+    let shown = super::urls::shown_url(&url);
     let (form, authorization) = token_request(client);
     let mut builder = http
         .post(url)
@@ -377,14 +377,14 @@ async fn fetch_token(
             Some(denial) => ProbeError::Policy(denial.clone()),
             None => ProbeError::Credential(format!(
                 "OAuth token endpoint: {}",
-                super::http::describe(&reqwest::Method::POST, &shown, &e)
+                super::urls::describe(&reqwest::Method::POST, &shown, &e)
             )),
         })?;
     let status = resp.status();
     let body = resp.bytes().await.map_err(|e| {
         ProbeError::Credential(format!(
             "OAuth token endpoint: {}",
-            super::http::describe(&reqwest::Method::POST, &shown, &e)
+            super::urls::describe(&reqwest::Method::POST, &shown, &e)
         ))
     })?;
     if !status.is_success() {

@@ -3,12 +3,12 @@
 //! under the size cap.
 
 use super::credentials::{self, Credential};
+pub use super::urls::{describe, parse_url, shown_url};
 use super::{ProbeContext, ProbeError};
 use crate::policy::{Protocol, find_denial};
 use openmid_proto::credential::KeyPlacement;
 use openmid_proto::rest::{RestTimings, RetryPolicy};
 use std::collections::BTreeMap;
-use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -73,19 +73,6 @@ pub struct Answer {
     pub timings: RestTimings,
     /// Attempts made.
     pub attempts: u32,
-}
-
-/// Parses and checks a probe URL.
-pub fn parse_url(url: &str) -> Result<reqwest::Url, ProbeError> {
-    let url =
-        reqwest::Url::parse(url).map_err(|e| ProbeError::InvalidInput(format!("url: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(ProbeError::InvalidInput(format!(
-            "url: scheme `{}` is not allowed",
-            url.scheme()
-        )));
-    }
-    Ok(url)
 }
 
 /// Makes the call: authenticates, retries by the policy, reads the whole answer.
@@ -497,42 +484,6 @@ pub fn header_map(headers: &reqwest::header::HeaderMap) -> BTreeMap<String, Stri
 
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
-}
-
-/// The URL as it may be shown: without user info, query or fragment (they can carry
-/// secrets).
-pub fn shown_url(url: &reqwest::Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string()
-}
-
-/// Describes a failed call by its cause chain, without the URL reqwest would add.
-pub fn describe(method: &reqwest::Method, shown: &str, e: &reqwest::Error) -> String {
-    let kind = if e.is_connect() {
-        "could not connect"
-    } else if e.is_timeout() {
-        "timed out"
-    } else if e.is_body() || e.is_decode() {
-        "failed reading the response"
-    } else {
-        "request failed"
-    };
-    let mut causes = Vec::new();
-    let mut source = e.source();
-    while let Some(s) = source {
-        causes.push(s.to_string());
-        source = s.source();
-    }
-    causes.dedup();
-    if causes.is_empty() {
-        format!("{method} {shown}: {kind}")
-    } else {
-        format!("{method} {shown}: {kind}: {}", causes.join(": "))
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::ctl::{parse_headers, print_json, table};
+use super::ctl_output::{parse_headers, print_json, table};
 
 /// `ctl credentials`.
 #[derive(clap::Subcommand)]

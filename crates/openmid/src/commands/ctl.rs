@@ -1,7 +1,6 @@
 //! `openmid ctl`: the admin API from a shell — tables for people, `--json` for scripts.
 
 use anyhow::{Context, Result, anyhow};
-use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 use openmid_client::{ActionOutcome, ApiClient};
 use openmid_proto::api::{
     ClusterInfo, ClusterKind, MidInfo, NewCluster, NewEnrollmentToken, NewOutput, ProfileUpdate,
@@ -11,13 +10,13 @@ use openmid_proto::ecc::{EccRecord, Priority, Topic};
 use openmid_proto::rest::Body;
 use openmid_proto::secret::Secret;
 use openmid_proto::trust::{Trust, parse_fingerprint};
-use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use super::connections::{self, AliasesCommand, CredentialsCommand, SoapRun};
+use super::ctl_output::{parse_headers, print_json, table};
 
 /// Connection flags shared by every `ctl` command. Each falls back to its
 /// environment variable, read by hand rather than by clap so an empty variable
@@ -286,29 +285,6 @@ fn client(args: &Args) -> Result<ApiClient> {
         (None, None) => Trust::SystemRoots,
     };
     Ok(ApiClient::new(&url, Secret::new(token), &trust)?)
-}
-
-/// `Name: value` strings as a header map.
-pub(super) fn parse_headers(headers: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut map = BTreeMap::new();
-    for h in headers {
-        let (k, v) = h
-            .split_once(':')
-            .ok_or_else(|| anyhow!("--header `{h}`: expected `Name: value`"))?;
-        map.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    Ok(map)
-}
-
-pub(super) fn print_json<T: Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
-}
-
-pub(super) fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY).set_header(header.to_vec());
-    t
 }
 
 fn members(c: &ClusterInfo) -> String {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod connections;
 pub mod ctl;
+mod ctl_output;
 pub mod demo;
 pub mod instance;
 pub mod mid;
