@@ -4,7 +4,7 @@
 //! recorded, not re-run or failed; after an instance restart only MIDs that
 //! reconnected get new cluster work.
 
-use crate::support::outbox_pending;
+use crate::support::{outbox_pending, processed_within};
 use openmid_instance::config::InstanceConfig;
 use openmid_proto::api::{ClusterKind, NewCluster};
 use openmid_proto::ecc::State;
@@ -66,14 +66,7 @@ async fn a_mid_restarted_within_the_grace_gets_its_dead_processs_jobs_back_at_on
     first.kill();
     let _second = MidProcess::spawn(Path::new(BIN), &config).expect("MID restarts");
     for id in &ids {
-        let done = wait_until(Duration::from_secs(30), || async {
-            instance
-                .api
-                .get_record(id)
-                .await
-                .is_ok_and(|r| r.state == State::Processed)
-        })
-        .await;
+        let done = processed_within(&instance.api, id, Duration::from_secs(30)).await;
         let r = instance.api.get_record(id).await.expect("get");
         assert!(done, "{id} ran again on the new process: {r:?}");
         assert_eq!(r.attempt, 2, "the dead process's attempt was released");
@@ -217,14 +210,7 @@ async fn after_an_instance_restart_new_work_goes_only_to_reconnected_members() {
         ids.push(r.id);
     }
     for id in &ids {
-        let done = wait_until(Duration::from_secs(15), || async {
-            instance
-                .api
-                .get_record(id)
-                .await
-                .is_ok_and(|r| r.state == State::Processed)
-        })
-        .await;
+        let done = processed_within(&instance.api, id, Duration::from_secs(15)).await;
         let r = instance.api.get_record(id).await.expect("get");
         assert!(done, "{id} was run by the connected member: {r:?}");
         assert_eq!(r.claimed_by.as_deref(), Some("lb-a"));
