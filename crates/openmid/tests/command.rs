@@ -81,6 +81,19 @@ impl Rig {
     }
 }
 
+/// Submits `action` without waiting and returns its output id (it must not have
+/// finished at once).
+async fn queued(api: &openmid_client::ApiClient, action: &CommandAction) -> String {
+    match api
+        .command_action(action, Duration::ZERO)
+        .await
+        .expect("accepted")
+    {
+        ActionOutcome::Pending(p) => p.output_id,
+        ActionOutcome::Done(r) => panic!("finished at once: {r:?}"),
+    }
+}
+
 fn response(r: &openmid_proto::api::CommandActionResult) -> &CommandResponse {
     r.response
         .as_ref()
@@ -217,14 +230,7 @@ async fn a_timeout_and_a_cancel_stop_the_whole_process_group() {
     let mut long = forks("292.5");
     long.timeout_ms = Some(50_000);
     let api = &rig.instance.api;
-    let id = match api
-        .command_action(&long, Duration::ZERO)
-        .await
-        .expect("accepted")
-    {
-        ActionOutcome::Pending(p) => p.output_id,
-        ActionOutcome::Done(r) => panic!("finished at once: {r:?}"),
-    };
+    let id = queued(api, &long).await;
     assert!(
         wait_until(Duration::from_secs(10), || async {
             // The two children and the shell whose command line names them.
@@ -282,18 +288,11 @@ async fn a_waiting_output_is_cancelled_at_once() {
         .await
         .expect("MID");
     mid.shutdown().await.expect("stops");
-    let out = match instance
-        .api
-        .command_action(
-            &CommandAction::on("idle", "/bin/echo", &["x"]),
-            Duration::ZERO,
-        )
-        .await
-        .expect("accepted")
-    {
-        ActionOutcome::Pending(p) => p.output_id,
-        ActionOutcome::Done(r) => panic!("ran: {r:?}"),
-    };
+    let out = queued(
+        &instance.api,
+        &CommandAction::on("idle", "/bin/echo", &["x"]),
+    )
+    .await;
     let record = instance.api.cancel_record(&out).await.expect("cancel");
     assert_eq!(record.state, State::Cancelled);
     assert!(
@@ -332,14 +331,7 @@ async fn a_mid_that_lost_its_lease_stops_the_command() {
     let mut long = CommandAction::on("cut", "/bin/sh", &["-c", "sleep 294.5 & wait"]);
     long.at_most_once = true;
     let api = &instance.api;
-    let id = match api
-        .command_action(&long, Duration::ZERO)
-        .await
-        .expect("accepted")
-    {
-        ActionOutcome::Pending(p) => p.output_id,
-        ActionOutcome::Done(r) => panic!("finished at once: {r:?}"),
-    };
+    let id = queued(api, &long).await;
     assert!(
         wait_until(Duration::from_secs(10), || async {
             processes_with("sleep 294.5").len() == 2
