@@ -224,6 +224,10 @@ impl crate::probe::Contract for Command {
     fn credential(_: &CommandRequest) -> Option<&crate::credential::CredentialRef> {
         None
     }
+
+    fn timeout(req: &CommandRequest) -> Option<std::time::Duration> {
+        req.timeout_ms.map(std::time::Duration::from_millis)
+    }
 }
 
 #[cfg(test)]

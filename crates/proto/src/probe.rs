@@ -81,6 +81,13 @@ pub trait Contract: 'static {
     fn body_blob(_req: &Self::Request) -> Option<&str> {
         None
     }
+    /// The longest the whole job may run, when the request bounds it. The MID's
+    /// registry turns it into the job's deadline: a probe that does not watch the
+    /// deadline itself is stopped there and the job ends `Timeout`. `None` for topics
+    /// whose timeout is per attempt (REST and SOAP retry within their own bounds).
+    fn timeout(_req: &Self::Request) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Decodes a payload as `C`'s request (a shape error names `payload`) and validates it.

@@ -275,6 +275,7 @@ pub async fn run(
     let call = registry::Call {
         credential: credential.as_ref(),
         job,
+        deadline: None,
         ctx,
     };
     registry::run(topic, payload, call).await

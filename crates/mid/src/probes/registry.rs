@@ -26,6 +26,11 @@ pub struct Call<'a> {
     pub credential: Option<&'a Credential>,
     /// The job: its id and cancellation.
     pub job: &'a JobContext,
+    /// When the job must be over, from its request's timeout
+    /// ([`Contract::timeout`]). A probe that watches cancellation watches this too
+    /// (and may end sooner, by its policy's longest run time); the others are stopped
+    /// here by the registry.
+    pub deadline: Option<tokio::time::Instant>,
     /// What every probe may use (HTTP clients, the policy, the instance).
     pub ctx: &'a ProbeContext,
 }
@@ -102,12 +107,28 @@ impl<P: Probe> Runs for Registered<P> {
                 )?;
             }
             let job = call.job;
+            let timeout = P::Contract::timeout(&req);
+            let call = Call {
+                deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+                ..call
+            };
             let ran = if P::WATCHES_CANCEL {
                 self.0.run(req, call).await?
             } else {
+                let at = call.deadline;
+                let deadline = async move {
+                    match at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     r = self.0.run(req, call) => r?,
                     _ = job.cancel.cancelled() => return Err(ProbeError::Cancelled),
+                    _ = deadline => {
+                        let ms = timeout.map_or(0, |t| t.as_millis() as u64);
+                        return Err(ProbeError::Timeout(ms));
+                    }
                 }
             };
             let mut value = encode(&ran.response)?;
