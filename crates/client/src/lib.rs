@@ -368,6 +368,24 @@ impl ApiClient {
             .await
     }
 
+    /// Runs the action `name` (`POST /api/v1/actions/{name}`) with any body, waiting up
+    /// to `wait` for its result: what `ctl run NAME` uses for an action it knows only
+    /// from the OpenAPI document.
+    pub async fn run_action<B: Serialize, R: DeserializeOwned>(
+        &self,
+        name: &str,
+        body: &B,
+        wait: Duration,
+    ) -> Result<ActionOutcome<R>, ClientError> {
+        let path = format!("api/v1/actions/{}", encode(name));
+        self.action(Method::POST, &path, Some(body), wait).await
+    }
+
+    /// The instance's OpenAPI document.
+    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("api/v1/openapi.json").await
+    }
+
     /// Cancels an output: it is `cancelled` at once if it had not started, else its
     /// MID is told to stop it (the record says which, by its state).
     pub async fn cancel_record(&self, id: &str) -> Result<EccRecord, ClientError> {

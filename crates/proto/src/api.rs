@@ -276,7 +276,7 @@ pub struct RecordQuery {
 
 /// `POST /api/v1/actions/rest`: one HTTP request made by a MID, either through an alias
 /// (`alias` + `path`) or to a URL with the MID named (`url` + `mid` or `agent`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestAction {
     /// The Connection & Credential alias to call through.
@@ -347,7 +347,7 @@ impl RestAction {
 
 /// `POST /api/v1/actions/soap`: one SOAP call made by a MID through an alias. Give the
 /// Body's XML in `body`, or `operation` (+ `namespace`, `params`) for the MID to build it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SoapAction {
     /// The Connection & Credential alias (kind `soap`).
@@ -396,7 +396,7 @@ pub struct SoapAction {
 /// `POST /api/v1/actions/command`: a program (or a script for an interpreter) run on a
 /// MID's own host, as its egress policy allows. Give the MID (`mid`) or an agent
 /// (`mid.server.NAME`, `mid.cluster.NAME`, `mid.auto`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandAction {
     /// Name of the MID to run it (or give `agent`).
@@ -510,7 +510,7 @@ pub struct NewCredential {
 }
 
 /// Where an action's time went, from the instance's point of view.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionTimings {
     /// Output written → claimed by a MID.
     pub queued_ms: i64,
@@ -521,7 +521,7 @@ pub struct ActionTimings {
 }
 
 /// An action that had not finished when the wait ran out (HTTP 202).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActionPending {
     /// The output record to poll.
     pub output_id: String,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// A stored blob, as the instance describes it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlobRef {
     /// Unguessable id; knowing it is not enough to read it through the MID session.
     pub id: String,

@@ -133,7 +133,7 @@ impl CommandRequest {
 }
 
 /// How a command ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CommandExit {
     /// It exited with this code.
@@ -151,7 +151,7 @@ pub enum CommandExit {
 }
 
 /// What ended the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandEnd {
     /// The program ended by itself.
@@ -163,7 +163,7 @@ pub enum CommandEnd {
 }
 
 /// One output stream as kept in the result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StreamOutput {
     /// The bytes kept, as text (invalid UTF-8 replaced) — or base64 when `base64`.
     pub text: String,
@@ -178,7 +178,7 @@ pub struct StreamOutput {
 }
 
 /// Result of a `Command` output.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommandResponse {
     /// Exit code or signal.
     pub exit: CommandExit,

@@ -15,7 +15,7 @@ pub enum Queue {
 }
 
 /// Lifecycle state of a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Waiting to be claimed (output) or consumed (input).

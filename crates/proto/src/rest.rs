@@ -71,7 +71,7 @@ impl RestRequest {
 }
 
 /// How the MID tries a call again when the target is busy or briefly away.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// `none`, `fixed` or `exponential` (default `none`).
@@ -168,7 +168,7 @@ impl RetryPolicy {
 }
 
 /// The shape of the waits between attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RetryMode {
     /// One attempt only.
@@ -202,7 +202,7 @@ fn default_true() -> bool {
 
 /// A request body: text sent as is, or JSON serialized (and `content-type` defaulted to
 /// `application/json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Body {
     /// Sent as is.
@@ -216,7 +216,7 @@ fn default_method() -> String {
 }
 
 /// Output of a `RESTProbe`: the target's response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestResponse {
     /// HTTP status code.
     pub status: u16,
@@ -244,7 +244,7 @@ fn one() -> u32 {
 }
 
 /// Timings of one REST call as the MID saw them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestTimings {
     /// Request sent → response headers received.
     pub headers_ms: f64,

@@ -17,14 +17,6 @@ use openmid_proto::api::{
 use openmid_proto::ecc::{EccRecord, Topic};
 use openmid_proto::time::{now_ms, rfc3339};
 
-pub(super) async fn openapi() -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
-        .into_response()
-}
-
 /// Longest enrollment-token note, in characters: a line for people saying who the
 /// token is for, not a document store.
 const MAX_NOTE_CHARS: usize = 500;

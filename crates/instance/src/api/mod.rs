@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 mod idempotency;
 mod mid_session;
+mod openapi;
 
 use crate::auth::{AuthFailures, token_matches};
 use crate::config::InstanceConfig;
@@ -80,10 +81,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ecc", post(admin::insert_output).get(admin::list_records))
         .route("/ecc/{id}", get(admin::get_record))
         .route("/ecc/{id}/cancel", post(admin::cancel_record))
-        .route("/actions/rest", post(actions::rest_action))
-        .route("/actions/command", post(actions::command_action))
-        .route("/actions/soap", post(actions::soap_action))
-        .route("/actions/{id}", get(actions::get_action))
+        // `{id}`: an output id to GET, an action's name to POST (one parameter name,
+        // as the router wants).
+        .route(
+            "/actions/{id}",
+            get(actions::get_action).post(actions::run_action),
+        )
         .route("/actions/{id}/output", get(command_output::follow_output))
         // Blobs stream past the JSON body limit; the blob store enforces max_blob_bytes.
         .route(
@@ -150,7 +153,7 @@ pub fn router(state: AppState) -> Router {
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
-        .route("/api/v1/openapi.json", get(admin::openapi))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .nest("/api/v1", admin)
         .nest("/mid/v1", mid)
         .fallback(not_found)

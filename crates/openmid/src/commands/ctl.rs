@@ -241,6 +241,10 @@ enum RunCommand {
     /// A program run on a MID's host, its output printed as it comes:
     /// `run command --mid M -- /usr/bin/df -h`. Exits with the program's code.
     Command(super::run_command::CommandRun),
+    /// Any other action of the instance (`ssh`, `sql`, …), its fields as flags, read
+    /// from the instance's OpenAPI document: `run NAME --help` lists them.
+    #[command(external_subcommand)]
+    Other(Vec<String>),
 }
 
 /// The value of environment variable `name`, unless it is unset, empty or blank.
@@ -657,6 +661,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Command::Credentials(cmd) => connections::credentials(&api, cmd, json).await?,
         Command::Aliases(cmd) => connections::aliases(&api, cmd, json).await?,
         Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
+        Command::Run(RunCommand::Other(args)) => {
+            return super::run_action::run(&api, args, json).await;
+        }
         Command::Run(RunCommand::Command(run)) => {
             return super::run_command::run_command(&api, run).await;
         }

@@ -13,6 +13,7 @@ use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
 use openmid_proto::api::{CommandAction, NewCredential, NewEnrollmentToken, RestAction};
 use openmid_proto::command::CommandExit;
+use openmid_proto::command_output::OutputLine;
 use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::ecc::EccRecord;
 use openmid_proto::mid::MidStatus;
@@ -28,7 +29,16 @@ const COMMAND_POLICY: &str = r#"
 path = "/bin/uname"
 args = ["-a"]
 max_runtime_secs = 10
+
+[[command.programs]]
+path = "/bin/sh"
+args = ["-c", "for i in 1 2 3; do echo \"tick $i: $(uname -sr)\"; sleep 0.4; done"]
+max_runtime_secs = 10
 "#;
+
+/// The one shell line the demo policy allows: output spread over a second, to show it
+/// arriving while the command runs.
+const TICKS: &str = "for i in 1 2 3; do echo \"tick $i: $(uname -sr)\"; sleep 0.4; done";
 
 /// Flags of `openmid demo`.
 #[derive(clap::Args)]
@@ -278,8 +288,53 @@ async fn alias_call(instance: &LocalInstance) -> Result<bool> {
 /// Step 6: a command on the MID's host, which its `[policy.command]` allows, and one it
 /// refuses (the error names the rule). True when the first exited 0 and the second was
 /// refused.
+/// A command whose output is printed as it arrives, each line with the time it came.
+async fn streamed_command(instance: &LocalInstance) -> Result<bool> {
+    let action = CommandAction {
+        timeout_ms: Some(10_000),
+        correlator: Some("demo".into()),
+        ..CommandAction::on(MID_NAME, "/bin/sh", &["-c", TICKS])
+    };
+    let started = Instant::now();
+    let pending = match instance.api.command_action(&action, Duration::ZERO).await? {
+        ActionOutcome::Pending(p) => p.output_id,
+        ActionOutcome::Done(r) => r.output_id,
+    };
+    println!("      /bin/sh -c '{TICKS}', its output as it streams:");
+    let mut lines = instance.api.follow_output(&pending, None, true).await?;
+    let mut ended = None;
+    while let Some(line) = lines.next().await? {
+        match &line {
+            OutputLine::Chunk { .. } => {
+                let text = String::from_utf8_lossy(&line.bytes().unwrap_or_default()).into_owned();
+                for l in text.lines() {
+                    println!("        +{:>5} ms  {l}", started.elapsed().as_millis());
+                }
+            }
+            OutputLine::End { end } => {
+                ended = Some(end.clone());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let ok = ended
+        .as_ref()
+        .is_some_and(|e| e.exit == Some(CommandExit::Code { code: 0 }));
+    println!(
+        "      ended after {} ms: {}",
+        started.elapsed().as_millis(),
+        match ended.and_then(|e| e.exit) {
+            Some(CommandExit::Code { code }) => format!("exit code {code}"),
+            Some(CommandExit::Signal { name, .. }) => format!("killed by {name}"),
+            None => "no exit status".into(),
+        }
+    );
+    Ok(ok)
+}
+
 async fn command_calls(instance: &LocalInstance) -> Result<bool> {
-    println!("[6/6] command   the MID's policy allows only `/bin/uname -a`");
+    println!("[6/6] command   the MID's policy allows `/bin/uname -a` and one fixed shell line");
     let allowed = CommandAction {
         timeout_ms: Some(10_000),
         correlator: Some("demo".into()),
@@ -317,6 +372,7 @@ async fn command_calls(instance: &LocalInstance) -> Result<bool> {
             false
         }
     };
+    let streamed = streamed_command(instance).await?;
     let refused = match instance
         .api
         .command_action(
@@ -343,7 +399,7 @@ async fn command_calls(instance: &LocalInstance) -> Result<bool> {
             false
         }
     };
-    Ok(ran && refused)
+    Ok(ran && streamed && refused)
 }
 
 fn print_record(label: &str, r: &EccRecord) {

@@ -7,6 +7,7 @@ mod ctl_output;
 pub mod demo;
 pub mod instance;
 pub mod mid;
+mod run_action;
 pub mod run_command;
 
 /// Resolves when the process is asked to stop (Ctrl-C or SIGTERM, as systemd sends).

@@ -86,6 +86,12 @@ pub async fn run_command(api: &ApiClient, run: CommandRun) -> Result<ExitCode> {
     Ok(ExitCode::from(exit_code(&end)))
 }
 
+/// Copies an action's streamed output to stdout and stderr until it ends (for any
+/// action that streams; `ctl run NAME --follow`).
+pub(super) async fn copy_output(api: &ApiClient, output_id: &str) -> Result<()> {
+    follow(api, output_id).await.map(|_| ())
+}
+
 /// Copies the output to stdout and stderr until the end line; resumes after the last
 /// chunk seen when the connection breaks.
 async fn follow(api: &ApiClient, output_id: &str) -> Result<OutputEnd> {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The SOAP version of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum SoapVersion {
     /// SOAP 1.1: `text/xml` and a `SOAPAction` header.
     #[default]
@@ -45,7 +45,7 @@ impl std::fmt::Display for SoapVersion {
 /// How the child elements of an operation built from parameters are named: what the
 /// service's schema says in `elementFormDefault` (or `form`) for the operation's
 /// element. Services differ, and a wrong guess is a Fault.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ElementForm {
     /// `<Op xmlns="ns"><a>1</a></Op>`: the parameters in the operation's namespace too
@@ -121,7 +121,7 @@ pub struct SoapRequest {
 }
 
 /// Output of a `SOAPProbe`: the response, with a Fault taken apart.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SoapResponse {
     /// HTTP status code (a Fault usually comes with 500).
     pub status: u16,
@@ -155,7 +155,7 @@ pub struct SoapResponse {
 pub const NOT_SOAP_BODY_LIMIT: usize = 4096;
 
 /// What a service answered instead of a SOAP envelope.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotSoap {
     /// Why it is not SOAP (the parser's finding, e.g. "found an HTML page").
     pub problem: String,
@@ -178,7 +178,7 @@ pub struct NotSoap {
 /// besides the raw text it comes resolved: match on `code_namespace` and `code_local`
 /// (SOAP 1.1 refines codes with dots: `Client.Refused` is a `Client` fault; SOAP 1.2
 /// refines with the `subcodes` chain instead).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SoapFault {
     /// `faultcode` (1.1) or `Code/Value` (1.2), as written (e.g. `soap:Client`).
     pub code: String,
@@ -207,7 +207,7 @@ pub struct SoapFault {
 }
 
 /// A fault code or subcode: a qualified name as written and resolved.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FaultCode {
     /// The text as written (`m:MessageTimeout`).
     pub value: String,

@@ -1,9 +1,22 @@
 //! `/api/v1/actions`: run a probe through an alias (or at a URL on a named MID), wait
 //! for its result up to `?wait=` seconds, or poll it later by output id.
+//!
+//! Each action is one file here implementing [`Action`] (its body type, how the body
+//! becomes an output, its summary) and one line in [`ACTIONS`]. From that one
+//! declaration come its route (`POST /api/v1/actions/{name}`), its OpenAPI entry
+//! (generated from the body and response types, [`super::openapi`]) and its
+//! `openmid ctl run NAME` subcommand (which reads the action list from the document).
+
+mod command;
+mod registry;
+mod rest;
+mod soap;
+
+pub use registry::{Documented, documented, run_action};
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery};
+use super::extract::ApiQuery;
 use super::idempotency;
 use crate::dispatch::Idempotency;
 use crate::ecc::Record;
@@ -11,14 +24,14 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use openmid_proto::api::{ActionPending, CommandAction, NewOutput, RestAction, SoapAction};
-use openmid_proto::ecc::{Queue, Topic};
+use openmid_proto::api::{ActionPending, NewOutput};
+use openmid_proto::ecc::Queue;
 use serde::Deserialize;
 use std::time::Duration;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct WaitQuery {
+pub(crate) struct WaitQuery {
     /// Seconds to wait for the result (default 0: answer 202 at once).
     wait: Option<f64>,
 }
@@ -38,46 +51,10 @@ impl WaitQuery {
     }
 }
 
-pub(super) async fn rest_action(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<WaitQuery>,
-    ApiJson(action): ApiJson<RestAction>,
-) -> Result<Response, ApiError> {
-    act(&state, &headers, &q, "actions/rest", action, |a| async {
-        state.dispatcher.connections().rest_output(a).await
-    })
-    .await
-}
-
-pub(super) async fn soap_action(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<WaitQuery>,
-    ApiJson(action): ApiJson<SoapAction>,
-) -> Result<Response, ApiError> {
-    act(&state, &headers, &q, "actions/soap", action, |a| async {
-        state.dispatcher.connections().soap_output(a).await
-    })
-    .await
-}
-
-pub(super) async fn command_action(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    ApiQuery(q): ApiQuery<WaitQuery>,
-    ApiJson(action): ApiJson<CommandAction>,
-) -> Result<Response, ApiError> {
-    act(&state, &headers, &q, "actions/command", action, |a| async {
-        command_output(a)
-    })
-    .await
-}
-
 /// What every action does around its own part (`build`, which turns the request into
 /// an output): the wait, the `Idempotency-Key` (a retry is answered from the first
 /// output before `build` runs again), the submission and the answer.
-async fn act<A, F, E>(
+pub(super) async fn act<A, F, E>(
     state: &AppState,
     headers: &HeaderMap,
     q: &WaitQuery,
@@ -97,39 +74,6 @@ where
     }
     let output = build(action).await?;
     submit_and_answer(state, output, key.as_ref(), wait).await
-}
-
-/// The output a command action asks for.
-fn command_output(action: CommandAction) -> Result<NewOutput, ApiError> {
-    let agent = match (&action.mid, &action.agent) {
-        (Some(mid), None) => format!("mid.server.{mid}"),
-        (None, Some(agent)) => agent.clone(),
-        _ => {
-            return Err(ApiError::invalid_field(
-                "mid",
-                "give `mid` (a MID's name) or `agent` (mid.server.NAME, mid.cluster.NAME, mid.auto), one of them",
-            ));
-        }
-    };
-    let payload = serde_json::to_value(action.request())
-        .map_err(|e| ApiError::invalid_field("payload", e))?;
-    Ok(NewOutput {
-        agent,
-        topic: Topic::Command,
-        name: Some(
-            format!("{} {}", action.program, action.args.join(" "))
-                .chars()
-                .take(200)
-                .collect(),
-        ),
-        source: Some("api".into()),
-        payload,
-        priority: None,
-        correlator: action.correlator,
-        max_attempts: None,
-        at_most_once: action.at_most_once,
-        application: action.application,
-    })
 }
 
 /// A retry of an earlier submission (same `Idempotency-Key`) is answered with the

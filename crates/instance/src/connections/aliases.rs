@@ -1,0 +1,182 @@
+//! Aliases: a named target, its credential and the MIDs that run calls to it, checked
+//! when written.
+
+use super::Connections;
+use super::check_name;
+use super::target_url::wsdl_url;
+use crate::ecc::{AliasRow, CredentialKey, StoreError};
+use crate::error::{DispatchError, invalid};
+use openmid_proto::alias::{Alias, AliasInfo, ConnectionKind};
+use openmid_proto::rest::MAX_TIMEOUT_MS;
+use openmid_proto::time::{now_ms, rfc3339};
+
+impl Connections<'_> {
+    /// Creates (`create`: refuses an existing name) or replaces an alias.
+    pub async fn put_alias(&self, alias: Alias, create: bool) -> Result<AliasInfo, DispatchError> {
+        check_alias(&alias)?;
+        if let Some(name) = &alias.credential {
+            let row = self
+                .store
+                .get_credential(CredentialKey::Name(name))
+                .await?
+                .ok_or_else(|| invalid("credential", format!("no credential named `{name}`")))?;
+            let spec = self.open_credential(&row)?;
+            if !spec.fits_http() {
+                return Err(invalid(
+                    "credential",
+                    format!(
+                        "`{name}` is a `{}` credential: an {} alias needs basic, api_key, bearer, oauth2_client_credentials or client_certificate",
+                        spec.type_name(),
+                        alias.kind
+                    ),
+                ));
+            }
+        }
+        let current = self.store.get_alias(&alias.name).await?;
+        match (&current, create) {
+            (Some(_), true) => {
+                return Err(DispatchError::Conflict(format!(
+                    "an alias named `{}` exists: PUT /api/v1/aliases/{} to change it",
+                    alias.name, alias.name
+                )));
+            }
+            (None, false) => {
+                return Err(DispatchError::NotFound(format!(
+                    "no alias named `{}`",
+                    alias.name
+                )));
+            }
+            _ => {}
+        }
+        let now = now_ms();
+        let row = AliasRow {
+            id: current
+                .as_ref()
+                .map_or_else(|| uuid::Uuid::now_v7().to_string(), |c| c.id.clone()),
+            name: alias.name.clone(),
+            credential: alias.credential.clone(),
+            spec: serde_json::to_string(&alias).map_err(|e| invalid("body", e.to_string()))?,
+            created_at: current.as_ref().map_or(now, |c| c.created_at),
+            updated_at: now,
+        };
+        let row = self.store.put_alias(&row).await?;
+        alias_info(row)
+    }
+
+    /// One alias.
+    pub async fn get_alias(&self, name: &str) -> Result<AliasInfo, DispatchError> {
+        let row = self
+            .store
+            .get_alias(name)
+            .await?
+            .ok_or_else(|| DispatchError::NotFound(format!("no alias named `{name}`")))?;
+        alias_info(row)
+    }
+
+    /// Every alias.
+    pub async fn list_aliases(&self) -> Result<Vec<AliasInfo>, DispatchError> {
+        self.store
+            .list_aliases()
+            .await?
+            .into_iter()
+            .map(alias_info)
+            .collect()
+    }
+
+    /// Deletes an alias.
+    pub async fn delete_alias(&self, name: &str) -> Result<(), DispatchError> {
+        if self.store.delete_alias(name).await? {
+            Ok(())
+        } else {
+            Err(DispatchError::NotFound(format!("no alias named `{name}`")))
+        }
+    }
+}
+
+fn alias_info(row: AliasRow) -> Result<AliasInfo, DispatchError> {
+    let alias: Alias = serde_json::from_str(&row.spec).map_err(|e| StoreError::Corrupt {
+        id: row.id.clone(),
+        detail: format!("alias does not parse: {e}"),
+    })?;
+    Ok(AliasInfo {
+        agent: alias.execution.agent(),
+        id: row.id,
+        alias,
+        created_at: rfc3339(row.created_at),
+        updated_at: rfc3339(row.updated_at),
+    })
+}
+
+fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
+    check_name("name", &alias.name)?;
+    if alias
+        .description
+        .as_ref()
+        .is_some_and(|d| d.chars().count() > 1000)
+    {
+        return Err(invalid("description", "longer than 1000 characters"));
+    }
+    let url = url::Url::parse(&alias.base_url).map_err(|e| {
+        invalid(
+            "base_url",
+            format!("`{}` is not an absolute URL: {e}", alias.base_url),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            "base_url",
+            format!(
+                "`{}` must be an http or https URL with a host",
+                alias.base_url
+            ),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "base_url",
+            "must not carry a user or password: put them in a credential",
+        ));
+    }
+    openmid_proto::probe::check_headers(&alias.headers)
+        .map_err(|e| invalid(&e.field, e.message))?;
+    for name in alias.headers.keys() {
+        if name.eq_ignore_ascii_case("authorization") {
+            return Err(invalid(
+                "headers",
+                "`Authorization` belongs in a credential, where it is kept secret",
+            ));
+        }
+    }
+    if let Some(t) = alias.timeout_ms
+        && (t == 0 || t > MAX_TIMEOUT_MS)
+    {
+        return Err(invalid(
+            "timeout_ms",
+            format!("must be 1–{MAX_TIMEOUT_MS}, got {t}"),
+        ));
+    }
+    if let Some((field, message)) = alias.retry.problem() {
+        return Err(invalid(&format!("retry.{field}"), message));
+    }
+    if let Some((field, message)) = alias.execution.problem() {
+        return Err(invalid(field, message));
+    }
+    if let Some(cred) = &alias.credential {
+        check_name("credential", cred)?;
+    }
+    if let Some(pem) = &alias.ca_pem
+        && !pem.contains("-----BEGIN CERTIFICATE-----")
+    {
+        return Err(invalid("ca_pem", "must hold a PEM `CERTIFICATE` block"));
+    }
+    if alias.soap_version.is_some() && alias.kind != ConnectionKind::Soap {
+        return Err(invalid("soap_version", "only for `soap` aliases"));
+    }
+    if let Some(wsdl) = &alias.wsdl {
+        if alias.kind != ConnectionKind::Soap {
+            return Err(invalid("wsdl", "only for `soap` aliases"));
+        }
+        wsdl_url(&alias.base_url, wsdl)?;
+    }
+    Ok(())
+}
