@@ -59,6 +59,10 @@ fn alias(name: &str, kind: ConnectionKind, base_url: &str, credential: &str) -> 
         soap_version: None,
         wsdl: None,
         ca_pem: None,
+        host_key: None,
+        pool_size: None,
+        tls: None,
+        options: Default::default(),
     }
 }
 

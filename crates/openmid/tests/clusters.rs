@@ -448,6 +448,10 @@ async fn alias_actions_fail_over_in_a_cluster_for_rest_and_soap() {
         soap_version: None,
         wsdl: None,
         ca_pem: None,
+        host_key: None,
+        pool_size: None,
+        tls: None,
+        options: Default::default(),
     };
     api.create_alias(&alias(
         "svc",

@@ -91,6 +91,10 @@ pub fn http_alias(name: &str, base_url: &str, credential: Option<&str>) -> Alias
         soap_version: None,
         wsdl: None,
         ca_pem: None,
+        host_key: None,
+        pool_size: None,
+        tls: None,
+        options: Default::default(),
     }
 }
 

@@ -15,6 +15,11 @@ pub enum ConnectionKind {
     Http,
     /// SOAP over HTTP(S).
     Soap,
+    /// SSH to a host (`base_url`: `ssh://[user@]host[:port]`).
+    Ssh,
+    /// A SQL database (`base_url`: `postgres://host[:port]/database` or
+    /// `mysql://host[:port]/database`, MariaDB included).
+    Jdbc,
 }
 
 impl std::fmt::Display for ConnectionKind {
@@ -22,6 +27,8 @@ impl std::fmt::Display for ConnectionKind {
         f.write_str(match self {
             ConnectionKind::Http => "http",
             ConnectionKind::Soap => "soap",
+            ConnectionKind::Ssh => "ssh",
+            ConnectionKind::Jdbc => "jdbc",
         })
     }
 }
@@ -86,9 +93,11 @@ pub struct Alias {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// `http` or `soap`.
+    /// `http`, `soap`, `ssh` or `jdbc`.
     pub kind: ConnectionKind,
-    /// Base URL; an action's `path` is appended to it.
+    /// Where the target is: an `http(s)` base URL an action's `path` is appended to;
+    /// `ssh://[user@]host[:port]`; `postgres://host[:port]/database` or
+    /// `mysql://host[:port]/database`. Never a password: that is the credential's.
     pub base_url: String,
     /// Headers sent with every call (an action's own headers win).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -116,6 +125,20 @@ pub struct Alias {
     /// PEM CA certificates for a target with an internal CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
+    /// SSH aliases: how the MID checks the host's key (default: its known_hosts file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<crate::ssh::HostKeyPolicy>,
+    /// SSH aliases: most connections a MID keeps open to the host, reused across jobs
+    /// (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_size: Option<u32>,
+    /// JDBC aliases: TLS to the database (default `prefer`; `verify_full` checks the
+    /// certificate against `ca_pem` and the host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::sql::TlsMode>,
+    /// JDBC aliases: session settings and connection options (see the SQL probe).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// An alias as the API shows it.

@@ -116,26 +116,42 @@ fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
     {
         return Err(invalid("description", "longer than 1000 characters"));
     }
-    let url = url::Url::parse(&alias.base_url).map_err(|e| {
-        invalid(
-            "base_url",
-            format!("`{}` is not an absolute URL: {e}", alias.base_url),
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(invalid(
-            "base_url",
-            format!(
-                "`{}` must be an http or https URL with a host",
-                alias.base_url
-            ),
-        ));
+    match alias.kind {
+        ConnectionKind::Http | ConnectionKind::Soap => check_http_base(&alias.base_url)?,
+        ConnectionKind::Ssh => super::ssh::check_ssh_alias(alias)?,
+        ConnectionKind::Jdbc => super::sql::check_sql_alias(alias)?,
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(
-            "base_url",
-            "must not carry a user or password: put them in a credential",
-        ));
+    // Fields that mean something for one kind only are refused on the others, so a
+    // typo'd kind is not silently a different alias.
+    let is = |kinds: &[ConnectionKind]| kinds.contains(&alias.kind);
+    use ConnectionKind::{Http, Jdbc, Soap, Ssh};
+    for (field, given, kinds, name) in [
+        (
+            "headers",
+            !alias.headers.is_empty(),
+            &[Http, Soap][..],
+            "`http` and `soap`",
+        ),
+        ("host_key", alias.host_key.is_some(), &[Ssh][..], "`ssh`"),
+        ("pool_size", alias.pool_size.is_some(), &[Ssh][..], "`ssh`"),
+        ("tls", alias.tls.is_some(), &[Jdbc][..], "`jdbc`"),
+        ("options", !alias.options.is_empty(), &[Jdbc][..], "`jdbc`"),
+        (
+            "ca_pem",
+            alias.ca_pem.is_some(),
+            &[Http, Soap, Jdbc][..],
+            "`http`, `soap` and `jdbc`",
+        ),
+        (
+            "retry",
+            alias.retry != Default::default(),
+            &[Http, Soap][..],
+            "`http` and `soap`",
+        ),
+    ] {
+        if given && !is(kinds) {
+            return Err(invalid(field, format!("only for {name} aliases")));
+        }
     }
     openmid_proto::probe::check_headers(&alias.headers)
         .map_err(|e| invalid(&e.field, e.message))?;
@@ -177,6 +193,29 @@ fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
             return Err(invalid("wsdl", "only for `soap` aliases"));
         }
         wsdl_url(&alias.base_url, wsdl)?;
+    }
+    Ok(())
+}
+
+/// An http(s) base URL with a host and no user or password.
+fn check_http_base(base_url: &str) -> Result<(), DispatchError> {
+    let url = url::Url::parse(base_url).map_err(|e| {
+        invalid(
+            "base_url",
+            format!("`{}` is not an absolute URL: {e}", base_url),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            "base_url",
+            format!("`{}` must be an http or https URL with a host", base_url),
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "base_url",
+            "must not carry a user or password: put them in a credential",
+        ));
     }
     Ok(())
 }

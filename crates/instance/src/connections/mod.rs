@@ -9,9 +9,13 @@ mod aliases;
 mod credentials;
 mod rest;
 mod soap;
+mod sql;
+mod ssh;
 mod target_url;
 
 pub use credentials::{parse_credential_body, seal_for_mid};
+pub use sql::{Database, database};
+pub use ssh::ssh_target;
 
 use crate::ecc::{CredentialKey, Store};
 use crate::error::{DispatchError, invalid};
@@ -80,6 +84,49 @@ impl Connections<'_> {
             }
         };
         Ok((info.alias, credential))
+    }
+
+    /// The alias's credential, which this kind of alias cannot do without, of one of
+    /// the types it can use.
+    async fn required_credential(
+        &self,
+        alias: &Alias,
+        credential: Option<CredentialRef>,
+        types: &[&str],
+    ) -> Result<CredentialRef, DispatchError> {
+        let Some(credential) = credential else {
+            return Err(invalid(
+                "alias",
+                format!(
+                    "alias `{}` names no credential; a `{}` alias needs one of type {}",
+                    alias.name,
+                    alias.kind,
+                    types.join(" or ")
+                ),
+            ));
+        };
+        let row = self
+            .store
+            .get_credential(CredentialKey::Id(&credential.id))
+            .await?;
+        match row {
+            Some(row) if types.contains(&row.kind.as_str()) => Ok(credential),
+            Some(row) => Err(invalid(
+                "alias",
+                format!(
+                    "alias `{}` names credential `{}` of type {}; a `{}` alias needs {}",
+                    alias.name,
+                    row.name,
+                    row.kind,
+                    alias.kind,
+                    types.join(" or ")
+                ),
+            )),
+            None => Err(invalid(
+                "alias",
+                format!("alias `{}` names a credential that is gone", alias.name),
+            )),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use openmid_proto::alias::{Alias, AliasInfo, ConnectionKind, CredentialInfo, Exe
 use openmid_proto::api::{NewCredential, SoapAction};
 use openmid_proto::rest::{RetryMode, RetryPolicy};
 use openmid_proto::soap::{ElementForm, SoapVersion};
+use openmid_proto::ssh::HostKeyPolicy;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -97,10 +98,11 @@ pub enum AliasesCommand {
 pub struct AliasFields {
     /// Alias name.
     name: String,
-    /// http or soap.
-    #[arg(long, value_parser = ["http", "soap"], required_unless_present = "from_json")]
+    /// http, soap, ssh or jdbc.
+    #[arg(long, value_parser = ["http", "soap", "ssh", "jdbc"], required_unless_present = "from_json")]
     kind: Option<String>,
-    /// Base URL as the MID sees it.
+    /// Where the target is, as the MID sees it: an http(s) base URL,
+    /// ssh://[user@]host[:port], postgres://host[:port]/db or mysql://host[:port]/db.
     #[arg(long, required_unless_present = "from_json")]
     base_url: Option<String>,
     /// Credential name.
@@ -143,6 +145,19 @@ pub struct AliasFields {
     /// PEM file of the CA the target's certificate chains to.
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// SSH host-key check: known-hosts (the MID's file), known-hosts=PATH,
+    /// pinned=KEY-OR-SHA256-FINGERPRINT, or tofu (trust on first use).
+    #[arg(long)]
+    host_key: Option<String>,
+    /// SSH connections a MID keeps open to the host.
+    #[arg(long)]
+    pool_size: Option<u32>,
+    /// Database TLS: disable, prefer, require, verify-ca or verify-full.
+    #[arg(long, value_parser = ["disable", "prefer", "require", "verify-ca", "verify-full"])]
+    tls: Option<String>,
+    /// Database session setting or connection option `name=value` (repeatable).
+    #[arg(long = "option")]
+    options: Vec<String>,
     /// Free text.
     #[arg(long)]
     description: Option<String>,
@@ -325,6 +340,31 @@ fn print_alias(a: &AliasInfo) {
         ),
         ("capabilities", al.execution.capabilities.join(", ")),
         (
+            "host key",
+            al.host_key
+                .as_ref()
+                .map(|h| serde_json::to_string(h).unwrap_or_default())
+                .unwrap_or_default(),
+        ),
+        (
+            "pool size",
+            al.pool_size.map(|n| n.to_string()).unwrap_or_default(),
+        ),
+        (
+            "tls",
+            al.tls
+                .map(|t| serde_json::to_string(&t).unwrap_or_default())
+                .unwrap_or_default(),
+        ),
+        (
+            "options",
+            al.options
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        (
             "headers",
             al.headers
                 .iter()
@@ -364,8 +404,25 @@ fn alias_body(f: &AliasFields) -> Result<Alias> {
     }
     let kind = match f.kind.as_deref() {
         Some("soap") => ConnectionKind::Soap,
+        Some("ssh") => ConnectionKind::Ssh,
+        Some("jdbc") => ConnectionKind::Jdbc,
         _ => ConnectionKind::Http,
     };
+    let host_key = f.host_key.as_deref().map(host_key_policy).transpose()?;
+    let tls = match f.tls.as_deref() {
+        None => None,
+        Some(mode) => Some(
+            serde_json::from_value(serde_json::Value::String(mode.replace('-', "_")))
+                .with_context(|| format!("--tls `{mode}`"))?,
+        ),
+    };
+    let mut options = std::collections::BTreeMap::new();
+    for o in &f.options {
+        let (k, v) = o
+            .split_once('=')
+            .with_context(|| format!("--option `{o}`: expected `name=value`"))?;
+        options.insert(k.to_string(), v.to_string());
+    }
     let mut retry = RetryPolicy::default();
     if let Some(mode) = &f.retry {
         retry.mode = match mode.as_str() {
@@ -408,6 +465,30 @@ fn alias_body(f: &AliasFields) -> Result<Alias> {
                 std::fs::read_to_string(p).with_context(|| format!("--ca-file {}", p.display()))
             })
             .transpose()?,
+        host_key,
+        pool_size: f.pool_size,
+        tls,
+        options,
+    })
+}
+
+/// `--host-key`: `known-hosts`, `known-hosts=PATH`, `pinned=KEY` or `tofu`.
+fn host_key_policy(text: &str) -> Result<HostKeyPolicy> {
+    let (mode, value) = match text.split_once('=') {
+        Some((m, v)) => (m, Some(v)),
+        None => (text, None),
+    };
+    Ok(match (mode, value) {
+        ("known-hosts", path) => HostKeyPolicy::KnownHosts {
+            path: path.map(str::to_string),
+        },
+        ("pinned", Some(key)) => HostKeyPolicy::Pinned {
+            key: key.to_string(),
+        },
+        ("tofu", None) => HostKeyPolicy::TrustOnFirstUse,
+        _ => anyhow::bail!(
+            "--host-key `{text}`: give known-hosts, known-hosts=PATH, pinned=KEY or tofu"
+        ),
     })
 }
 

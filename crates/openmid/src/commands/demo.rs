@@ -247,6 +247,10 @@ async fn alias_call(instance: &LocalInstance) -> Result<bool> {
             soap_version: None,
             wsdl: None,
             ca_pem: None,
+            host_key: None,
+            pool_size: None,
+            tls: None,
+            options: Default::default(),
         })
         .await?;
     println!(

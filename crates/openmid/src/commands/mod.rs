@@ -7,6 +7,7 @@ mod ctl_output;
 pub mod demo;
 pub mod instance;
 pub mod mid;
+mod rows_output;
 mod run_action;
 pub mod run_command;
 

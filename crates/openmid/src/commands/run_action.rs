@@ -7,6 +7,7 @@
 //! command line here without a line written for it.
 
 use super::ctl_output::print_json;
+use super::rows_output::{RowsFormat, RowsPrinter};
 use anyhow::{Result, anyhow, bail};
 use openmid_client::{ActionOutcome, ApiClient};
 use openmid_proto::ecc::State;
@@ -17,6 +18,7 @@ use std::time::Duration;
 /// Flags of `ctl run NAME` itself; every other flag is a body field.
 const OWN_FLAGS: &str = "  --wait SECONDS   wait this long for the result (default 30)
   --follow         print the action's streamed output (stdout, stderr, rows) as it arrives
+  --rows FORMAT    how --follow prints rows: table (default) or jsonl
   --body JSON      start from this body (or @FILE); flags then set fields on it
   --json           print the result as one JSON line";
 
@@ -26,6 +28,7 @@ struct Parsed {
     body: Map<String, Value>,
     wait: Option<f64>,
     follow: bool,
+    rows: RowsFormat,
     json: bool,
     help: bool,
 }
@@ -54,7 +57,8 @@ pub async fn run(api: &ApiClient, args: Vec<String>, json: bool) -> Result<ExitC
         .await?;
     let outcome = match outcome {
         ActionOutcome::Pending(p) if parsed.follow => {
-            super::run_command::copy_output(api, &p.output_id).await?;
+            let mut rows = RowsPrinter::new(parsed.rows);
+            super::run_command::copy_output(api, &p.output_id, &mut rows).await?;
             api.get_action::<Value>(&p.output_id, Duration::from_secs_f64(wait))
                 .await?
         }
@@ -75,6 +79,18 @@ pub async fn run(api: &ApiClient, args: Vec<String>, json: bool) -> Result<ExitC
         ActionOutcome::Done(r) => {
             if json {
                 println!("{}", serde_json::to_string(&r)?);
+            } else if parsed.follow {
+                // The output was printed as it came; the result would repeat it.
+                eprintln!(
+                    "[openmid: {} on {} in {} ms{}]",
+                    r.state,
+                    r.mid.as_deref().unwrap_or("?"),
+                    r.timings.total_ms,
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                );
             } else {
                 print_json(&r)?;
             }
@@ -183,6 +199,13 @@ fn parse(doc: &Value, schema: &Value, args: &[String]) -> Result<Parsed> {
         match flag {
             "help" => out.help = true,
             "follow" => out.follow = true,
+            "rows" => {
+                out.rows = match value(&mut i, "table or jsonl")?.as_str() {
+                    "table" => RowsFormat::Table,
+                    "jsonl" => RowsFormat::JsonLines,
+                    other => bail!("--rows `{other}`: give table or jsonl"),
+                }
+            }
             "json" => out.json = true,
             "wait" => {
                 let v = value(&mut i, "a number of seconds")?;

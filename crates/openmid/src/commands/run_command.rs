@@ -3,6 +3,7 @@
 //! action's output route — then exits as the command did, so a shell script can use
 //! it like the program itself.
 
+use super::rows_output::RowsPrinter;
 use anyhow::{Context, Result, anyhow};
 use openmid_client::{ActionOutcome, ApiClient, ClientError};
 use openmid_proto::api::CommandAction;
@@ -82,19 +83,23 @@ pub async fn run_command(api: &ApiClient, run: CommandRun) -> Result<ExitCode> {
         ActionOutcome::Pending(p) => p.output_id,
         ActionOutcome::Done(r) => r.output_id,
     };
-    let end = follow(api, &output_id).await?;
+    let end = follow(api, &output_id, &mut RowsPrinter::default()).await?;
     Ok(ExitCode::from(exit_code(&end)))
 }
 
 /// Copies an action's streamed output to stdout and stderr until it ends (for any
-/// action that streams; `ctl run NAME --follow`).
-pub(super) async fn copy_output(api: &ApiClient, output_id: &str) -> Result<()> {
-    follow(api, output_id).await.map(|_| ())
+/// action that streams; `ctl run NAME --follow`), pages of rows through `rows`.
+pub(super) async fn copy_output(
+    api: &ApiClient,
+    output_id: &str,
+    rows: &mut RowsPrinter,
+) -> Result<()> {
+    follow(api, output_id, rows).await.map(|_| ())
 }
 
 /// Copies the output to stdout and stderr until the end line; resumes after the last
 /// chunk seen when the connection breaks.
-async fn follow(api: &ApiClient, output_id: &str) -> Result<OutputEnd> {
+async fn follow(api: &ApiClient, output_id: &str, rows: &mut RowsPrinter) -> Result<OutputEnd> {
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     let mut after = None;
@@ -135,6 +140,7 @@ async fn follow(api: &ApiClient, output_id: &str) -> Result<OutputEnd> {
                                 stderr.write_all(&bytes).await?;
                                 stderr.flush().await?;
                             }
+                            OutputStream::Rows => rows.page(&bytes)?,
                         }
                         after = Some(*seq);
                         failures = 0;

@@ -11,6 +11,8 @@ mod command;
 mod registry;
 mod rest;
 mod soap;
+mod sql;
+mod ssh;
 
 pub use registry::{Documented, documented, run_action};
 

@@ -19,10 +19,12 @@ use std::marker::PhantomData;
 use utoipa::ToSchema;
 
 /// Every action, one line each.
-static ACTIONS: [&dyn Runs; 3] = [
+static ACTIONS: [&dyn Runs; 5] = [
     &Registered::<super::rest::RestCall>(PhantomData),
     &Registered::<super::soap::SoapCall>(PhantomData),
     &Registered::<super::command::CommandRun>(PhantomData),
+    &Registered::<super::ssh::SshRun>(PhantomData),
+    &Registered::<super::sql::SqlRun>(PhantomData),
 ];
 
 /// One action of the API.
