@@ -83,6 +83,7 @@ async fn a_follower_sees_the_first_lines_while_the_command_still_runs() {
                 match stream {
                     OutputStream::Stdout => stdout.extend(bytes),
                     OutputStream::Stderr => stderr.extend(bytes),
+                    OutputStream::Rows => panic!("a command has no rows"),
                 }
             }
             OutputLine::End { end } => break end.clone(),

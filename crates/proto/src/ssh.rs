@@ -535,7 +535,8 @@ mod tests {
     #[test]
     fn requests_are_checked_field_by_field() {
         assert_eq!(field(&request()), None);
-        let cases: Vec<(&str, Box<dyn Fn(&mut SshRequest)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut SshRequest)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("host", Box::new(|r| r.host = "a b".into())),
             ("host", Box::new(|r| r.host = "[::1]".into())),
             ("host", Box::new(|r| r.host = String::new())),

@@ -63,7 +63,7 @@ enum Command {
     Credentials(CredentialsCommand),
     /// Connection & Credential aliases.
     #[command(subcommand)]
-    Aliases(AliasesCommand),
+    Aliases(Box<AliasesCommand>),
     /// Run an action through a MID.
     #[command(subcommand)]
     Run(RunCommand),
@@ -659,7 +659,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
         Command::Credentials(cmd) => connections::credentials(&api, cmd, json).await?,
-        Command::Aliases(cmd) => connections::aliases(&api, cmd, json).await?,
+        Command::Aliases(cmd) => connections::aliases(&api, *cmd, json).await?,
         Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
         Command::Run(RunCommand::Other(args)) => {
             return super::run_action::run(&api, args, json).await;
