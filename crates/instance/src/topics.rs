@@ -39,6 +39,12 @@ trait Registered: Send + Sync {
     fn topic(&self) -> Topic;
     fn check(&self, payload: &serde_json::Value) -> Result<Checked, FieldError>;
     fn show(&self, output: Record, input: Option<Record>) -> serde_json::Value;
+    fn resumes(&self) -> bool;
+    fn resume(
+        &self,
+        payload: &serde_json::Value,
+        last: &[u8],
+    ) -> Result<serde_json::Value, FieldError>;
 }
 
 struct Entry<C>(PhantomData<fn() -> C>);
@@ -60,6 +66,20 @@ impl<C: Contract> Registered for Entry<C> {
         serde_json::to_value(action_result::<C::Response>(output, input))
             .unwrap_or(serde_json::Value::Null)
     }
+
+    fn resumes(&self) -> bool {
+        C::RESUMES
+    }
+
+    fn resume(
+        &self,
+        payload: &serde_json::Value,
+        last: &[u8],
+    ) -> Result<serde_json::Value, FieldError> {
+        let mut req = openmid_proto::probe::decode::<C>(payload)?;
+        C::resume(&mut req, last)?;
+        serde_json::to_value(&req).map_err(|e| field_error("payload", e.to_string()))
+    }
 }
 
 fn registered(topic: Topic) -> Option<&'static dyn Registered> {
@@ -79,6 +99,24 @@ pub fn check(topic: Topic, payload: &serde_json::Value) -> Result<Checked, Field
         )
     })?;
     entry.check(payload)
+}
+
+/// Whether a new attempt at `topic` continues from the earlier attempts' streamed
+/// output ([`Contract::RESUMES`]).
+pub fn resumes(topic: Topic) -> bool {
+    registered(topic).is_some_and(|r| r.resumes())
+}
+
+/// `payload` set up to continue after `last`, the last chunk earlier attempts streamed.
+pub fn resume(
+    topic: Topic,
+    payload: &serde_json::Value,
+    last: &[u8],
+) -> Result<serde_json::Value, FieldError> {
+    match registered(topic) {
+        Some(r) => r.resume(payload, last),
+        None => Ok(payload.clone()),
+    }
 }
 
 /// A finished action as the API shows it: the record ids, the MID, the timings and
@@ -204,6 +242,29 @@ mod tests {
         assert!(check(Topic::Command, &json!({"program": "/bin/true"})).is_ok());
         let e = check(Topic::Command, &json!({"program": "true"})).expect_err("relative");
         assert_eq!(e.field, "program");
+    }
+
+    #[test]
+    fn a_sql_read_resumes_after_the_last_stored_page() {
+        let req = json!({"driver": "postgres", "host": "10.0.0.9", "database": "inv",
+            "credential": {"id": "c1", "name": "db"}, "statement": "SELECT id FROM t",
+            "keyset": ["id"]});
+        assert!(resumes(Topic::JDBCProbe) && !resumes(Topic::Command));
+        let last =
+            br#"{"page": 3, "first_row": 1500, "rows": [[1501], [1502]], "last_key": [1502]}"#;
+        let resumed = resume(Topic::JDBCProbe, &req, last).expect("resumes");
+        assert_eq!(
+            resumed["resume"],
+            json!({"next_page": 4, "rows_done": 1502, "after_key": [1502]})
+        );
+        let no_key = resume(
+            Topic::JDBCProbe,
+            &req,
+            br#"{"page": 0, "first_row": 0, "rows": []}"#,
+        );
+        assert_eq!(no_key.err().map(|e| e.field).as_deref(), Some("resume"));
+        let garbage = resume(Topic::JDBCProbe, &req, b"not json");
+        assert!(garbage.is_err());
     }
 
     proptest! {

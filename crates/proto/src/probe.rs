@@ -88,6 +88,16 @@ pub trait Contract: 'static {
     fn timeout(_req: &Self::Request) -> Option<std::time::Duration> {
         None
     }
+    /// Whether an attempt after a lost one continues from the output the earlier
+    /// attempts streamed (a paged read) rather than starting over: the instance keeps
+    /// their chunks as the output's and hands the new attempt the last one
+    /// ([`Contract::resume`]); followers see one stream, without a restart.
+    const RESUMES: bool = false;
+    /// Sets `req` up to continue after `last`, the data of the last chunk earlier
+    /// attempts streamed.
+    fn resume(_req: &mut Self::Request, _last: &[u8]) -> Result<(), FieldError> {
+        Ok(())
+    }
 }
 
 /// Decodes a payload as `C`'s request (a shape error names `payload`) and validates it.

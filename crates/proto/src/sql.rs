@@ -481,6 +481,36 @@ impl crate::probe::Contract for Jdbc {
     fn timeout(req: &SqlRequest) -> Option<std::time::Duration> {
         Some(std::time::Duration::from_millis(req.timeout_ms()))
     }
+
+    /// A read that moved to another MID continues after the last page the instance
+    /// stored: by the keyset when the request names one, else by skipping the rows
+    /// already stored.
+    const RESUMES: bool = true;
+
+    fn resume(req: &mut SqlRequest, last: &[u8]) -> Result<(), FieldError> {
+        let page: SqlPage = serde_json::from_slice(last).map_err(|e| {
+            field_error(
+                "resume",
+                format!("the last stored page does not parse: {e}"),
+            )
+        })?;
+        let after_key = match (req.keyset.is_empty(), page.last_key) {
+            (true, _) => None,
+            (false, Some(key)) => Some(key),
+            (false, None) => {
+                return Err(field_error(
+                    "resume",
+                    "the last stored page has no keyset values to continue after",
+                ));
+            }
+        };
+        req.resume = Some(SqlResume {
+            next_page: page.page + 1,
+            rows_done: page.first_row + page.rows.len() as u64,
+            after_key,
+        });
+        Ok(())
+    }
 }
 
 /// `POST /api/v1/actions/sql`: a statement run by a MID against the database of an

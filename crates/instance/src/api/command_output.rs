@@ -173,10 +173,13 @@ impl Reader {
                 .await?
                 .ok_or(ReadError::Gone)?;
             if record.attempt != self.attempt {
-                // From no claim to the first one is no restart.
-                let restarted = self.attempt > 0;
+                // From no claim to the first one is no restart; nor is a new attempt
+                // of a topic that resumes: it carries on after the chunks seen.
+                let restarted = self.attempt > 0 && !crate::topics::resumes(record.topic);
                 self.attempt = record.attempt;
-                self.after = None;
+                if restarted || !crate::topics::resumes(record.topic) {
+                    self.after = None;
+                }
                 if restarted
                     && !self
                         .send(&OutputLine::Restart {

@@ -105,6 +105,7 @@ impl Dispatcher {
         for r in claimed {
             let payload: serde_json::Value =
                 serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null);
+            let payload = self.resumed(&r, payload).await;
             let credential = match payload
                 .get("credential")
                 .and_then(|c| c.get("id"))
@@ -150,6 +151,34 @@ impl Dispatcher {
             work,
             rekey: mid.rekey_requested,
             cancel: self.take_cancels(&mid.name),
+        }
+    }
+
+    /// A new attempt at a topic that resumes continues after what the earlier ones
+    /// streamed: their chunks become this attempt's, and the payload says where to go
+    /// on from. When that cannot be worked out the attempt starts over, which is
+    /// what every attempt did before resuming existed: logged, never silent.
+    async fn resumed(&self, r: &Record, payload: serde_json::Value) -> serde_json::Value {
+        if r.attempt < 2 || !crate::topics::resumes(r.topic) {
+            return payload;
+        }
+        let last = match self.store.carry_output_chunks(&r.id, r.attempt).await {
+            Ok(Some(last)) => last,
+            Ok(None) => return payload,
+            Err(e) => {
+                tracing::error!(output = %r.id, error = %e, "could not carry an output's streamed chunks to its new attempt");
+                return payload;
+            }
+        };
+        match crate::topics::resume(r.topic, &payload, &last) {
+            Ok(resumed) => {
+                tracing::info!(output = %r.id, attempt = r.attempt, "a new attempt continues after the output stored so far");
+                resumed
+            }
+            Err(e) => {
+                tracing::warn!(output = %r.id, error = %e, "a new attempt starts over: where to continue is unknown");
+                payload
+            }
         }
     }
 }

@@ -638,6 +638,13 @@ pub trait Store: Send + Sync + 'static {
         attempt: u32,
         chunks: Vec<openmid_proto::command_output::DecodedChunk>,
     ) -> Result<ChunksStored, StoreError>;
+    /// Moves the chunks of earlier attempts of `output_id` onto `attempt` (for a topic
+    /// that resumes) and returns the data of the last one.
+    async fn carry_output_chunks(
+        &self,
+        output_id: &str,
+        attempt: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
     /// Chunks of `attempt` of `output_id` with `seq` above `after` (all with `None`),
     /// ascending, at most `limit` of them and about `max_bytes` of data (at least one).
     async fn output_chunks(

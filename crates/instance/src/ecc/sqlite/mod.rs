@@ -1047,6 +1047,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn carry_output_chunks(
+        &self,
+        output_id: &str,
+        attempt: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let output_id = output_id.to_string();
+        self.writer
+            .write(move |c| output_chunks::carry(c, &output_id, attempt))
+            .await
+    }
+
     async fn output_chunks(
         &self,
         output_id: &str,

@@ -110,6 +110,30 @@ pub(super) fn read(
     Ok(out)
 }
 
+/// Moves the chunks earlier attempts of `output_id` stored onto `attempt`, for a topic
+/// whose new attempt continues where the lost one stopped (a paged SQL read): they
+/// stay the output's, and the new attempt numbers its chunks after them. Returns the
+/// data of the last one, what the new attempt continues after.
+pub(super) fn carry(
+    c: &Connection,
+    output_id: &str,
+    attempt: u32,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    // A chunk the new attempt already has (a retried claim) is kept as it is.
+    c.prepare_cached(
+        "UPDATE OR IGNORE command_output SET attempt = ? WHERE output_id = ? AND attempt < ?",
+    )?
+    .execute(params![i64::from(attempt), output_id, i64::from(attempt)])?;
+    c.prepare_cached("DELETE FROM command_output WHERE output_id = ? AND attempt < ?")?
+        .execute(params![output_id, i64::from(attempt)])?;
+    Ok(c
+        .prepare_cached(
+            "SELECT data FROM command_output WHERE output_id = ? AND attempt = ? AND data IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![output_id, i64::from(attempt)], |r| r.get(0))
+        .optional()?)
+}
+
 /// Deletes the chunks of one output (all attempts), with the output.
 pub(super) fn purge(c: &Connection, output_id: &str) -> Result<u64, StoreError> {
     Ok(
