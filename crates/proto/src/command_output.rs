@@ -1,7 +1,7 @@
-//! A `Command`'s output while it runs: the chunks a MID posts to the instance as the
-//! program writes them (`POST /mid/v1/results/{output}/{attempt}/output`), and the
-//! lines an API client reads when it follows them
-//! (`GET /api/v1/actions/{id}/output`, NDJSON).
+//! A running job's streamed output (a `Command`'s stdout and stderr, a SQL result's
+//! pages in `rows`): the chunks a MID posts to the instance as they come
+//! (`POST /mid/v1/results/{output}/{attempt}/output`), and the lines an API client
+//! reads when it follows them (`GET /api/v1/actions/{id}/output`, NDJSON).
 //!
 //! Chunks are numbered by `seq` across both streams from 0 without gaps, per attempt,
 //! so a follower restores the interleaving of stdout and stderr, a retried post is
@@ -30,6 +30,9 @@ pub enum OutputStream {
     Stdout,
     /// Standard error.
     Stderr,
+    /// Pages of a SQL result: each chunk one [`SqlPage`](crate::sql::SqlPage) as a
+    /// JSON line.
+    Rows,
 }
 
 impl OutputStream {
@@ -38,6 +41,7 @@ impl OutputStream {
         match self {
             Self::Stdout => "stdout",
             Self::Stderr => "stderr",
+            Self::Rows => "rows",
         }
     }
 
@@ -46,6 +50,7 @@ impl OutputStream {
         match s {
             "stdout" => Some(Self::Stdout),
             "stderr" => Some(Self::Stderr),
+            "rows" => Some(Self::Rows),
             _ => None,
         }
     }
