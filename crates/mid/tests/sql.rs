@@ -242,11 +242,13 @@ async fn types_map_faithfully(db: Db) {
                 ("dt", "timestamp", json!("2024-02-29T13:05:09.123456")),
                 ("ts", "timestamptz", json!("2024-02-29T13:05:09.5Z")),
                 ("e", "string", json!("happy")),
-                // MariaDB's JSON is LONGTEXT on the wire.
-                ("j", "string", json!("{\"a\": [1, 2]}")),
+                // MariaDB's JSON is LONGTEXT in utf8mb4_bin, which the protocol flags
+                // binary (sqlx does not pass the character set on): base64 of its text.
+                ("j", "base64", json!("eyJhIjogWzEsIDJdfQ==")),
                 ("y", "number", json!(2024)),
                 ("bit8", "number", json!(5)),
-                ("u", "string", json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")),
+                // MariaDB's UUID travels as its text, flagged binary too.
+                ("u", "base64", json!("YTBlZWJjOTktOWMwYi00ZWY4LWJiNmQtNmJiOWJkMzgwYTEx")),
             ],
         ),
     };
@@ -420,7 +422,7 @@ async fn the_default_policy_refuses_loopback() {
     let cred = openmid_proto::credential::CredentialSpec::Database {
         username: "postgres".into(),
         password: openmid_proto::credential::SecretValue::Stored(
-            openmid_proto::secret::Secret::new("x".into()),
+            openmid_proto::secret::Secret::new("x"),
         ),
     };
     for host in ["127.0.0.1", "localhost"] {
@@ -484,7 +486,7 @@ fn a_million_rows_stream_in_bounded_memory() {
         }
         let field = |name: &str| -> u64 {
             text.lines()
-                .find_map(|l| l.strip_prefix(name))
+                .find_map(|l| l.find(name).map(|at| &l[at + name.len()..]))
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or_else(|| panic!("{name} missing in: {text}"))
         };

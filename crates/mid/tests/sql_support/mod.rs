@@ -134,7 +134,7 @@ impl Db {
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
                 sqlx::query_scalar(
-                    "SELECT count(*) FROM information_schema.processlist WHERE user = ? AND command = 'Query' AND info LIKE ?",
+                    "SELECT count(*) FROM information_schema.processlist WHERE user = ? AND command IN ('Query', 'Execute') AND info LIKE ?",
                 )
                 .bind(&self.user)
                 .bind(&pattern)
@@ -160,7 +160,7 @@ impl Db {
     pub fn credential(&self, password: &str) -> CredentialSpec {
         CredentialSpec::Database {
             username: self.user.clone(),
-            password: SecretValue::Stored(Secret::new(password.to_string())),
+            password: SecretValue::Stored(Secret::new(password)),
         }
     }
 }

@@ -6,8 +6,10 @@
 //!
 //! sqlx names the type from its protocol code and flags; the mapping follows those
 //! names. A `TINYINT(1)` (`BOOLEAN`) is a boolean, non-zero being true, as
-//! Connector/J reads it. MariaDB's `JSON` is a `LONGTEXT` on the wire and so arrives
-//! as a string.
+//! Connector/J reads it. The protocol flags text in a binary collation (`*_bin`)
+//! as binary, and sqlx does not pass the character set on, so such columns — MariaDB's
+//! `JSON`, a `LONGTEXT` in `utf8mb4_bin`, among them — arrive as base64; cast them
+//! (`CAST(j AS CHAR)`) for text. MySQL's own `JSON` type arrives as JSON.
 
 use super::values;
 use serde_json::Value;

@@ -41,6 +41,8 @@ pub(super) enum PgDecoder {
     Inet,
     Mac,
     Bits,
+    /// `void` (what `pg_sleep()` returns): always null.
+    Void,
     Array(Box<PgDecoder>),
 }
 
@@ -77,6 +79,7 @@ pub(super) fn decoder(ty: &PgTypeInfo) -> Result<PgDecoder, String> {
         1266 => PgDecoder::TimeTz,
         1560 | 1562 => PgDecoder::Bits,
         1700 => PgDecoder::Numeric,
+        2278 => PgDecoder::Void,
         2950 => PgDecoder::Uuid,
         3802 => PgDecoder::Jsonb,
         _ if ty.name().eq_ignore_ascii_case("citext") => PgDecoder::Text,
@@ -113,6 +116,7 @@ impl PgDecoder {
             Self::Timestamp => "timestamp".into(),
             Self::TimestampTz => "timestamptz".into(),
             Self::Interval => "interval".into(),
+            Self::Void => "null".into(),
             Self::Array(element) => format!("array<{}>", element.json_kind()),
         }
     }
@@ -178,6 +182,7 @@ impl PgDecoder {
                 Value::from(b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":"))
             }
             Self::Bits => Value::from(bits(b)?),
+            Self::Void => Value::Null,
             Self::Array(element) => array(element, b)?,
         })
     }
