@@ -155,7 +155,8 @@ mod tests {
             .unwrap_or_else(|| field_error("", ""));
         assert_eq!(none.field, "topic");
         assert!(
-            none.message.contains("RESTProbe, SOAPProbe, Command, JDBCProbe"),
+            none.message
+                .contains("RESTProbe, SOAPProbe, Command, JDBCProbe"),
             "{}",
             none.message
         );

@@ -68,12 +68,17 @@ fn marks(db: &Db, n: usize) -> Vec<String> {
 }
 
 async fn numbers_table(db: &Db, rows: u32) {
-    db.admin("CREATE TABLE nums (id INT PRIMARY KEY, v TEXT)").await;
+    db.admin("CREATE TABLE nums (id INT PRIMARY KEY, v TEXT)")
+        .await;
     // Inserted out of order, so only an ORDER BY gives the key order.
     let mut values: Vec<String> = (1..=rows).map(|i| format!("({}, 'v{}')", i, i)).collect();
     values.reverse();
     for chunk in values.chunks(1000) {
-        db.admin(&format!("INSERT INTO nums (id, v) VALUES {}", chunk.join(","))).await;
+        db.admin(&format!(
+            "INSERT INTO nums (id, v) VALUES {}",
+            chunk.join(",")
+        ))
+        .await;
     }
     let grant = match db.driver {
         SqlDriver::Postgres => format!("GRANT SELECT ON nums TO {}", db.user),
@@ -91,14 +96,20 @@ async fn bound_params(db: Db) {
             "SELECT id, v, {}::int8 + 1 AS n, {}::text AS s, {}::bool AS b, {}::float8 AS f, {}::text AS nothing FROM nums WHERE id = {}::int4",
             m[0], m[1], m[2], m[3], m[4], "$6"
         ),
-        SqlDriver::Mysql => "SELECT id, v, ? + 1 AS n, ? AS s, ? AS b, ? AS f, ? AS nothing FROM nums WHERE id = ?".to_string(),
+        SqlDriver::Mysql => {
+            "SELECT id, v, ? + 1 AS n, ? AS s, ? AS b, ? AS f, ? AS nothing FROM nums WHERE id = ?"
+                .to_string()
+        }
     };
     let payload = with(
         db.request(&statement),
         json!({"params": [41, "it's \"quoted\"", true, 1.5, null, 7]}),
     );
     let r = response(run(&ctx, &job("params"), payload, db.credential(PASSWORD)).await);
-    assert_eq!((r.rows, r.pages, r.read_only, r.truncated), (1, 1, true, false));
+    assert_eq!(
+        (r.rows, r.pages, r.read_only, r.truncated),
+        (1, 1, true, false)
+    );
     let row = &r.first_page[0];
     assert_eq!(row[0], json!(7));
     assert_eq!(row[1], json!("v7"));
@@ -119,7 +130,13 @@ async fn wrong_password(db: Db) {
     }
     let ctx = context(loopback_policy(false), None);
     let wrong = "Wr0ng-Canary-Password-91";
-    let r = run(&ctx, &job("pw"), db.request("SELECT 1"), db.credential(wrong)).await;
+    let r = run(
+        &ctx,
+        &job("pw"),
+        db.request("SELECT 1"),
+        db.credential(wrong),
+    )
+    .await;
     let text = message(&r);
     assert!(matches!(r, Err(ProbeError::Target(_))), "{text}");
     assert!(text.contains("1045") || text.contains("denied"), "{text}");
@@ -129,17 +146,33 @@ async fn wrong_password(db: Db) {
 async fn read_only_is_enforced_by_the_server(db: Db) {
     db.admin("CREATE TABLE notes (id INT)").await;
     if db.driver == SqlDriver::Postgres {
-        db.admin(&format!("GRANT ALL ON notes TO {}", db.user)).await;
+        db.admin(&format!("GRANT ALL ON notes TO {}", db.user))
+            .await;
     }
     let insert = "INSERT INTO notes (id) VALUES (1)";
     // Read-only by default: the server refuses, naming its reason.
     let ctx = context(loopback_policy(false), None);
-    let r = run(&ctx, &job("ro"), db.request(insert), db.credential(PASSWORD)).await;
+    let r = run(
+        &ctx,
+        &job("ro"),
+        db.request(insert),
+        db.credential(PASSWORD),
+    )
+    .await;
     let text = message(&r);
     assert!(matches!(r, Err(ProbeError::Target(_))), "{text}");
-    assert!(text.contains("25006") && text.contains("read-only"), "{text}");
+    assert!(
+        text.contains("25006") && text.contains("read-only"),
+        "{text}"
+    );
     // DDL too (MySQL commits implicitly before it; the session stays read-only).
-    let r = run(&ctx, &job("ddl"), db.request("CREATE TABLE other (id INT)"), db.credential(PASSWORD)).await;
+    let r = run(
+        &ctx,
+        &job("ddl"),
+        db.request("CREATE TABLE other (id INT)"),
+        db.credential(PASSWORD),
+    )
+    .await;
     assert!(matches!(r, Err(ProbeError::Target(_))), "{}", message(&r));
     // write = true under the default `policy.sql.writes = false`: the MID refuses.
     let write = with(db.request(insert), json!({"write": true}));
@@ -155,8 +188,19 @@ async fn read_only_is_enforced_by_the_server(db: Db) {
     // Allowed by the policy, the write is committed.
     let ctx = context(loopback_policy(true), None);
     let r = response(run(&ctx, &job("rw"), write, db.credential(PASSWORD)).await);
-    assert_eq!((r.rows_affected, r.read_only, r.columns.len()), (Some(1), false, 0));
-    let r = response(run(&ctx, &job("check"), db.request("SELECT count(*) AS n FROM notes"), db.credential(PASSWORD)).await);
+    assert_eq!(
+        (r.rows_affected, r.read_only, r.columns.len()),
+        (Some(1), false, 0)
+    );
+    let r = response(
+        run(
+            &ctx,
+            &job("check"),
+            db.request("SELECT count(*) AS n FROM notes"),
+            db.credential(PASSWORD),
+        )
+        .await,
+    );
     assert_eq!(r.first_page, vec![vec![json!(1)]]);
 }
 
@@ -248,15 +292,28 @@ async fn types_map_faithfully(db: Db) {
                 ("y", "number", json!(2024)),
                 ("bit8", "number", json!(5)),
                 // MariaDB's UUID travels as its text, flagged binary too.
-                ("u", "base64", json!("YTBlZWJjOTktOWMwYi00ZWY4LWJiNmQtNmJiOWJkMzgwYTEx")),
+                (
+                    "u",
+                    "base64",
+                    json!("YTBlZWJjOTktOWMwYi00ZWY4LWJiNmQtNmJiOWJkMzgwYTEx"),
+                ),
             ],
         ),
     };
     db.admin(setup).await;
     if db.driver == SqlDriver::Postgres {
-        db.admin(&format!("GRANT SELECT ON types TO {}", db.user)).await;
+        db.admin(&format!("GRANT SELECT ON types TO {}", db.user))
+            .await;
     }
-    let r = response(run(&ctx, &job("types"), db.request("SELECT * FROM types"), db.credential(PASSWORD)).await);
+    let r = response(
+        run(
+            &ctx,
+            &job("types"),
+            db.request("SELECT * FROM types"),
+            db.credential(PASSWORD),
+        )
+        .await,
+    );
     assert_eq!(r.rows, 2);
     for (i, (name, json_kind, value)) in expected.iter().enumerate() {
         let column = &r.columns[i];
@@ -275,7 +332,10 @@ async fn types_map_faithfully(db: Db) {
     };
     let r = run(&ctx, &job("odd"), db.request(odd), db.credential(PASSWORD)).await;
     let text = message(&r);
-    assert!(text.contains("column 2 `p` (point)") && text.contains("cast"), "{text}");
+    assert!(
+        text.contains("column 2 `p` (point)") && text.contains("cast"),
+        "{text}"
+    );
 }
 
 /// A statement that runs long on the server, marked to be found there.
@@ -289,7 +349,10 @@ fn sleeper(db: &Db, marker: &str) -> String {
 async fn wait_until_running(db: &Db, marker: &str) {
     let until = Instant::now() + Duration::from_secs(10);
     while db.running(marker).await == 0 {
-        assert!(Instant::now() < until, "the statement never showed up on the server");
+        assert!(
+            Instant::now() < until,
+            "the statement never showed up on the server"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -297,7 +360,10 @@ async fn wait_until_running(db: &Db, marker: &str) {
 async fn gone_soon(db: &Db, marker: &str) {
     let until = Instant::now() + Duration::from_secs(3);
     while db.running(marker).await > 0 {
-        assert!(Instant::now() < until, "the statement still runs on the server");
+        assert!(
+            Instant::now() < until,
+            "the statement still runs on the server"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -305,11 +371,22 @@ async fn gone_soon(db: &Db, marker: &str) {
 async fn timeout_stops_the_statement_on_the_server(db: Db) {
     let ctx = context(loopback_policy(false), None);
     let marker = "openmid-timeout-marker";
-    let payload = with(db.request(&sleeper(&db, marker)), json!({"timeout_ms": 1500}));
+    let payload = with(
+        db.request(&sleeper(&db, marker)),
+        json!({"timeout_ms": 1500}),
+    );
     let started = Instant::now();
     let r = run(&ctx, &job("timeout"), payload, db.credential(PASSWORD)).await;
-    assert!(matches!(r, Err(ProbeError::Timeout(1500))), "{}", message(&r));
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        matches!(r, Err(ProbeError::Timeout(1500))),
+        "{}",
+        message(&r)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     gone_soon(&db, marker).await;
 }
 
@@ -350,7 +427,15 @@ async fn resume_with_a_keyset(db: Db) {
         db.request("SELECT id, v FROM nums"),
         json!({"keyset": ["id"], "page_rows": 1000}),
     );
-    let first = response(run(&ctx, &job("keyset"), payload.clone(), db.credential(PASSWORD)).await);
+    let first = response(
+        run(
+            &ctx,
+            &job("keyset"),
+            payload.clone(),
+            db.credential(PASSWORD),
+        )
+        .await,
+    );
     let pages = instance.pages();
     assert_eq!((first.rows, first.pages, pages.len()), (2500, 3, 3));
     // Ordered by the key on the first attempt too.
@@ -386,7 +471,10 @@ async fn resume_without_a_keyset(db: Db) {
     let pages = instance.pages();
     assert_eq!((r.rows, r.pages), (2500, 3));
     assert_eq!(
-        pages.iter().map(|p| (p.page, p.first_row)).collect::<Vec<_>>(),
+        pages
+            .iter()
+            .map(|p| (p.page, p.first_row))
+            .collect::<Vec<_>>(),
         [(1, 1000), (2, 2000)]
     );
     assert_eq!(ids(&pages), (1001..=2500).collect::<Vec<_>>());
@@ -397,14 +485,27 @@ async fn large_rows_are_split_into_pages(db: Db) {
     let instance = FakeInstance::start(true, Duration::ZERO).await;
     let ctx = context(loopback_policy(false), Some(&instance));
     let statement = match db.driver {
-        SqlDriver::Postgres => "SELECT n, repeat('x', 100000) AS pad FROM generate_series(1, 50) AS n",
+        SqlDriver::Postgres => {
+            "SELECT n, repeat('x', 100000) AS pad FROM generate_series(1, 50) AS n"
+        }
         SqlDriver::Mysql => "SELECT seq AS n, repeat('x', 100000) AS pad FROM seq_1_to_50",
     };
-    let payload = with(db.request(statement), json!({"page_rows": 500, "max_rows": 45}));
+    let payload = with(
+        db.request(statement),
+        json!({"page_rows": 500, "max_rows": 45}),
+    );
     let r = response(run(&ctx, &job("wide"), payload, db.credential(PASSWORD)).await);
     let pages = instance.pages();
-    let seen = instance.seen.lock().map(|s| (s.largest, s.out_of_order)).unwrap_or_default();
-    assert!(seen.0 <= openmid_proto::command_output::MAX_CHUNK_BYTES, "{}", seen.0);
+    let seen = instance
+        .seen
+        .lock()
+        .map(|s| (s.largest, s.out_of_order))
+        .unwrap_or_default();
+    assert!(
+        seen.0 <= openmid_proto::command_output::MAX_CHUNK_BYTES,
+        "{}",
+        seen.0
+    );
     assert_eq!(seen.1, 0, "chunks in order, in the rows stream");
     assert!(pages.len() >= 5, "{} pages", pages.len());
     assert_eq!((r.rows, r.truncated), (45, true));
@@ -441,7 +542,10 @@ async fn postgres_over_tls() {
         return;
     };
     let ctx = context(loopback_policy(false), None);
-    let payload = with(db.request("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), json!({"tls": "require"}));
+    let payload = with(
+        db.request("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"),
+        json!({"tls": "require"}),
+    );
     match run(&ctx, &job("tls"), payload, db.credential(PASSWORD)).await {
         Ok(v) => {
             let r: SqlResponse = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
@@ -470,7 +574,13 @@ fn a_million_rows_stream_in_bounded_memory() {
     for driver in ["postgres", "mysql"] {
         let exe = std::env::current_exe().unwrap_or_else(|e| panic!("{e}"));
         let out = std::process::Command::new(exe)
-            .args(["--exact", "million_rows_child", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--exact",
+                "million_rows_child",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("OPENMID_SQL_MILLION", driver)
             .output()
             .unwrap_or_else(|e| panic!("{e}"));
@@ -493,7 +603,10 @@ fn a_million_rows_stream_in_bounded_memory() {
         let (rows, growth_kb) = (field("ROWS="), field("HWM_GROWTH_KB="));
         eprintln!("{driver}: {rows} rows, peak memory grew {growth_kb} KiB");
         assert_eq!(rows, 1_000_000);
-        assert!(growth_kb < 48 * 1024, "{driver}: peak memory grew {growth_kb} KiB");
+        assert!(
+            growth_kb < 48 * 1024,
+            "{driver}: peak memory grew {growth_kb} KiB"
+        );
     }
 }
 
@@ -519,8 +632,12 @@ async fn million_rows_child() {
         return;
     };
     let statement = match db.driver {
-        SqlDriver::Postgres => "SELECT n, md5(n::text) AS h, repeat('x', 100) AS pad FROM generate_series(1, 1000000) AS n",
-        SqlDriver::Mysql => "SELECT seq AS n, md5(seq) AS h, repeat('x', 100) AS pad FROM seq_1_to_1000000",
+        SqlDriver::Postgres => {
+            "SELECT n, md5(n::text) AS h, repeat('x', 100) AS pad FROM generate_series(1, 1000000) AS n"
+        }
+        SqlDriver::Mysql => {
+            "SELECT seq AS n, md5(seq) AS h, repeat('x', 100) AS pad FROM seq_1_to_1000000"
+        }
     };
     let instance = FakeInstance::start(false, Duration::ZERO).await;
     let ctx = context(loopback_policy(false), Some(&instance));
@@ -536,7 +653,14 @@ async fn million_rows_child() {
     let (count, rows, disorder, first) = instance
         .seen
         .lock()
-        .map(|s| (s.count, s.rows, s.out_of_order, s.first_at.get("million").copied()))
+        .map(|s| {
+            (
+                s.count,
+                s.rows,
+                s.out_of_order,
+                s.first_at.get("million").copied(),
+            )
+        })
         .unwrap_or_default();
     let first = first.map(|at| at.duration_since(started)).unwrap_or(took);
     // A follower has page 0 while the rest is still being read.
@@ -545,5 +669,9 @@ async fn million_rows_child() {
     assert_eq!((count, rows, disorder), (1000 + 1, 1_000_001, 0));
     println!("ROWS={}", r.rows);
     println!("HWM_GROWTH_KB={growth}");
-    println!("TOOK_MS={} FIRST_PAGE_MS={}", took.as_millis(), first.as_millis());
+    println!(
+        "TOOK_MS={} FIRST_PAGE_MS={}",
+        took.as_millis(),
+        first.as_millis()
+    );
 }

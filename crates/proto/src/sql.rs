@@ -254,8 +254,7 @@ impl SqlRequest {
         if self.port == Some(0) {
             return Err(field_error("port", "must be 1–65535"));
         }
-        if self.database.is_empty() || self.database.len() > 64 || self.database.contains('\0')
-        {
+        if self.database.is_empty() || self.database.len() > 64 || self.database.contains('\0') {
             return Err(field_error(
                 "database",
                 "must be 1–64 bytes without NUL characters",
@@ -398,7 +397,9 @@ fn reserved(driver: SqlDriver, name: &str) -> bool {
     ];
     common.contains(&name.as_str())
         || match driver {
-            SqlDriver::Postgres => ["statement_timeout", "client_encoding"].contains(&name.as_str()),
+            SqlDriver::Postgres => {
+                ["statement_timeout", "client_encoding"].contains(&name.as_str())
+            }
             SqlDriver::Mysql => [
                 "max_statement_time",
                 "max_execution_time",
@@ -509,7 +510,9 @@ mod tests {
     }
 
     fn field_of(payload: serde_json::Value) -> Option<String> {
-        crate::probe::decode::<Jdbc>(&payload).err().map(|e| e.field)
+        crate::probe::decode::<Jdbc>(&payload)
+            .err()
+            .map(|e| e.field)
     }
 
     #[test]
@@ -547,7 +550,10 @@ mod tests {
                 json!({"options": {"statement_timeout": "0"}}),
                 "options.statement_timeout",
             ),
-            (json!({"options": {"work_mem": "a\u{0}"}}), "options.work_mem"),
+            (
+                json!({"options": {"work_mem": "a\u{0}"}}),
+                "options.work_mem",
+            ),
             (json!({"statement": "  "}), "statement"),
             (json!({"params": [1, [2]]}), "params[1]"),
             (json!({"params": [{"a": 1}]}), "params[0]"),
@@ -610,6 +616,9 @@ mod tests {
             last_key: None,
         };
         let line = serde_json::to_string(&later).unwrap_or_default();
-        assert!(!line.contains("columns") && !line.contains("last_key"), "{line}");
+        assert!(
+            !line.contains("columns") && !line.contains("last_key"),
+            "{line}"
+        );
     }
 }

@@ -288,7 +288,10 @@ impl PageSink {
             Some(client) => {
                 let slots = (MAX_BUFFERED_BYTES / MAX_CHUNK_BYTES).max(1);
                 let (tx, rx) = mpsc::channel(slots);
-                (Some(tx), Some(tokio::spawn(upload(client, job.clone(), rx))))
+                (
+                    Some(tx),
+                    Some(tokio::spawn(upload(client, job.clone(), rx))),
+                )
             }
             None => (None, None),
         };

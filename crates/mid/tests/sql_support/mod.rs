@@ -19,8 +19,8 @@ use openmid_proto::secret::Secret;
 use openmid_proto::sql::{SqlDriver, SqlPage};
 use serde_json::{Value, json};
 use sqlx::{Connection as _, Executor as _};
-use std::sync::{Arc, Mutex};
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The password of the login each test creates.
@@ -63,7 +63,10 @@ impl Db {
             format!("CREATE ROLE {} LOGIN PASSWORD '{PASSWORD}'", db.user),
             format!("ALTER DATABASE {} OWNER TO {}", db.name, db.user),
         ] {
-            admin.execute(sql.as_str()).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            admin
+                .execute(sql.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
         Some(db)
     }
@@ -100,14 +103,20 @@ impl Db {
                 let mut c = sqlx::PgConnection::connect(&pg_admin_url(&self.name))
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                sqlx::raw_sql(sql)
+                    .execute(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
             SqlDriver::Mysql => {
                 let url = format!("{MARIA_ADMIN_URL}{}", self.name);
                 let mut c = sqlx::MySqlConnection::connect(&url)
                     .await
                     .unwrap_or_else(|e| panic!("{e}"));
-                sqlx::raw_sql(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                sqlx::raw_sql(sql)
+                    .execute(&mut c)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
         }
     }
@@ -170,21 +179,36 @@ impl Drop for Db {
         let (driver, name, user) = (self.driver, self.name.clone(), self.user.clone());
         // Dropped outside the test's runtime, which may be shutting down.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
                 match driver {
                     SqlDriver::Postgres => {
-                        if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url("postgres")).await {
-                            let _ = c.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
-                            let _ = c.execute(format!("DROP ROLE IF EXISTS {user}").as_str()).await;
+                        if let Ok(mut c) =
+                            sqlx::PgConnection::connect(&pg_admin_url("postgres")).await
+                        {
+                            let _ = c
+                                .execute(
+                                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+                                )
+                                .await;
+                            let _ = c
+                                .execute(format!("DROP ROLE IF EXISTS {user}").as_str())
+                                .await;
                         }
                     }
                     SqlDriver::Mysql => {
                         if let Ok(mut c) = sqlx::MySqlConnection::connect(MARIA_ADMIN_URL).await {
-                            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut c).await;
-                            let _ = sqlx::raw_sql(&format!("DROP USER IF EXISTS '{user}'@'%'")).execute(&mut c).await;
+                            let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}"))
+                                .execute(&mut c)
+                                .await;
+                            let _ = sqlx::raw_sql(&format!("DROP USER IF EXISTS '{user}'@'%'"))
+                                .execute(&mut c)
+                                .await;
                         }
                     }
                 }
@@ -300,7 +324,10 @@ impl FakeInstance {
 
     /// The pages kept, in order.
     pub fn pages(&self) -> Vec<SqlPage> {
-        self.seen.lock().map(|s| s.pages.clone()).unwrap_or_default()
+        self.seen
+            .lock()
+            .map(|s| s.pages.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -318,7 +345,9 @@ async fn receive(
     tokio::time::sleep(state.delay).await;
     let chunks = post.decode().unwrap_or_else(|e| panic!("{e}"));
     let mut seen = state.seen.lock().unwrap_or_else(|e| e.into_inner());
-    seen.first_at.entry(output.clone()).or_insert_with(Instant::now);
+    seen.first_at
+        .entry(output.clone())
+        .or_insert_with(Instant::now);
     for chunk in &chunks {
         let next = seen.next_seq.entry(output.clone()).or_insert(0);
         let in_order = chunk.seq == *next && chunk.stream == OutputStream::Rows;

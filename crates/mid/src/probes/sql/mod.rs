@@ -28,10 +28,10 @@ mod pg_types;
 mod postgres;
 mod values;
 
+use super::ProbeError;
 use super::credentials::Credential;
 use super::output_stream::PageSink;
 use super::registry::{Call, Probe, Ran};
-use super::ProbeError;
 use connect::Endpoint;
 use openmid_proto::secret::Secret;
 use openmid_proto::sql::{Column, SqlRequest, SqlResponse};
@@ -216,8 +216,8 @@ impl Stop {
             return self.error();
         }
         if let sqlx::Error::Database(db) = &e {
-            let timed_out = db.code().as_deref() == Some("57014")
-                && db.message().contains("statement timeout");
+            let timed_out =
+                db.code().as_deref() == Some("57014") && db.message().contains("statement timeout");
             let number = db
                 .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
                 .map(|m| m.number());
@@ -314,7 +314,10 @@ fn keyset_statement(
     // The statement's own trailing `;` and a trailing line comment must not swallow
     // the closing parenthesis.
     let inner = statement.trim_end().trim_end_matches(';').trim_end();
-    let columns: Vec<String> = keyset.iter().map(|k| format!("{quote}{k}{quote}")).collect();
+    let columns: Vec<String> = keyset
+        .iter()
+        .map(|k| format!("{quote}{k}{quote}"))
+        .collect();
     let list = columns.join(", ");
     let mut sql = format!("SELECT * FROM (\n{inner}\n) AS openmid_q");
     if let Some(after) = after {
@@ -346,7 +349,10 @@ mod tests {
     fn params_keep_their_kind() {
         let p = |v: serde_json::Value| Param::of(&v);
         assert_eq!(p(serde_json::json!(5)), Param::Int(5));
-        assert_eq!(p(serde_json::json!(u64::MAX)), Param::Text(u64::MAX.to_string()));
+        assert_eq!(
+            p(serde_json::json!(u64::MAX)),
+            Param::Text(u64::MAX.to_string())
+        );
         assert_eq!(p(serde_json::json!(1.5)), Param::Float(1.5));
         assert_eq!(p(serde_json::json!(null)), Param::Null);
         assert_eq!(p(serde_json::json!("x")), Param::Text("x".into()));

@@ -21,8 +21,14 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use openmid_proto::sql::{Column, TlsMode};
 use serde_json::Value;
-use sqlx::mysql::{MySql, MySqlArguments, MySqlColumn, MySqlConnectOptions, MySqlConnection, MySqlRow, MySqlSslMode};
-use sqlx::{Column as _, Connection as _, Either, Executor as _, Row as _, Statement as _, TypeInfo as _, ValueRef as _};
+use sqlx::mysql::{
+    MySql, MySqlArguments, MySqlColumn, MySqlConnectOptions, MySqlConnection, MySqlRow,
+    MySqlSslMode,
+};
+use sqlx::{
+    Column as _, Connection as _, Either, Executor as _, Row as _, Statement as _, TypeInfo as _,
+    ValueRef as _,
+};
 
 type MyQuery<'q> = sqlx::query::Query<'q, MySql, MySqlArguments>;
 
@@ -41,13 +47,18 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
     let (mut conn, _bridge) = s.stop.bound(Box::pin(connect(s))).await??;
     let (id, version): (u64, String) = s
         .stop
-        .bound(Box::pin((&mut conn).fetch_one(sqlx::query("SELECT CONNECTION_ID(), VERSION()"))))
+        .bound(Box::pin(
+            (&mut conn).fetch_one(sqlx::query("SELECT CONNECTION_ID(), VERSION()")),
+        ))
         .await?
         .and_then(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .map_err(|e| s.stop.error_of(e))?;
     let remaining = s.stop.remaining_ms();
     let mut setup = vec![if version.contains("MariaDB") {
-        format!("SET SESSION max_statement_time = {}", remaining as f64 / 1000.0)
+        format!(
+            "SET SESSION max_statement_time = {}",
+            remaining as f64 / 1000.0
+        )
     } else {
         format!("SET SESSION max_execution_time = {remaining}")
     }];
@@ -83,7 +94,10 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
         .map_err(|e| s.stop.error_of(e))?;
 
     let mut params: Vec<Param> = req.params.iter().map(Param::of).collect();
-    let sql = match (&req.keyset[..], req.resume.as_ref().and_then(|r| r.after_key.as_ref())) {
+    let sql = match (
+        &req.keyset[..],
+        req.resume.as_ref().and_then(|r| r.after_key.as_ref()),
+    ) {
         ([], _) => req.statement.clone(),
         (keyset, None) => keyset_statement(&req.statement, keyset, '`', None),
         (keyset, Some(key)) => {
@@ -108,7 +122,9 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
                     (Some(MyDecoder::Binary), Value::String(b)) => Param::Bytes(
                         base64::engine::general_purpose::STANDARD
                             .decode(b)
-                            .map_err(|_| ProbeError::InvalidInput("resume.after_key: not base64".into()))?,
+                            .map_err(|_| {
+                                ProbeError::InvalidInput("resume.after_key: not base64".into())
+                            })?,
                     ),
                     (_, v) => Param::of(v),
                 });
@@ -178,7 +194,11 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
     }
     match ended {
         End::Stopped => return Err(s.stop.error()),
-        End::Full if !req.write => return Ok(Outcome { rows_affected: affected }),
+        End::Full if !req.write => {
+            return Ok(Outcome {
+                rows_affected: affected,
+            });
+        }
         _ => {}
     }
     s.stop

@@ -106,7 +106,10 @@ impl MyDecoder {
             DateTime | Timestamp => {
                 let (date, time) = date(b)?;
                 let zone = if self == Timestamp { "Z" } else { "" };
-                Value::from(format!("{date}T{}{zone}", time.as_deref().unwrap_or("00:00:00")))
+                Value::from(format!(
+                    "{date}T{}{zone}",
+                    time.as_deref().unwrap_or("00:00:00")
+                ))
             }
             Time => Value::from(time(b)?),
             Bit => {
@@ -129,7 +132,9 @@ fn le_unsigned(b: &[u8], n: usize) -> Result<u64, String> {
     if b.len() != n || n > 8 {
         return Err(format!("expected {n} bytes, got {}", b.len()));
     }
-    Ok(b.iter().rev().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+    Ok(b.iter()
+        .rev()
+        .fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
 }
 
 fn le_signed(b: &[u8], n: usize) -> Result<i64, String> {
@@ -213,7 +218,10 @@ mod tests {
             MyDecoder::Unsigned(8).decode(&[0xff; 8]),
             Ok(Value::from(u64::MAX))
         );
-        assert_eq!(MyDecoder::Signed(4).decode(&(-5i32).to_le_bytes()), Ok(Value::from(-5)));
+        assert_eq!(
+            MyDecoder::Signed(4).decode(&(-5i32).to_le_bytes()),
+            Ok(Value::from(-5))
+        );
         let dt = [11, 0xe8, 0x07, 2, 29, 13, 5, 9, 0x20, 0xa1, 0x07, 0];
         assert_eq!(
             MyDecoder::Timestamp.decode(&dt),

@@ -122,7 +122,11 @@ impl Pager {
         });
         let fixed = LINE_OVERHEAD
             + key.as_ref().map_or(0, String::len)
-            + if self.next_page == 0 { self.columns_json.len() } else { 0 };
+            + if self.next_page == 0 {
+                self.columns_json.len()
+            } else {
+                0
+            };
         if fixed + json.len() > MAX_CHUNK_BYTES {
             return Err(ProbeError::Target(format!(
                 "row {} is {} bytes as JSON, more than one page may hold ({MAX_CHUNK_BYTES} bytes): select fewer or smaller columns",
@@ -151,7 +155,8 @@ impl Pager {
     /// Sends the page being filled, if it has rows — or, on page 0, if the result
     /// has columns, so a follower learns them even from an empty result.
     pub async fn flush(&mut self) {
-        let empty_first = self.next_page == 0 && self.columns.as_ref().is_some_and(|c| !c.is_empty());
+        let empty_first =
+            self.next_page == 0 && self.columns.as_ref().is_some_and(|c| !c.is_empty());
         if self.rows.is_empty() && !empty_first {
             return;
         }
@@ -251,7 +256,8 @@ mod tests {
             type_name: "int8".into(),
             json: "number".into(),
         };
-        p.set_columns(vec![col("id"), col("v")]).unwrap_or_else(|e| panic!("{e}"));
+        p.set_columns(vec![col("id"), col("v")])
+            .unwrap_or_else(|e| panic!("{e}"));
         p
     }
 
@@ -290,7 +296,9 @@ mod tests {
         let mut p = pager(&req);
         let wide = "x".repeat(300_000);
         for _ in 0..4 {
-            p.push(vec![Value::from(1), Value::from(wide.clone())]).await.ok();
+            p.push(vec![Value::from(1), Value::from(wide.clone())])
+                .await
+                .ok();
         }
         // Three rows fit under 1 MiB, the fourth started page 1.
         assert_eq!((p.next_page, p.rows.len()), (1, 1));

@@ -179,7 +179,12 @@ impl PgDecoder {
                 if b.len() != 6 && b.len() != 8 {
                     return Err(format!("a MAC address has 6 or 8 bytes, got {}", b.len()));
                 }
-                Value::from(b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":"))
+                Value::from(
+                    b.iter()
+                        .map(|x| format!("{x:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":"),
+                )
             }
             Self::Bits => Value::from(bits(b)?),
             Self::Void => Value::Null,
@@ -294,7 +299,13 @@ fn bits(b: &[u8]) -> Result<String, String> {
     let n = usize::try_from(r.i32()?).map_err(|_| "negative bit length".to_string())?;
     let bytes = r.take(n.div_ceil(8))?;
     Ok((0..n)
-        .map(|i| if bytes[i / 8] & (0x80 >> (i % 8)) != 0 { '1' } else { '0' })
+        .map(|i| {
+            if bytes[i / 8] & (0x80 >> (i % 8)) != 0 {
+                '1'
+            } else {
+                '0'
+            }
+        })
         .collect())
 }
 
@@ -377,8 +388,14 @@ mod tests {
 
     #[test]
     fn known_values() {
-        assert_eq!(numeric(&encode_numeric(false, "12345", "678")), Ok("12345.678".into()));
-        assert_eq!(numeric(&encode_numeric(true, "0", "0001")), Ok("-0.0001".into()));
+        assert_eq!(
+            numeric(&encode_numeric(false, "12345", "678")),
+            Ok("12345.678".into())
+        );
+        assert_eq!(
+            numeric(&encode_numeric(true, "0", "0001")),
+            Ok("-0.0001".into())
+        );
         let nan = [0, 0, 0, 0, 0xC0, 0, 0, 0];
         assert_eq!(numeric(&nan), Ok("NaN".into()));
         assert_eq!(inet(&[2, 32, 0, 4, 10, 0, 0, 1]), Ok("10.0.0.1".into()));

@@ -15,7 +15,10 @@ use futures::StreamExt as _;
 use openmid_proto::sql::{Column, TlsMode};
 use serde_json::Value;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgConnection, PgRow, PgSslMode, PgTypeInfo};
-use sqlx::{Column as _, Connection as _, Either, Executor as _, Postgres, Row as _, Statement as _, Type, ValueRef as _};
+use sqlx::{
+    Column as _, Connection as _, Either, Executor as _, Postgres, Row as _, Statement as _, Type,
+    ValueRef as _,
+};
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
@@ -43,7 +46,9 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
         .map_err(|e| s.stop.error_of(e))?;
     let pid: i32 = s
         .stop
-        .bound(Box::pin((&mut conn).fetch_one(sqlx::query("SELECT pg_backend_pid()"))))
+        .bound(Box::pin(
+            (&mut conn).fetch_one(sqlx::query("SELECT pg_backend_pid()")),
+        ))
         .await?
         .and_then(|row| row.try_get(0))
         .map_err(|e| s.stop.error_of(e))?;
@@ -51,7 +56,10 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
     let params: Vec<Param> = req.params.iter().map(Param::of).collect();
     let mut types: Vec<PgTypeInfo> = params.iter().map(param_type).collect();
     let mut after: Vec<String> = Vec::new();
-    let sql = match (&req.keyset[..], req.resume.as_ref().and_then(|r| r.after_key.as_ref())) {
+    let sql = match (
+        &req.keyset[..],
+        req.resume.as_ref().and_then(|r| r.after_key.as_ref()),
+    ) {
         ([], _) => req.statement.clone(),
         (keyset, None) => keyset_statement(&req.statement, keyset, '"', None),
         (keyset, Some(key)) => {
@@ -70,7 +78,9 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
                     .iter()
                     .find(|c| c.name() == name)
                     .ok_or_else(|| {
-                        ProbeError::InvalidInput(format!("keyset: the result has no column `{name}`"))
+                        ProbeError::InvalidInput(format!(
+                            "keyset: the result has no column `{name}`"
+                        ))
                     })?;
                 let n = types.len() + 1;
                 let ty = column.type_info();
@@ -158,7 +168,11 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
     }
     match ended {
         End::Stopped => return Err(s.stop.error()),
-        End::Full if !req.write => return Ok(Outcome { rows_affected: affected }),
+        End::Full if !req.write => {
+            return Ok(Outcome {
+                rows_affected: affected,
+            });
+        }
         _ => {}
     }
     s.stop

@@ -191,7 +191,10 @@ mod tests {
             "1969-12-31T23:59:59.999999Z"
         );
         assert_eq!(offset(-(5 * 3600 + 30 * 60)), "-05:30");
-        assert_eq!(iso_duration(14, 3, 4 * 3_600_000_000 + 5_500_000), "P1Y2M3DT4H5.5S");
+        assert_eq!(
+            iso_duration(14, 3, 4 * 3_600_000_000 + 5_500_000),
+            "P1Y2M3DT4H5.5S"
+        );
         assert_eq!(iso_duration(0, -1, -61_000_000), "P-1DT-1M-1S");
         assert_eq!(iso_duration(0, 0, 0), "PT0S");
         assert_eq!(
