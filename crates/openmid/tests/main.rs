@@ -14,4 +14,5 @@ mod large_bodies;
 mod recovery;
 mod redirects;
 mod soap;
+mod sql;
 mod support;

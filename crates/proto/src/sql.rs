@@ -183,7 +183,10 @@ pub struct Column {
     /// `array<…>` (a JSON array, nested per dimension, of the element's mapping).
     /// Dates out of RFC 3339's range are written with a sign (`-0044-03-15`,
     /// `+10000-01-01`); PostgreSQL's infinite dates as `infinity` / `-infinity`.
-    /// `NULL` is `null` in every column.
+    /// `null` for a column that can hold nothing else (PostgreSQL's `void`, MySQL's
+    /// `NULL` type). `NULL` is `null` in every column. MySQL flags text in a binary
+    /// collation (`*_bin`, MariaDB's `JSON` and `UUID` among it) as binary, so such a
+    /// column is `base64` unless the statement casts it (`CAST(c AS CHAR)`).
     pub json: String,
 }
 

@@ -20,14 +20,27 @@ impl Connections<'_> {
                 .get_credential(CredentialKey::Name(name))
                 .await?
                 .ok_or_else(|| invalid("credential", format!("no credential named `{name}`")))?;
-            let spec = self.open_credential(&row)?;
-            if !spec.fits_http() {
+            // The type alone decides; no secret needs opening for it.
+            let (fits, wanted) = match alias.kind {
+                ConnectionKind::Http | ConnectionKind::Soap => (
+                    self.open_credential(&row)?.fits_http(),
+                    "basic, api_key, bearer, oauth2_client_credentials or client_certificate",
+                ),
+                ConnectionKind::Ssh => (
+                    super::ssh::SSH_CREDENTIALS.contains(&row.kind.as_str()),
+                    "ssh_password or ssh_key",
+                ),
+                ConnectionKind::Jdbc => (
+                    super::sql::SQL_CREDENTIALS.contains(&row.kind.as_str()),
+                    "database",
+                ),
+            };
+            if !fits {
                 return Err(invalid(
                     "credential",
                     format!(
-                        "`{name}` is a `{}` credential: an {} alias needs basic, api_key, bearer, oauth2_client_credentials or client_certificate",
-                        spec.type_name(),
-                        alias.kind
+                        "`{name}` is a `{}` credential: a `{}` alias needs {wanted}",
+                        row.kind, alias.kind
                     ),
                 ));
             }

@@ -25,9 +25,9 @@ pub struct PolicyConfig {
     /// SSH.
     #[serde(default)]
     pub ssh: NetworkConfig,
-    /// SQL databases.
+    /// SQL databases: the network rules, and whether jobs may write.
     #[serde(default)]
-    pub sql: NetworkConfig,
+    pub sql: SqlConfig,
     /// LDAP directories.
     #[serde(default)]
     pub ldap: NetworkConfig,
@@ -48,7 +48,7 @@ impl PolicyConfig {
         match protocol {
             Protocol::Http => &self.http,
             Protocol::Ssh => &self.ssh,
-            Protocol::Sql => &self.sql,
+            Protocol::Sql => &self.sql.network,
             Protocol::Ldap => &self.ldap,
             Protocol::Snmp => &self.snmp,
             Protocol::Scan => &self.scan,
@@ -74,6 +74,19 @@ pub struct NetworkConfig {
     pub allow_ports: Vec<PortSpec>,
     /// Ports that are refused.
     pub deny_ports: Vec<PortSpec>,
+}
+
+/// The `[policy.sql]` section: a network section plus `writes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// Which servers may be reached, as in every network section.
+    #[serde(flatten)]
+    pub network: NetworkConfig,
+    /// Whether a SQL job may ask for a writing session (`write = true`). Off by
+    /// default: every session is read-only, enforced by the server.
+    #[serde(default)]
+    pub writes: bool,
 }
 
 /// A port (`443`) or a range (`"8000-8999"`, or `"443"`).

@@ -66,6 +66,14 @@ pub enum Denial {
         /// What is missing.
         reason: &'static str,
     },
+    /// A SQL job asked for a writing session and `policy.sql.writes` is off.
+    #[error(
+        "egress policy (sql) refuses a writing session to {target}: policy.sql.writes is false (the default); set it to true to let SQL jobs write, or send the job with write = false"
+    )]
+    SqlWrite {
+        /// The server, `host:port`.
+        target: String,
+    },
     /// A command may not run.
     #[error("egress policy refuses running {program}: {reason}", program = .program.display())]
     Command {

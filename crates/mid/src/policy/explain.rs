@@ -185,6 +185,19 @@ impl EgressPolicy {
         trace: &mut Trace,
     ) -> Verdict {
         trace.note(|| format!("rules of policy.{protocol} (with policy.default)"));
+        if protocol == Protocol::Sql {
+            let writes = self.config().sql.writes;
+            trace.note(|| {
+                format!(
+                    "policy.sql.writes = {writes}: {}",
+                    if writes {
+                        "a job may ask for a writing session"
+                    } else {
+                        "every session is read-only"
+                    }
+                )
+            });
+        }
         let shown = Host::parse(host).map_or_else(|_| host.to_string(), |h| h.to_string());
         let target = format!("{shown}:{port}");
         if let Err(denial) = self.rules(protocol).check_port(port, &target, trace) {

@@ -15,6 +15,10 @@
 //! deny_ports = ["1-1023"]
 //! # allow_cidrs = ["127.0.0.1/32"]  # lifts the built-in loopback refusal (tests, demo)
 //!
+//! [policy.sql]
+//! allow_cidrs = ["10.20.0.0/16"]
+//! writes = false                    # the default: every SQL session is read-only
+//!
 //! [policy.command]                  # nothing runs unless listed here
 //! interpreters = ["/bin/sh"]        # may be handed a script body
 //!
@@ -60,7 +64,7 @@ mod tests;
 
 pub use command::Allowed;
 pub use config::{
-    CommandConfig, NetworkConfig, PolicyConfig, PolicyError, PortSpec, ProgramConfig,
+    CommandConfig, NetworkConfig, PolicyConfig, PolicyError, PortSpec, ProgramConfig, SqlConfig,
 };
 pub use denial::{Aspect, CommandRefusal, Denial, EntryRefusal, Mismatch, find_denial};
 pub use explain::{Explanation, Job, Verdict};
@@ -259,6 +263,20 @@ impl EgressPolicy {
         let decided = url_target(protocol, url)
             .and_then(|(host, port)| self.decide_host(protocol, &host, port, &mut Trace::off()));
         self.count_network(protocol, decided.map(drop))
+    }
+
+    /// Checks that a SQL job may open a writing session to `target` (`host:port`):
+    /// only when `policy.sql.writes` is true. A refusal counts as a `sql` denial.
+    pub fn check_sql_write(&self, target: &str) -> Result<(), Denial> {
+        if self.config.sql.writes {
+            return Ok(());
+        }
+        self.count_network(
+            Protocol::Sql,
+            Err(Denial::SqlWrite {
+                target: target.to_string(),
+            }),
+        )
     }
 
     /// Checks a program run with `args`, optionally in `cwd`, with the environment

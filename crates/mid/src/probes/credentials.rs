@@ -47,6 +47,13 @@ pub enum Credential {
         /// Certificate chain and private key, PEM, concatenated.
         identity_pem: Secret,
     },
+    /// A database login (the SQL probe's).
+    Database {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
 }
 
 /// An OAuth 2.0 client (client-credentials grant).
@@ -135,7 +142,7 @@ fn read_local(local: &LocalSecret, policy: &LocalSecretPolicy) -> Result<Secret,
     }
 }
 
-/// Resolves a credential for an HTTP or SOAP call.
+/// Resolves a credential: for an HTTP or SOAP call, or a database login.
 pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Credential, ProbeError> {
     Ok(match spec {
         CredentialSpec::Basic { username, password } => Credential::Basic {
@@ -178,6 +185,10 @@ pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Crede
                 identity_pem: Secret::new(format!("{}\n{}\n", key.expose(), certificate_pem)),
             }
         }
+        CredentialSpec::Database { username, password } => Credential::Database {
+            username,
+            password: resolve_value("password", password, policy)?,
+        },
         other => {
             return Err(ProbeError::Credential(format!(
                 "a `{}` credential cannot authenticate an HTTP call",
@@ -217,6 +228,11 @@ pub async fn authenticate(
             key,
         } => builder.header(name.as_str(), sensitive(key.expose())?),
         Credential::ApiKey { .. } | Credential::ClientCertificate { .. } => builder,
+        Credential::Database { .. } => {
+            return Err(ProbeError::Credential(
+                "a `database` credential cannot authenticate an HTTP call".into(),
+            ));
+        }
         Credential::Bearer(token) => builder.header(
             reqwest::header::AUTHORIZATION,
             sensitive(&format!("Bearer {}", token.expose()))?,

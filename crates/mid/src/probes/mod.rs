@@ -10,6 +10,7 @@ pub mod registry;
 pub mod rest;
 pub mod soap;
 pub mod soap_xml;
+pub mod sql;
 pub mod urls;
 
 use crate::config::LocalSecretPolicy;

@@ -1,4 +1,7 @@
-//! Where a command's output goes while it runs: every chunk is kept for the result up
+//! Where a job's streamed output goes while it runs — a command's output
+//! ([`CommandSink`]) and a SQL result's pages ([`PageSink`]), through one uploader.
+//!
+//! A command's output: every chunk is kept for the result up
 //! to the request's `max_output_bytes`, and — when the MID has an instance — sent on to
 //! the instance in batches (`POST /mid/v1/results/{output}/{attempt}/output`), so a
 //! client can follow the output live and an output larger than the result's cap is
@@ -15,7 +18,7 @@
 use crate::exec::{ChunkBody, OutputChunk, OutputSink, SinkClosed, Stream};
 use crate::session::backoff::Backoff;
 use crate::session::client::{InstanceClient, SessionError};
-use openmid_proto::command_output::{OutputPost, OutputStream, WireChunk};
+use openmid_proto::command_output::{MAX_CHUNK_BYTES, OutputPost, OutputStream, WireChunk};
 use openmid_proto::mid::JobRef;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,19 +88,12 @@ impl CommandSink {
     /// ever; the result still carries the first `max_output_bytes` of each stream.
     pub async fn finish(mut self) -> [Vec<u8>; 2] {
         drop(self.forward.take());
-        if let Some(mut task) = self.uploader.take() {
-            let delivered = tokio::select! {
-                r = tokio::time::timeout(DELIVERY_WAIT, &mut task) => r.is_ok(),
-                () = self.cancel.cancelled() => {
-                    tokio::time::timeout(CANCELLED_GRACE, &mut task).await.is_ok()
-                }
-            };
-            if !delivered {
-                task.abort();
-                tracing::warn!(
-                    "the last output chunks of a command did not reach the instance in time; its result keeps the first max_output_bytes of each stream"
-                );
-            }
+        if let Some(task) = self.uploader.take()
+            && !delivered(task, &self.cancel).await
+        {
+            tracing::warn!(
+                "the last output chunks of a command did not reach the instance in time; its result keeps the first max_output_bytes of each stream"
+            );
         }
         std::mem::take(&mut self.kept)
     }
@@ -151,7 +147,7 @@ impl OutputSink for CommandSink {
 
 /// Sends chunks from `rx` in batches until the channel closes and all were delivered,
 /// or the instance refuses them.
-async fn upload(client: Arc<InstanceClient>, job: JobRef, mut rx: mpsc::Receiver<OutputChunk>) {
+async fn upload<T: Upload>(client: Arc<InstanceClient>, job: JobRef, mut rx: mpsc::Receiver<T>) {
     let mut batch: Vec<WireChunk> = Vec::new();
     let mut bytes = 0usize;
     let mut due = Instant::now();
@@ -164,8 +160,8 @@ async fn upload(client: Arc<InstanceClient>, job: JobRef, mut rx: mpsc::Receiver
                         if batch.is_empty() {
                             due = Instant::now() + FLUSH_INTERVAL;
                         }
-                        bytes += chunk_len(&chunk);
-                        batch.push(wire(chunk));
+                        bytes += chunk.len();
+                        batch.push(chunk.into_wire());
                         if bytes < FLUSH_BYTES {
                             continue;
                         }
@@ -183,7 +179,7 @@ async fn upload(client: Arc<InstanceClient>, job: JobRef, mut rx: mpsc::Receiver
         };
         bytes = 0;
         if let Err(e) = deliver(&client, &job, &post).await {
-            tracing::warn!(output = %job.output_id, attempt = job.attempt, error = %e, "the instance refused the command's output: it is no longer streamed (the result keeps its first bytes)");
+            tracing::warn!(output = %job.output_id, attempt = job.attempt, error = %e, "the instance refused the job's streamed output: it is no longer streamed (the result keeps its first part)");
             return;
         }
     }
@@ -210,22 +206,151 @@ async fn deliver(
     }
 }
 
-fn chunk_len(chunk: &OutputChunk) -> usize {
-    match &chunk.body {
-        ChunkBody::Data(data) => data.len(),
-        ChunkBody::Truncated { .. } => 0,
+/// What the uploader carries: a command's chunk as exec cut it, or a chunk already
+/// in its wire form (a SQL page).
+trait Upload: Send + 'static {
+    /// Data bytes it holds (what the batch's flush threshold counts).
+    fn len(&self) -> usize;
+    /// The chunk as posted.
+    fn into_wire(self) -> WireChunk;
+}
+
+impl Upload for OutputChunk {
+    fn len(&self) -> usize {
+        match &self.body {
+            ChunkBody::Data(data) => data.len(),
+            ChunkBody::Truncated { .. } => 0,
+        }
+    }
+
+    fn into_wire(self) -> WireChunk {
+        let stream = match self.stream {
+            Stream::Stdout => OutputStream::Stdout,
+            Stream::Stderr => OutputStream::Stderr,
+        };
+        match self.body {
+            ChunkBody::Data(data) => WireChunk::data(stream, self.seq, self.offset, &data),
+            ChunkBody::Truncated { dropped_bytes } => {
+                WireChunk::truncated(stream, self.seq, self.offset, dropped_bytes)
+            }
+        }
     }
 }
 
-fn wire(chunk: OutputChunk) -> WireChunk {
-    let stream = match chunk.stream {
-        Stream::Stdout => OutputStream::Stdout,
-        Stream::Stderr => OutputStream::Stderr,
+impl Upload for WireChunk {
+    fn len(&self) -> usize {
+        self.data.as_ref().map_or(0, |d| d.len() / 4 * 3)
+    }
+
+    fn into_wire(self) -> WireChunk {
+        self
+    }
+}
+
+/// Waits for an uploader to deliver what it was given: at most [`DELIVERY_WAIT`], or
+/// [`CANCELLED_GRACE`] once the job is cancelled; aborts it past that. Whether it
+/// delivered.
+async fn delivered(mut task: JoinHandle<()>, cancel: &CancellationToken) -> bool {
+    let done = tokio::select! {
+        r = tokio::time::timeout(DELIVERY_WAIT, &mut task) => r.is_ok(),
+        () = cancel.cancelled() => {
+            tokio::time::timeout(CANCELLED_GRACE, &mut task).await.is_ok()
+        }
     };
-    match chunk.body {
-        ChunkBody::Data(data) => WireChunk::data(stream, chunk.seq, chunk.offset, &data),
-        ChunkBody::Truncated { dropped_bytes } => {
-            WireChunk::truncated(stream, chunk.seq, chunk.offset, dropped_bytes)
+    if !done {
+        task.abort();
+    }
+    done
+}
+
+/// Where a SQL result's pages go: each page is one chunk of the `rows` stream, posted
+/// through the same uploader as a command's output, with the same bound — at most
+/// [`MAX_BUFFERED_BYTES`] of pages wait (two full pages), so [`PageSink::page`] waits
+/// while the instance is slow, the probe stops reading rows, and the server waits on
+/// its full socket. Without an instance the pages are not kept anywhere (the result
+/// carries the first one).
+pub struct PageSink {
+    forward: Option<mpsc::Sender<WireChunk>>,
+    uploader: Option<JoinHandle<()>>,
+    cancel: CancellationToken,
+    seq: u64,
+    offset: u64,
+}
+
+impl PageSink {
+    /// Streams to `instance` when given; `cancel` stops waiting for a full channel.
+    pub fn new(
+        instance: Option<Arc<InstanceClient>>,
+        job: &JobRef,
+        cancel: &CancellationToken,
+    ) -> Self {
+        let (forward, uploader) = match instance {
+            Some(client) => {
+                let slots = (MAX_BUFFERED_BYTES / MAX_CHUNK_BYTES).max(1);
+                let (tx, rx) = mpsc::channel(slots);
+                (
+                    Some(tx),
+                    Some(tokio::spawn(upload(client, job.clone(), rx))),
+                )
+            }
+            None => (None, None),
+        };
+        Self {
+            forward,
+            uploader,
+            cancel: cancel.clone(),
+            seq: 0,
+            offset: 0,
+        }
+    }
+
+    /// Numbers the chunks from `seq`: a resumed read continues the output's sequence
+    /// after the pages earlier attempts stored (the instance keeps them as this
+    /// attempt's), one chunk per page, so `seq` is the page number.
+    pub fn starting_at(mut self, seq: u64) -> Self {
+        self.seq = seq;
+        self
+    }
+
+    /// Whether pages go to the instance.
+    pub fn streams(&self) -> bool {
+        self.forward.is_some()
+    }
+
+    /// Sends one page's JSON line (at most [`MAX_CHUNK_BYTES`], not empty), waiting
+    /// while two pages wait already. After a refusal or once the job is cancelled,
+    /// pages are dropped.
+    pub async fn page(&mut self, line: &[u8]) {
+        let Some(forward) = &self.forward else {
+            return;
+        };
+        let chunk = WireChunk::data(OutputStream::Rows, self.seq, self.offset, line);
+        self.seq += 1;
+        self.offset += line.len() as u64;
+        let sent = tokio::select! {
+            sent = forward.send(chunk) => sent.is_ok(),
+            () = self.cancel.cancelled() => false,
+        };
+        if !sent {
+            self.forward = None;
+        }
+    }
+
+    /// Waits until the pages sent reached the instance (bounded as a command's
+    /// output is); whether they all did.
+    pub async fn finish(mut self) -> bool {
+        drop(self.forward.take());
+        match self.uploader.take() {
+            Some(task) => delivered(task, &self.cancel).await,
+            None => true,
+        }
+    }
+}
+
+impl Drop for PageSink {
+    fn drop(&mut self) {
+        if let Some(task) = self.uploader.take() {
+            task.abort();
         }
     }
 }

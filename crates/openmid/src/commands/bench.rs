@@ -16,6 +16,7 @@ mod command;
 mod failover;
 mod rest;
 mod scale;
+mod sql;
 
 /// Flags of `openmid bench`.
 #[derive(clap::Args)]
@@ -39,6 +40,9 @@ enum Kind {
     /// large stdout streamed through the MID against `head -c … > /dev/null` here;
     /// with the MID's peak memory.
     Command(command::CommandArgs),
+    /// A large SQL result (1,000,000 rows) read through a MID, its pages followed,
+    /// against `psql`'s `\copy … to stdout` in the same run; with the MID's peak memory.
+    Sql(sql::SqlArgs),
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -47,6 +51,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Kind::Scale(a) => scale::scale(a).await,
         Kind::Failover(a) => failover::failover(a).await,
         Kind::Command(a) => command::run(a).await,
+        Kind::Sql(a) => sql::run(a).await,
     }
 }
 

@@ -122,3 +122,25 @@ fn bad_settings_are_refused_at_load_naming_the_key() {
         assert!(err.contains(want), "{text}\n→ {err}");
     }
 }
+
+#[test]
+fn sql_writes_are_off_unless_policy_sql_allows_them() {
+    let p = policy("[policy.sql]\nallow_cidrs = [\"127.0.0.0/8\"]\n");
+    assert!(!p.config().sql.writes);
+    assert_eq!(p.config().sql.network.allow_cidrs.len(), 1);
+    let d = denial(p.check_sql_write("db.corp:5432"));
+    assert!(matches!(&d, Denial::SqlWrite { target } if target == "db.corp:5432"));
+    assert!(d.to_string().contains("policy.sql.writes"), "{d}");
+    assert_eq!(p.denials().of(Protocol::Sql), 1);
+    let open = policy("[policy.sql]\nwrites = true\n");
+    assert!(open.check_sql_write("db.corp:5432").is_ok());
+    let written = toml::to_string(&open).unwrap_or_else(|e| panic!("{e}"));
+    let again: EgressPolicy = toml::from_str(&written).unwrap_or_else(|e| panic!("{e}"));
+    assert!(again.config().sql.writes, "{written}");
+    for bad in [
+        "[policy.sql]\nwritez = true\n",
+        "[policy.http]\nwrites = true\n",
+    ] {
+        assert!(parse(bad).is_err(), "{bad}");
+    }
+}

@@ -224,7 +224,7 @@ async fn mid_stream(api: &ApiClient, action: &CommandAction) -> Result<(CommandR
 
 /// Peak resident memory of a process (`VmHWM`), in bytes: the high-water mark the
 /// kernel keeps, so a spike between two samples still counts.
-fn rss_high_water(pid: u32) -> Option<u64> {
+pub(super) fn rss_high_water(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
