@@ -17,6 +17,7 @@ pub mod rest;
 pub mod seal;
 pub mod secret;
 pub mod soap;
+pub mod ssh;
 pub mod time;
 pub mod trust;
 
