@@ -11,14 +11,16 @@ use openmid_proto::ecc::Topic;
 use openmid_proto::probe::{Contract, FieldError, field_error};
 use openmid_proto::rest::Rest;
 use openmid_proto::soap::Soap;
+use openmid_proto::ssh::SshCommand;
 use std::marker::PhantomData;
 use std::net::IpAddr;
 
 /// The topics this instance accepts, one line each.
-static TABLE: [&dyn Registered; 3] = [
+static TABLE: [&dyn Registered; 4] = [
     &Entry::<Rest>(PhantomData),
     &Entry::<Soap>(PhantomData),
     &Entry::<Command>(PhantomData),
+    &Entry::<SshCommand>(PhantomData),
 ];
 
 /// What the instance needs to know of a valid request.
@@ -153,7 +155,8 @@ mod tests {
             .unwrap_or_else(|| field_error("", ""));
         assert_eq!(none.field, "topic");
         assert!(
-            none.message.contains("RESTProbe, SOAPProbe, Command"),
+            none.message
+                .contains("RESTProbe, SOAPProbe, Command, SSHCommand"),
             "{}",
             none.message
         );
