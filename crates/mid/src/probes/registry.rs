@@ -7,17 +7,18 @@
 
 use super::credentials::Credential;
 use super::http::SpilledBody;
-use super::{JobContext, ProbeContext, ProbeError, command, rest, soap};
+use super::{JobContext, ProbeContext, ProbeError, command, rest, soap, ssh};
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
 use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 3] = [
+static PROBES: [&dyn Runs; 4] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
+    &Registered(ssh::SshProbe),
 ];
 
 /// What a probe gets besides its request.
