@@ -146,7 +146,7 @@ fn code(r: &SshResponse) -> Option<i32> {
 }
 
 fn message(r: Result<SshResponse, ProbeError>) -> (String, ProbeError) {
-    let e = r.err().expect("an error");
+    let e = r.expect_err("an error");
     (e.to_string(), e)
 }
 
@@ -692,6 +692,30 @@ async fn connections_are_reused_and_a_dead_one_is_replaced() {
         .expect("a dead kept connection does not fail the job");
     assert_eq!(third.stdout.text, "3\n");
     assert!(!third.reused_connection);
+}
+
+#[tokio::test]
+async fn jobs_past_the_pool_size_wait_for_a_connection() {
+    let (server, credential) = server_with_key();
+    let mid = Mid::new();
+    mid.knows(&server);
+    let one = |command: &str| with(payload(&server, command), "pool_size", json!(1));
+    let started = Instant::now();
+    let (a, b) = tokio::join!(mid.run(one("sleep 1; echo a"), credential.clone()), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        mid.run(one("echo b"), credential.clone()).await
+    });
+    let (a, b) = (a.expect("a"), b.expect("b"));
+    assert_eq!(
+        (a.stdout.text.as_str(), b.stdout.text.as_str()),
+        ("a\n", "b\n")
+    );
+    assert!(
+        !a.reused_connection && b.reused_connection,
+        "b waited for a's connection"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(mid.ctx.ssh.idle(), 1, "one connection in all");
 }
 
 #[tokio::test]

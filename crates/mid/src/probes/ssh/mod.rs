@@ -12,7 +12,7 @@
 mod auth;
 mod connect;
 mod demux;
-pub mod host_keys;
+mod host_keys;
 pub mod known_hosts;
 mod pool;
 mod remote;

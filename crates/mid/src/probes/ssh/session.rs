@@ -231,10 +231,8 @@ pub async fn run<S: OutputSink>(
         // Under sudo the command's processes are root's: the signal may have ended
         // sudo and its shell but not what they started, so the group is killed as
         // root whatever the channel did.
-        if (stopping && plan.sudo) || running {
-            if let Some(pid) = pid {
-                kill_group(handle, pid, plan.sudo, plan.sudo_password).await;
-            }
+        if let (true, Some(pid)) = ((stopping && plan.sudo) || running, pid) {
+            kill_group(handle, pid, plan.sudo, plan.sudo_password).await;
         }
         if running {
             let _ = write.signal(russh::Sig::KILL).await;
