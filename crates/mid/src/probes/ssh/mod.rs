@@ -38,6 +38,9 @@ use tokio::time::Instant;
 /// How long a kept connection may take to open a channel before it counts as dead.
 const KEPT_OPEN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// How long past the deadline the answer to the exec request is awaited.
+const EXEC_REPLY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The `SSHCommand` entry of the [registry](super::registry). It watches cancellation
 /// and the deadline itself: the remote command must be stopped, not just abandoned.
 pub struct SshProbe;
@@ -122,14 +125,22 @@ async fn run(req: SshRequest, call: Call<'_>) -> Result<SshResponse, ProbeError>
             .collect();
         let markers = Markers::new();
         let line = remote::command_line(&req, &markers, &exported);
-        let early = session::exec(&mut channel, &line, &target).await?;
-        Ok::<_, ProbeError>((markers, early))
+        Ok::<_, ProbeError>((markers, line))
     };
-    let (markers, early) = tokio::select! {
+    let (markers, line) = tokio::select! {
         r = started => r?,
         () = job.cancel.cancelled() => return Err(ProbeError::Cancelled),
         () = tokio::time::sleep_until(deadline) => return Err(ProbeError::Timeout(timeout_ms)),
     };
+    // Once the exec request is out the command may run: from here a cancellation or
+    // the deadline is handled by `session::run`, which stops it. Only a server that
+    // never answers the request is given up on (a little past the deadline).
+    let early = tokio::time::timeout_at(
+        deadline + EXEC_REPLY_GRACE,
+        session::exec(&mut channel, &line, &target),
+    )
+    .await
+    .map_err(|_| ProbeError::Timeout(timeout_ms))??;
     let max_kept = req.max_output_bytes.unwrap_or(DEFAULT_MAX_OUTPUT_BYTES);
     let defaults = crate::exec::ExecOptions::default();
     let mut sink = CommandSink::new(

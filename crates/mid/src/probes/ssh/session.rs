@@ -231,6 +231,12 @@ pub async fn run<S: OutputSink>(
         // Under sudo the command's processes are root's: the signal may have ended
         // sudo and its shell but not what they started, so the group is killed as
         // root whatever the channel did.
+        // The group id may have come in after the loop stopped reading events.
+        while let Ok(event) = events.try_recv() {
+            if let Event::Pid(p) = event {
+                pid = Some(p);
+            }
+        }
         if let (true, Some(pid)) = ((stopping && plan.sudo) || running, pid) {
             kill_group(handle, pid, plan.sudo, plan.sudo_password).await;
         }
