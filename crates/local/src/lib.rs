@@ -9,6 +9,7 @@
 pub mod auth_target;
 pub mod bodies;
 pub mod process;
+pub mod sshd;
 pub mod target;
 
 use openmid_client::ApiClient;

@@ -15,4 +15,5 @@ mod recovery;
 mod redirects;
 mod soap;
 mod sql;
+mod ssh;
 mod support;

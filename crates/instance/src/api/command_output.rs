@@ -12,7 +12,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use openmid_proto::command::CommandResponse;
 use openmid_proto::command_output::{
     ChunkContent, DecodedChunk, OutputAck, OutputEnd, OutputLine, OutputPost,
 };
@@ -234,14 +233,16 @@ impl Reader {
     /// The last line: the state, and the exit when the command ran.
     async fn end(&self, record: Record) -> Result<OutputLine, ReadError> {
         let input = self.state.dispatcher.store().input_for(&record.id).await?;
-        let response = input
+        // Any streaming topic's response (a command's, an SSH command's) says how the
+        // program ended in the same two fields; a SQL result has neither.
+        let response: Option<EndFields> = input
             .as_ref()
-            .and_then(|i| serde_json::from_str::<CommandResponse>(&i.payload).ok());
+            .and_then(|i| serde_json::from_str(&i.payload).ok());
         Ok(OutputLine::End {
             end: OutputEnd {
                 state: record.state,
-                exit: response.as_ref().map(|r| r.exit.clone()),
-                ended_by: response.as_ref().map(|r| r.ended_by),
+                exit: response.as_ref().and_then(|r| r.exit.clone()),
+                ended_by: response.as_ref().and_then(|r| r.ended_by),
                 error: record.error,
             },
         })
@@ -259,6 +260,15 @@ impl Reader {
         bytes.push(b'\n');
         self.tx.send(Ok(Bytes::from(bytes))).await.is_ok()
     }
+}
+
+/// How a streaming job's program ended, from its response.
+#[derive(serde::Deserialize)]
+struct EndFields {
+    #[serde(default)]
+    exit: Option<openmid_proto::command::CommandExit>,
+    #[serde(default)]
+    ended_by: Option<openmid_proto::command::CommandEnd>,
 }
 
 fn line(chunk: DecodedChunk) -> OutputLine {

@@ -47,6 +47,8 @@ mod tests;
 pub use chunker::{ChunkBody, OutputChunk, Stream, StreamTotals};
 pub use error::ExecError;
 pub use outcome::{EndedBy, Exit, Outcome, signal_name};
+/// The two-stream reader, for probes whose output does not come from local pipes (SSH).
+pub(crate) use pump::Pump;
 pub use run::{ExecOptions, run};
 pub use sink::{OutputSink, SinkClosed};
 pub use spawn::{CommandSpec, MINIMAL_PATH, PathEnv};

@@ -121,7 +121,7 @@ pub async fn run(
 /// One stream's kept bytes — as text when they are UTF-8 without NUL bytes, else
 /// base64 — and the rest of what the program wrote counted as dropped (it was
 /// streamed, or read and discarded).
-fn kept(bytes: Vec<u8>, seen: u64) -> StreamOutput {
+pub(crate) fn kept(bytes: Vec<u8>, seen: u64) -> StreamOutput {
     let dropped = seen.saturating_sub(bytes.len() as u64);
     // NUL bytes are valid UTF-8 but binary in practice, and each costs six bytes as a
     // JSON escape: such output travels as base64 (a third more, not six times).

@@ -54,6 +54,22 @@ pub enum Credential {
         /// Password.
         password: Secret,
     },
+    /// An SSH login with a password (also what `sudo` is fed).
+    SshPassword {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+    /// An SSH login with a private key.
+    SshKey {
+        /// User name.
+        username: String,
+        /// The private key, OpenSSH or PEM.
+        private_key: Secret,
+        /// Its passphrase, when it is encrypted.
+        passphrase: Option<Secret>,
+    },
 }
 
 /// An OAuth 2.0 client (client-credentials grant).
@@ -142,7 +158,8 @@ fn read_local(local: &LocalSecret, policy: &LocalSecretPolicy) -> Result<Secret,
     }
 }
 
-/// Resolves a credential: for an HTTP or SOAP call, or a database login.
+/// Resolves a job's credential: HTTP, SOAP, SSH and database types (the probe checks
+/// it fits).
 pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Credential, ProbeError> {
     Ok(match spec {
         CredentialSpec::Basic { username, password } => Credential::Basic {
@@ -189,6 +206,21 @@ pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Crede
             username,
             password: resolve_value("password", password, policy)?,
         },
+        CredentialSpec::SshPassword { username, password } => Credential::SshPassword {
+            username,
+            password: resolve_value("password", password, policy)?,
+        },
+        CredentialSpec::SshKey {
+            username,
+            private_key,
+            passphrase,
+        } => Credential::SshKey {
+            username,
+            private_key: resolve_value("private_key", private_key, policy)?,
+            passphrase: passphrase
+                .map(|p| resolve_value("passphrase", p, policy))
+                .transpose()?,
+        },
         other => {
             return Err(ProbeError::Credential(format!(
                 "a `{}` credential cannot authenticate an HTTP call",
@@ -231,6 +263,11 @@ pub async fn authenticate(
         Credential::Database { .. } => {
             return Err(ProbeError::Credential(
                 "a `database` credential cannot authenticate an HTTP call".into(),
+            ));
+        }
+        Credential::SshPassword { .. } | Credential::SshKey { .. } => {
+            return Err(ProbeError::Credential(
+                "an SSH credential cannot authenticate an HTTP call".into(),
             ));
         }
         Credential::Bearer(token) => builder.header(

@@ -11,6 +11,7 @@ pub mod rest;
 pub mod soap;
 pub mod soap_xml;
 pub mod sql;
+pub mod ssh;
 pub mod urls;
 
 use crate::config::LocalSecretPolicy;
@@ -45,6 +46,8 @@ pub struct ProbeContext {
     pub tokens: TokenCache,
     /// What this MID may reach (its own config; the instance cannot widen it).
     pub policy: Arc<EgressPolicy>,
+    /// SSH connections kept between jobs.
+    pub ssh: ssh::SshPool,
     /// Clients for targets with their own CA, by a digest of the CA (a client holds its
     /// connection pool, so it is kept).
     tls_clients: Mutex<HashMap<String, reqwest::Client>>,
@@ -88,6 +91,7 @@ impl ProbeContext {
             instance: None,
             local_secrets,
             tokens: TokenCache::default(),
+            ssh: ssh::SshPool::default(),
             tls_clients: Mutex::new(HashMap::new()),
         })
     }
@@ -108,6 +112,19 @@ impl ProbeContext {
             .map_or_else(
                 || std::env::temp_dir().join("openmid-scripts"),
                 |state| state.join("scripts"),
+            )
+    }
+
+    /// Where the SSH probe keeps host keys (`known_hosts`, the operator's, and
+    /// `pinned_hosts`, trust-on-first-use pins): beside the outbox, else under the
+    /// system's temporary directory.
+    pub fn ssh_dir(&self) -> PathBuf {
+        self.outbox_dir
+            .as_deref()
+            .and_then(std::path::Path::parent)
+            .map_or_else(
+                || std::env::temp_dir().join("openmid-ssh"),
+                |state| state.join("ssh"),
             )
     }
 

@@ -7,18 +7,19 @@
 
 use super::credentials::Credential;
 use super::http::SpilledBody;
-use super::{JobContext, ProbeContext, ProbeError, command, rest, soap, sql};
+use super::{JobContext, ProbeContext, ProbeError, command, rest, soap, sql, ssh};
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
 use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 4] = [
+static PROBES: [&dyn Runs; 5] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
     &Registered(sql::SqlProbe),
+    &Registered(ssh::SshProbe),
 ];
 
 /// What a probe gets besides its request.
