@@ -260,6 +260,42 @@ async fn every_documented_operation_answers_as_documented() {
                         "soap_version": "1.1", "execution": {"mid": "mid-a"}}),
             ),
         ),
+        (
+            "POST",
+            "/api/v1/credentials",
+            "/api/v1/credentials".into(),
+            Some(
+                json!({"name": "deploy", "type": "ssh_password", "username": "deploy", "password": "pw-1"}),
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/credentials",
+            "/api/v1/credentials".into(),
+            Some(
+                json!({"name": "reader", "type": "database", "username": "reader", "password": "pw-2"}),
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/aliases",
+            "/api/v1/aliases".into(),
+            Some(
+                json!({"name": "web1", "kind": "ssh", "base_url": "ssh://127.0.0.1:9",
+                        "credential": "deploy", "host_key": {"mode": "trust_on_first_use"},
+                        "pool_size": 2, "execution": {"mid": "mid-a"}}),
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/aliases",
+            "/api/v1/aliases".into(),
+            Some(
+                json!({"name": "inv", "kind": "jdbc", "base_url": "postgres://127.0.0.1:9/inventory",
+                        "credential": "reader", "tls": "verify_full",
+                        "options": {"application_name": "openmid"}, "execution": {"mid": "mid-a"}}),
+            ),
+        ),
         ("GET", "/api/v1/aliases", "/api/v1/aliases".into(), None),
         (
             "GET",
@@ -304,6 +340,20 @@ async fn every_documented_operation_answers_as_documented() {
             "/api/v1/actions/command",
             "/api/v1/actions/command?wait=0".into(),
             Some(json!({"mid": "mid-a", "program": "/bin/echo", "args": ["hi"]})),
+        ),
+        (
+            "POST",
+            "/api/v1/actions/ssh",
+            "/api/v1/actions/ssh?wait=0".into(),
+            Some(json!({"alias": "web1", "command": "uptime"})),
+        ),
+        (
+            "POST",
+            "/api/v1/actions/sql",
+            "/api/v1/actions/sql?wait=0".into(),
+            Some(
+                json!({"alias": "inv", "statement": "SELECT $1::int", "params": [1], "page_rows": 100}),
+            ),
         ),
         (
             "GET",

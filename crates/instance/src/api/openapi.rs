@@ -71,11 +71,17 @@ pub fn document() -> Value {
 fn shared_schemas() -> Vec<(String, Value)> {
     use openmid_proto::api::{ActionPending, ActionTimings};
     use openmid_proto::ecc::State;
+    use openmid_proto::sql::TlsMode;
+    use openmid_proto::ssh::HostKeyPolicy;
     use utoipa::{PartialSchema, ToSchema};
+    // Also the alias fields of ssh and jdbc aliases, which the hand-written `Alias`
+    // refers to.
     let mut all = vec![
         (State::name().to_string(), State::schema()),
         (ActionTimings::name().to_string(), ActionTimings::schema()),
         (ActionPending::name().to_string(), ActionPending::schema()),
+        (HostKeyPolicy::name().to_string(), HostKeyPolicy::schema()),
+        (TlsMode::name().to_string(), TlsMode::schema()),
     ];
     ActionPending::schemas(&mut all);
     all.into_iter()

@@ -17,6 +17,7 @@ mod failover;
 mod rest;
 mod scale;
 mod sql;
+mod ssh;
 
 /// Flags of `openmid bench`.
 #[derive(clap::Args)]
@@ -43,6 +44,9 @@ enum Kind {
     /// A large SQL result (1,000,000 rows) read through a MID, its pages followed,
     /// against `psql`'s `\copy … to stdout` in the same run; with the MID's peak memory.
     Sql(sql::SqlArgs),
+    /// Short commands on one host through a MID against OpenSSH's client sharing one
+    /// connection (ControlMaster), against a real sshd on loopback.
+    Ssh(ssh::SshArgs),
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -52,6 +56,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Kind::Failover(a) => failover::failover(a).await,
         Kind::Command(a) => command::run(a).await,
         Kind::Sql(a) => sql::run(a).await,
+        Kind::Ssh(a) => ssh::run(a).await,
     }
 }
 

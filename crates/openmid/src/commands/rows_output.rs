@@ -1,6 +1,6 @@
 //! Pages of a SQL result as they arrive on the `rows` stream, printed for people (a
-//! table per page, with a progress line on stderr) or for scripts (JSON lines, one
-//! object per row keyed by column name).
+//! table per page) or for scripts (JSON lines, one object per row keyed by column
+//! name), with a progress line per page on stderr.
 
 use anyhow::{Context, Result};
 use openmid_proto::sql::{Column, SqlPage};
