@@ -1,7 +1,8 @@
 //! The store's hot path on SQLite: write an output, claim it, record its result.
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use openmid_instance::ecc::{Claim, MidRow, Record, SqliteStore, Store};
+use openmid_instance::ecc::{Claim, MidRow, Record, SqliteStore};
+use openmid_instance::ecc::{QueueStore, RegistryStore};
 use openmid_proto::ecc::{Priority, Queue, State, Topic};
 use openmid_proto::mid::{Capacity, MidStatus, WorkResult};
 use openmid_proto::time::now_ms;

@@ -19,6 +19,7 @@ pub mod vault;
 
 use crate::api::AppState;
 use crate::dispatch::Dispatcher;
+use crate::ecc::{ConnectionStore, SettingsStore};
 use crate::ecc::{SqliteStore, Store, StoreError};
 use config::InstanceConfig;
 use openmid_proto::secret::Secret;

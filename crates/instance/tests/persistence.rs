@@ -1,6 +1,7 @@
 //! The queue, the registry and the admin token survive an instance restart.
 
 use crate::support::{enrolled_client, instance};
+use openmid_instance::ecc::QueueStore;
 use openmid_proto::api::{NewOutput, RecordQuery};
 use openmid_proto::ecc::{State, Topic};
 use openmid_proto::mid::{Capacity, MidStatus, PollRequest};
@@ -142,7 +143,7 @@ async fn an_operator_certificate_is_served_instead_of_the_self_signed_one() {
 
 #[tokio::test]
 async fn finished_records_past_the_retention_are_purged_and_open_ones_kept() {
-    use openmid_instance::ecc::{SqliteStore, Store};
+    use openmid_instance::ecc::SqliteStore;
     let dir = tempfile::tempdir().expect("tempdir");
     let instance = TestInstance::start_with(
         openmid_instance::config::InstanceConfig {

@@ -442,15 +442,18 @@ pub enum ChunksStored {
     },
 }
 
-/// The queue and registry store. Implementations: [`SqliteStore`] (embedded default);
-/// PostgreSQL follows with the scale-out work.
+/// Instance settings (the store's own key–value table).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait SettingsStore: Send + Sync + 'static {
     /// Reads an instance setting.
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// Writes an instance setting.
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
 
+/// The MID registry: enrollment, MIDs, their status and health, clusters.
+#[async_trait]
+pub trait RegistryStore: Send + Sync + 'static {
     /// Stores a new enrollment token.
     async fn insert_enrollment_token(&self, token: &EnrollmentTokenRow) -> Result<(), StoreError>;
     /// Consumes the token and registers the MID, atomically. The MID's status is set
@@ -523,7 +526,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_clusters(&self) -> Result<Vec<ClusterRow>, StoreError>;
     /// Deletes a cluster; returns whether it existed.
     async fn delete_cluster(&self, name: &str) -> Result<bool, StoreError>;
+}
 
+/// Credentials (sealed by the vault) and aliases.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + 'static {
     /// Creates or replaces a credential by name (the id and creation time of an existing
     /// one are kept).
     async fn put_credential(&self, row: &CredentialRow) -> Result<CredentialRow, StoreError>;
@@ -547,7 +554,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_aliases(&self) -> Result<Vec<AliasRow>, StoreError>;
     /// Deletes an alias; returns whether it existed.
     async fn delete_alias(&self, name: &str) -> Result<bool, StoreError>;
+}
 
+/// The ECC queue: outputs and inputs, claims and leases, results, cancels, streamed
+/// output, purging.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
     /// Writes a new output record (state `ready`).
     async fn insert_output(&self, record: &Record) -> Result<(), StoreError>;
     /// Writes a new output record unless `key` was used by a submission since
@@ -664,4 +676,17 @@ pub trait Store: Send + Sync + 'static {
         to: Option<&str>,
         selection: &str,
     ) -> Result<bool, StoreError>;
+}
+
+/// The whole store, split by concern. Implementations: [`SqliteStore`] (embedded
+/// default); PostgreSQL follows with the scale-out work. Code that uses the store
+/// imports the concern it needs (`use crate::ecc::QueueStore`), or all of them from
+/// [`parts`].
+pub trait Store: SettingsStore + RegistryStore + ConnectionStore + QueueStore {}
+
+impl<T: SettingsStore + RegistryStore + ConnectionStore + QueueStore> Store for T {}
+
+/// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
+pub mod parts {
+    pub use super::{ConnectionStore, QueueStore, RegistryStore, SettingsStore};
 }
