@@ -2,7 +2,10 @@
 //! the benchmarks — so every caller speaks the API exactly as users do. A crate of its
 //! own: a caller of the API needs the wire types and HTTPS, not the server.
 
+mod connections;
 pub mod follow;
+mod queue;
+mod registry;
 
 use openmid_proto::alias::{Alias, AliasInfo, CredentialInfo};
 use openmid_proto::api::{
@@ -113,7 +116,7 @@ impl ApiClient {
         self.base.as_str()
     }
 
-    async fn call<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -142,331 +145,7 @@ impl ApiClient {
 
     const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-    /// Creates an enrollment token.
-    pub async fn create_enrollment_token(
-        &self,
-        req: &NewEnrollmentToken,
-    ) -> Result<EnrollmentToken, ClientError> {
-        let (_, t) = self
-            .call(
-                Method::POST,
-                "api/v1/enrollment-tokens",
-                Some(req),
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(t)
-    }
-
-    /// Lists MIDs.
-    pub async fn list_mids(&self) -> Result<Vec<MidInfo>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct List {
-            mids: Vec<MidInfo>,
-        }
-        let (_, l): (_, List) = self
-            .call::<(), _>(Method::GET, "api/v1/mids", None, Self::DEFAULT_TIMEOUT)
-            .await?;
-        Ok(l.mids)
-    }
-
-    /// Shows one MID.
-    pub async fn get_mid(&self, name: &str) -> Result<MidInfo, ClientError> {
-        let (_, m) = self
-            .call::<(), _>(
-                Method::GET,
-                &format!("api/v1/mids/{}", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(m)
-    }
-
-    /// Validates a MID.
-    pub async fn validate_mid(&self, name: &str) -> Result<MidInfo, ClientError> {
-        self.mid_action(name, "validate").await
-    }
-
-    /// Runs an admin action on a MID: `validate`, `pause`, `resume`, `drain`,
-    /// `invalidate` or `rekey`.
-    pub async fn mid_action(&self, name: &str, action: &str) -> Result<MidInfo, ClientError> {
-        let (_, m) = self
-            .call::<(), _>(
-                Method::POST,
-                &format!("api/v1/mids/{}/{}", encode(name), encode(action)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(m)
-    }
-
-    /// Deletes an invalidated (or never validated) MID so its name can enroll again.
-    pub async fn delete_mid(&self, name: &str) -> Result<(), ClientError> {
-        let _: (_, serde::de::IgnoredAny) = self
-            .call::<(), _>(
-                Method::DELETE,
-                &format!("api/v1/mids/{}", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// A MID's status changes, newest first.
-    pub async fn mid_history(&self, name: &str) -> Result<Vec<StatusChange>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct History {
-            changes: Vec<StatusChange>,
-        }
-        let (_, h): (_, History) = self
-            .call::<(), _>(
-                Method::GET,
-                &format!("api/v1/mids/{}/history", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(h.changes)
-    }
-
-    /// Sets what a MID offers (capabilities, applications, IP ranges).
-    pub async fn update_mid_profile(
-        &self,
-        name: &str,
-        update: &ProfileUpdate,
-    ) -> Result<MidInfo, ClientError> {
-        let (_, m) = self
-            .call(
-                Method::PATCH,
-                &format!("api/v1/mids/{}", encode(name)),
-                Some(update),
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(m)
-    }
-
-    /// Creates a cluster.
-    pub async fn create_cluster(&self, cluster: &NewCluster) -> Result<ClusterInfo, ClientError> {
-        let (_, c) = self
-            .call(
-                Method::POST,
-                "api/v1/clusters",
-                Some(cluster),
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(c)
-    }
-
-    /// Replaces a cluster's kind and members.
-    pub async fn put_cluster(&self, cluster: &NewCluster) -> Result<ClusterInfo, ClientError> {
-        let (_, c) = self
-            .call(
-                Method::PUT,
-                &format!("api/v1/clusters/{}", encode(&cluster.name)),
-                Some(cluster),
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(c)
-    }
-
-    /// Lists clusters.
-    pub async fn list_clusters(&self) -> Result<Vec<ClusterInfo>, ClientError> {
-        #[derive(serde::Deserialize)]
-        struct List {
-            clusters: Vec<ClusterInfo>,
-        }
-        let (_, l): (_, List) = self
-            .call::<(), _>(Method::GET, "api/v1/clusters", None, Self::DEFAULT_TIMEOUT)
-            .await?;
-        Ok(l.clusters)
-    }
-
-    /// Shows a cluster.
-    pub async fn get_cluster(&self, name: &str) -> Result<ClusterInfo, ClientError> {
-        let (_, c) = self
-            .call::<(), _>(
-                Method::GET,
-                &format!("api/v1/clusters/{}", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(c)
-    }
-
-    /// Deletes a cluster.
-    pub async fn delete_cluster(&self, name: &str) -> Result<(), ClientError> {
-        let _: (_, serde::de::IgnoredAny) = self
-            .call::<(), _>(
-                Method::DELETE,
-                &format!("api/v1/clusters/{}", encode(name)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Inserts an output record.
-    pub async fn insert_output(&self, new: &NewOutput) -> Result<EccRecord, ClientError> {
-        let (_, r) = self
-            .call(Method::POST, "api/v1/ecc", Some(new), Self::DEFAULT_TIMEOUT)
-            .await?;
-        Ok(r)
-    }
-
-    /// Reads one record.
-    pub async fn get_record(&self, id: &str) -> Result<EccRecord, ClientError> {
-        let (_, r) = self
-            .call::<(), _>(
-                Method::GET,
-                &format!("api/v1/ecc/{}", encode(id)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(r)
-    }
-
-    /// Lists records.
-    pub async fn list_records(&self, q: &RecordQuery) -> Result<RecordPage, ClientError> {
-        let query = serde_urlencoded_query(q);
-        let (_, p) = self
-            .call::<(), _>(
-                Method::GET,
-                &format!("api/v1/ecc{query}"),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(p)
-    }
-
-    /// Runs a REST action, waiting up to `wait` for its result.
-    pub async fn rest_action(
-        &self,
-        action: &RestAction,
-        wait: Duration,
-    ) -> Result<ActionOutcome, ClientError> {
-        self.action(Method::POST, "api/v1/actions/rest", Some(action), wait)
-            .await
-    }
-
-    /// Runs a command on a MID, waiting up to `wait` for its result.
-    pub async fn command_action(
-        &self,
-        action: &CommandAction,
-        wait: Duration,
-    ) -> Result<ActionOutcome<CommandResponse>, ClientError> {
-        self.action(Method::POST, "api/v1/actions/command", Some(action), wait)
-            .await
-    }
-
-    /// Runs the action `name` (`POST /api/v1/actions/{name}`) with any body, waiting up
-    /// to `wait` for its result: what `ctl run NAME` uses for an action it knows only
-    /// from the OpenAPI document.
-    pub async fn run_action<B: Serialize, R: DeserializeOwned>(
-        &self,
-        name: &str,
-        body: &B,
-        wait: Duration,
-    ) -> Result<ActionOutcome<R>, ClientError> {
-        let path = format!("api/v1/actions/{}", encode(name));
-        self.action(Method::POST, &path, Some(body), wait).await
-    }
-
-    /// The instance's OpenAPI document.
-    pub async fn openapi(&self) -> Result<serde_json::Value, ClientError> {
-        self.get("api/v1/openapi.json").await
-    }
-
-    /// Cancels an output: it is `cancelled` at once if it had not started, else its
-    /// MID is told to stop it (the record says which, by its state).
-    pub async fn cancel_record(&self, id: &str) -> Result<EccRecord, ClientError> {
-        let (_, r) = self
-            .call::<(), _>(
-                Method::POST,
-                &format!("api/v1/ecc/{}/cancel", encode(id)),
-                None,
-                Self::DEFAULT_TIMEOUT,
-            )
-            .await?;
-        Ok(r)
-    }
-
-    /// Reads a command's streamed output (`GET /api/v1/actions/{id}/output`): the
-    /// chunks after `after` (all with `None`); with `follow`, the answer stays open
-    /// until the output finished and ends with an `end` line.
-    pub async fn follow_output(
-        &self,
-        id: &str,
-        after: Option<u64>,
-        follow: bool,
-    ) -> Result<crate::follow::OutputFollower, ClientError> {
-        let mut url = self
-            .base
-            .join(&format!("api/v1/actions/{}/output", encode(id)))
-            .map_err(|_| ClientError::BadUrl(format!("{}api/v1/actions/{id}/output", self.base)))?;
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(after) = after {
-                query.append_pair("after", &after.to_string());
-            }
-            if follow {
-                query.append_pair("follow", "1");
-            }
-        }
-        // No overall timeout: a followed command may run for hours.
-        let resp = self
-            .http
-            .get(url.clone())
-            .bearer_auth(self.token.expose())
-            .send()
-            .await
-            .map_err(|source| ClientError::Transport {
-                url: url.to_string(),
-                source: source.without_url(),
-            })?;
-        if !resp.status().is_success() {
-            return Err(answer_json::<serde::de::IgnoredAny>(&url, resp)
-                .await
-                .err()
-                .unwrap_or_else(|| ClientError::Unexpected {
-                    url: url.to_string(),
-                    detail: "an error status with a success body".into(),
-                }));
-        }
-        Ok(crate::follow::OutputFollower::new(resp, url.to_string()))
-    }
-
-    /// Runs a SOAP action, waiting up to `wait` for its result.
-    pub async fn soap_action(
-        &self,
-        action: &SoapAction,
-        wait: Duration,
-    ) -> Result<ActionOutcome<SoapResponse>, ClientError> {
-        self.action(Method::POST, "api/v1/actions/soap", Some(action), wait)
-            .await
-    }
-
-    /// An action's result by output id, waiting up to `wait` for it (`R`:
-    /// [`RestResponse`] or [`SoapResponse`], by the action's kind).
-    pub async fn get_action<R: DeserializeOwned>(
-        &self,
-        id: &str,
-        wait: Duration,
-    ) -> Result<ActionOutcome<R>, ClientError> {
-        let path = format!("api/v1/actions/{}", encode(id));
-        self.action::<(), R>(Method::GET, &path, None, wait).await
-    }
-
-    async fn action<B: Serialize, R: DeserializeOwned>(
+    pub(crate) async fn action<B: Serialize, R: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -492,14 +171,14 @@ impl ApiClient {
         }
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         let (_, value) = self
             .call::<(), _>(Method::GET, path, None, Self::DEFAULT_TIMEOUT)
             .await?;
         Ok(value)
     }
 
-    async fn send<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn send<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -511,73 +190,11 @@ impl ApiClient {
         Ok(value)
     }
 
-    async fn delete(&self, path: &str) -> Result<(), ClientError> {
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), ClientError> {
         let _: (_, serde::de::IgnoredAny) = self
             .call::<(), _>(Method::DELETE, path, None, Self::DEFAULT_TIMEOUT)
             .await?;
         Ok(())
-    }
-
-    /// Creates a credential.
-    pub async fn create_credential(
-        &self,
-        credential: &NewCredential,
-    ) -> Result<CredentialInfo, ClientError> {
-        self.send(Method::POST, "api/v1/credentials", credential)
-            .await
-    }
-
-    /// Replaces a credential (a secret sent as `***` keeps its stored value).
-    pub async fn put_credential(
-        &self,
-        credential: &NewCredential,
-    ) -> Result<CredentialInfo, ClientError> {
-        let path = format!("api/v1/credentials/{}", encode(&credential.name));
-        self.send(Method::PUT, &path, credential).await
-    }
-
-    /// Lists credentials (redacted).
-    pub async fn list_credentials(&self) -> Result<Vec<CredentialInfo>, ClientError> {
-        self.get("api/v1/credentials").await
-    }
-
-    /// One credential (redacted).
-    pub async fn get_credential(&self, name: &str) -> Result<CredentialInfo, ClientError> {
-        self.get(&format!("api/v1/credentials/{}", encode(name)))
-            .await
-    }
-
-    /// Deletes a credential no alias uses.
-    pub async fn delete_credential(&self, name: &str) -> Result<(), ClientError> {
-        self.delete(&format!("api/v1/credentials/{}", encode(name)))
-            .await
-    }
-
-    /// Creates an alias.
-    pub async fn create_alias(&self, alias: &Alias) -> Result<AliasInfo, ClientError> {
-        self.send(Method::POST, "api/v1/aliases", alias).await
-    }
-
-    /// Replaces an alias.
-    pub async fn put_alias(&self, alias: &Alias) -> Result<AliasInfo, ClientError> {
-        let path = format!("api/v1/aliases/{}", encode(&alias.name));
-        self.send(Method::PUT, &path, alias).await
-    }
-
-    /// Lists aliases.
-    pub async fn list_aliases(&self) -> Result<Vec<AliasInfo>, ClientError> {
-        self.get("api/v1/aliases").await
-    }
-
-    /// One alias.
-    pub async fn get_alias(&self, name: &str) -> Result<AliasInfo, ClientError> {
-        self.get(&format!("api/v1/aliases/{}", encode(name))).await
-    }
-
-    /// Deletes an alias.
-    pub async fn delete_alias(&self, name: &str) -> Result<(), ClientError> {
-        self.delete(&format!("api/v1/aliases/{}", encode(name)))
-            .await
     }
 }
 

@@ -360,15 +360,12 @@ fn help(doc: &Value, name: &str, schema: &Value) -> String {
             } else {
                 ""
             };
-            text.push_str(&format!(
-                "  --{:<18} {}{mark}  {description}\n",
-                format!(
-                    "{} {}",
-                    field.replace('_', "-"),
-                    kind(doc, p).to_uppercase()
-                ),
-                ""
-            ));
+            let flag = format!(
+                "{} {}",
+                field.replace('_', "-"),
+                kind(doc, p).to_uppercase()
+            );
+            text.push_str(&format!("  --{flag:<30} {description}{mark}\n"));
         }
     }
     text.push_str("\nOptions:\n");
