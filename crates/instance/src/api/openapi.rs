@@ -102,6 +102,8 @@ fn path_item(action: &Documented, result: &str) -> Value {
     json!({"post": {
         "summary": action.summary,
         "operationId": format!("action_{}", action.name),
+        // What its jobs stream while they run (followed at /api/v1/actions/{id}/output).
+        "x-openmid-streams": action.streams,
         "tags": ["actions"],
         "parameters": [
             {

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::connections::{self, AliasesCommand, CredentialsCommand, SoapRun};
+use super::connections::{self, CredentialsCommand, SoapRun};
+use super::ctl_aliases::{self, AliasesCommand};
 use super::ctl_output::{parse_headers, print_json, table};
 
 /// Connection flags shared by every `ctl` command. Each falls back to its
@@ -333,7 +334,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             }
         }
         Command::Credentials(cmd) => connections::credentials(&api, cmd, json).await?,
-        Command::Aliases(cmd) => connections::aliases(&api, *cmd, json).await?,
+        Command::Aliases(cmd) => ctl_aliases::aliases(&api, *cmd, json).await?,
         Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
         Command::Run(RunCommand::Other(args)) => {
             return super::run_action::run(&api, args, json).await;

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod connections;
 pub mod ctl;
+mod ctl_aliases;
 mod ctl_output;
 mod ctl_registry;
 pub mod demo;

@@ -18,6 +18,8 @@ use std::time::Duration;
 /// Flags of `ctl run NAME` itself; every other flag is a body field.
 const OWN_FLAGS: &str = "  --wait SECONDS   wait this long for the result (default 30)
   --follow         print the action's streamed output (stdout, stderr, rows) as it arrives
+                   (the default for actions that stream: command, ssh, sql)
+  --no-follow      wait for the result instead, and print it as JSON
   --rows FORMAT    how --follow prints rows: table (default) or jsonl
   --body JSON      start from this body (or @FILE); flags then set fields on it
   --json           print the result as one JSON line";
@@ -28,6 +30,7 @@ struct Parsed {
     body: Map<String, Value>,
     wait: Option<f64>,
     follow: bool,
+    no_follow: bool,
     rows: RowsFormat,
     json: bool,
     help: bool,
@@ -46,6 +49,15 @@ pub async fn run(api: &ApiClient, args: Vec<String>, json: bool) -> Result<ExitC
         return Ok(ExitCode::SUCCESS);
     }
     let json = json || parsed.json;
+    // An action whose jobs stream is followed unless told otherwise: a person running
+    // a command or a query wants to see it come.
+    let streams = doc["paths"][format!("/api/v1/actions/{name}")]["post"]["x-openmid-streams"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty());
+    let parsed = Parsed {
+        follow: parsed.follow || (streams && !parsed.no_follow && !json),
+        ..parsed
+    };
     let wait = parsed.wait.unwrap_or(30.0);
     if !(0.0..=3600.0).contains(&wait) {
         bail!("--wait must be 0–3600 seconds");
@@ -199,6 +211,7 @@ fn parse(doc: &Value, schema: &Value, args: &[String]) -> Result<Parsed> {
         match flag {
             "help" => out.help = true,
             "follow" => out.follow = true,
+            "no-follow" => out.no_follow = true,
             "rows" => {
                 out.rows = match value(&mut i, "table or jsonl")?.as_str() {
                     "table" => RowsFormat::Table,

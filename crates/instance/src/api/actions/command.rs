@@ -15,6 +15,7 @@ impl Action for CommandRun {
     const SUMMARY: &'static str =
         "Run a program or script on a MID's host (as its egress policy allows)";
     const FINISHED: &'static str = "Finished (exit code or signal in response.exit; a refusal by the MID's policy is an error naming the rule)";
+    const STREAMS: &'static [&'static str] = &["stdout", "stderr"];
     type Contract = openmid_proto::command::Command;
     type Body = CommandAction;
 

@@ -35,6 +35,10 @@ pub trait Action: Send + Sync + 'static {
     const SUMMARY: &'static str;
     /// What a 200 answer means, for the document.
     const FINISHED: &'static str;
+    /// The output streams its jobs send while they run (`stdout`, `stderr`, `rows`),
+    /// which `GET /api/v1/actions/{id}/output` follows; `ctl run` follows them by
+    /// default.
+    const STREAMS: &'static [&'static str] = &[];
     /// The topic it runs (its response is the topic's).
     type Contract: Contract<Response: ToSchema>;
     /// The request body.
@@ -51,6 +55,8 @@ pub struct Documented {
     pub summary: &'static str,
     /// [`Action::FINISHED`].
     pub finished: &'static str,
+    /// [`Action::STREAMS`].
+    pub streams: &'static [&'static str],
     /// The body's schema name and every schema it needs.
     pub body: (
         String,
@@ -99,6 +105,7 @@ impl<A: Action> Runs for Registered<A> {
             name: A::NAME,
             summary: A::SUMMARY,
             finished: A::FINISHED,
+            streams: A::STREAMS,
             body: schemas::<A::Body>(),
             response: schemas::<<A::Contract as Contract>::Response>(),
         }

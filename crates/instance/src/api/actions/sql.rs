@@ -15,6 +15,7 @@ impl Action for SqlRun {
     const NAME: &'static str = "sql";
     const SUMMARY: &'static str = "Run a SQL statement against the database of a jdbc alias (read-only unless the MID's policy allows writes; rows stream in pages)";
     const FINISHED: &'static str = "Finished (columns, counts and the first page in response; every page in the `rows` stream of /api/v1/actions/{id}/output)";
+    const STREAMS: &'static [&'static str] = &["rows"];
     type Contract = openmid_proto::sql::Jdbc;
     type Body = SqlAction;
 

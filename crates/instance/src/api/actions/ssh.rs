@@ -14,6 +14,7 @@ impl Action for SshRun {
     const NAME: &'static str = "ssh";
     const SUMMARY: &'static str = "Run a command or script over SSH on the host of an ssh alias (its output streams while it runs)";
     const FINISHED: &'static str = "Finished (exit code or signal in response.exit; an unknown or changed host key is an error showing both fingerprints)";
+    const STREAMS: &'static [&'static str] = &["stdout", "stderr"];
     type Contract = openmid_proto::ssh::SshCommand;
     type Body = SshAction;
 

@@ -1,0 +1,253 @@
+//! The store's interface, split by concern: settings, the MID registry, credentials
+//! and aliases, the ECC queue. A backend implements all four.
+
+use super::*;
+
+/// Instance settings (the store's own key–value table).
+#[async_trait]
+pub trait SettingsStore: Send + Sync + 'static {
+    /// Reads an instance setting.
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Writes an instance setting.
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
+}
+
+/// The MID registry: enrollment, MIDs, their status and health, clusters.
+#[async_trait]
+pub trait RegistryStore: Send + Sync + 'static {
+    /// Stores a new enrollment token.
+    async fn insert_enrollment_token(&self, token: &EnrollmentTokenRow) -> Result<(), StoreError>;
+    /// Consumes the token and registers the MID, atomically. The MID's status is set
+    /// from the token (`up` when it auto-validates).
+    async fn enroll_mid(&self, token_hash: &str, mid: &MidRow) -> Result<MidRow, EnrollError>;
+    /// Finds a MID.
+    async fn get_mid(&self, key: MidKey<'_>) -> Result<Option<MidRow>, StoreError>;
+    /// All MIDs, by name.
+    async fn list_mids(&self) -> Result<Vec<MidRow>, StoreError>;
+    /// Sets a MID's status (by name) and records the change in its history — only if
+    /// the current status is one of `only_from` (any, when empty) and differs. Returns
+    /// the row as it is afterwards, or `None` if there is no such MID.
+    async fn set_mid_status(
+        &self,
+        name: &str,
+        only_from: &[MidStatus],
+        status: MidStatus,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<MidRow>, StoreError>;
+    /// A MID's status changes, newest first.
+    async fn mid_history(&self, id: &str, limit: u32) -> Result<Vec<StatusChangeRow>, StoreError>;
+    /// Removes a MID from the registry with its history; outputs addressed to it alone
+    /// that still wait end in `error`. Returns how many outputs that ended.
+    async fn delete_mid(&self, id: &str, name: &str, now: i64) -> Result<u64, StoreError>;
+    /// Records contact from a MID.
+    async fn mark_mid_seen(&self, id: &str, now: i64) -> Result<(), StoreError>;
+    /// Records a heartbeat: contact, health, the profile its config declares and the
+    /// MID process's session. Returns the session recorded before when this one differs
+    /// (a new process of the MID: what the old one held must be released).
+    async fn record_heartbeat(
+        &self,
+        id: &str,
+        health: &MidHealth,
+        declared: &MidProfile,
+        session: Option<&str>,
+        now: i64,
+    ) -> Result<SessionChange, StoreError>;
+    /// Sets (or with `None` drops) an admin's profile settings.
+    async fn set_admin_profile(
+        &self,
+        name: &str,
+        profile: Option<&ProfileUpdate>,
+    ) -> Result<Option<MidRow>, StoreError>;
+    /// Asks (or stops asking) a MID to rekey.
+    async fn request_rekey(
+        &self,
+        name: &str,
+        requested: bool,
+    ) -> Result<Option<MidRow>, StoreError>;
+    /// Stores a MID's new key and secret hash and clears the request.
+    async fn rekey_mid(
+        &self,
+        id: &str,
+        secret_hash: &str,
+        public_key: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Creates or replaces a cluster with its members in order.
+    async fn put_cluster(
+        &self,
+        name: &str,
+        kind: ClusterKind,
+        members: &[String],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    /// One cluster.
+    async fn get_cluster(&self, name: &str) -> Result<Option<ClusterRow>, StoreError>;
+    /// All clusters, by name.
+    async fn list_clusters(&self) -> Result<Vec<ClusterRow>, StoreError>;
+    /// Deletes a cluster; returns whether it existed.
+    async fn delete_cluster(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+/// Credentials (sealed by the vault) and aliases.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync + 'static {
+    /// Creates or replaces a credential by name (the id and creation time of an existing
+    /// one are kept).
+    async fn put_credential(&self, row: &CredentialRow) -> Result<CredentialRow, StoreError>;
+    /// One credential.
+    async fn get_credential(
+        &self,
+        key: CredentialKey<'_>,
+    ) -> Result<Option<CredentialRow>, StoreError>;
+    /// All credentials, by name.
+    async fn list_credentials(&self) -> Result<Vec<CredentialRow>, StoreError>;
+    /// Deletes a credential unless an alias uses it ([`StoreError::InUse`]); returns
+    /// whether it existed.
+    async fn delete_credential(&self, name: &str) -> Result<bool, StoreError>;
+    /// Creates or replaces an alias by name (id and creation time are kept). Fails
+    /// with [`StoreError::MissingCredential`] when its credential does not exist
+    /// (checked in the same transaction, so a concurrent delete cannot slip in).
+    async fn put_alias(&self, row: &AliasRow) -> Result<AliasRow, StoreError>;
+    /// One alias by name.
+    async fn get_alias(&self, name: &str) -> Result<Option<AliasRow>, StoreError>;
+    /// All aliases, by name.
+    async fn list_aliases(&self) -> Result<Vec<AliasRow>, StoreError>;
+    /// Deletes an alias; returns whether it existed.
+    async fn delete_alias(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+/// The ECC queue: outputs and inputs, claims and leases, results, cancels, streamed
+/// output, purging.
+#[async_trait]
+pub trait QueueStore: Send + Sync + 'static {
+    /// Writes a new output record (state `ready`).
+    async fn insert_output(&self, record: &Record) -> Result<(), StoreError>;
+    /// Writes a new output record unless `key` was used by a submission since
+    /// `key.not_before`: then nothing is written and the earlier one is returned. The
+    /// check and the write are one transaction, so two concurrent retries make one
+    /// output.
+    async fn insert_output_once(
+        &self,
+        record: &Record,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotentHit>, StoreError>;
+    /// The submission made with `key` since `not_before`, if any.
+    async fn find_idempotent(
+        &self,
+        key: &str,
+        not_before: i64,
+    ) -> Result<Option<IdempotentHit>, StoreError>;
+    /// Reads one record.
+    async fn get_record(&self, id: &str) -> Result<Option<Record>, StoreError>;
+    /// The input record answering an output, if any.
+    async fn input_for(&self, output_id: &str) -> Result<Option<Record>, StoreError>;
+    /// One page of records, oldest first.
+    async fn list_records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError>;
+    /// Claims ready outputs for a MID: each claimed output becomes `processing` with a
+    /// lease, `attempt + 1` and `claimed_by`, in the same transaction that selects it.
+    /// Most urgent priority first, oldest first within a priority.
+    async fn claim_ready_outputs(&self, claim: &Claim<'_>) -> Result<Vec<Record>, StoreError>;
+    /// Records a batch of results from one MID in one transaction, exactly once each:
+    /// a result for the current attempt becomes the output's input record and finishes
+    /// the output; a repeat is `duplicate`; a superseded attempt is discarded.
+    async fn record_results(
+        &self,
+        mid_name: &str,
+        results: &[WorkResult],
+        now: i64,
+    ) -> Result<Vec<RecordedResult>, StoreError>;
+    /// Extends the leases of jobs a MID still runs; returns the jobs it no longer holds.
+    async fn renew_leases(
+        &self,
+        mid_name: &str,
+        jobs: &[JobRef],
+        lease_until: i64,
+    ) -> Result<Vec<JobRef>, StoreError>;
+    /// Returns outputs whose lease lapsed to `ready` (or ends them in `error` when
+    /// attempts are used up or they are at-most-once). Returns the changed outputs.
+    async fn expire_leases(&self, now: i64) -> Result<Vec<Record>, StoreError>;
+    /// Ends the leases of everything `mid_name` runs at once (it is down or
+    /// invalidated, or a new process of it holds only `keep`), with the same rules as
+    /// [`Store::expire_leases`].
+    async fn release_leases_of(
+        &self,
+        mid_name: &str,
+        keep: &[JobRef],
+        reason: &str,
+        now: i64,
+    ) -> Result<Vec<Record>, StoreError>;
+    /// Gives every running output a lease of at least `lease_until` (at instance start:
+    /// the time the instance was down must not count against the MIDs' leases).
+    async fn extend_all_leases(&self, lease_until: i64) -> Result<u64, StoreError>;
+    /// Deletes up to `limit` finished outputs (with their inputs) that finished before
+    /// `before`. Returns how many records went.
+    async fn purge_finished(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+    /// Cancels an output: a `ready` one ends `cancelled` at once; a `processing` one
+    /// is marked, so its MID is told to stop and whatever ends it (its result, a
+    /// lapsed lease) ends it `cancelled`. `None` when there is no such output.
+    async fn cancel_output(
+        &self,
+        id: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<Option<Cancelled>, StoreError>;
+    /// Running outputs of `mid_name` that were cancelled and are not finished yet.
+    async fn cancelled_running(&self, mid_name: &str) -> Result<Vec<JobRef>, StoreError>;
+    /// Forgets idempotency keys made before `before`; returns how many went.
+    async fn purge_idempotency_keys(&self, before: i64) -> Result<u64, StoreError>;
+    /// Ready and running outputs per MID.
+    async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError>;
+    /// Ready outputs addressed to a cluster or `mid.auto` (the ones the instance may
+    /// move between MIDs), oldest first.
+    async fn movable_outputs(&self, limit: u32) -> Result<Vec<Record>, StoreError>;
+    /// Stores chunks of a running command's output, if `mid_name` holds `attempt` of
+    /// `output_id` now (checked in the same transaction); a chunk already stored under
+    /// the same `(output, attempt, seq)` is left as it is.
+    async fn store_output_chunks(
+        &self,
+        mid_name: &str,
+        output_id: &str,
+        attempt: u32,
+        chunks: Vec<openmid_proto::command_output::DecodedChunk>,
+    ) -> Result<ChunksStored, StoreError>;
+    /// Moves the chunks of earlier attempts of `output_id` onto `attempt` (for a topic
+    /// that resumes) and returns the data of the last one.
+    async fn carry_output_chunks(
+        &self,
+        output_id: &str,
+        attempt: u32,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Chunks of `attempt` of `output_id` with `seq` above `after` (all with `None`),
+    /// ascending, at most `limit` of them and about `max_bytes` of data (at least one).
+    async fn output_chunks(
+        &self,
+        output_id: &str,
+        attempt: u32,
+        after: Option<u64>,
+        limit: u32,
+        max_bytes: usize,
+    ) -> Result<Vec<openmid_proto::command_output::DecodedChunk>, StoreError>;
+    /// Assigns a ready output to `to` (None: nobody yet), if it is still ready and
+    /// assigned to `from`. Returns whether it changed.
+    async fn assign_output(
+        &self,
+        id: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        selection: &str,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The whole store, split by concern. Implementations: [`SqliteStore`] (embedded
+/// default); PostgreSQL follows with the scale-out work. Code that uses the store
+/// imports the concern it needs (`use crate::ecc::QueueStore`), or all of them from
+/// [`parts`].
+pub trait Store: SettingsStore + RegistryStore + ConnectionStore + QueueStore {}
+
+impl<T: SettingsStore + RegistryStore + ConnectionStore + QueueStore> Store for T {}
+
+/// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
+pub mod parts {
+    pub use super::{ConnectionStore, QueueStore, RegistryStore, SettingsStore};
+}
