@@ -1,3 +1,4 @@
+//! Tests of the service, against it running on loopback.
 
 use super::*;
 use rustls::pki_types::pem::PemObject;
