@@ -120,7 +120,7 @@ fn alias_info(row: AliasRow) -> Result<AliasInfo, DispatchError> {
     })
 }
 
-fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
+pub(super) fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
     check_name("name", &alias.name)?;
     if alias
         .description
@@ -176,13 +176,17 @@ fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
             ));
         }
     }
+    // One HTTP attempt is short; a command or a query over SSH or SQL may run for
+    // hours (an import), as their probes allow.
+    let max = match alias.kind {
+        ConnectionKind::Http | ConnectionKind::Soap => MAX_TIMEOUT_MS,
+        ConnectionKind::Ssh => openmid_proto::command::MAX_TIMEOUT_MS,
+        ConnectionKind::Jdbc => openmid_proto::sql::MAX_TIMEOUT_MS,
+    };
     if let Some(t) = alias.timeout_ms
-        && (t == 0 || t > MAX_TIMEOUT_MS)
+        && (t == 0 || t > max)
     {
-        return Err(invalid(
-            "timeout_ms",
-            format!("must be 1–{MAX_TIMEOUT_MS}, got {t}"),
-        ));
+        return Err(invalid("timeout_ms", format!("must be 1–{max}, got {t}")));
     }
     if let Some((field, message)) = alias.retry.problem() {
         return Err(invalid(&format!("retry.{field}"), message));

@@ -140,6 +140,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_jdbc_alias_may_wait_longer_than_an_http_one() {
+        let alias = |kind, base: &str, timeout_ms| Alias {
+            name: "a".into(),
+            description: None,
+            kind,
+            base_url: base.into(),
+            headers: Default::default(),
+            timeout_ms: Some(timeout_ms),
+            retry: Default::default(),
+            credential: None,
+            execution: Default::default(),
+            soap_version: None,
+            wsdl: None,
+            ca_pem: None,
+            host_key: None,
+            pool_size: None,
+            tls: None,
+            options: Default::default(),
+        };
+        let hour = 3_600_000;
+        let check = super::super::aliases::check_alias;
+        assert!(check(&alias(ConnectionKind::Jdbc, "postgres://h/db", hour)).is_ok());
+        assert!(check(&alias(ConnectionKind::Ssh, "ssh://h", hour)).is_ok());
+        let http = check(&alias(ConnectionKind::Http, "https://h", hour)).expect_err("too long");
+        assert!(http.to_string().contains("timeout_ms"), "{http}");
+        let sql = check(&alias(ConnectionKind::Jdbc, "postgres://h/db", 25 * hour));
+        assert!(sql.is_err(), "the SQL probe's own bound holds");
+    }
+
+    #[test]
     fn databases_are_read_from_the_url() {
         let db = database("postgres://db.internal:6432/inventory").expect("valid");
         assert_eq!(

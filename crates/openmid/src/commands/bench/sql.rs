@@ -128,7 +128,7 @@ async fn measure(args: &SqlArgs, host: &str, port: u16, db: &str) -> Result<Exit
         kind: ConnectionKind::Jdbc,
         base_url: format!("postgres://{host}:{port}/{db}"),
         headers: Default::default(),
-        timeout_ms: Some(600_000),
+        timeout_ms: Some(3_600_000),
         retry: Default::default(),
         credential: Some("bench-pg".into()),
         execution: Execution {
