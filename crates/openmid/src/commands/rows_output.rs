@@ -34,15 +34,22 @@ impl RowsPrinter {
         }
     }
 
-    /// Prints one page (the data of one `rows` chunk).
+    /// Prints one page (the data of one `rows` chunk) to stdout.
     pub fn page(&mut self, data: &[u8]) -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        self.page_to(&mut out, data)?;
+        out.flush()?;
+        Ok(())
+    }
+
+    /// Writes one page to `out`.
+    fn page_to(&mut self, out: &mut impl Write, data: &[u8]) -> Result<()> {
         let page: SqlPage = serde_json::from_slice(data).context("a page of rows")?;
         if let Some(columns) = page.columns {
             self.columns = columns;
         }
         self.rows += page.rows.len() as u64;
         self.pages += 1;
-        let mut out = std::io::stdout().lock();
         match self.format {
             RowsFormat::JsonLines => {
                 for row in &page.rows {
@@ -78,5 +85,48 @@ fn cell(v: &serde_json::Value) -> String {
         serde_json::Value::Null => "NULL".into(),
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PAGE0: &[u8] = br#"{"page": 0, "first_row": 0, "columns": [
+        {"name": "id", "type_name": "int4", "json": "number"},
+        {"name": "name", "type_name": "text", "json": "string"}],
+        "rows": [[1, "a"], [2, null]]}"#;
+    const PAGE1: &[u8] = br#"{"page": 1, "first_row": 2, "rows": [[3, "c"]]}"#;
+
+    fn printed(format: RowsFormat, pages: &[&[u8]]) -> String {
+        let mut printer = RowsPrinter::new(format);
+        let mut out = Vec::new();
+        for p in pages {
+            printer.page_to(&mut out, p).expect("a page");
+        }
+        String::from_utf8(out).expect("text")
+    }
+
+    #[test]
+    fn json_lines_are_objects_keyed_by_the_first_page_columns() {
+        assert_eq!(
+            printed(RowsFormat::JsonLines, &[PAGE0, PAGE1]),
+            "{\"id\":1,\"name\":\"a\"}\n{\"id\":2,\"name\":null}\n{\"id\":3,\"name\":\"c\"}\n"
+        );
+    }
+
+    #[test]
+    fn tables_show_null_as_null_and_keep_the_header() {
+        let text = printed(RowsFormat::Table, &[PAGE0, PAGE1]);
+        assert_eq!(text.matches("name").count(), 2, "a header per page: {text}");
+        assert!(text.contains("NULL") && text.contains('c'), "{text}");
+    }
+
+    #[test]
+    fn a_page_that_is_not_one_is_an_error() {
+        let mut printer = RowsPrinter::default();
+        for bad in [&b"not json"[..], b"{}", b"{\"page\": 0}"] {
+            assert!(printer.page_to(&mut Vec::new(), bad).is_err());
+        }
     }
 }
