@@ -132,12 +132,13 @@ where
 struct Setup {
     /// This program, to start `openmid instance` / `openmid mid` from.
     bin: std::path::PathBuf,
-    /// Fresh scratch directory (removed when dropped).
-    dir: tempfile::TempDir,
     /// The instance, as its own process.
     instance: openmid_local::InstanceProcess,
     /// Its admin API.
     api: openmid_client::ApiClient,
+    /// Fresh scratch directory, removed when dropped: after the instance stopped
+    /// (fields drop in this order).
+    dir: tempfile::TempDir,
 }
 
 fn setup() -> Result<Setup> {
@@ -154,6 +155,32 @@ fn setup() -> Result<Setup> {
         instance,
         api,
     })
+}
+
+impl Setup {
+    /// Starts a MID process named `name` under the egress policy `policy` (TOML) with
+    /// `pools`, and waits until the instance has it `up`.
+    async fn spawn_mid(&self, name: &str, policy: &str, pools: PoolSizes) -> Result<MidProcess> {
+        let token = openmid_local::auto_validating_token(&self.api).await?;
+        let mut config = self
+            .instance
+            .mid_config(name, &self.dir.path().join(name), Some(token));
+        let table: openmid_mid::policy::PolicyConfig =
+            toml::from_str(policy).context("the benchmark's policy")?;
+        config.policy = openmid_mid::policy::EgressPolicy::new(table)
+            .context("compiling the benchmark's policy")?;
+        config.pools = pools;
+        let mid = MidProcess::spawn(&self.bin, &config).context("starting the MID process")?;
+        let api = &self.api;
+        wait(Duration::from_secs(20), || async {
+            api.get_mid(name)
+                .await
+                .is_ok_and(|m| m.status == MidStatus::Up)
+        })
+        .await
+        .with_context(|| format!("MID {name} did not come up"))?;
+        Ok(mid)
+    }
 }
 
 async fn wait<F, Fut>(limit: Duration, check: F) -> Result<()>

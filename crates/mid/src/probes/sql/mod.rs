@@ -87,6 +87,49 @@ struct Outcome {
     pub rows_affected: u64,
 }
 
+/// How reading a statement's rows ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Every row was read.
+    Done,
+    /// `max_rows` was reached.
+    Full,
+    /// The job was cancelled or ran out of time.
+    Stopped,
+}
+
+/// What both drivers do once the rows are read: a stopped job fails; a read cut at
+/// `max_rows` needs no commit; otherwise the transaction commits (a write keeps what
+/// it did) and the connection closes.
+async fn finish<C>(
+    s: &Session<'_>,
+    mut conn: C,
+    ended: End,
+    affected: u64,
+) -> Result<Outcome, ProbeError>
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+{
+    let outcome = Outcome {
+        rows_affected: affected,
+    };
+    match ended {
+        End::Stopped => return Err(s.stop.error()),
+        End::Full if !s.req.write => return Ok(outcome),
+        _ => {}
+    }
+    s.stop
+        .bound(Box::pin(sqlx::Executor::execute(
+            &mut conn,
+            sqlx::raw_sql("COMMIT"),
+        )))
+        .await?
+        .map_err(|e| s.stop.error_of(e))?;
+    let _ = tokio::time::timeout(CANCEL_TIMEOUT, conn.close()).await;
+    Ok(outcome)
+}
+
 /// Runs one SQL job.
 pub async fn run(req: SqlRequest, call: Call<'_>) -> Result<SqlResponse, ProbeError> {
     let started_ms = openmid_proto::time::now_ms();

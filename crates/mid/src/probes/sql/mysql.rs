@@ -13,7 +13,7 @@ use super::connect::Bridge;
 use super::mysql_types::{self, MyDecoder};
 use super::paging::{Flow, Pager};
 use super::{
-    CANCEL_TIMEOUT, DRAIN_TIMEOUT, Outcome, Param, Session, column_error, keyset_statement,
+    CANCEL_TIMEOUT, DRAIN_TIMEOUT, End, Outcome, Param, Session, column_error, keyset_statement,
     target_error,
 };
 use crate::probes::ProbeError;
@@ -192,31 +192,7 @@ async fn statement(s: &Session<'_>, pager: &mut Pager) -> Result<Outcome, ProbeE
     if !pager.has_columns() {
         pager.set_columns(map_columns(statement.columns())?.1)?;
     }
-    match ended {
-        End::Stopped => return Err(s.stop.error()),
-        End::Full if !req.write => {
-            return Ok(Outcome {
-                rows_affected: affected,
-            });
-        }
-        _ => {}
-    }
-    s.stop
-        .bound(Box::pin((&mut conn).execute(sqlx::raw_sql("COMMIT"))))
-        .await?
-        .map_err(|e| s.stop.error_of(e))?;
-    let _ = tokio::time::timeout(CANCEL_TIMEOUT, conn.close()).await;
-    Ok(Outcome {
-        rows_affected: affected,
-    })
-}
-
-/// How the reading ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Done,
-    Full,
-    Stopped,
+    super::finish(s, conn, ended, affected).await
 }
 
 fn map_columns(columns: &[MySqlColumn]) -> Result<(Vec<MyDecoder>, Vec<Column>), ProbeError> {

@@ -7,15 +7,12 @@
 //! output collected, as the probe does, so the difference is the queue, the TLS hops
 //! and the probe's bookkeeping, not a different way of starting processes.
 
-use super::{Setup, mb, percentile, setup, wait};
+use super::{mb, percentile, setup};
 use anyhow::{Context, Result, bail};
 use openmid_client::{ActionOutcome, ApiClient};
-use openmid_local::MidProcess;
 use openmid_mid::config::PoolSizes;
-use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::api::CommandAction;
 use openmid_proto::command::{CommandResponse, MAX_OUTPUT_BYTES};
-use openmid_proto::mid::MidStatus;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -257,28 +254,18 @@ pub(super) async fn run(args: CommandArgs) -> Result<ExitCode> {
             bail!("{program} is not on this host; the benchmark runs it on both sides");
         }
     }
-    let Setup {
-        bin,
-        dir,
-        instance,
-        api,
-    } = setup()?;
-    let token = openmid_local::auto_validating_token(&api).await?;
-    let mut config = instance.mid_config(MID_NAME, &dir.path().join(MID_NAME), Some(token));
-    let table: PolicyConfig = toml::from_str(POLICY).context("the bench's command policy")?;
-    config.policy = EgressPolicy::new(table).context("compiling the bench's command policy")?;
-    config.pools = PoolSizes {
-        interactive: concurrency,
-        ..PoolSizes::default()
-    };
-    let mid = MidProcess::spawn(&bin, &config).context("starting the MID process")?;
-    wait(Duration::from_secs(20), || async {
-        api.get_mid(MID_NAME)
-            .await
-            .is_ok_and(|m| m.status == MidStatus::Up)
-    })
-    .await
-    .with_context(|| format!("MID {MID_NAME} did not come up"))?;
+    let setup = setup()?;
+    let api = setup.api.clone();
+    let mid = setup
+        .spawn_mid(
+            MID_NAME,
+            POLICY,
+            PoolSizes {
+                interactive: concurrency,
+                ..PoolSizes::default()
+            },
+        )
+        .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mid_rss_idle = mb(mid.rss_bytes());
     let stop = tokio_util::sync::CancellationToken::new();
@@ -448,7 +435,7 @@ pub(super) async fn run(args: CommandArgs) -> Result<ExitCode> {
         );
     }
     drop(mid);
-    drop(instance);
+    drop(setup);
     Ok(if mid_failed == 0 && local_failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -5,17 +5,15 @@
 //! row (every page stored on the instance on the way), so the figures compare what a
 //! user waits for in each case.
 
-use super::{Setup, mb, setup, wait};
+use super::{mb, setup};
 use anyhow::{Context, Result, bail};
 use openmid_client::ActionOutcome;
 use openmid_mid::config::PoolSizes;
-use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
 use openmid_proto::api::NewCredential;
 use openmid_proto::command_output::{OutputLine, OutputStream};
 use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::ecc::State;
-use openmid_proto::mid::MidStatus;
 use openmid_proto::secret::Secret;
 use openmid_proto::sql::{SqlAction, SqlPage, SqlResponse, TlsMode};
 use std::process::{Command, ExitCode, Stdio};
@@ -92,26 +90,11 @@ async fn measure(args: &SqlArgs, host: &str, port: u16, db: &str) -> Result<Exit
     psql_to_null(host, port, db, &copy)?;
     let psql_secs = started.elapsed().as_secs_f64();
 
-    let Setup {
-        bin,
-        dir,
-        instance,
-        api,
-    } = setup()?;
-    let token = openmid_local::auto_validating_token(&api).await?;
-    let mut config = instance.mid_config(MID_NAME, &dir.path().join(MID_NAME), Some(token));
-    let table: PolicyConfig = toml::from_str(POLICY).context("the bench's policy")?;
-    config.policy = EgressPolicy::new(table).context("compiling the bench's policy")?;
-    config.pools = PoolSizes::default();
-    let mid =
-        openmid_local::MidProcess::spawn(&bin, &config).context("starting the MID process")?;
-    wait(Duration::from_secs(20), || async {
-        api.get_mid(MID_NAME)
-            .await
-            .is_ok_and(|m| m.status == MidStatus::Up)
-    })
-    .await
-    .with_context(|| format!("MID {MID_NAME} did not come up"))?;
+    let setup = setup()?;
+    let api = setup.api.clone();
+    let mid = setup
+        .spawn_mid(MID_NAME, POLICY, PoolSizes::default())
+        .await?;
     let mid_rss_idle = mb(mid.rss_bytes());
     api.create_credential(&NewCredential {
         name: "bench-pg".into(),
@@ -256,8 +239,7 @@ async fn measure(args: &SqlArgs, host: &str, port: u16, db: &str) -> Result<Exit
         );
     }
     drop(mid);
-    drop(instance);
-    drop(dir);
+    drop(setup);
     Ok(ExitCode::SUCCESS)
 }
 

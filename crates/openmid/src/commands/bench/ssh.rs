@@ -3,16 +3,14 @@
 //! real `sshd` started on loopback; with the MID's peak memory. Both sides reuse a
 //! connection, so the figures compare the per-command cost a user pays.
 
-use super::{Setup, mb, percentile, setup, wait};
+use super::{mb, percentile, setup};
 use anyhow::{Context, Result, bail};
 use openmid_client::ActionOutcome;
 use openmid_local::sshd::LocalSshd;
-use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
 use openmid_proto::api::NewCredential;
 use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::ecc::State;
-use openmid_proto::mid::MidStatus;
 use openmid_proto::secret::Secret;
 use openmid_proto::ssh::{HostKeyPolicy, SshAction, SshResponse};
 
@@ -44,16 +42,12 @@ pub(super) async fn run(args: SshArgs) -> Result<ExitCode> {
     if args.commands == 0 {
         bail!("--commands must be at least 1");
     }
-    let Setup {
-        bin,
-        dir,
-        instance,
-        api,
-    } = setup()?;
-    let sshd_dir = dir.path().join("sshd");
+    let setup = setup()?;
+    let api = setup.api.clone();
+    let sshd_dir = setup.dir.path().join("sshd");
     std::fs::create_dir(&sshd_dir)?;
     let sshd = LocalSshd::start(&sshd_dir).context("starting sshd")?;
-    let control = dir.path().join("cm");
+    let control = setup.dir.path().join("cm");
     let openssh = |extra: &[&str]| {
         let mut c = Command::new("ssh");
         c.args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"])
@@ -95,18 +89,9 @@ pub(super) async fn run(args: SshArgs) -> Result<ExitCode> {
     }
     let _ = openssh(&["-O", "exit"]).stderr(Stdio::null()).status();
 
-    let token = openmid_local::auto_validating_token(&api).await?;
-    let mut config = instance.mid_config(MID_NAME, &dir.path().join(MID_NAME), Some(token));
-    let table: PolicyConfig = toml::from_str(POLICY).context("the bench's policy")?;
-    config.policy = EgressPolicy::new(table).context("compiling the bench's policy")?;
-    let mid = openmid_local::MidProcess::spawn(&bin, &config).context("starting the MID")?;
-    wait(Duration::from_secs(20), || async {
-        api.get_mid(MID_NAME)
-            .await
-            .is_ok_and(|m| m.status == MidStatus::Up)
-    })
-    .await
-    .with_context(|| format!("MID {MID_NAME} did not come up"))?;
+    let mid = setup
+        .spawn_mid(MID_NAME, POLICY, openmid_mid::config::PoolSizes::default())
+        .await?;
     let mid_rss_idle = mb(mid.rss_bytes());
     api.create_credential(&NewCredential {
         name: "bench-key".into(),
@@ -228,7 +213,7 @@ pub(super) async fn run(args: SshArgs) -> Result<ExitCode> {
         );
     }
     drop(mid);
-    drop(instance);
+    drop(setup);
     drop(sshd);
     Ok(ExitCode::SUCCESS)
 }
