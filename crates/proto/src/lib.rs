@@ -10,6 +10,7 @@ pub mod command;
 pub mod command_output;
 pub mod credential;
 pub mod ecc;
+pub mod file_import;
 pub mod iprange;
 pub mod mid;
 pub mod probe;

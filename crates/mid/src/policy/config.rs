@@ -40,6 +40,9 @@ pub struct PolicyConfig {
     /// Which commands may run (none unless listed).
     #[serde(default)]
     pub command: CommandConfig,
+    /// Which local files imports may read (none unless listed).
+    #[serde(default)]
+    pub file: super::file::FileConfig,
 }
 
 impl PolicyConfig {
@@ -362,4 +365,18 @@ pub(crate) fn compile_command(config: &CommandConfig) -> Result<CommandRules, Po
         interpreters: config.interpreters.clone(),
         programs,
     })
+}
+
+/// Checks the `[policy.file]` section: absolute directories without `..` (they are
+/// resolved at each check, so one created after the MID started counts).
+pub(crate) fn check_file(config: &super::file::FileConfig) -> Result<(), PolicyError> {
+    for (i, dir) in config.allow_dirs.iter().enumerate() {
+        if !is_plain_absolute(dir) {
+            return Err(bad(
+                format!("policy.file.allow_dirs[{i}]"),
+                "must be an absolute path without `..`",
+            ));
+        }
+    }
+    Ok(())
 }

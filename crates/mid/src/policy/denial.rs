@@ -74,6 +74,14 @@ pub enum Denial {
         /// The server, `host:port`.
         target: String,
     },
+    /// A local file may not be read.
+    #[error("egress policy (file) refuses reading {path}: {reason}", path = .path.display())]
+    File {
+        /// The path asked for.
+        path: PathBuf,
+        /// Why.
+        reason: super::file::FileRefusal,
+    },
     /// A command may not run.
     #[error("egress policy refuses running {program}: {reason}", program = .program.display())]
     Command {

@@ -55,6 +55,7 @@ mod command;
 mod config;
 mod denial;
 mod explain;
+mod file;
 mod network;
 mod pattern;
 mod redirect;
@@ -68,6 +69,7 @@ pub use config::{
 };
 pub use denial::{Aspect, CommandRefusal, Denial, EntryRefusal, Mismatch, find_denial};
 pub use explain::{Explanation, Job, Verdict};
+pub use file::{FileConfig, FileRefusal};
 pub use redirect::TooManyRedirects;
 pub use resolve::{PolicyResolver, ResolveError};
 
@@ -142,6 +144,8 @@ pub struct DenialCounts {
     pub network: [u64; 6],
     /// Command refusals.
     pub command: u64,
+    /// Local file refusals (`policy.file`).
+    pub file: u64,
 }
 
 impl DenialCounts {
@@ -152,7 +156,7 @@ impl DenialCounts {
 
     /// All refusals.
     pub fn total(&self) -> u64 {
-        self.network.iter().sum::<u64>() + self.command
+        self.network.iter().sum::<u64>() + self.command + self.file
     }
 }
 
@@ -160,6 +164,7 @@ impl DenialCounts {
 struct Counters {
     network: [AtomicU64; 6],
     command: AtomicU64,
+    file: AtomicU64,
 }
 
 /// The compiled `[policy]` table. Built only from a valid [`PolicyConfig`]
@@ -206,6 +211,7 @@ impl From<EgressPolicy> for PolicyConfig {
 impl EgressPolicy {
     /// Compiles `config`, refusing any entry it cannot use (the error names the key).
     pub fn new(config: PolicyConfig) -> Result<Self, PolicyError> {
+        config::check_file(&config.file)?;
         Ok(Self {
             network: config::compile_network(&config)?,
             command: config::compile_command(&config.command)?,
@@ -224,6 +230,7 @@ impl EgressPolicy {
         DenialCounts {
             network: std::array::from_fn(|i| self.counters.network[i].load(Ordering::Relaxed)),
             command: self.counters.command.load(Ordering::Relaxed),
+            file: self.counters.file.load(Ordering::Relaxed),
         }
     }
 
@@ -326,6 +333,17 @@ impl EgressPolicy {
             },
             &mut Trace::off(),
         ))
+    }
+
+    /// Checks that a job may read the local file `path` (`policy.file.allow_dirs`),
+    /// resolving symbolic links and `..`: the resolved path, to open instead of the
+    /// one asked for. Reads the file system. A refusal counts as a file denial.
+    pub fn check_file(&self, path: &Path) -> Result<std::path::PathBuf, Denial> {
+        let decided = file::check(&self.config.file.allow_dirs, path);
+        if decided.is_err() {
+            self.counters.file.fetch_add(1, Ordering::Relaxed);
+        }
+        decided
     }
 
     fn rules(&self, protocol: Protocol) -> &NetworkRules {

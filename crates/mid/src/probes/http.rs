@@ -290,48 +290,7 @@ async fn send_once(
     let method = &call.method;
     let started = Instant::now();
     let exchange = async {
-        let mut hop = Hop::first(call);
-        let mut redirects = 0;
-        let mut resp = loop {
-            // Off the call's origin, no client certificate either: the plain client.
-            let plain;
-            let hop_client = if hop.trusted {
-                client
-            } else {
-                plain = ctx.client_for(call.ca_pem, None)?;
-                &plain
-            };
-            // Every hop, the first and each redirect's, is checked where it goes.
-            ctx.policy.check_url(Protocol::Http, &hop.url)?;
-            let resp = request(ctx, hop_client, &hop, call, credential)
-                .await?
-                .send()
-                .await
-                .map_err(|e| match find_denial(&e) {
-                    Some(denial) => ProbeError::Policy(denial.clone()),
-                    None => ProbeError::Target(describe(method, shown, &e)),
-                })?;
-            let status = resp.status().as_u16();
-            let location = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|l| l.to_str().ok());
-            let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
-            else {
-                break resp;
-            };
-            redirects += 1;
-            if redirects > MAX_REDIRECTS {
-                return Err(ProbeError::Target(format!(
-                    "{method} {shown}: more than {MAX_REDIRECTS} redirects"
-                )));
-            }
-            let next = hop.follow(&call.url, status, location)?;
-            if hop.trusted && !next.trusted {
-                tracing::debug!(from = %shown, to = %shown_url(&next.url), "redirect to another origin: followed without the credential");
-            }
-            hop = next;
-        };
+        let mut resp = follow(ctx, client, call, credential, shown).await?;
         let headers_ms = ms(started.elapsed());
         let status = resp.status().as_u16();
         let headers = header_map(resp.headers());
@@ -401,6 +360,78 @@ async fn send_once(
         let _ = tokio::fs::remove_file(part_path(path)).await;
     }
     outcome
+}
+
+/// Sends the call's request and follows its redirects (each hop checked by the
+/// egress policy where it goes, the credential kept on the call's own origin): the
+/// final response, its body not yet read.
+async fn follow(
+    ctx: &ProbeContext,
+    client: &reqwest::Client,
+    call: &Call<'_>,
+    credential: Option<&Credential>,
+    shown: &str,
+) -> Result<reqwest::Response, ProbeError> {
+    let method = &call.method;
+    let mut hop = Hop::first(call);
+    let mut redirects = 0;
+    loop {
+        // Off the call's origin, no client certificate either: the plain client.
+        let plain;
+        let hop_client = if hop.trusted {
+            client
+        } else {
+            plain = ctx.client_for(call.ca_pem, None)?;
+            &plain
+        };
+        // Every hop, the first and each redirect's, is checked where it goes.
+        ctx.policy.check_url(Protocol::Http, &hop.url)?;
+        let resp = request(ctx, hop_client, &hop, call, credential)
+            .await?
+            .send()
+            .await
+            .map_err(|e| match find_denial(&e) {
+                Some(denial) => ProbeError::Policy(denial.clone()),
+                None => ProbeError::Target(describe(method, shown, &e)),
+            })?;
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok());
+        let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
+        else {
+            return Ok(resp);
+        };
+        redirects += 1;
+        if redirects > MAX_REDIRECTS {
+            return Err(ProbeError::Target(format!(
+                "{method} {shown}: more than {MAX_REDIRECTS} redirects"
+            )));
+        }
+        let next = hop.follow(&call.url, status, location)?;
+        if hop.trusted && !next.trusted {
+            tracing::debug!(from = %shown, to = %shown_url(&next.url), "redirect to another origin: followed without the credential");
+        }
+        hop = next;
+    }
+}
+
+/// Opens a streamed download: the call's request made once (no retries), its
+/// redirects followed as [`send`] does, the response returned once its headers came
+/// (within the call's timeout) so the body can be read as it arrives — for bodies too
+/// large to hold, such as a file import's.
+pub async fn open(
+    ctx: &ProbeContext,
+    call: &Call<'_>,
+    credential: Option<&Credential>,
+) -> Result<reqwest::Response, ProbeError> {
+    let client = ctx.client_for(call.ca_pem, credential)?;
+    let shown = shown_url(&call.url);
+    let limit = call.timeout.as_millis() as u64;
+    tokio::time::timeout(call.timeout, follow(ctx, &client, call, credential, &shown))
+        .await
+        .map_err(|_| ProbeError::Timeout(limit))?
 }
 
 fn part_path(path: &Path) -> PathBuf {
