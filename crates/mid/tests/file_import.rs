@@ -637,6 +637,48 @@ async fn url_source_resumes_by_range_or_by_skipping() {
     assert!(matches!(&r, Err(ProbeError::Policy(_))), "{r:?}");
 }
 
+/// A server that sends the start of a CSV and then nothing more.
+async fn stalling_server() -> (String, tokio::task::JoinHandle<()>) {
+    async fn stall() -> axum::body::Body {
+        let start = futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(
+            b"a,b\n1,2\n",
+        ))]);
+        axum::body::Body::from_stream(futures::StreamExt::chain(start, futures::stream::pending()))
+    }
+    let app = axum::Router::new().route("/f", get(stall));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/f"), task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_import_stops_on_cancel_and_at_its_deadline() {
+    let (url, server) = stalling_server().await;
+    let dir = scratch();
+    let ctx = context(policy(dir.path()), None);
+    let payload = json!({"source": {"url": url}, "format": {"type": "csv"}});
+    let job = job("cancel");
+    let cancel = job.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let r = openmid_mid::probes::run(Topic::FileImport, payload.clone(), None, &job, &ctx).await;
+    assert!(matches!(r, Err(ProbeError::Cancelled)), "{r:?}");
+    assert!(started.elapsed().as_secs() < 5);
+    let started = Instant::now();
+    let r = run(&ctx, "deadline", with(payload, json!({"timeout_ms": 400}))).await;
+    assert!(matches!(r, Err(ProbeError::Timeout(400))), "{r:?}");
+    assert!(started.elapsed().as_secs() < 5);
+    server.abort();
+}
+
 /// This process's peak resident memory (kB), from `/proc/self/status`.
 fn peak_rss_kb() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -649,6 +691,7 @@ fn peak_rss_kb() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_one_gigabyte_csv_streams_in_bounded_memory() {
+    // The stand-in instance runs in this process too: its memory counts in the peak.
     const TARGET: u64 = 1 << 30;
     let dir = scratch();
     let path = dir.path().join("big.csv");
@@ -675,7 +718,8 @@ async fn a_one_gigabyte_csv_streams_in_bounded_memory() {
     // the peak measured next is the import's.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = peak_rss_kb();
-    let ctx = context(policy(dir.path()), None);
+    let instance = FakeInstance::started(false).await;
+    let ctx = context(policy(dir.path()), Some(&instance));
     let started = Instant::now();
     let r = ok(run(&ctx, "big", at(&path, json!({"type": "csv"}))).await);
     let took = started.elapsed();
@@ -692,23 +736,50 @@ async fn a_one_gigabyte_csv_streams_in_bounded_memory() {
     );
     assert_eq!((r.rows, r.errors), (rows, 0));
     assert_eq!(r.bytes_read, size);
+    // Every page reached the instance (the probe waits for its sink to deliver).
+    assert_eq!(instance.counts(), (r.pages, rows));
     assert!(growth_kb < 64 * 1024, "peak RSS grew by {growth_kb} kB");
 }
 
-/// The instance's `POST /mid/v1/results/{output}/{attempt}/output`, keeping pages.
+/// What the stand-in instance saw.
+#[derive(Default)]
+struct Seen {
+    /// The pages, when kept.
+    pages: Vec<FilePage>,
+    /// Pages and rows received.
+    count: u64,
+    rows: u64,
+}
+
+/// The instance's `POST /mid/v1/results/{output}/{attempt}/output`: checks every page
+/// and keeps it, or only counts (for the large import).
 struct FakeInstance {
     url: String,
-    pages: Arc<Mutex<Vec<FilePage>>>,
+    seen: Arc<Mutex<Seen>>,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct FakeState {
+    seen: Arc<Mutex<Seen>>,
+    keep: bool,
 }
 
 impl FakeInstance {
     async fn start() -> Self {
-        let pages = Arc::new(Mutex::new(Vec::new()));
+        Self::started(true).await
+    }
+
+    async fn started(keep: bool) -> Self {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let state = FakeState {
+            seen: seen.clone(),
+            keep,
+        };
         let app = axum::Router::new()
             .route("/mid/v1/results/{output}/{attempt}/output", post(receive))
             .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
-            .with_state(pages.clone());
+            .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -718,7 +789,7 @@ impl FakeInstance {
         });
         Self {
             url: format!("http://{addr}"),
-            pages,
+            seen,
             task,
         }
     }
@@ -733,7 +804,17 @@ impl FakeInstance {
     }
 
     fn pages(&self) -> Vec<FilePage> {
-        self.pages.lock().map(|p| p.clone()).unwrap_or_default()
+        self.seen
+            .lock()
+            .map(|s| s.pages.clone())
+            .unwrap_or_default()
+    }
+
+    fn counts(&self) -> (u64, u64) {
+        self.seen
+            .lock()
+            .map(|s| (s.count, s.rows))
+            .unwrap_or_default()
     }
 }
 
@@ -744,12 +825,12 @@ impl Drop for FakeInstance {
 }
 
 async fn receive(
-    State(pages): State<Arc<Mutex<Vec<FilePage>>>>,
+    State(state): State<FakeState>,
     UrlPath((_output, _attempt)): UrlPath<(String, u32)>,
     axum::Json(post): axum::Json<OutputPost>,
 ) -> axum::Json<OutputAck> {
     let chunks = post.decode().unwrap_or_else(|e| panic!("{e}"));
-    let mut kept = pages.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = state.seen.lock().unwrap_or_else(|e| e.into_inner());
     for chunk in &chunks {
         let ChunkContent::Data(data) = &chunk.content else {
             panic!("a page is data");
@@ -758,7 +839,11 @@ async fn receive(
         assert!(data.len() <= openmid_proto::command_output::MAX_CHUNK_BYTES);
         let page: FilePage = serde_json::from_slice(data).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(chunk.seq, page.page, "one chunk per page, numbered by page");
-        kept.push(page);
+        seen.count += 1;
+        seen.rows += page.rows.len() as u64;
+        if state.keep {
+            seen.pages.push(page);
+        }
     }
     axum::Json(OutputAck {
         stored: chunks.len() as u64,
