@@ -38,7 +38,7 @@ impl Trace {
         }
     }
 
-    fn into_steps(self) -> Vec<String> {
+    pub(crate) fn into_steps(self) -> Vec<String> {
         self.steps.unwrap_or_default()
     }
 }
@@ -80,6 +80,11 @@ pub enum Job {
         timeout: Option<Duration>,
         /// Whether a script body is handed to it.
         script: bool,
+    },
+    /// A local file read (a file import's `source.path`).
+    File {
+        /// The path asked for.
+        path: PathBuf,
     },
 }
 
@@ -166,6 +171,13 @@ impl EgressPolicy {
                         allowed.rule,
                         allowed.timeout.as_secs()
                     )),
+                    Err(denial) => Verdict::Refused(denial),
+                }
+            }
+            Job::File { path } => {
+                trace.note(|| "rules of policy.file".to_string());
+                match super::file::check(&self.config().file.allow_dirs, path, &mut trace) {
+                    Ok(resolved) => Verdict::Allowed(format!("read as {}", resolved.display())),
                     Err(denial) => Verdict::Refused(denial),
                 }
             }

@@ -9,6 +9,7 @@
 //! `/srv/imports-old` is not inside `/srv/imports`.
 
 use super::denial::Denial;
+use super::explain::Trace;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -44,8 +45,13 @@ pub enum FileRefusal {
 }
 
 /// Resolves `path` and checks it lies inside one of `allow_dirs` (each resolved now):
-/// the resolved path, to open instead of the one asked for.
-pub(super) fn check(allow_dirs: &[PathBuf], path: &Path) -> Result<PathBuf, Denial> {
+/// the resolved path, to open instead of the one asked for. `trace` notes each step
+/// for `check-policy`'s explanations.
+pub(super) fn check(
+    allow_dirs: &[PathBuf],
+    path: &Path,
+    trace: &mut Trace,
+) -> Result<PathBuf, Denial> {
     let refuse = |reason| Denial::File {
         path: path.to_path_buf(),
         reason,
@@ -58,16 +64,35 @@ pub(super) fn check(allow_dirs: &[PathBuf], path: &Path) -> Result<PathBuf, Deni
     }
     let resolved = std::fs::canonicalize(path)
         .map_err(|e| refuse(FileRefusal::Unresolved(e.kind().to_string())))?;
-    let inside = allow_dirs
-        .iter()
-        .filter_map(|dir| std::fs::canonicalize(dir).ok())
+    trace.note(|| format!("{} resolves to {}", path.display(), resolved.display()));
+    for (i, dir) in allow_dirs.iter().enumerate() {
+        let Ok(dir_resolved) = std::fs::canonicalize(dir) else {
+            trace.note(|| {
+                format!(
+                    "policy.file.allow_dirs[{i}] ({}) does not resolve: skipped",
+                    dir.display()
+                )
+            });
+            continue;
+        };
         // `Path::starts_with` compares whole components.
-        .any(|dir| resolved.starts_with(&dir));
-    if inside {
-        Ok(resolved)
-    } else {
-        Err(refuse(FileRefusal::Outside(resolved)))
+        if resolved.starts_with(&dir_resolved) {
+            trace.note(|| {
+                format!(
+                    "inside policy.file.allow_dirs[{i}] ({})",
+                    dir_resolved.display()
+                )
+            });
+            return Ok(resolved);
+        }
+        trace.note(|| {
+            format!(
+                "not inside policy.file.allow_dirs[{i}] ({})",
+                dir_resolved.display()
+            )
+        });
     }
+    Err(refuse(FileRefusal::Outside(resolved)))
 }
 
 #[cfg(test)]
@@ -90,10 +115,10 @@ mod tests {
         let link = allowed.join("link.csv");
         std::os::unix::fs::symlink(&outside, &link).unwrap_or_else(|e| panic!("{e}"));
         let dirs = vec![allowed.clone()];
-        assert!(check(&dirs, &inside).is_ok());
+        assert!(check(&dirs, &inside, &mut Trace::off()).is_ok());
         let dotdot = allowed.join("../imports-old/b.csv");
         for refused in [&outside, &link, &dotdot] {
-            let e = check(&dirs, refused).err();
+            let e = check(&dirs, refused, &mut Trace::off()).err();
             assert!(
                 matches!(
                     &e,
@@ -105,22 +130,30 @@ mod tests {
                 "{refused:?}: {e:?}"
             );
         }
+        let mut trace = Trace::on();
+        assert!(check(&dirs, &link, &mut trace).is_err());
+        let steps = trace.into_steps().join("\n");
+        assert!(
+            steps.contains("link.csv resolves to")
+                && steps.contains("not inside policy.file.allow_dirs[0]"),
+            "{steps}"
+        );
         assert!(matches!(
-            check(&[], &inside),
+            check(&[], &inside, &mut Trace::off()),
             Err(Denial::File {
                 reason: FileRefusal::NoneAllowed,
                 ..
             })
         ));
         assert!(matches!(
-            check(&dirs, Path::new("a.csv")),
+            check(&dirs, Path::new("a.csv"), &mut Trace::off()),
             Err(Denial::File {
                 reason: FileRefusal::NotAbsolute,
                 ..
             })
         ));
         assert!(matches!(
-            check(&dirs, &allowed.join("missing.csv")),
+            check(&dirs, &allowed.join("missing.csv"), &mut Trace::off()),
             Err(Denial::File {
                 reason: FileRefusal::Unresolved(_),
                 ..

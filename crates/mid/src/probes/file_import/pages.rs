@@ -224,14 +224,15 @@ impl<E: FnMut(Vec<u8>) -> Result<(), Stopped>> Pager<E> {
         self.last = at;
     }
 
-    /// The columns and types lists, written on every page.
+    /// The columns and types lists, written on every page (a column twice at most:
+    /// in `columns` and `columns_added`), with room for escaping.
     fn fixed_bytes(&self) -> usize {
         LINE_OVERHEAD
             + self
                 .schema
                 .columns
                 .iter()
-                .map(|c| c.len() * 2 + 4)
+                .map(|c| (c.len() * 2 + 4) * 2)
                 .sum::<usize>()
             + self.schema.types.len() * 12
     }
@@ -253,6 +254,15 @@ impl<E: FnMut(Vec<u8>) -> Result<(), Stopped>> Pager<E> {
             return Ok(());
         }
         let line = self.line();
+        if line.len() > MAX_CHUNK_BYTES {
+            // The estimates above keep this from happening; a chunk past the limit
+            // would be refused by the instance, so stop rather than send it.
+            return Err(PushError::Fatal(ProbeError::Target(format!(
+                "page {} came to {} bytes, more than a chunk may hold ({MAX_CHUNK_BYTES}); lower page_rows",
+                self.next_page,
+                line.len()
+            ))));
+        }
         (self.emit)(line.into_bytes()).map_err(|_| PushError::Stopped)?;
         self.sent_any = true;
         self.next_page += 1;
@@ -401,6 +411,33 @@ mod tests {
             }
         );
         assert_eq!((pages[1].first_row, pages[1].records_done), (2, 4));
+    }
+
+    #[test]
+    fn pages_stay_under_the_chunk_limit_and_a_huge_record_is_a_row_error() {
+        let mut sizes = Vec::new();
+        let mut p = Pager::new(settings(10_000), None, |l| {
+            sizes.push(l.len());
+            Ok(())
+        });
+        let wide = "x".repeat(200_000);
+        for _ in 0..6 {
+            p.push(named(&[("a", json!(wide))]))
+                .unwrap_or_else(|_| panic!("push"));
+        }
+        let huge = "y".repeat(MAX_CHUNK_BYTES);
+        p.push(named(&[("a", json!(huge))]))
+            .unwrap_or_else(|_| panic!("push"));
+        let done = p.finish().unwrap_or_else(|_| panic!("finish"));
+        assert_eq!((done.rows, done.errors), (6, 1));
+        assert!(
+            done.first_errors[0]
+                .reason
+                .contains("more than a page may hold")
+        );
+        // Cut once past 512 KiB: three wide rows a page.
+        assert_eq!(sizes.len(), 3, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n <= MAX_CHUNK_BYTES), "{sizes:?}");
     }
 
     #[test]

@@ -11,8 +11,9 @@ use openmid_proto::file_import::ColumnType;
 use serde_json::Value;
 use std::collections::HashMap;
 
-/// Most columns an import may have: every page carries the list.
-pub const MAX_COLUMNS: usize = 10_000;
+/// Most columns an import may have: every page carries the list, which must leave
+/// room for rows under the chunk limit.
+pub const MAX_COLUMNS: usize = 2_000;
 
 /// Columns in order, their index by name, their types.
 #[derive(Debug, Clone, Default)]
