@@ -7,19 +7,20 @@
 
 use super::credentials::Credential;
 use super::http::SpilledBody;
-use super::{JobContext, ProbeContext, ProbeError, command, rest, soap, sql, ssh};
+use super::{JobContext, ProbeContext, ProbeError, command, ldap, rest, soap, sql, ssh};
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
 use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 5] = [
+static PROBES: [&dyn Runs; 6] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
     &Registered(sql::SqlProbe),
     &Registered(ssh::SshProbe),
+    &Registered(ldap::LdapProbe),
 ];
 
 /// What a probe gets besides its request.
