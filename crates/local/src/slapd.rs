@@ -197,9 +197,9 @@ fn tree_ldif() -> String {
     out
 }
 
-/// The test CA and a server certificate for `localhost`, as PEM: CA, certificate,
-/// key.
-fn make_certs() -> Result<(String, String, String), SlapdError> {
+/// A CA named `ca_name` and a server certificate for `localhost` it signed, as PEM:
+/// CA, certificate, key.
+fn make_certs(ca_name: &str) -> Result<(String, String, String), SlapdError> {
     use rcgen::{
         BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
         IsCa, KeyPair, KeyUsagePurpose,
@@ -211,7 +211,7 @@ fn make_certs() -> Result<(String, String, String), SlapdError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(fail)?;
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "openmid LDAP test CA");
+        .push(DnType::CommonName, ca_name);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -232,7 +232,7 @@ fn make_certs() -> Result<(String, String, String), SlapdError> {
 
 /// Another CA, trusted by nothing here: for tests that a wrong `ca_pem` fails.
 pub fn unrelated_ca_pem() -> Result<String, SlapdError> {
-    make_certs().map(|(ca, _, _)| ca)
+    make_certs("an unrelated CA").map(|(ca, _, _)| ca)
 }
 
 impl LocalSlapd {
@@ -249,7 +249,7 @@ impl LocalSlapd {
         std::fs::create_dir(dir.path().join("db")).map_err(step("making the database"))?;
         let mut tls_lines = String::new();
         let ca_pem = if opts.tls {
-            let (ca, cert, key) = make_certs()?;
+            let (ca, cert, key) = make_certs("openmid LDAP test CA")?;
             for (name, pem) in [("ca.pem", &ca), ("server.pem", &cert), ("server.key", &key)] {
                 std::fs::write(dir.path().join(name), pem)
                     .map_err(step("writing a certificate"))?;

@@ -8,7 +8,7 @@
 //! entry must fail the job with a message, not the MID.
 
 use base64::Engine as _;
-use ldap3::asn1::{PL, StructureTag};
+use ldap3::asn1::{PL, StructureTag, TagClass};
 use openmid_proto::ldap::{BINARY_ATTRIBUTES, LdapEntry};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -56,6 +56,9 @@ impl Mapper {
 
     /// Reads one message of a search's answer.
     pub fn item(&self, tag: StructureTag) -> Result<Item, String> {
+        if tag.class != TagClass::Application {
+            return Ok(Item::Other);
+        }
         match tag.id {
             ENTRY_TAG => self.entry(tag).map(Item::Entry),
             REFERENCE_TAG => {
@@ -165,7 +168,6 @@ pub(super) fn marker_of(entry: &LdapEntry, attribute: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ldap3::asn1::TagClass;
 
     fn prim(bytes: &[u8]) -> StructureTag {
         StructureTag {
@@ -183,6 +185,13 @@ mod tests {
         }
     }
 
+    fn message(id: u64, inner: Vec<StructureTag>) -> StructureTag {
+        StructureTag {
+            class: TagClass::Application,
+            ..cons(id, inner)
+        }
+    }
+
     fn attr(name: &str, values: &[&[u8]]) -> StructureTag {
         cons(
             16,
@@ -195,7 +204,7 @@ mod tests {
 
     #[test]
     fn values_are_strings_arrays_or_base64() {
-        let tag = cons(
+        let tag = message(
             ENTRY_TAG,
             vec![
                 prim(b"uid=a,dc=x"),
@@ -234,10 +243,10 @@ mod tests {
                 .is_ok_and(|i| matches!(i, Item::Other))
         );
         let mut bad = prim(b"x");
-        bad.id = ENTRY_TAG;
+        bad.class = TagClass::Application;
         assert!(mapper.item(bad).is_err());
-        assert!(mapper.item(cons(ENTRY_TAG, vec![])).is_err());
-        let r = mapper.item(cons(REFERENCE_TAG, vec![prim(b"ldap://other/dc=x")]));
+        assert!(mapper.item(message(ENTRY_TAG, vec![])).is_err());
+        let r = mapper.item(message(REFERENCE_TAG, vec![prim(b"ldap://other/dc=x")]));
         assert!(matches!(r, Ok(Item::Reference(u)) if u == ["ldap://other/dc=x"]));
     }
 
