@@ -8,6 +8,10 @@
 //! pages; one that refuses it outright is asked again without it. A job stopped
 //! (cancelled, or at its deadline) abandons the search on the server before the
 //! connection is closed.
+//!
+//! Memory: `ldap3` queues a search's answers without bound while the pager waits on
+//! a slow instance, so what waits is at most one server page (`page_size` entries)
+//! — or, on a directory that does not page, the rest of the result.
 
 use super::Stop;
 use super::entry::{Item, Mapper};
