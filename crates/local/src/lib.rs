@@ -9,6 +9,7 @@
 pub mod auth_target;
 pub mod bodies;
 pub mod process;
+pub mod slapd;
 pub mod sshd;
 pub mod target;
 

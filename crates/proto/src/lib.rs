@@ -12,6 +12,7 @@ pub mod credential;
 pub mod ecc;
 pub mod file_import;
 pub mod iprange;
+pub mod ldap;
 pub mod mid;
 pub mod probe;
 pub mod rest;

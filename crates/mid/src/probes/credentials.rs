@@ -61,6 +61,13 @@ pub enum Credential {
         /// Password.
         password: Secret,
     },
+    /// An LDAP simple bind (the LDAP probe's).
+    LdapBind {
+        /// The DN bound as.
+        bind_dn: String,
+        /// Password.
+        password: Secret,
+    },
     /// An SSH login with a private key.
     SshKey {
         /// User name.
@@ -206,6 +213,10 @@ pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Crede
             username,
             password: resolve_value("password", password, policy)?,
         },
+        CredentialSpec::LdapBind { bind_dn, password } => Credential::LdapBind {
+            bind_dn,
+            password: resolve_value("password", password, policy)?,
+        },
         CredentialSpec::SshPassword { username, password } => Credential::SshPassword {
             username,
             password: resolve_value("password", password, policy)?,
@@ -268,6 +279,11 @@ pub async fn authenticate(
         Credential::SshPassword { .. } | Credential::SshKey { .. } => {
             return Err(ProbeError::Credential(
                 "an SSH credential cannot authenticate an HTTP call".into(),
+            ));
+        }
+        Credential::LdapBind { .. } => {
+            return Err(ProbeError::Credential(
+                "an `ldap_bind` credential cannot authenticate an HTTP call".into(),
             ));
         }
         Credential::Bearer(token) => builder.header(

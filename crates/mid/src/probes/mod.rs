@@ -6,6 +6,7 @@ pub mod command;
 pub mod credentials;
 pub mod file_import;
 pub mod http;
+pub mod ldap;
 pub mod output_stream;
 pub mod registry;
 pub mod rest;

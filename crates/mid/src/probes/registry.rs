@@ -7,20 +7,23 @@
 
 use super::credentials::Credential;
 use super::http::SpilledBody;
-use super::{JobContext, ProbeContext, ProbeError, command, file_import, rest, soap, sql, ssh};
+use super::{
+    JobContext, ProbeContext, ProbeError, command, file_import, ldap, rest, soap, sql, ssh,
+};
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
 use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 6] = [
+static PROBES: [&dyn Runs; 7] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
     &Registered(sql::SqlProbe),
     &Registered(ssh::SshProbe),
     &Registered(file_import::FileImportProbe),
+    &Registered(ldap::LdapProbe),
 ];
 
 /// What a probe gets besides its request.
