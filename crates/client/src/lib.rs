@@ -4,6 +4,7 @@
 
 mod connections;
 pub mod follow;
+mod imports;
 mod queue;
 mod registry;
 

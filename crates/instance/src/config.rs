@@ -63,6 +63,9 @@ pub struct InstanceConfig {
     /// Finished records (processed, error, cancelled) older than this are deleted, so
     /// the queue does not grow without end. 0 keeps them for ever.
     pub retention_hours: u64,
+    /// Days an import set (and its rows) is kept after its run ended, unless its
+    /// data source says otherwise (`retention_days`).
+    pub import_retention_days: u32,
     /// The master key credentials are encrypted with (32 bytes, base64 or hex). Never
     /// read from the file: the binary takes it from `OPENMID_MASTER_KEY`. Without it
     /// the key is `data_dir/master.key`, made at first start.
@@ -88,6 +91,7 @@ impl Default for InstanceConfig {
             max_blob_bytes: 1024 * 1024 * 1024,
             max_action_wait_secs: 300,
             retention_hours: 24 * 30,
+            import_retention_days: 30,
             tls_handshake_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,

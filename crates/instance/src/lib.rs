@@ -10,6 +10,7 @@ pub mod connections;
 pub mod dispatch;
 pub mod ecc;
 pub mod error;
+pub mod imports;
 mod private_fs;
 pub mod registry;
 pub mod server;
@@ -144,6 +145,13 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         .await
         .map_err(|e| InstanceError::Config(e.to_string()))?;
     tasks.spawn(dispatcher.clone().run_sweeper(shutdown.clone()));
+    tasks.spawn(
+        imports::scheduler::Scheduler::new(
+            dispatcher.clone(),
+            Arc::new(imports::scheduler::SystemClock),
+        )
+        .run(shutdown.clone()),
+    );
     let auth_failures = Arc::new(auth::AuthFailures::default());
     let app = api::router(AppState {
         dispatcher,

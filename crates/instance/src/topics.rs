@@ -8,6 +8,8 @@ use crate::ecc::Record;
 use openmid_proto::api::{ActionResult, ActionTimings};
 use openmid_proto::command::Command;
 use openmid_proto::ecc::Topic;
+use openmid_proto::file_import::FileImport;
+use openmid_proto::ldap::Ldap;
 use openmid_proto::probe::{Contract, FieldError, field_error};
 use openmid_proto::rest::Rest;
 use openmid_proto::soap::Soap;
@@ -17,12 +19,14 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 
 /// The topics this instance accepts, one line each.
-static TABLE: [&dyn Registered; 5] = [
+static TABLE: [&dyn Registered; 7] = [
     &Entry::<Rest>(PhantomData),
     &Entry::<Soap>(PhantomData),
     &Entry::<Command>(PhantomData),
     &Entry::<SshCommand>(PhantomData),
     &Entry::<Jdbc>(PhantomData),
+    &Entry::<Ldap>(PhantomData),
+    &Entry::<FileImport>(PhantomData),
 ];
 
 /// What the instance needs to know of a valid request.

@@ -20,6 +20,9 @@ pub enum ConnectionKind {
     /// A SQL database (`base_url`: `postgres://host[:port]/database` or
     /// `mysql://host[:port]/database`, MariaDB included).
     Jdbc,
+    /// An LDAP directory (`base_url`: `ldap://host[:port][/base-dn]` or
+    /// `ldaps://…`; `tls: verify_full` on an `ldap://` alias means StartTLS).
+    Ldap,
 }
 
 impl std::fmt::Display for ConnectionKind {
@@ -29,6 +32,7 @@ impl std::fmt::Display for ConnectionKind {
             ConnectionKind::Soap => "soap",
             ConnectionKind::Ssh => "ssh",
             ConnectionKind::Jdbc => "jdbc",
+            ConnectionKind::Ldap => "ldap",
         })
     }
 }

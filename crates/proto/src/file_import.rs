@@ -678,6 +678,10 @@ pub struct FileImportAction {
     /// The path under the alias's base URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url_path: Option<String>,
+    /// Which MIDs read a `path`: `mid.server.NAME`, `mid.cluster.NAME` or `mid.auto`
+    /// (with `alias`, the alias's execution settings decide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// How to parse it.
     pub format: FileFormat,
     /// Its text encoding (default `utf-8`).

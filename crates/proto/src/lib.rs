@@ -11,6 +11,7 @@ pub mod command_output;
 pub mod credential;
 pub mod ecc;
 pub mod file_import;
+pub mod import;
 pub mod iprange;
 pub mod ldap;
 pub mod mid;

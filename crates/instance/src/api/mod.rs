@@ -10,6 +10,7 @@ mod connections;
 pub mod error;
 mod extract;
 mod idempotency;
+mod imports;
 mod mid_session;
 mod openapi;
 
@@ -114,6 +115,22 @@ pub fn router(state: AppState) -> Router {
                 .put(connections::put_alias)
                 .delete(connections::delete_alias),
         )
+        .route(
+            "/data-sources",
+            post(imports::create_source).get(imports::list_sources),
+        )
+        .route(
+            "/data-sources/{name}",
+            get(imports::get_source)
+                .put(imports::put_source)
+                .delete(imports::delete_source),
+        )
+        .route("/data-sources/{name}/run", post(imports::run_source))
+        .route("/import-sets", get(imports::list_sets))
+        .route("/import-sets/{id}", get(imports::get_set))
+        .route("/import-sets/{id}/rows", get(imports::rows))
+        .route("/import-sets/{id}/errors", get(imports::errors))
+        .route("/import-sets/{id}/download", get(imports::download))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,

@@ -34,6 +34,10 @@ impl Connections<'_> {
                     super::sql::SQL_CREDENTIALS.contains(&row.kind.as_str()),
                     "database",
                 ),
+                ConnectionKind::Ldap => (
+                    super::ldap::LDAP_CREDENTIALS.contains(&row.kind.as_str()),
+                    "ldap_bind",
+                ),
             };
             if !fits {
                 return Err(invalid(
@@ -133,11 +137,12 @@ pub(super) fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
         ConnectionKind::Http | ConnectionKind::Soap => check_http_base(&alias.base_url)?,
         ConnectionKind::Ssh => super::ssh::check_ssh_alias(alias)?,
         ConnectionKind::Jdbc => super::sql::check_sql_alias(alias)?,
+        ConnectionKind::Ldap => super::ldap::check_ldap_alias(alias)?,
     }
     // Fields that mean something for one kind only are refused on the others, so a
     // typo'd kind is not silently a different alias.
     let is = |kinds: &[ConnectionKind]| kinds.contains(&alias.kind);
-    use ConnectionKind::{Http, Jdbc, Soap, Ssh};
+    use ConnectionKind::{Http, Jdbc, Ldap, Soap, Ssh};
     for (field, given, kinds, name) in [
         (
             "headers",
@@ -147,13 +152,18 @@ pub(super) fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
         ),
         ("host_key", alias.host_key.is_some(), &[Ssh][..], "`ssh`"),
         ("pool_size", alias.pool_size.is_some(), &[Ssh][..], "`ssh`"),
-        ("tls", alias.tls.is_some(), &[Jdbc][..], "`jdbc`"),
+        (
+            "tls",
+            alias.tls.is_some(),
+            &[Jdbc, Ldap][..],
+            "`jdbc` and `ldap`",
+        ),
         ("options", !alias.options.is_empty(), &[Jdbc][..], "`jdbc`"),
         (
             "ca_pem",
             alias.ca_pem.is_some(),
-            &[Http, Soap, Jdbc][..],
-            "`http`, `soap` and `jdbc`",
+            &[Http, Soap, Jdbc, Ldap][..],
+            "`http`, `soap`, `jdbc` and `ldap`",
         ),
         (
             "retry",
@@ -182,6 +192,7 @@ pub(super) fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
         ConnectionKind::Http | ConnectionKind::Soap => MAX_TIMEOUT_MS,
         ConnectionKind::Ssh => openmid_proto::command::MAX_TIMEOUT_MS,
         ConnectionKind::Jdbc => openmid_proto::sql::MAX_TIMEOUT_MS,
+        ConnectionKind::Ldap => openmid_proto::ldap::MAX_TIMEOUT_MS,
     };
     if let Some(t) = alias.timeout_ms
         && (t == 0 || t > max)

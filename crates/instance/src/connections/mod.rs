@@ -7,6 +7,8 @@
 
 mod aliases;
 mod credentials;
+mod file;
+mod ldap;
 mod rest;
 mod soap;
 mod sql;

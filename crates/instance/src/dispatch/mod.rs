@@ -115,6 +115,11 @@ impl Dispatcher {
         self.store.as_ref()
     }
 
+    /// Days an import set is kept after it ended, by default.
+    pub fn import_retention_days(&self) -> u32 {
+        self.config.import_retention_days
+    }
+
     /// Large request and response bodies.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs

@@ -179,4 +179,45 @@ CREATE TABLE command_output (
 );
 "#,
     ),
+    (
+        6,
+        r#"
+-- Data sources of Import Sets: `spec` is the source as written (JSON); the rest is
+-- what the instance keeps of its runs.
+CREATE TABLE data_sources (
+    name            TEXT PRIMARY KEY,
+    spec            TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    next_run_at     BIGINT,
+    schedule_anchor BIGINT,
+    marker_value    TEXT,
+    last_import_set TEXT
+);
+CREATE INDEX data_sources_due ON data_sources (next_run_at);
+
+-- One run of a data source. Its rows are the `rows` chunks of `output_id`, kept
+-- while the import set is (the ECC purge skips outputs an import set holds).
+CREATE TABLE import_sets (
+    id           TEXT PRIMARY KEY,
+    source       TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    trigger_kind TEXT NOT NULL,
+    output_id    TEXT NOT NULL UNIQUE,
+    state        TEXT NOT NULL,
+    started_at   BIGINT NOT NULL,
+    finished_at  BIGINT,
+    expires_at   BIGINT,
+    row_count    BIGINT NOT NULL DEFAULT 0,
+    error_count  BIGINT NOT NULL DEFAULT 0,
+    columns      TEXT,
+    marker_from  TEXT,
+    marker_to    TEXT,
+    detail       TEXT
+);
+CREATE INDEX import_sets_source ON import_sets (source, started_at);
+CREATE INDEX import_sets_state ON import_sets (state);
+CREATE INDEX import_sets_expiry ON import_sets (expires_at);
+"#,
+    ),
 ];

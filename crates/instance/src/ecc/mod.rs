@@ -18,7 +18,9 @@ use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
 pub use sqlite::SqliteStore;
-pub use store::{ConnectionStore, QueueStore, RegistryStore, SettingsStore, Store, parts};
+pub use store::{
+    ConnectionStore, ImportStore, QueueStore, RegistryStore, SettingsStore, Store, parts,
+};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -342,6 +344,62 @@ pub struct AliasRow {
     pub created_at: i64,
     /// Last changed at.
     pub updated_at: i64,
+}
+
+/// A data source of Import Sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSourceRow {
+    /// Unique name.
+    pub name: String,
+    /// The source as written, JSON.
+    pub spec: String,
+    /// Created at.
+    pub created_at: i64,
+    /// Last changed at.
+    pub updated_at: i64,
+    /// When the schedule runs it next.
+    pub next_run_at: Option<i64>,
+    /// What an interval counts from (the last scheduled run's start).
+    pub schedule_anchor: Option<i64>,
+    /// The highest change marker of the last complete run.
+    pub marker_value: Option<String>,
+    /// The newest import set's id.
+    pub last_import_set: Option<String>,
+}
+
+/// One import set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportSetRow {
+    /// Id.
+    pub id: String,
+    /// The data source's name.
+    pub source: String,
+    /// `file`, `ldap` or `sql`.
+    pub kind: String,
+    /// `manual` or `schedule`.
+    pub trigger: String,
+    /// The run's ECC output.
+    pub output_id: String,
+    /// `running`, `complete`, `complete_with_errors`, `error`, `cancelled`.
+    pub state: String,
+    /// Started at.
+    pub started_at: i64,
+    /// Finished at.
+    pub finished_at: Option<i64>,
+    /// When retention deletes it.
+    pub expires_at: Option<i64>,
+    /// Rows stored.
+    pub rows: u64,
+    /// Source rows refused.
+    pub errors: u64,
+    /// The columns, JSON.
+    pub columns: Option<String>,
+    /// The marker it read from.
+    pub marker_from: Option<String>,
+    /// The highest marker it saw.
+    pub marker_to: Option<String>,
+    /// Why it failed, or more to know.
+    pub detail: Option<String>,
 }
 
 /// Look a credential up by id or by name.

@@ -228,6 +228,12 @@ pub trait QueueStore: Send + Sync + 'static {
         limit: u32,
         max_bytes: usize,
     ) -> Result<Vec<openmid_proto::command_output::DecodedChunk>, StoreError>;
+    /// The last chunk `attempt` of `output_id` stored, if any.
+    async fn last_output_chunk(
+        &self,
+        output_id: &str,
+        attempt: u32,
+    ) -> Result<Option<openmid_proto::command_output::DecodedChunk>, StoreError>;
     /// Assigns a ready output to `to` (None: nobody yet), if it is still ready and
     /// assigned to `from`. Returns whether it changed.
     async fn assign_output(
@@ -239,15 +245,72 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
+/// Import Sets: data sources and the import sets their runs fill (their rows are the
+/// `rows` chunks of each run's output, read through [`QueueStore::output_chunks`]).
+#[async_trait]
+pub trait ImportStore: Send + Sync {
+    /// Makes or replaces a data source (by name); the instance's columns
+    /// (`marker_value`, `last_import_set`, `created_at`) of one that exists stay.
+    async fn put_data_source(&self, row: &DataSourceRow) -> Result<DataSourceRow, StoreError>;
+    /// One data source.
+    async fn get_data_source(&self, name: &str) -> Result<Option<DataSourceRow>, StoreError>;
+    /// Every data source, by name.
+    async fn list_data_sources(&self) -> Result<Vec<DataSourceRow>, StoreError>;
+    /// Deletes a data source (its import sets stay until their retention).
+    async fn delete_data_source(&self, name: &str) -> Result<bool, StoreError>;
+    /// Data sources whose `next_run_at` is at or before `now`, soonest first.
+    async fn due_data_sources(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<DataSourceRow>, StoreError>;
+    /// Sets when a data source runs next, if its `next_run_at` is still `expected`
+    /// (so two schedulers cannot both take one due run). Returns whether it changed.
+    async fn reschedule_data_source(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        next_run_at: Option<i64>,
+        anchor: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// Records a new import set and makes it its source's last.
+    async fn insert_import_set(&self, row: &ImportSetRow) -> Result<(), StoreError>;
+    /// One import set.
+    async fn get_import_set(&self, id: &str) -> Result<Option<ImportSetRow>, StoreError>;
+    /// Import sets, newest first: of one source when given, in one state when given,
+    /// started before `before` when given.
+    async fn list_import_sets(
+        &self,
+        source: Option<&str>,
+        state: Option<&str>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<ImportSetRow>, StoreError>;
+    /// Ends a running import set (state, counts, columns, markers, detail, expiry);
+    /// with `marker_value`, the source's marker moves on in the same transaction.
+    /// Returns false when it had already ended.
+    async fn finish_import_set(
+        &self,
+        row: &ImportSetRow,
+        marker_value: Option<&str>,
+    ) -> Result<bool, StoreError>;
+    /// Deletes up to `limit` import sets that expired before `now`, with their
+    /// output's records and rows. Returns how many went.
+    async fn purge_import_sets(&self, now: i64, limit: u32) -> Result<u64, StoreError>;
+}
+
 /// The whole store, split by concern. Implementations: [`SqliteStore`] (embedded
 /// default); PostgreSQL follows with the scale-out work. Code that uses the store
 /// imports the concern it needs (`use crate::ecc::QueueStore`), or all of them from
 /// [`parts`].
-pub trait Store: SettingsStore + RegistryStore + ConnectionStore + QueueStore {}
+pub trait Store:
+    SettingsStore + RegistryStore + ConnectionStore + QueueStore + ImportStore
+{
+}
 
-impl<T: SettingsStore + RegistryStore + ConnectionStore + QueueStore> Store for T {}
+impl<T: SettingsStore + RegistryStore + ConnectionStore + QueueStore + ImportStore> Store for T {}
 
 /// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
 pub mod parts {
-    pub use super::{ConnectionStore, QueueStore, RegistryStore, SettingsStore};
+    pub use super::{ConnectionStore, ImportStore, QueueStore, RegistryStore, SettingsStore};
 }

@@ -65,6 +65,12 @@ enum Command {
     /// Run an action through a MID.
     #[command(subcommand)]
     Run(RunCommand),
+    /// Data sources of Import Sets.
+    #[command(subcommand, name = "data-sources")]
+    DataSources(super::ctl_imports::DataSourcesCommand),
+    /// Import runs and the import sets they fill.
+    #[command(subcommand)]
+    Import(super::ctl_imports::ImportCommand),
 }
 
 #[derive(clap::Subcommand)]
@@ -335,6 +341,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Credentials(cmd) => connections::credentials(&api, cmd, json).await?,
         Command::Aliases(cmd) => ctl_aliases::aliases(&api, *cmd, json).await?,
+        Command::DataSources(cmd) => super::ctl_imports::data_sources(&api, cmd, json).await?,
+        Command::Import(cmd) => return super::ctl_imports::import(&api, cmd, json).await,
         Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
         Command::Run(RunCommand::Other(args)) => {
             return super::run_action::run(&api, args, json).await;

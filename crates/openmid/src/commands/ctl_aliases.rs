@@ -37,11 +37,12 @@ pub enum AliasesCommand {
 pub struct AliasFields {
     /// Alias name.
     name: String,
-    /// http, soap, ssh or jdbc.
-    #[arg(long, value_parser = ["http", "soap", "ssh", "jdbc"], required_unless_present = "from_json")]
+    /// http, soap, ssh, jdbc or ldap.
+    #[arg(long, value_parser = ["http", "soap", "ssh", "jdbc", "ldap"], required_unless_present = "from_json")]
     kind: Option<String>,
     /// Where the target is, as the MID sees it: an http(s) base URL,
-    /// ssh://[user@]host[:port], postgres://host[:port]/db or mysql://host[:port]/db.
+    /// ssh://[user@]host[:port], postgres://host[:port]/db, mysql://host[:port]/db or
+    /// ldap(s)://host[:port][/base-dn].
     #[arg(long, required_unless_present = "from_json")]
     base_url: Option<String>,
     /// Credential name.
@@ -91,7 +92,8 @@ pub struct AliasFields {
     /// SSH connections a MID keeps open to the host.
     #[arg(long)]
     pool_size: Option<u32>,
-    /// Database TLS: disable, prefer, require, verify-ca or verify-full.
+    /// Database TLS: disable, prefer, require, verify-ca or verify-full; for an
+    /// ldap:// alias, verify-full means StartTLS.
     #[arg(long, value_parser = ["disable", "prefer", "require", "verify-ca", "verify-full"])]
     tls: Option<String>,
     /// Database session setting or connection option `name=value` (repeatable).
@@ -186,6 +188,7 @@ fn alias_body(f: &AliasFields) -> Result<Alias> {
         Some("soap") => ConnectionKind::Soap,
         Some("ssh") => ConnectionKind::Ssh,
         Some("jdbc") => ConnectionKind::Jdbc,
+        Some("ldap") => ConnectionKind::Ldap,
         _ => ConnectionKind::Http,
     };
     let host_key = f.host_key.as_deref().map(host_key_policy).transpose()?;

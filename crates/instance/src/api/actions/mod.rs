@@ -8,6 +8,8 @@
 //! `openmid ctl run NAME` subcommand (which reads the action list from the document).
 
 mod command;
+mod file_import;
+mod ldap;
 mod registry;
 mod rest;
 mod soap;

@@ -19,12 +19,14 @@ use std::marker::PhantomData;
 use utoipa::ToSchema;
 
 /// Every action, one line each.
-static ACTIONS: [&dyn Runs; 5] = [
+static ACTIONS: [&dyn Runs; 7] = [
     &Registered::<super::rest::RestCall>(PhantomData),
     &Registered::<super::soap::SoapCall>(PhantomData),
     &Registered::<super::command::CommandRun>(PhantomData),
     &Registered::<super::ssh::SshRun>(PhantomData),
     &Registered::<super::sql::SqlRun>(PhantomData),
+    &Registered::<super::ldap::LdapSearch>(PhantomData),
+    &Registered::<super::file_import::FileRead>(PhantomData),
 ];
 
 /// One action of the API.

@@ -7,6 +7,7 @@
 //! which WAL lets run beside the writer.
 
 mod connections;
+mod imports;
 mod operations;
 mod output_chunks;
 mod queue;

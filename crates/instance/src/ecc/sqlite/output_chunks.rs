@@ -83,31 +83,53 @@ pub(super) fn read(
     let mut out = Vec::new();
     let mut bytes = 0;
     while let Some(row) = rows.next()? {
-        let stream: String = row.get(1)?;
-        let data: Option<Vec<u8>> = row.get(3)?;
-        let content = match data {
-            Some(data) => {
-                bytes += data.len();
-                ChunkContent::Data(data)
-            }
-            None => ChunkContent::Truncated(Truncated {
-                dropped_bytes: from_i64(row.get::<_, Option<i64>>(4)?.unwrap_or(0)),
-            }),
-        };
-        out.push(DecodedChunk {
-            stream: OutputStream::parse(&stream).ok_or_else(|| StoreError::Corrupt {
-                id: output_id.to_string(),
-                detail: format!("command_output.stream `{stream}`"),
-            })?,
-            seq: from_i64(row.get(0)?),
-            offset: from_i64(row.get(2)?),
-            content,
-        });
+        let chunk = decode(output_id, row)?;
+        if let ChunkContent::Data(data) = &chunk.content {
+            bytes += data.len();
+        }
+        out.push(chunk);
         if bytes >= max_bytes {
             break;
         }
     }
     Ok(out)
+}
+
+/// The last chunk of one attempt.
+pub(super) fn last(
+    c: &Connection,
+    output_id: &str,
+    attempt: u32,
+) -> Result<Option<DecodedChunk>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, stream, byte_offset, data, dropped_bytes FROM command_output WHERE output_id = ? AND attempt = ? ORDER BY seq DESC LIMIT 1",
+    )?;
+    let mut rows = stmt.query(params![output_id, i64::from(attempt)])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(decode(output_id, row)?)),
+        None => Ok(None),
+    }
+}
+
+/// One row of `SELECT seq, stream, byte_offset, data, dropped_bytes`.
+fn decode(output_id: &str, row: &rusqlite::Row<'_>) -> Result<DecodedChunk, StoreError> {
+    let stream: String = row.get(1)?;
+    let data: Option<Vec<u8>> = row.get(3)?;
+    let content = match data {
+        Some(data) => ChunkContent::Data(data),
+        None => ChunkContent::Truncated(Truncated {
+            dropped_bytes: from_i64(row.get::<_, Option<i64>>(4)?.unwrap_or(0)),
+        }),
+    };
+    Ok(DecodedChunk {
+        stream: OutputStream::parse(&stream).ok_or_else(|| StoreError::Corrupt {
+            id: output_id.to_string(),
+            detail: format!("command_output.stream `{stream}`"),
+        })?,
+        seq: from_i64(row.get(0)?),
+        offset: from_i64(row.get(2)?),
+        content,
+    })
 }
 
 /// Moves the chunks earlier attempts of `output_id` stored onto `attempt`, for a topic

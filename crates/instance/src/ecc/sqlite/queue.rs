@@ -326,7 +326,10 @@ impl QueueStore for SqliteStore {
             .write(move |c| {
                 let ids: Vec<String> = c
                     .prepare_cached(
-                        "SELECT id FROM ecc WHERE queue = 'output' AND state IN ('processed', 'error', 'cancelled') AND processed_at < ? ORDER BY id LIMIT ?",
+                        // An import set's output stays as long as the import set: its rows are
+                        // the output's chunks (`purge_import_sets` deletes both).
+                        "SELECT id FROM ecc WHERE queue = 'output' AND state IN ('processed', 'error', 'cancelled') AND processed_at < ? \
+                         AND id NOT IN (SELECT output_id FROM import_sets) ORDER BY id LIMIT ?",
                     )?
                     .query_map(params![before, i64::from(limit)], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
@@ -377,6 +380,14 @@ impl QueueStore for SqliteStore {
         max_bytes: usize,
     ) -> Result<Vec<openmid_proto::command_output::DecodedChunk>, StoreError> {
         self.read(|c| output_chunks::read(c, output_id, attempt, after, limit, max_bytes))
+    }
+
+    async fn last_output_chunk(
+        &self,
+        output_id: &str,
+        attempt: u32,
+    ) -> Result<Option<openmid_proto::command_output::DecodedChunk>, StoreError> {
+        self.read(|c| output_chunks::last(c, output_id, attempt))
     }
 
     async fn load_by_mid(&self) -> Result<HashMap<String, Load>, StoreError> {
