@@ -167,7 +167,13 @@ async fn every_documented_operation_answers_as_documented() {
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let run = raw
-        .send("POST", "/api/v1/data-sources/users/run", Some(""), None, Vec::new())
+        .send(
+            "POST",
+            "/api/v1/data-sources/users/run",
+            Some(""),
+            None,
+            Vec::new(),
+        )
         .await;
     let set_id = run.body["id"].as_str().unwrap_or_default().to_string();
     // (method, documented path, concrete path, body): in an order that makes each work.
@@ -389,7 +395,9 @@ async fn every_documented_operation_answers_as_documented() {
             "POST",
             "/api/v1/actions/ldap",
             "/api/v1/actions/ldap?wait=0".into(),
-            Some(json!({"alias": "dir", "filter": "(uid=a*)", "attributes": ["cn", "mail"], "page_size": 200})),
+            Some(
+                json!({"alias": "dir", "filter": "(uid=a*)", "attributes": ["cn", "mail"], "page_size": 200}),
+            ),
         ),
         (
             "POST",
@@ -403,17 +411,21 @@ async fn every_documented_operation_answers_as_documented() {
             "POST",
             "/api/v1/data-sources",
             "/api/v1/data-sources".into(),
-            Some(json!({"name": "people", "kind": "ldap", "marker": "modifyTimestamp",
+            Some(
+                json!({"name": "people", "kind": "ldap", "marker": "modifyTimestamp",
                         "read": {"alias": "dir", "filter": "(objectClass=inetOrgPerson)"},
-                        "schedule": {"cron": "0 2 * * *", "time_zone": "Europe/Paris"}})),
+                        "schedule": {"cron": "0 2 * * *", "time_zone": "Europe/Paris"}}),
+            ),
         ),
         (
             "PUT",
             "/api/v1/data-sources/{name}",
             "/api/v1/data-sources/people".into(),
-            Some(json!({"name": "people", "kind": "ldap", "marker": "modifyTimestamp",
+            Some(
+                json!({"name": "people", "kind": "ldap", "marker": "modifyTimestamp",
                         "read": {"alias": "dir", "filter": "(objectClass=inetOrgPerson)"},
-                        "schedule": {"every": "6h"}, "retention_days": 7})),
+                        "schedule": {"every": "6h"}, "retention_days": 7}),
+            ),
         ),
         (
             "GET",

@@ -10,6 +10,7 @@ mod connections;
 mod durability;
 mod egress;
 mod end_to_end;
+mod imports;
 mod large_bodies;
 mod recovery;
 mod redirects;

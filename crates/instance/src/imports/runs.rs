@@ -9,9 +9,13 @@
 //!   run moved to another MID continues by keyset; an incremental run reads
 //!   `SELECT * FROM (<statement>) AS openmid_src WHERE <marker> >= <value>`.
 //!
-//! `>=`, not `>`: rows changed within the same tick as the last run's highest marker
-//! come again rather than being missed (LDAP has no `>` at all); an import set is a
-//! staging table that its transform merges by key.
+//! How "past" is read depends on the marker. An integer marker is a counter —
+//! `uSNChanged`, a rowversion, a sequence — unique and only growing, so the next run
+//! reads what is strictly greater (LDAP has no `>`: `(&(m=*)(!(m<=v)))`). Anything
+//! else is a timestamp, which many changes can share: the next run reads what is at
+//! or past it (`>=`), so a change made in the same tick as the last run's highest is
+//! read again rather than missed; an import set is a staging table that its
+//! transform merges by key.
 
 use crate::dispatch::{DispatchError, Dispatcher, invalid};
 use openmid_proto::api::NewOutput;
@@ -44,11 +48,12 @@ pub(super) async fn build(
                 let mut req: LdapRequest = payload(&output)?;
                 req.marker_attribute = Some(marker.clone());
                 if let Some(value) = marker_from {
-                    req.filter = format!(
-                        "(&{}({marker}>={}))",
-                        parenthesized(&req.filter),
-                        escape_filter_value(value)
-                    );
+                    let past = if is_counter(value) {
+                        format!("(&({marker}=*)(!({marker}<={value})))")
+                    } else {
+                        format!("({marker}>={})", escape_filter_value(value))
+                    };
+                    req.filter = format!("(&{}{past})", parenthesized(&req.filter));
                 }
                 output.payload = to_payload(&req)?;
             }
@@ -124,15 +129,21 @@ pub(super) fn escape_filter_value(value: &str) -> String {
     out
 }
 
-/// Wraps the statement so it reads only rows whose marker is at or past `value`.
+/// Whether a marker value is a counter (an integer), read strictly after.
+fn is_counter(value: &str) -> bool {
+    value.parse::<i64>().is_ok()
+}
+
+/// Wraps the statement so it reads only rows whose marker is past `value`.
 /// PostgreSQL gets the value as an untyped literal, which the server types as the
 /// column (a bound text parameter would not compare with a timestamp); MySQL gets a
 /// bound parameter, which it converts as it compares.
 fn incremental_sql(req: &mut SqlRequest, marker: &str, value: &str) {
     let statement = req.statement.trim().trim_end_matches(';');
+    let op = if is_counter(value) { ">" } else { ">=" };
     req.statement = match req.driver {
         SqlDriver::Postgres => format!(
-            "SELECT * FROM ({statement}) AS openmid_src WHERE \"{}\" >= {}",
+            "SELECT * FROM ({statement}) AS openmid_src WHERE \"{}\" {op} {}",
             marker.replace('"', "\"\""),
             pg_literal(value)
         ),
@@ -140,7 +151,7 @@ fn incremental_sql(req: &mut SqlRequest, marker: &str, value: &str) {
             req.params
                 .push(serde_json::Value::String(value.to_string()));
             format!(
-                "SELECT * FROM ({statement}) AS openmid_src WHERE `{}` >= ?",
+                "SELECT * FROM ({statement}) AS openmid_src WHERE `{}` {op} ?",
                 marker.replace('`', "``")
             )
         }
