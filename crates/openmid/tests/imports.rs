@@ -584,11 +584,13 @@ async fn a_directory_imports_whole_then_only_what_changed() {
         on("dir-a"),
     ))
     .await;
-    rig.source(json!({"name": "people", "kind": "ldap", "marker": "modifyTimestamp",
+    rig.source(
+        json!({"name": "people", "kind": "ldap", "marker": "modifyTimestamp",
         "read": {"alias": "corp-dir", "filter": "(objectClass=inetOrgPerson)",
-                 "attributes": ["uid", "cn", "mail", "jpegPhoto", "modifyTimestamp"], "page_size": 500},
-        "schedule": {"cron": "0 2 * * *", "time_zone": "Europe/Paris"}}))
-        .await;
+                 "attributes": ["uid", "cn", "mail", "jpegPhoto"], "page_size": 500},
+        "schedule": {"cron": "0 2 * * *", "time_zone": "Europe/Paris"}}),
+    )
+    .await;
     // The seed shares one second of modifyTimestamp; one user changed a second later
     // makes the marker a moment few entries share, as in a directory in use.
     tokio::time::sleep(Duration::from_millis(1100)).await;

@@ -245,6 +245,12 @@ impl DataSource {
                     "an import reads: a data source's statement is never run to write",
                 ));
             }
+            if self.marker.is_some() && sql.keyset.is_empty() {
+                return Err(field_error(
+                    "read.keyset",
+                    "name the columns that make a row unique: rows are read in the order of the marker, then these, and a run that moves to another MID continues after the last stored key",
+                ));
+            }
             if let Some(marker) = &self.marker
                 && sql.keyset.contains(marker)
             {
@@ -570,5 +576,18 @@ mod tests {
         ds.marker = None;
         ds.name = "no spaces".into();
         assert_eq!(ds.validate().expect_err("name").field, "name");
+    }
+
+    proptest::proptest! {
+        /// A data source is API input: any JSON object gives a source or an error.
+        #[test]
+        fn arbitrary_documents_never_panic(kind in "[a-z]{0,6}", every in "\\PC{0,12}", name in "\\PC{0,20}", marker in proptest::option::of("\\PC{0,10}")) {
+            let doc = serde_json::json!({"name": name, "kind": kind, "read": {"alias": "a", "statement": "x", "path": "/x", "format": {"type": "csv"}},
+                "marker": marker, "schedule": {"every": every}});
+            if let Ok(ds) = serde_json::from_value::<DataSource>(doc) {
+                let _ = ds.validate();
+            }
+            let _ = parse_interval(&every);
+        }
     }
 }

@@ -240,4 +240,27 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// A page is what a MID sent: any bytes give a page or an error, never a panic.
+        #[test]
+        fn arbitrary_pages_never_panic(data in proptest::collection::vec(proptest::num::u8::ANY, 0..300), seq in 0u64..5) {
+            for kind in [Kind::File, Kind::Ldap, Kind::Sql] {
+                let _ = decode(kind, seq, &data, Some(&["a".to_string()]));
+                let _ = span(kind, seq, &data);
+                let _ = may_have_errors(kind, &data);
+            }
+        }
+
+        /// Pages shaped like the probes' with arbitrary values decode to as many rows.
+        #[test]
+        fn well_formed_pages_keep_every_row(values in proptest::collection::vec(proptest::option::of("\\PC{0,8}"), 0..40), first in 0u64..1_000_000) {
+            let rows: Vec<Value> = values.iter().map(|v| json!([v])).collect();
+            let page = json!({"page": 1, "first_row": first, "columns": ["c"], "rows": rows, "types": ["string"], "records_done": first + values.len() as u64, "columns_added": []});
+            let decoded = decode(Kind::File, 1, page.to_string().as_bytes(), None);
+            let decoded = decoded.map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            proptest::prop_assert_eq!(decoded.rows.len(), values.len());
+            proptest::prop_assert_eq!(decoded.first_row, first);
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! after the first) and the source's agent.
 //!
 //! - **LDAP**: the probe is told the marker attribute (it reports the highest value it
-//!   saw); an incremental run's filter becomes `(&(<filter>)(<marker>>=<value>))`.
+//!   saw), which is asked for by name (operational attributes come only so); an
+//!   incremental run's filter becomes `(&(<filter>)(<marker>>=<value>))`.
 //! - **SQL**: the rows are read ordered by the marker first (the keyset becomes
 //!   `[marker, …keyset]`), so the last stored page's key holds the highest marker and a
 //!   run moved to another MID continues by keyset; an incremental run reads
@@ -47,6 +48,18 @@ pub(super) async fn build(
             if let Some(marker) = &source.marker {
                 let mut req: LdapRequest = payload(&output)?;
                 req.marker_attribute = Some(marker.clone());
+                // A marker is mostly operational (modifyTimestamp, uSNChanged), which
+                // a directory sends only when asked by name.
+                if !req
+                    .attributes
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(marker))
+                {
+                    if req.attributes.is_empty() {
+                        req.attributes.push("*".into());
+                    }
+                    req.attributes.push(marker.clone());
+                }
                 if let Some(value) = marker_from {
                     let past = if is_counter(value) {
                         format!("(&({marker}=*)(!({marker}<={value})))")

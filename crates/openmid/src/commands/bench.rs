@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 mod command;
 mod failover;
+mod import;
 mod rest;
 mod scale;
 mod sql;
@@ -47,6 +48,10 @@ enum Kind {
     /// Short commands on one host through a MID against OpenSSH's client sharing one
     /// connection (ControlMaster), against a real sshd on loopback.
     Ssh(ssh::SshArgs),
+    /// Import Sets: a 10,000-user directory against `ldapsearch -E pr=500`, and a
+    /// 1 GB CSV against Python's csv module, in the same run; with the MID's and the
+    /// instance's peak memory and a check that each row arrived once.
+    Import(import::ImportArgs),
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -57,6 +62,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Kind::Command(a) => command::run(a).await,
         Kind::Sql(a) => sql::run(a).await,
         Kind::Ssh(a) => ssh::run(a).await,
+        Kind::Import(a) => import::run(a).await,
     }
 }
 
