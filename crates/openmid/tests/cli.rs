@@ -24,6 +24,12 @@ fn demo_once_runs_a_call_end_to_end_and_exits_zero() {
     assert!(stdout.contains("response 200"), "{stdout}");
     assert!(stdout.contains(r#"{"hello":"world"}"#), "{stdout}");
     assert!(stdout.contains("processed"), "{stdout}");
+    // Step 7: the file became an import set, its bad line refused with its number.
+    assert!(
+        stdout.contains("complete_with_errors, 3 rows, 1 refused"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused record 3 (line 4)"), "{stdout}");
     // Step 6: the allowed command ran and printed, the other was refused by its rule.
     assert!(
         stdout.contains("/bin/uname -a on MID demo-mid → exit code 0"),

@@ -1,7 +1,10 @@
 //! `openmid demo`: the whole path on one machine — an instance with a fresh data dir, an
 //! "internal" HTTP service, a MID that enrolls and is validated, a REST call that
 //! travels instance → ECC queue → MID → service → back, a call through an alias with a
-//! credential, and a command run on the MID's host — with one its policy refuses.
+//! credential, a command run on the MID's host — with one its policy refuses — and a
+//! file brought in as an import set.
+
+mod import;
 
 use anyhow::{Context, Result, bail};
 use openmid_client::ActionOutcome;
@@ -61,7 +64,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let instance = LocalInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
         .await
         .context("starting the instance")?;
-    println!("[1/6] instance  {}", instance.running.url);
+    println!("[1/7] instance  {}", instance.running.url);
     println!(
         "                self-signed certificate, SHA256:{}",
         instance.running.fingerprint
@@ -71,7 +74,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         .await
         .context("starting the internal service")?;
     println!(
-        "[2/6] service   {}  (an internal HTTP service; only the MID calls it)",
+        "[2/7] service   {}  (an internal HTTP service; only the MID calls it)",
         service.url("")
     );
 
@@ -92,6 +95,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let commands: PolicyConfig = toml::from_str(COMMAND_POLICY).context("the demo's policy")?;
     let mut table = config.policy.config().clone();
     table.command = commands.command;
+    // Files the MID may import: one directory of the demo's own.
+    let imports = dir.path().join("imports");
+    std::fs::create_dir_all(&imports).context("making the demo's imports directory")?;
+    table.file.allow_dirs = vec![imports.clone()];
     config.policy = EgressPolicy::new(table).context("compiling the demo's policy")?;
     let started = Instant::now();
     let mut mid = openmid_mid::start(config)
@@ -104,7 +111,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         bail!("the MID did not enroll within 20 s");
     }
     println!(
-        "[3/6] MID       {MID_NAME} dialled out, enrolled with a one-time token: validation_pending"
+        "[3/7] MID       {MID_NAME} dialled out, enrolled with a one-time token: validation_pending"
     );
     instance.api.validate_mid(MID_NAME).await?;
     if !mid
@@ -119,7 +126,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     );
 
     let url = service.url("/hello?from=openmid-demo");
-    println!("[4/6] REST call GET {url}  via mid.server.{MID_NAME}");
+    println!("[4/7] REST call GET {url}  via mid.server.{MID_NAME}");
     let sent = Instant::now();
     let outcome = instance
         .api
@@ -178,6 +185,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     };
     let ok = alias_call(&instance).await? && ok;
     let ok = command_calls(&instance).await? && ok;
+    let ok = import::import_set(&instance, &imports, MID_NAME).await? && ok;
     println!();
 
     if !args.once {
@@ -254,7 +262,7 @@ async fn alias_call(instance: &LocalInstance) -> Result<bool> {
         })
         .await?;
     println!(
-        "[5/6] alias     demo-api → {} with credential demo-basic ({}; the API shows {})",
+        "[5/7] alias     demo-api → {} with credential demo-basic ({}; the API shows {})",
         target.url(""),
         credential.spec.type_name(),
         serde_json::to_string(&credential.spec).unwrap_or_default()
@@ -338,7 +346,7 @@ async fn streamed_command(instance: &LocalInstance) -> Result<bool> {
 }
 
 async fn command_calls(instance: &LocalInstance) -> Result<bool> {
-    println!("[6/6] command   the MID's policy allows `/bin/uname -a` and one fixed shell line");
+    println!("[6/7] command   the MID's policy allows `/bin/uname -a` and one fixed shell line");
     let allowed = CommandAction {
         timeout_ms: Some(10_000),
         correlator: Some("demo".into()),
