@@ -249,8 +249,8 @@ pub trait QueueStore: Send + Sync + 'static {
 /// `rows` chunks of each run's output, read through [`QueueStore::output_chunks`]).
 #[async_trait]
 pub trait ImportStore: Send + Sync {
-    /// Makes or replaces a data source (by name); the instance's columns
-    /// (`marker_value`, `last_import_set`, `created_at`) of one that exists stay.
+    /// Makes or replaces a data source (by name), `marker_value` as given; the
+    /// `created_at` and `last_import_set` of one that exists stay.
     async fn put_data_source(&self, row: &DataSourceRow) -> Result<DataSourceRow, StoreError>;
     /// One data source.
     async fn get_data_source(&self, name: &str) -> Result<Option<DataSourceRow>, StoreError>;

@@ -98,6 +98,18 @@ impl Imports<'_> {
             }
             _ => {}
         }
+        // The marker reached so far holds for the same read by the same marker only:
+        // a new statement, filter or marker starts from the beginning again.
+        let marker_value = match &current {
+            Some(row) => {
+                let before = parse_spec(row)?;
+                let same = before.marker == source.marker
+                    && serde_json::to_value(&before.read).ok()
+                        == serde_json::to_value(&source.read).ok();
+                row.marker_value.clone().filter(|_| same)
+            }
+            None => None,
+        };
         let now = now_ms();
         let next_run_at = match &compiled {
             Some(c) if source.enabled => c.next_after(now, Some(now)),
@@ -110,7 +122,7 @@ impl Imports<'_> {
             updated_at: now,
             next_run_at,
             schedule_anchor: compiled.as_ref().map(|_| now),
-            marker_value: None,
+            marker_value,
             last_import_set: None,
         };
         let row = store.put_data_source(&row).await?;

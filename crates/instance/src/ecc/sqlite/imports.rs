@@ -67,10 +67,11 @@ impl ImportStore for SqliteStore {
         self.writer
             .write(move |c| {
                 c.prepare_cached(
-                    "INSERT INTO data_sources (name, spec, created_at, updated_at, next_run_at, schedule_anchor) \
-                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
+                    "INSERT INTO data_sources (name, spec, created_at, updated_at, next_run_at, schedule_anchor, marker_value) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET \
                      spec = excluded.spec, updated_at = excluded.updated_at, \
-                     next_run_at = excluded.next_run_at, schedule_anchor = excluded.schedule_anchor",
+                     next_run_at = excluded.next_run_at, schedule_anchor = excluded.schedule_anchor, \
+                     marker_value = excluded.marker_value",
                 )?
                 .execute(params![
                     row.name,
@@ -78,7 +79,8 @@ impl ImportStore for SqliteStore {
                     row.created_at,
                     row.updated_at,
                     row.next_run_at,
-                    row.schedule_anchor
+                    row.schedule_anchor,
+                    row.marker_value
                 ])?;
                 Ok(c.prepare_cached(select_sources!("WHERE name = ?"))?
                     .query_row([&row.name], source_row)?)

@@ -295,3 +295,54 @@ async fn a_source_is_checked_as_a_run_would_be() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_changed_read_starts_its_marker_over() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dispatcher(&dir).await;
+    let alias: openmid_proto::alias::Alias = serde_json::from_value(serde_json::json!({
+        "name": "dir", "kind": "ldap", "base_url": "ldap://10.0.0.5/dc=example,dc=com",
+        "execution": {"cluster": "importers"}
+    }))
+    .expect("alias");
+    d.connections()
+        .put_alias(alias, true)
+        .await
+        .expect("alias saved");
+    let source = |filter: &str| {
+        serde_json::from_value::<DataSource>(serde_json::json!({
+            "name": "people", "kind": "ldap", "marker": "modifyTimestamp",
+            "read": {"alias": "dir", "filter": filter}
+        }))
+        .expect("source")
+    };
+    d.imports()
+        .put_data_source(source("(objectClass=person)"), true)
+        .await
+        .expect("saved");
+    // As a complete run would leave it.
+    let mut row = d
+        .store()
+        .get_data_source("people")
+        .await
+        .expect("read")
+        .expect("row");
+    row.marker_value = Some("20261201120000Z".into());
+    d.store().put_data_source(&row).await.expect("marker");
+
+    let same = d
+        .imports()
+        .put_data_source(source("(objectClass=person)"), false)
+        .await
+        .expect("saved again");
+    assert_eq!(same.marker_value.as_deref(), Some("20261201120000Z"));
+    let changed = d
+        .imports()
+        .put_data_source(source("(objectClass=inetOrgPerson)"), false)
+        .await
+        .expect("changed");
+    assert_eq!(
+        changed.marker_value, None,
+        "a new filter reads everything again"
+    );
+}
