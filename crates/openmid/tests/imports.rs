@@ -12,6 +12,7 @@ use openmid_proto::alias::{Alias, ConnectionKind, Execution};
 use openmid_proto::api::{ClusterKind, NewCluster, NewCredential};
 use openmid_proto::credential::{CredentialSpec, SecretValue};
 use openmid_proto::import::{DataSource, ImportSet, ImportState};
+use openmid_proto::ldap::LdapResponse;
 use openmid_proto::mid::MidStatus;
 use openmid_proto::secret::Secret;
 use openmid_testkit::slapd::{LocalSlapd, SlapdError, SlapdOptions};
@@ -584,6 +585,47 @@ async fn a_directory_imports_whole_then_only_what_changed() {
         on("dir-a"),
     ))
     .await;
+    // The action through the same alias: a bind test, and a search of one OU.
+    let bound = match rig
+        .instance
+        .api
+        .run_action::<_, LdapResponse>(
+            "ldap",
+            &json!({"alias": "corp-dir", "operation": "bind"}),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("bind test")
+    {
+        openmid_client::ActionOutcome::Done(r) => r.response.expect("a response"),
+        openmid_client::ActionOutcome::Pending(p) => panic!("not done: {p:?}"),
+    };
+    assert_eq!(
+        bound.bound_as.as_deref(),
+        Some(format!("dn:{bind_dn}").as_str())
+    );
+    let found = match rig
+        .instance
+        .api
+        .run_action::<_, LdapResponse>(
+            "ldap",
+            &json!({"alias": "corp-dir", "filter": "(uid=user0004*)", "attributes": ["uid", "mail"]}),
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("search")
+    {
+        openmid_client::ActionOutcome::Done(r) => r.response.expect("a response"),
+        openmid_client::ActionOutcome::Pending(p) => panic!("not done: {p:?}"),
+    };
+    assert_eq!(found.entries, 10, "user00040 … user00049");
+    assert!(
+        found
+            .first_page
+            .iter()
+            .all(|e| e.attributes["mail"].is_array())
+    );
+
     rig.source(
         json!({"name": "people", "kind": "ldap", "marker": "modifyTimestamp",
         "read": {"alias": "corp-dir", "filter": "(objectClass=inetOrgPerson)",
