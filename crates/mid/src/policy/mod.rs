@@ -78,7 +78,7 @@ use explain::Trace;
 use network::{Host, NetworkRules};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -261,6 +261,29 @@ impl EgressPolicy {
                 self.rules(protocol)
                     .check_ip(ip, literal, &target, &mut Trace::off())
             });
+        self.count_network(protocol, decided)
+    }
+
+    /// Checks one address alone, without a port (an ICMP echo, or each address of a
+    /// scan whose ports are checked once with [`EgressPolicy::check_port`]): the
+    /// address rules, as for an IP literal. A refusal counts once.
+    pub fn check_ip(&self, protocol: Protocol, ip: IpAddr) -> Result<(), Denial> {
+        let ip = ip.to_canonical();
+        let target = ip.to_string();
+        let decided = self
+            .rules(protocol)
+            .check_ip(ip, true, &target, &mut Trace::off());
+        self.count_network(protocol, decided)
+    }
+
+    /// Checks one port alone (a scan checks each port once, each address once: the
+    /// allow and deny lists of the two are independent, so every pair of an allowed
+    /// address and an allowed port is allowed). A refusal counts once.
+    pub fn check_port(&self, protocol: Protocol, port: u16) -> Result<(), Denial> {
+        let target = format!("port {port}");
+        let decided = self
+            .rules(protocol)
+            .check_port(port, &target, &mut Trace::off());
         self.count_network(protocol, decided)
     }
 

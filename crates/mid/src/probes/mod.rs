@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod credentials;
+pub mod discovery;
 pub mod file_import;
 pub mod http;
 pub mod ldap;

@@ -8,7 +8,8 @@
 use super::credentials::Credential;
 use super::http::SpilledBody;
 use super::{
-    JobContext, ProbeContext, ProbeError, command, file_import, ldap, rest, soap, sql, ssh,
+    JobContext, ProbeContext, ProbeError, command, discovery, file_import, ldap, rest, soap, sql,
+    ssh,
 };
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
@@ -16,7 +17,7 @@ use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 7] = [
+static PROBES: [&dyn Runs; 9] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
@@ -24,6 +25,8 @@ static PROBES: [&dyn Runs; 7] = [
     &Registered(ssh::SshProbe),
     &Registered(file_import::FileImportProbe),
     &Registered(ldap::LdapProbe),
+    &Registered(discovery::PingProbe),
+    &Registered(discovery::ScanProbe),
 ];
 
 /// What a probe gets besides its request.
@@ -72,6 +75,10 @@ pub trait Probe: Send + Sync + 'static {
     /// up, such as a process group, or output to keep); otherwise a cancelled job's
     /// probe is dropped, which ends its requests.
     const WATCHES_CANCEL: bool = false;
+    /// Whether it checks its targets under [`Probe::PROTOCOL`] itself, one by one,
+    /// instead of the registry checking the contract's one target: a ping or scan
+    /// touches many addresses and reports those refused rather than failing whole.
+    const CHECKS_TARGETS: bool = false;
     /// Runs one request.
     fn run<'a>(
         &'a self,
@@ -105,7 +112,9 @@ impl<P: Probe> Runs for Registered<P> {
         Box::pin(async move {
             let req = openmid_proto::probe::decode::<P::Contract>(&payload)
                 .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
-            if let (Some(protocol), Some(target)) = (P::PROTOCOL, P::Contract::target(&req)) {
+            if let (Some(protocol), Some(target), false) =
+                (P::PROTOCOL, P::Contract::target(&req), P::CHECKS_TARGETS)
+            {
                 call.ctx.policy.check_host(
                     protocol,
                     &target.host,
