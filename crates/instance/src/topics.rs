@@ -7,6 +7,7 @@
 use crate::ecc::Record;
 use openmid_proto::api::{ActionResult, ActionTimings};
 use openmid_proto::command::Command;
+use openmid_proto::discovery::{Ping, Shazzam};
 use openmid_proto::ecc::Topic;
 use openmid_proto::file_import::FileImport;
 use openmid_proto::ldap::Ldap;
@@ -19,7 +20,7 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 
 /// The topics this instance accepts, one line each.
-static TABLE: [&dyn Registered; 7] = [
+static TABLE: [&dyn Registered; 9] = [
     &Entry::<Rest>(PhantomData),
     &Entry::<Soap>(PhantomData),
     &Entry::<Command>(PhantomData),
@@ -27,6 +28,8 @@ static TABLE: [&dyn Registered; 7] = [
     &Entry::<Jdbc>(PhantomData),
     &Entry::<Ldap>(PhantomData),
     &Entry::<FileImport>(PhantomData),
+    &Entry::<Ping>(PhantomData),
+    &Entry::<Shazzam>(PhantomData),
 ];
 
 /// What the instance needs to know of a valid request.
@@ -194,13 +197,13 @@ mod tests {
             let got = check(Topic::RESTProbe, &payload).err().map(|e| e.field);
             assert_eq!(got.as_deref(), Some(field), "{payload}");
         }
-        let none = check(Topic::Ping, &json!({}))
+        let none = check(Topic::MetricScrape, &json!({}))
             .err()
             .unwrap_or_else(|| field_error("", ""));
         assert_eq!(none.field, "topic");
         assert!(
             none.message
-                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe"),
+                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam"),
             "{}",
             none.message
         );

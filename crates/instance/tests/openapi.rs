@@ -409,6 +409,20 @@ async fn every_documented_operation_answers_as_documented() {
         ),
         (
             "POST",
+            "/api/v1/actions/ping",
+            "/api/v1/actions/ping?wait=0".into(),
+            Some(json!({"agent": "mid.server.mid-a", "targets": ["198.18.0.0/30"], "count": 2})),
+        ),
+        (
+            "POST",
+            "/api/v1/actions/scan",
+            "/api/v1/actions/scan?wait=0".into(),
+            Some(
+                json!({"agent": "mid.server.mid-a", "targets": ["198.18.0.10-198.18.0.20"], "ports": [22, "80-81"], "rate_per_sec": 100}),
+            ),
+        ),
+        (
+            "POST",
             "/api/v1/data-sources",
             "/api/v1/data-sources".into(),
             Some(

@@ -7,6 +7,7 @@ mod clusters;
 mod command;
 mod command_stream;
 mod connections;
+mod discovery;
 mod durability;
 mod egress;
 mod end_to_end;

@@ -8,6 +8,7 @@
 //! `openmid ctl run NAME` subcommand (which reads the action list from the document).
 
 mod command;
+mod discovery;
 mod file_import;
 mod ldap;
 mod registry;

@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use utoipa::ToSchema;
 
 /// Every action, one line each.
-static ACTIONS: [&dyn Runs; 7] = [
+static ACTIONS: [&dyn Runs; 9] = [
     &Registered::<super::rest::RestCall>(PhantomData),
     &Registered::<super::soap::SoapCall>(PhantomData),
     &Registered::<super::command::CommandRun>(PhantomData),
@@ -27,6 +27,8 @@ static ACTIONS: [&dyn Runs; 7] = [
     &Registered::<super::sql::SqlRun>(PhantomData),
     &Registered::<super::ldap::LdapSearch>(PhantomData),
     &Registered::<super::file_import::FileRead>(PhantomData),
+    &Registered::<super::discovery::PingHosts>(PhantomData),
+    &Registered::<super::discovery::ScanPorts>(PhantomData),
 ];
 
 /// One action of the API.
