@@ -10,6 +10,7 @@ pub mod auth_target;
 pub mod bodies;
 pub mod process;
 pub mod slapd;
+pub mod snmpd;
 pub mod sshd;
 pub mod target;
 

@@ -8,7 +8,7 @@
 use super::credentials::Credential;
 use super::http::SpilledBody;
 use super::{
-    JobContext, ProbeContext, ProbeError, command, file_import, ldap, rest, soap, sql, ssh,
+    JobContext, ProbeContext, ProbeError, command, file_import, ldap, rest, snmp, soap, sql, ssh,
 };
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
@@ -16,7 +16,7 @@ use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 7] = [
+static PROBES: [&dyn Runs; 8] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
@@ -24,6 +24,7 @@ static PROBES: [&dyn Runs; 7] = [
     &Registered(ssh::SshProbe),
     &Registered(file_import::FileImportProbe),
     &Registered(ldap::LdapProbe),
+    &Registered(snmp::SnmpProbe),
 ];
 
 /// What a probe gets besides its request.
