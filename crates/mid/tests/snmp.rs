@@ -407,3 +407,24 @@ fn aes_cfb_round_trips() {
     let p = decrypt(&key, 3, 99, &[1; 8], &c).unwrap_or_default();
     assert_eq!(p, b"scoped pdu bytes");
 }
+
+proptest! {
+    #[test]
+    fn v3_messages_round_trip(
+        msg_id in 0i64..i64::from(i32::MAX),
+        flags in 0u8..8,
+        engine in proptest::collection::vec(any::<u8>(), 0..32),
+        boots in 0i64..i64::from(i32::MAX),
+        user in proptest::collection::vec(any::<u8>(), 0..32),
+        auth in proptest::collection::vec(any::<u8>(), 0..48),
+        encrypted in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        use openmid_mid::probes::snmp::v3::{self, Data, SecParams};
+        let sec = SecParams { engine_id: engine, boots, time: boots / 2, user, auth: auth.clone(), privacy: vec![9; 8] };
+        let data = Data::Encrypted(encrypted);
+        let bytes = v3::encode(msg_id, flags, &sec, &data);
+        let m = v3::decode(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!((m.msg_id, m.flags, &m.sec, &m.data), (msg_id, flags, &sec, &data));
+        prop_assert_eq!(bytes.get(m.auth_range.clone()), Some(&auth[..]));
+    }
+}

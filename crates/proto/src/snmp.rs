@@ -377,7 +377,7 @@ pub struct SnmpAction {
     /// The version (default: the alias's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<SnmpVersion>,
-    /// What is read.
+    /// What is read (required: `None` only so the type has a `Default`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation: Option<SnmpOperation>,
     /// Wait for one answer in milliseconds (default 2000).

@@ -241,6 +241,17 @@ impl Session {
                     if m.msg_id != msg_id {
                         return None;
                     }
+                    if m.flags & v3::AUTH == 0 && auth.is_some() {
+                        // Only a report (a refusal) may come back unauthenticated to
+                        // an authenticated request; anything else could be forged.
+                        let Data::Plain(plain) = &m.data else {
+                            return None;
+                        };
+                        if !v3::read_scoped(plain).is_ok_and(|p| p.kind == tag::REPORT) {
+                            tracing::warn!("an unauthenticated SNMPv3 answer to an authenticated request was ignored");
+                            return None;
+                        }
+                    }
                     if m.flags & v3::AUTH != 0 {
                         let (proto, key) = (auth?, engine.auth_key.as_ref()?);
                         let mut zeroed = bytes.to_vec();
