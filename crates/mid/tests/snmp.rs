@@ -144,6 +144,23 @@ async fn gets_over_v1_and_v2c() {
         assert_eq!(oids(&r), ["1.3.6.1.2.1.1.5.0"]);
         assert_eq!(r.varbinds[0].value, json!(snmpd::SYS_NAME));
     }
+    // A missing object: v2c says so in the varbind, v1 with noSuchName.
+    let op = || json!({"op": "get", "oids": ["1.3.6.1.2.1.1.99.0"]});
+    let r = ok(run(
+        &ctx,
+        request(a.port, "v2c", op()),
+        community(snmpd::COMMUNITY),
+    )
+    .await);
+    assert!(r.varbinds[0].type_name.starts_with("no_such_"), "{r:?}");
+    let r = run(
+        &ctx,
+        request(a.port, "v1", op()),
+        community(snmpd::COMMUNITY),
+    )
+    .await;
+    let text = r.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(text.contains("no such name: 1.3.6.1.2.1.1.99.0"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
