@@ -11,6 +11,7 @@ pub mod bodies;
 pub mod netns;
 pub mod process;
 pub mod slapd;
+pub mod snmpd;
 pub mod sshd;
 pub mod target;
 

@@ -20,6 +20,7 @@ pub mod probe;
 pub mod rest;
 pub mod seal;
 pub mod secret;
+pub mod snmp;
 pub mod soap;
 pub mod sql;
 pub mod ssh;

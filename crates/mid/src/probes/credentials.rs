@@ -68,6 +68,20 @@ pub enum Credential {
         /// Password.
         password: Secret,
     },
+    /// An SNMP v1/v2c community (the SNMP probe's).
+    SnmpCommunity {
+        /// The community string.
+        community: Secret,
+    },
+    /// An SNMPv3 USM user (the SNMP probe's).
+    SnmpV3 {
+        /// User name.
+        username: String,
+        /// Authentication protocol name and password.
+        auth: Option<(String, Secret)>,
+        /// Privacy protocol name and password.
+        privacy: Option<(String, Secret)>,
+    },
     /// An SSH login with a private key.
     SshKey {
         /// User name.
@@ -165,8 +179,8 @@ fn read_local(local: &LocalSecret, policy: &LocalSecretPolicy) -> Result<Secret,
     }
 }
 
-/// Resolves a job's credential: HTTP, SOAP, SSH and database types (the probe checks
-/// it fits).
+/// Resolves a job's credential: HTTP, SOAP, SSH, database, LDAP and SNMP types (the
+/// probe checks it fits).
 pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Credential, ProbeError> {
     Ok(match spec {
         CredentialSpec::Basic { username, password } => Credential::Basic {
@@ -217,6 +231,40 @@ pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Crede
             bind_dn,
             password: resolve_value("password", password, policy)?,
         },
+        CredentialSpec::SnmpCommunity { community } => Credential::SnmpCommunity {
+            community: resolve_value("community", community, policy)?,
+        },
+        CredentialSpec::SnmpV3 {
+            username,
+            auth_protocol,
+            auth_password,
+            priv_protocol,
+            priv_password,
+        } => {
+            let auth = match (auth_protocol, auth_password) {
+                (Some(p), Some(pw)) => Some((p, resolve_value("auth_password", pw, policy)?)),
+                (None, None) => None,
+                _ => {
+                    return Err(ProbeError::Credential(
+                        "an snmp_v3 credential needs both auth_protocol and auth_password, or neither".into(),
+                    ));
+                }
+            };
+            let privacy = match (priv_protocol, priv_password) {
+                (Some(p), Some(pw)) => Some((p, resolve_value("priv_password", pw, policy)?)),
+                (None, None) => None,
+                _ => {
+                    return Err(ProbeError::Credential(
+                        "an snmp_v3 credential needs both priv_protocol and priv_password, or neither".into(),
+                    ));
+                }
+            };
+            Credential::SnmpV3 {
+                username,
+                auth,
+                privacy,
+            }
+        }
         CredentialSpec::SshPassword { username, password } => Credential::SshPassword {
             username,
             password: resolve_value("password", password, policy)?,
@@ -232,12 +280,6 @@ pub fn resolve(spec: CredentialSpec, policy: &LocalSecretPolicy) -> Result<Crede
                 .map(|p| resolve_value("passphrase", p, policy))
                 .transpose()?,
         },
-        other => {
-            return Err(ProbeError::Credential(format!(
-                "a `{}` credential cannot authenticate an HTTP call",
-                other.type_name()
-            )));
-        }
     })
 }
 
@@ -279,6 +321,11 @@ pub async fn authenticate(
         Credential::SshPassword { .. } | Credential::SshKey { .. } => {
             return Err(ProbeError::Credential(
                 "an SSH credential cannot authenticate an HTTP call".into(),
+            ));
+        }
+        Credential::SnmpCommunity { .. } | Credential::SnmpV3 { .. } => {
+            return Err(ProbeError::Credential(
+                "an SNMP credential cannot authenticate an HTTP call".into(),
             ));
         }
         Credential::LdapBind { .. } => {

@@ -11,6 +11,7 @@ pub mod ldap;
 pub mod output_stream;
 pub mod registry;
 pub mod rest;
+pub mod snmp;
 pub mod soap;
 pub mod soap_xml;
 pub mod sql;

@@ -8,8 +8,8 @@
 use super::credentials::Credential;
 use super::http::SpilledBody;
 use super::{
-    JobContext, ProbeContext, ProbeError, command, discovery, file_import, ldap, rest, soap, sql,
-    ssh,
+    JobContext, ProbeContext, ProbeError, command, discovery, file_import, ldap, rest, snmp, soap,
+    sql, ssh,
 };
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
@@ -17,7 +17,7 @@ use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 9] = [
+static PROBES: [&dyn Runs; 10] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
@@ -27,6 +27,7 @@ static PROBES: [&dyn Runs; 9] = [
     &Registered(ldap::LdapProbe),
     &Registered(discovery::PingProbe),
     &Registered(discovery::ScanProbe),
+    &Registered(snmp::SnmpProbe),
 ];
 
 /// What a probe gets besides its request.
