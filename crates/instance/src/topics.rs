@@ -13,6 +13,7 @@ use openmid_proto::file_import::FileImport;
 use openmid_proto::ldap::Ldap;
 use openmid_proto::probe::{Contract, FieldError, field_error};
 use openmid_proto::rest::Rest;
+use openmid_proto::snmp::Snmp;
 use openmid_proto::soap::Soap;
 use openmid_proto::sql::Jdbc;
 use openmid_proto::ssh::SshCommand;
@@ -20,7 +21,7 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 
 /// The topics this instance accepts, one line each.
-static TABLE: [&dyn Registered; 9] = [
+static TABLE: [&dyn Registered; 10] = [
     &Entry::<Rest>(PhantomData),
     &Entry::<Soap>(PhantomData),
     &Entry::<Command>(PhantomData),
@@ -30,6 +31,7 @@ static TABLE: [&dyn Registered; 9] = [
     &Entry::<FileImport>(PhantomData),
     &Entry::<Ping>(PhantomData),
     &Entry::<Shazzam>(PhantomData),
+    &Entry::<Snmp>(PhantomData),
 ];
 
 /// What the instance needs to know of a valid request.
@@ -203,7 +205,7 @@ mod tests {
         assert_eq!(none.field, "topic");
         assert!(
             none.message
-                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam"),
+                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam, SNMPProbe"),
             "{}",
             none.message
         );

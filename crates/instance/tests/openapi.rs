@@ -409,6 +409,27 @@ async fn every_documented_operation_answers_as_documented() {
         ),
         (
             "POST",
+            "/api/v1/credentials",
+            "/api/v1/credentials".into(),
+            Some(json!({"name": "snmp-ro", "type": "snmp_community", "community": "c0mm"})),
+        ),
+        (
+            "POST",
+            "/api/v1/aliases",
+            "/api/v1/aliases".into(),
+            Some(
+                json!({"name": "sw1", "kind": "snmp", "base_url": "snmp://127.0.0.1:9",
+                        "credential": "snmp-ro", "execution": {"mid": "mid-a"}}),
+            ),
+        ),
+        (
+            "POST",
+            "/api/v1/actions/snmp",
+            "/api/v1/actions/snmp?wait=0".into(),
+            Some(json!({"alias": "sw1", "operation": {"op": "walk", "oid": "1.3.6.1.2.1.1"}})),
+        ),
+        (
+            "POST",
             "/api/v1/actions/ping",
             "/api/v1/actions/ping?wait=0".into(),
             Some(json!({"agent": "mid.server.mid-a", "targets": ["198.18.0.0/30"], "count": 2})),

@@ -15,6 +15,7 @@ mod imports;
 mod large_bodies;
 mod recovery;
 mod redirects;
+mod snmp;
 mod soap;
 mod sql;
 mod ssh;

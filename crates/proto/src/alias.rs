@@ -23,6 +23,8 @@ pub enum ConnectionKind {
     /// An LDAP directory (`base_url`: `ldap://host[:port][/base-dn]` or
     /// `ldaps://…`; `tls: verify_full` on an `ldap://` alias means StartTLS).
     Ldap,
+    /// An SNMP agent (`base_url`: `snmp://host[:port]`).
+    Snmp,
 }
 
 impl std::fmt::Display for ConnectionKind {
@@ -33,6 +35,7 @@ impl std::fmt::Display for ConnectionKind {
             ConnectionKind::Ssh => "ssh",
             ConnectionKind::Jdbc => "jdbc",
             ConnectionKind::Ldap => "ldap",
+            ConnectionKind::Snmp => "snmp",
         })
     }
 }

@@ -38,6 +38,10 @@ impl Connections<'_> {
                     super::ldap::LDAP_CREDENTIALS.contains(&row.kind.as_str()),
                     "ldap_bind",
                 ),
+                ConnectionKind::Snmp => (
+                    super::snmp::SNMP_CREDENTIALS.contains(&row.kind.as_str()),
+                    "snmp_community or snmp_v3",
+                ),
             };
             if !fits {
                 return Err(invalid(
@@ -138,6 +142,7 @@ pub(super) fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
         ConnectionKind::Ssh => super::ssh::check_ssh_alias(alias)?,
         ConnectionKind::Jdbc => super::sql::check_sql_alias(alias)?,
         ConnectionKind::Ldap => super::ldap::check_ldap_alias(alias)?,
+        ConnectionKind::Snmp => super::snmp::check_snmp_alias(alias)?,
     }
     // Fields that mean something for one kind only are refused on the others, so a
     // typo'd kind is not silently a different alias.
@@ -193,6 +198,7 @@ pub(super) fn check_alias(alias: &Alias) -> Result<(), DispatchError> {
         ConnectionKind::Ssh => openmid_proto::command::MAX_TIMEOUT_MS,
         ConnectionKind::Jdbc => openmid_proto::sql::MAX_TIMEOUT_MS,
         ConnectionKind::Ldap => openmid_proto::ldap::MAX_TIMEOUT_MS,
+        ConnectionKind::Snmp => openmid_proto::snmp::MAX_TIMEOUT_MS,
     };
     if let Some(t) = alias.timeout_ms
         && (t == 0 || t > max)

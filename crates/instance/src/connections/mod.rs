@@ -10,6 +10,7 @@ mod credentials;
 mod file;
 mod ldap;
 mod rest;
+mod snmp;
 mod soap;
 mod sql;
 mod ssh;

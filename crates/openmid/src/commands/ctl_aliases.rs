@@ -37,12 +37,12 @@ pub enum AliasesCommand {
 pub struct AliasFields {
     /// Alias name.
     name: String,
-    /// http, soap, ssh, jdbc or ldap.
-    #[arg(long, value_parser = ["http", "soap", "ssh", "jdbc", "ldap"], required_unless_present = "from_json")]
+    /// http, soap, ssh, jdbc, ldap or snmp.
+    #[arg(long, value_parser = ["http", "soap", "ssh", "jdbc", "ldap", "snmp"], required_unless_present = "from_json")]
     kind: Option<String>,
     /// Where the target is, as the MID sees it: an http(s) base URL,
     /// ssh://[user@]host[:port], postgres://host[:port]/db, mysql://host[:port]/db or
-    /// ldap(s)://host[:port][/base-dn].
+    /// ldap(s)://host[:port][/base-dn] or snmp://host[:port].
     #[arg(long, required_unless_present = "from_json")]
     base_url: Option<String>,
     /// Credential name.
@@ -189,6 +189,7 @@ fn alias_body(f: &AliasFields) -> Result<Alias> {
         Some("ssh") => ConnectionKind::Ssh,
         Some("jdbc") => ConnectionKind::Jdbc,
         Some("ldap") => ConnectionKind::Ldap,
+        Some("snmp") => ConnectionKind::Snmp,
         _ => ConnectionKind::Http,
     };
     let host_key = f.host_key.as_deref().map(host_key_policy).transpose()?;

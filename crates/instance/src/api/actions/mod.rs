@@ -13,6 +13,7 @@ mod file_import;
 mod ldap;
 mod registry;
 mod rest;
+mod snmp;
 mod soap;
 mod sql;
 mod ssh;

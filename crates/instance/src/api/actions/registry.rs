@@ -19,7 +19,7 @@ use std::marker::PhantomData;
 use utoipa::ToSchema;
 
 /// Every action, one line each.
-static ACTIONS: [&dyn Runs; 9] = [
+static ACTIONS: [&dyn Runs; 10] = [
     &Registered::<super::rest::RestCall>(PhantomData),
     &Registered::<super::soap::SoapCall>(PhantomData),
     &Registered::<super::command::CommandRun>(PhantomData),
@@ -29,6 +29,7 @@ static ACTIONS: [&dyn Runs; 9] = [
     &Registered::<super::file_import::FileRead>(PhantomData),
     &Registered::<super::discovery::PingHosts>(PhantomData),
     &Registered::<super::discovery::ScanPorts>(PhantomData),
+    &Registered::<super::snmp::SnmpRead>(PhantomData),
 ];
 
 /// One action of the API.
