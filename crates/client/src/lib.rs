@@ -3,6 +3,7 @@
 //! own: a caller of the API needs the wire types and HTTPS, not the server.
 
 mod connections;
+mod discovery;
 pub mod follow;
 mod imports;
 mod queue;

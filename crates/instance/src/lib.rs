@@ -146,6 +146,10 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         .await
         .map_err(|e| InstanceError::Config(e.to_string()))?;
     tasks.spawn(dispatcher.clone().run_sweeper(shutdown.clone()));
+    tasks.spawn(discovery::run_advancer(
+        dispatcher.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(
         imports::scheduler::Scheduler::new(
             dispatcher.clone(),

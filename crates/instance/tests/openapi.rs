@@ -430,6 +430,26 @@ async fn every_documented_operation_answers_as_documented() {
         ),
         (
             "POST",
+            "/api/v1/discovery/runs",
+            "/api/v1/discovery/runs".into(),
+            Some(
+                json!({"agent": "mid.server.mid-a", "targets": ["198.18.0.0/30"], "ports": [22, "80-81"]}),
+            ),
+        ),
+        (
+            "GET",
+            "/api/v1/discovery/runs",
+            "/api/v1/discovery/runs?limit=5".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/devices",
+            "/api/v1/devices?class=linux_server&limit=10".into(),
+            None,
+        ),
+        (
+            "POST",
             "/api/v1/actions/ping",
             "/api/v1/actions/ping?wait=0".into(),
             Some(json!({"agent": "mid.server.mid-a", "targets": ["198.18.0.0/30"], "count": 2})),
@@ -685,6 +705,28 @@ async fn every_documented_operation_answers_as_documented() {
         })
         .filter(|op| op != "post /api/v1/blobs" && !op.starts_with("parameters "))
         .collect();
+    // A run and a device that do not exist: documented 404s (the runs this instance
+    // has never reach a MID that could file a device).
+    let runs = raw.get("/api/v1/discovery/runs").await;
+    let run_id = runs.body[0]["id"].as_str().unwrap_or_default().to_string();
+    let a = raw.get(&format!("/api/v1/discovery/runs/{run_id}")).await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    check(
+        "GET /api/v1/discovery/runs/{id}".into(),
+        &doc["paths"]["/api/v1/discovery/runs/{id}"]["get"],
+        a.status,
+        &a.body,
+    );
+    called.insert("get /api/v1/discovery/runs/{id}".into());
+    let a = raw.get("/api/v1/devices/198.18.0.99").await;
+    assert_eq!(a.status, 404, "{:?}", a.body);
+    check(
+        "GET /api/v1/devices/{id}".into(),
+        &doc["paths"]["/api/v1/devices/{id}"]["get"],
+        a.status,
+        &a.body,
+    );
+    called.insert("get /api/v1/devices/{id}".into());
     let missed: Vec<_> = documented_ops.difference(&called).collect();
     assert!(
         missed.is_empty(),

@@ -6,7 +6,8 @@
 use openmid_client::ActionOutcome;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::command_output::{OutputLine, OutputStream};
-use openmid_proto::discovery::{PingResponse, ScanPage, ScanResponse};
+use openmid_proto::devices::{DiscoveryState, NewDiscoveryRun};
+use openmid_proto::discovery::{PingResponse, PortSpec, ScanPage, ScanResponse};
 use openmid_proto::ecc::State;
 use openmid_proto::mid::MidStatus;
 use openmid_testkit::netns::{NetnsError, TestNet};
@@ -202,6 +203,54 @@ async fn ping_and_scan_through_the_instance_find_the_live_hosts_and_open_ports()
     // Up: a refused connection is an answer too — hosts 0–3, and the bridge
     // (198.18.0.1, the MID's own side of the test net).
     assert_eq!(response.hosts_up, 5);
+
+    // A discovery run: ping, scan what answered, file devices; a second run updates
+    // the same devices rather than adding any.
+    let request = NewDiscoveryRun {
+        agent: "mid.server.scan-a".into(),
+        targets: vec![targets.clone()],
+        ports: vec![
+            PortSpec::Number(22),
+            PortSpec::Number(80),
+            PortSpec::Text("5430-5433".into()),
+        ],
+        rate_per_sec: Some(2000),
+        timeout_ms: Some(500),
+    };
+    let mut first_seen = BTreeMap::new();
+    for round in 0..2 {
+        let run = api.start_discovery(&request).await.expect("run starts");
+        let run = api
+            .wait_discovery_run(&run.id, Duration::from_millis(100), Duration::from_secs(60))
+            .await
+            .expect("run");
+        assert_eq!(run.state, DiscoveryState::Complete, "{run:?}");
+        assert_eq!(run.hosts_alive, 4);
+        assert_eq!(
+            (run.devices_new, run.devices_updated),
+            if round == 0 { (4, 0) } else { (0, 4) },
+            "round {round}"
+        );
+        let devices = api.list_devices(None, None, 100).await.expect("devices");
+        assert_eq!(devices.len(), 4, "one device per address: {devices:?}");
+        let class: BTreeMap<&str, &str> = devices
+            .iter()
+            .map(|d| (d.address.as_str(), d.class.as_str()))
+            .collect();
+        let (a0, a1, a2) = (net.addr(0), net.addr(1), net.addr(2));
+        assert_eq!(class[a0.as_str()], "linux_server", "{devices:?}");
+        assert_eq!(class[a1.as_str()], "database");
+        assert_eq!(class[a2.as_str()], "unknown");
+        let linux = api.get_device(&a0).await.expect("device");
+        assert!(linux.evidence[0].contains("OpenSSH_9.2p1"), "{linux:?}");
+        assert_eq!(linux.last_run, run.id);
+        for d in &devices {
+            let seen = first_seen
+                .entry(d.address.clone())
+                .or_insert(d.first_seen.clone());
+            assert_eq!(*seen, d.first_seen, "first_seen stays");
+        }
+    }
 
     // A range the MID's policy does not allow fails with the rule's words.
     let refused = match api

@@ -9,6 +9,7 @@ pub mod blob;
 pub mod command;
 pub mod command_output;
 pub mod credential;
+pub mod devices;
 pub mod discovery;
 pub mod ecc;
 pub mod file_import;

@@ -7,6 +7,7 @@ mod admin;
 mod blobs;
 mod command_output;
 mod connections;
+mod discovery;
 pub mod error;
 mod extract;
 mod idempotency;
@@ -126,6 +127,13 @@ pub fn router(state: AppState) -> Router {
                 .delete(imports::delete_source),
         )
         .route("/data-sources/{name}/run", post(imports::run_source))
+        .route(
+            "/discovery/runs",
+            post(discovery::start_run).get(discovery::list_runs),
+        )
+        .route("/discovery/runs/{id}", get(discovery::get_run))
+        .route("/devices", get(discovery::list_devices))
+        .route("/devices/{id}", get(discovery::get_device))
         .route("/import-sets", get(imports::list_sets))
         .route("/import-sets/{id}", get(imports::get_set))
         .route("/import-sets/{id}/rows", get(imports::rows))

@@ -220,4 +220,38 @@ CREATE INDEX import_sets_state ON import_sets (state);
 CREATE INDEX import_sets_expiry ON import_sets (expires_at);
 "#,
     ),
+    (
+        7,
+        r#"
+-- Discovery: runs (a ping, then a scan of what answered) and the devices they file,
+-- one per address, updated by every run that sees it again.
+CREATE TABLE discovery_runs (
+    id              TEXT PRIMARY KEY,
+    request         TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    started_at      BIGINT NOT NULL,
+    finished_at     BIGINT,
+    ping_output     TEXT NOT NULL,
+    scan_output     TEXT,
+    hosts_alive     BIGINT NOT NULL DEFAULT 0,
+    devices_new     BIGINT NOT NULL DEFAULT 0,
+    devices_updated BIGINT NOT NULL DEFAULT 0,
+    detail          TEXT
+);
+CREATE INDEX discovery_runs_state ON discovery_runs (state);
+
+CREATE TABLE devices (
+    id         TEXT PRIMARY KEY,
+    address    TEXT NOT NULL UNIQUE,
+    class      TEXT NOT NULL,
+    evidence   TEXT NOT NULL,
+    open_ports TEXT NOT NULL,
+    rtt_ms     DOUBLE PRECISION,
+    first_seen BIGINT NOT NULL,
+    last_seen  BIGINT NOT NULL,
+    last_run   TEXT NOT NULL
+);
+CREATE INDEX devices_class ON devices (class);
+"#,
+    ),
 ];

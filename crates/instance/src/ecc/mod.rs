@@ -19,7 +19,8 @@ use std::collections::HashMap;
 
 pub use sqlite::SqliteStore;
 pub use store::{
-    ConnectionStore, ImportStore, QueueStore, RegistryStore, SettingsStore, Store, parts,
+    ConnectionStore, DiscoveryStore, ImportStore, QueueStore, RegistryStore, SettingsStore, Store,
+    parts,
 };
 
 /// Errors of the store.
@@ -400,6 +401,56 @@ pub struct ImportSetRow {
     pub marker_to: Option<String>,
     /// Why it failed, or more to know.
     pub detail: Option<String>,
+}
+
+/// A discovery run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscoveryRunRow {
+    /// Id.
+    pub id: String,
+    /// What it was asked, JSON.
+    pub request: String,
+    /// `pinging`, `scanning`, `complete`, `error`.
+    pub state: String,
+    /// Started at.
+    pub started_at: i64,
+    /// Finished at.
+    pub finished_at: Option<i64>,
+    /// Its ping's output.
+    pub ping_output: String,
+    /// Its scan's output.
+    pub scan_output: Option<String>,
+    /// Hosts that answered.
+    pub hosts_alive: u64,
+    /// Devices made.
+    pub devices_new: u64,
+    /// Devices updated.
+    pub devices_updated: u64,
+    /// Why it failed.
+    pub detail: Option<String>,
+}
+
+/// A discovered device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    /// Id.
+    pub id: String,
+    /// Address, unique.
+    pub address: String,
+    /// Class.
+    pub class: String,
+    /// Reasons, JSON array.
+    pub evidence: String,
+    /// Open ports, JSON array.
+    pub open_ports: String,
+    /// Last ping's round trip.
+    pub rtt_ms: Option<f64>,
+    /// First seen at.
+    pub first_seen: i64,
+    /// Last seen at.
+    pub last_seen: i64,
+    /// The run that last saw it.
+    pub last_run: String,
 }
 
 /// Look a credential up by id or by name.

@@ -299,18 +299,65 @@ pub trait ImportStore: Send + Sync {
     async fn purge_import_sets(&self, now: i64, limit: u32) -> Result<u64, StoreError>;
 }
 
+/// Discovery: its runs and the devices they file.
+#[async_trait]
+pub trait DiscoveryStore: Send + Sync {
+    /// Records a new run.
+    async fn insert_discovery_run(&self, row: &DiscoveryRunRow) -> Result<(), StoreError>;
+    /// One run.
+    async fn get_discovery_run(&self, id: &str) -> Result<Option<DiscoveryRunRow>, StoreError>;
+    /// Runs, newest first; in one state when given.
+    async fn list_discovery_runs(
+        &self,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DiscoveryRunRow>, StoreError>;
+    /// Moves a run on (state, outputs, counts, detail) if it is still in `from`.
+    /// Returns whether it moved.
+    async fn update_discovery_run(
+        &self,
+        row: &DiscoveryRunRow,
+        from: &str,
+    ) -> Result<bool, StoreError>;
+    /// Files devices by address — a new address makes a device, a known one is
+    /// updated in place (its id and `first_seen` kept) — and ends the run (`finish`,
+    /// if it is still `scanning`), in one transaction, so a run's devices and its
+    /// counts are never half-written. Returns (new, updated), or `None` when the run
+    /// had already moved on.
+    async fn file_devices(
+        &self,
+        devices: &[DeviceRow],
+        finish: &DiscoveryRunRow,
+    ) -> Result<Option<(u64, u64)>, StoreError>;
+    /// Devices by address, after `after` (an address), at most `limit`; of one class
+    /// when given.
+    async fn list_devices(
+        &self,
+        class: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeviceRow>, StoreError>;
+    /// One device, by id or address.
+    async fn get_device(&self, key: &str) -> Result<Option<DeviceRow>, StoreError>;
+}
+
 /// The whole store, split by concern. Implementations: [`SqliteStore`] (embedded
 /// default); PostgreSQL follows with the scale-out work. Code that uses the store
 /// imports the concern it needs (`use crate::ecc::QueueStore`), or all of them from
 /// [`parts`].
 pub trait Store:
-    SettingsStore + RegistryStore + ConnectionStore + QueueStore + ImportStore
+    SettingsStore + RegistryStore + ConnectionStore + QueueStore + ImportStore + DiscoveryStore
 {
 }
 
-impl<T: SettingsStore + RegistryStore + ConnectionStore + QueueStore + ImportStore> Store for T {}
+impl<T> Store for T where
+    T: SettingsStore + RegistryStore + ConnectionStore + QueueStore + ImportStore + DiscoveryStore
+{
+}
 
 /// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
 pub mod parts {
-    pub use super::{ConnectionStore, ImportStore, QueueStore, RegistryStore, SettingsStore};
+    pub use super::{
+        ConnectionStore, DiscoveryStore, ImportStore, QueueStore, RegistryStore, SettingsStore,
+    };
 }

@@ -71,6 +71,12 @@ enum Command {
     /// Import runs and the import sets they fill.
     #[command(subcommand)]
     Import(super::ctl_imports::ImportCommand),
+    /// Discovery runs: ping, scan, file devices.
+    #[command(subcommand)]
+    Discovery(super::ctl_discovery::DiscoveryCommand),
+    /// Discovered devices.
+    #[command(subcommand)]
+    Devices(super::ctl_discovery::DevicesCommand),
 }
 
 #[derive(clap::Subcommand)]
@@ -342,6 +348,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Command::Credentials(cmd) => connections::credentials(&api, cmd, json).await?,
         Command::Aliases(cmd) => ctl_aliases::aliases(&api, *cmd, json).await?,
         Command::DataSources(cmd) => super::ctl_imports::data_sources(&api, cmd, json).await?,
+        Command::Discovery(cmd) => super::ctl_discovery::discovery(&api, cmd, json).await?,
+        Command::Devices(cmd) => super::ctl_discovery::devices(&api, cmd, json).await?,
         Command::Import(cmd) => return super::ctl_imports::import(&api, cmd, json).await,
         Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
         Command::Run(RunCommand::Other(args)) => {

@@ -7,6 +7,7 @@
 //! which WAL lets run beside the writer.
 
 mod connections;
+mod discovery;
 mod imports;
 mod operations;
 mod output_chunks;
