@@ -23,6 +23,25 @@ macro_rules! select_devices {
     };
 }
 
+/// How filing devices can fail: the store, or the run having moved on meanwhile
+/// (then the devices written are undone with it).
+enum Filing {
+    Store(StoreError),
+    Moved,
+}
+
+impl From<StoreError> for Filing {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<rusqlite::Error> for Filing {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Store(e.into())
+    }
+}
+
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -138,8 +157,9 @@ impl DiscoveryStore for SqliteStore {
         finish: &DiscoveryRunRow,
     ) -> Result<Option<(u64, u64)>, StoreError> {
         let (devices, mut finish) = (devices.to_vec(), finish.clone());
-        self.writer
-            .write(move |c| {
+        let filed = self
+            .writer
+            .write(move |c| -> Result<(u64, u64), Filing> {
                 let (mut new, mut updated) = (0u64, 0u64);
                 for d in &devices {
                     let known: bool = c
@@ -184,17 +204,18 @@ impl DiscoveryStore for SqliteStore {
                 finish.devices_new = new;
                 finish.devices_updated = updated;
                 if update_run(c, &finish, "scanning")? {
-                    Ok(Some((new, updated)))
+                    Ok((new, updated))
                 } else {
-                    // Another node ended it first: nothing of this attempt stays.
-                    Err(StoreError::Batch("the discovery run had already ended".into()))
+                    // Another node ended it first: an error undoes this attempt's writes.
+                    Err(Filing::Moved)
                 }
             })
-            .await
-            .or_else(|e| match e {
-                StoreError::Batch(m) if m.contains("already ended") => Ok(None),
-                e => Err(e),
-            })
+            .await;
+        match filed {
+            Ok(counts) => Ok(Some(counts)),
+            Err(Filing::Moved) => Ok(None),
+            Err(Filing::Store(e)) => Err(e),
+        }
     }
 
     async fn list_devices(
