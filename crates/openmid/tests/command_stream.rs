@@ -203,7 +203,13 @@ async fn a_100_mb_output_streams_through_a_mid_process_in_bounded_memory() {
     );
     assert_eq!(received, TOTAL, "every byte reached the follower");
     assert_eq!(end.exit, Some(CommandExit::Code { code: 0 }));
-    assert!(peak < 40_000_000, "MID peak RSS {peak} bytes");
+    // What streaming adds, not what the (debug) binary's own pages take, which grows
+    // with every probe: the output must pass through bounded buffers.
+    let growth = peak.saturating_sub(idle);
+    assert!(
+        growth < 16_000_000,
+        "MID RSS grew by {growth} bytes streaming 100 MB (peak {peak}, before {idle})"
+    );
     drop(process);
     instance.shutdown().await;
 }
