@@ -5,6 +5,7 @@
 pub mod command;
 pub mod credentials;
 pub mod discovery;
+pub mod endpoint;
 pub mod file_import;
 pub mod http;
 pub mod ldap;

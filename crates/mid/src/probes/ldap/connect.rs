@@ -1,5 +1,5 @@
 //! Where an LDAP connection opens, under the egress policy, and how it is secured.
-//! The host is resolved by [`PolicyResolver`] (a name whose addresses are all refused
+//! The host is resolved by [`Endpoint::resolve`] (`PolicyResolver`) (a name whose addresses are all refused
 //! is refused, naming the rule) and each address is checked again with its port; the
 //! MID opens the TCP connection itself, to a checked address only, and hands the
 //! socket to `ldap3` ([`LdapConnSettings::set_std_stream`]). `ldap3` still gets the
@@ -10,16 +10,15 @@
 //! `ca_pem` (or the system's roots) and must name the host; there is no switch to
 //! turn either check off.
 
-use crate::policy::{EgressPolicy, PolicyResolver, Protocol, ResolveError};
+use crate::policy::{EgressPolicy, Protocol};
 use crate::probes::ProbeError;
+pub(super) use crate::probes::endpoint::Endpoint;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, StdStream};
 use openmid_proto::ldap::{LdapRequest, LdapUrl};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// Longest a TCP connect to one address may take.
@@ -27,57 +26,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest the LDAP setup (TLS handshake, StartTLS) may take.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A directory's host as the request names it and the addresses it may be reached at.
-#[derive(Debug, Clone)]
-pub(super) struct Endpoint {
-    /// The host name or address given (for TLS and messages).
-    pub host: String,
-    /// The addresses the policy allows, with the port.
-    pub addrs: Vec<SocketAddr>,
-}
-
-impl Endpoint {
-    /// `host:port` for messages.
-    pub fn shown(&self) -> String {
-        let port = self.addrs.first().map_or(0, SocketAddr::port);
-        if self.host.contains(':') {
-            format!("[{}]:{port}", self.host)
-        } else {
-            format!("{}:{port}", self.host)
-        }
-    }
-}
-
 /// Resolves the URL's host under `policy.ldap` and checks each address with its port.
 pub(super) async fn resolve(
     policy: &Arc<EgressPolicy>,
     url: &LdapUrl,
 ) -> Result<Endpoint, ProbeError> {
-    let found = PolicyResolver::new(policy.clone(), Protocol::Ldap)
-        .lookup(&url.host)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Denied(denial) => ProbeError::Policy(denial),
-            other => ProbeError::Target(other.to_string()),
-        })?;
-    let mut addrs = Vec::new();
-    let mut refused = None;
-    for addr in found {
-        let addr = SocketAddr::new(addr.ip(), url.port);
-        match policy.check_addr(Protocol::Ldap, &url.host, addr) {
-            Ok(()) => addrs.push(addr),
-            Err(denial) => {
-                refused.get_or_insert(denial);
-            }
-        }
-    }
-    match refused {
-        Some(denial) if addrs.is_empty() => Err(ProbeError::Policy(denial)),
-        _ => Ok(Endpoint {
-            host: url.host.clone(),
-            addrs,
-        }),
-    }
+    Endpoint::resolve(policy, Protocol::Ldap, &url.host, url.port).await
 }
 
 /// An open LDAP connection: the handle operations go through, and the task driving
@@ -96,7 +50,7 @@ impl Drop for Connection {
 /// Connects to the first of `endpoint`'s addresses that answers and sets up LDAP on
 /// it (TLS from the start for `ldaps`, StartTLS when asked).
 pub(super) async fn open(req: &LdapRequest, endpoint: &Endpoint) -> Result<Connection, ProbeError> {
-    let tcp = connect_any(endpoint).await?;
+    let tcp = endpoint.connect_any(CONNECT_TIMEOUT).await?;
     let std = tcp
         .into_std()
         .map_err(|e| ProbeError::Target(format!("preparing the connection: {e}")))?;
@@ -178,23 +132,4 @@ fn tls_config(ca_pem: Option<&str>) -> Result<rustls::ClientConfig, ProbeError> 
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(config)
-}
-
-async fn connect_any(endpoint: &Endpoint) -> Result<TcpStream, ProbeError> {
-    let mut last = None;
-    for addr in &endpoint.addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Ok(Err(e)) => last = Some(format!("{addr}: {e}")),
-            Err(_) => last = Some(format!("{addr}: no answer within {CONNECT_TIMEOUT:?}")),
-        }
-    }
-    Err(ProbeError::Target(format!(
-        "cannot connect to {}: {}",
-        endpoint.shown(),
-        last.unwrap_or_else(|| "no address to connect to".into())
-    )))
 }

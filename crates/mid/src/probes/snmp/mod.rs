@@ -26,8 +26,9 @@ mod walk;
 
 use super::ProbeError;
 use super::credentials::Credential;
+use super::endpoint::Endpoint;
 use super::registry::{Call, Probe, Ran};
-use crate::policy::{PolicyResolver, Protocol, ResolveError};
+use crate::policy::Protocol;
 use openmid_proto::snmp::{SnmpOperation, SnmpRequest, SnmpResponse, SnmpVersion, parse_oid};
 use session::{Security, Session, User};
 use std::net::SocketAddr;
@@ -102,28 +103,12 @@ fn security(req: &SnmpRequest, credential: Option<&Credential>) -> Result<Securi
 /// The host resolved under `policy.snmp`, each address checked with the port; the
 /// first allowed one.
 async fn resolve(call: &Call<'_>, req: &SnmpRequest) -> Result<SocketAddr, ProbeError> {
-    let policy = &call.ctx.policy;
-    let found = PolicyResolver::new(policy.clone(), Protocol::Snmp)
-        .lookup(&req.host)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Denied(denial) => ProbeError::Policy(denial),
-            other => ProbeError::Target(other.to_string()),
-        })?;
-    let mut refused = None;
-    for addr in found {
-        let addr = SocketAddr::new(addr.ip(), req.port);
-        match policy.check_addr(Protocol::Snmp, &req.host, addr) {
-            Ok(()) => return Ok(addr),
-            Err(denial) => {
-                refused.get_or_insert(denial);
-            }
-        }
-    }
-    Err(match refused {
-        Some(denial) => ProbeError::Policy(denial),
-        None => ProbeError::Target(format!("{} has no address", req.host)),
-    })
+    let endpoint = Endpoint::resolve(&call.ctx.policy, Protocol::Snmp, &req.host, req.port).await?;
+    endpoint
+        .addrs
+        .first()
+        .copied()
+        .ok_or_else(|| ProbeError::Target(format!("{} has no address", req.host)))
 }
 
 fn oid(text: &str) -> Result<Vec<u32>, ProbeError> {

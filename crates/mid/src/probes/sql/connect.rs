@@ -1,5 +1,5 @@
 //! Where a SQL connection opens, under the egress policy. The host is resolved by
-//! [`PolicyResolver`] (a name whose addresses are all refused is refused, naming the
+//! [`Endpoint::resolve`] (`PolicyResolver`) (a name whose addresses are all refused is refused, naming the
 //! rule) and every address is checked again with its port; the MID then opens the TCP
 //! connection itself, to a checked address only.
 //!
@@ -11,71 +11,15 @@
 //! socket lives in a fresh directory only the MID's user can enter and is unlinked as
 //! soon as sqlx has connected, so nothing else can reach the connection.
 
-use crate::policy::{EgressPolicy, PolicyResolver, Protocol, ResolveError};
 use crate::probes::ProbeError;
-use std::net::SocketAddr;
+pub(super) use crate::probes::endpoint::Endpoint;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpStream, UnixListener};
+use tokio::net::UnixListener;
 use tokio::task::JoinHandle;
 
 /// Longest a TCP connect to one address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A server's host as the request names it and the addresses it may be reached at.
-#[derive(Debug, Clone)]
-pub(super) struct Endpoint {
-    /// The host name or address given (for TLS and messages).
-    pub host: String,
-    /// The addresses the policy allows, with the port.
-    pub addrs: Vec<SocketAddr>,
-}
-
-impl Endpoint {
-    /// `host:port` for messages.
-    pub fn shown(&self) -> String {
-        let port = self.addrs.first().map_or(0, SocketAddr::port);
-        if self.host.contains(':') {
-            format!("[{}]:{port}", self.host)
-        } else {
-            format!("{}:{port}", self.host)
-        }
-    }
-}
-
-/// Resolves `host` under `policy.sql` and checks each address with `port`.
-pub(super) async fn resolve(
-    policy: &Arc<EgressPolicy>,
-    host: &str,
-    port: u16,
-) -> Result<Endpoint, ProbeError> {
-    let found = PolicyResolver::new(policy.clone(), Protocol::Sql)
-        .lookup(host)
-        .await
-        .map_err(|e| match e {
-            ResolveError::Denied(denial) => ProbeError::Policy(denial),
-            other => ProbeError::Target(other.to_string()),
-        })?;
-    let mut addrs = Vec::new();
-    let mut refused = None;
-    for addr in found {
-        let addr = SocketAddr::new(addr.ip(), port);
-        match policy.check_addr(Protocol::Sql, host, addr) {
-            Ok(()) => addrs.push(addr),
-            Err(denial) => {
-                refused.get_or_insert(denial);
-            }
-        }
-    }
-    match refused {
-        Some(denial) if addrs.is_empty() => Err(ProbeError::Policy(denial)),
-        _ => Ok(Endpoint {
-            host: host.to_string(),
-            addrs,
-        }),
-    }
-}
 
 /// A TCP connection to a checked address, offered to sqlx on a private Unix socket.
 /// Dropping it closes both ends.
@@ -89,7 +33,7 @@ impl Bridge {
     /// Connects to the first of `endpoint`'s addresses that answers and listens for
     /// sqlx at `<private dir>/<file_name>`.
     pub async fn open(endpoint: &Endpoint, file_name: &str) -> Result<Self, ProbeError> {
-        let tcp = connect_any(endpoint).await?;
+        let tcp = endpoint.connect_any(CONNECT_TIMEOUT).await?;
         let dir = private_dir()
             .map_err(|e| ProbeError::Target(format!("making the connection's socket: {e}")))?;
         let socket = dir.join(file_name);
@@ -133,25 +77,6 @@ impl Drop for Bridge {
         self.task.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-async fn connect_any(endpoint: &Endpoint) -> Result<TcpStream, ProbeError> {
-    let mut last = None;
-    for addr in &endpoint.addrs {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Ok(Err(e)) => last = Some(format!("{addr}: {e}")),
-            Err(_) => last = Some(format!("{addr}: no answer within {CONNECT_TIMEOUT:?}")),
-        }
-    }
-    Err(ProbeError::Target(format!(
-        "cannot connect to {}: {}",
-        endpoint.shown(),
-        last.unwrap_or_else(|| "no address to connect to".into())
-    )))
 }
 
 /// A new directory under the system's temporary one that only this user may enter.

@@ -158,7 +158,12 @@ pub async fn run(req: SqlRequest, call: Call<'_>) -> Result<SqlResponse, ProbeEr
         .unwrap_or_else(|| Instant::now() + Duration::from_millis(req.timeout_ms()));
     let stop = Stop::new(&call.job.cancel, deadline, req.timeout_ms());
     let endpoint = stop
-        .bound(Box::pin(connect::resolve(policy, &req.host, req.port())))
+        .bound(Box::pin(Endpoint::resolve(
+            policy,
+            crate::policy::Protocol::Sql,
+            &req.host,
+            req.port(),
+        )))
         .await??;
     let sink = PageSink::new(call.ctx.instance.clone(), &call.job.id, &stop.token)
         .starting_at(req.resume.as_ref().map_or(0, |r| r.next_page));
