@@ -12,10 +12,9 @@
 mod netns;
 
 #[allow(dead_code)]
-#[path = "discovery/instance.rs"]
+#[path = "support/pages_instance.rs"]
 mod instance;
 
-use instance::FakeInstance;
 use netns::{NetnsError, TestNet};
 use openmid_mid::config::LocalSecretPolicy;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
@@ -31,6 +30,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The stand-in instance, recording this probe's pages.
+type FakeInstance = instance::FakeInstance<openmid_proto::discovery::ScanPage>;
 
 /// Hosts in the net; the last [`DOWN`] have their link down.
 const HOSTS: u8 = 20;

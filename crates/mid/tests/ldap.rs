@@ -8,11 +8,10 @@
 #[path = "../../local/src/slapd.rs"]
 mod slapd;
 
-#[path = "ldap/instance.rs"]
+#[path = "support/pages_instance.rs"]
 mod instance;
 
 use base64::Engine as _;
-use instance::FakeInstance;
 use openmid_mid::config::LocalSecretPolicy;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_mid::probes::{JobContext, ProbeContext, ProbeError};
@@ -26,6 +25,9 @@ use slapd::{LocalSlapd, PEOPLE_DN, SlapdOptions};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The stand-in instance, recording this probe's pages.
+type FakeInstance = instance::FakeInstance<openmid_proto::ldap::LdapPage>;
 
 /// A server with `users` users (and TLS when asked), or `None` (printed) without
 /// slapd.

@@ -1,44 +1,82 @@
-//! A stand-in for the instance's output endpoint that records the scan pages the MID
-//! posts, optionally answering slowly (to hold a scan in back-pressure).
+//! A stand-in for the instance's output endpoint that records the pages a paged probe
+//! (LDAP, scan) posts on its `rows` stream, optionally answering slowly (to hold the
+//! probe in back-pressure). Included by path by the tests of each such probe.
 
 use axum::extract::{Path, State};
 use axum::routing::post;
 use openmid_mid::config::MidConfig;
 use openmid_mid::session::client::InstanceClient;
 use openmid_proto::command_output::{ChunkContent, OutputAck, OutputPost, OutputStream};
-use openmid_proto::discovery::ScanPage;
+use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A page of a probe's `rows` stream: its number must be its chunk's `seq`.
+pub trait Numbered: DeserializeOwned + Clone + Send + 'static {
+    /// The page's number.
+    fn number(&self) -> u64;
+}
+
+impl Numbered for openmid_proto::ldap::LdapPage {
+    fn number(&self) -> u64 {
+        self.page
+    }
+}
+
+impl Numbered for openmid_proto::discovery::ScanPage {
+    fn number(&self) -> u64 {
+        self.page
+    }
+}
+
 /// What the stand-in saw.
-#[derive(Default)]
-pub struct Seen {
+pub struct Seen<P> {
     /// Every page, in order of arrival.
-    pub pages: Vec<ScanPage>,
+    pub pages: Vec<P>,
     /// The largest page line.
     pub largest: usize,
     /// Chunks whose `seq` did not follow the previous one's, or not in `rows`.
     pub out_of_order: u64,
     /// The pages of each output, in order of arrival.
-    pub by_output: HashMap<String, Vec<ScanPage>>,
+    pub by_output: HashMap<String, Vec<P>>,
     next_seq: HashMap<String, u64>,
 }
 
+impl<P> Default for Seen<P> {
+    fn default() -> Self {
+        Self {
+            pages: Vec::new(),
+            largest: 0,
+            out_of_order: 0,
+            by_output: HashMap::new(),
+            next_seq: HashMap::new(),
+        }
+    }
+}
+
 /// The instance's `POST /mid/v1/results/{output}/{attempt}/output`, and nothing else.
-pub struct FakeInstance {
+pub struct FakeInstance<P> {
     pub url: String,
-    pub seen: Arc<Mutex<Seen>>,
+    pub seen: Arc<Mutex<Seen<P>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
-#[derive(Clone)]
-struct FakeState {
-    seen: Arc<Mutex<Seen>>,
+struct FakeState<P> {
+    seen: Arc<Mutex<Seen<P>>>,
     delay: Duration,
 }
 
-impl FakeInstance {
+impl<P> Clone for FakeState<P> {
+    fn clone(&self) -> Self {
+        Self {
+            seen: self.seen.clone(),
+            delay: self.delay,
+        }
+    }
+}
+
+impl<P: Numbered> FakeInstance<P> {
     /// Listens on loopback, answering each post after `delay`. A resumed attempt's
     /// pages start at `first_seq`.
     pub async fn start(delay: Duration) -> Self {
@@ -48,7 +86,10 @@ impl FakeInstance {
             delay,
         };
         let app = axum::Router::new()
-            .route("/mid/v1/results/{output}/{attempt}/output", post(receive))
+            .route(
+                "/mid/v1/results/{output}/{attempt}/output",
+                post(receive::<P>),
+            )
             .layer(axum::extract::DefaultBodyLimit::max(64 << 20))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -68,7 +109,7 @@ impl FakeInstance {
     /// A client of it, as the MID's session has.
     pub fn client(&self) -> InstanceClient {
         let text = format!(
-            "name = \"scan-test\"\ninstance_url = \"{}\"\nstate_dir = \"/tmp/openmid-scan-test\"\n",
+            "name = \"probe-test\"\ninstance_url = \"{}\"\nstate_dir = \"/tmp/openmid-probe-test\"\n",
             self.url
         );
         let config: MidConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
@@ -76,7 +117,7 @@ impl FakeInstance {
     }
 
     /// The pages received, in order.
-    pub fn pages(&self) -> Vec<ScanPage> {
+    pub fn pages(&self) -> Vec<P> {
         self.seen
             .lock()
             .map(|s| s.pages.clone())
@@ -84,7 +125,8 @@ impl FakeInstance {
     }
 
     /// The pages of one output, in order.
-    pub fn pages_of(&self, output: &str) -> Vec<ScanPage> {
+    #[allow(dead_code)] // each probe's test binary includes this file; not all use this
+    pub fn pages_of(&self, output: &str) -> Vec<P> {
         self.seen
             .lock()
             .ok()
@@ -109,14 +151,14 @@ impl FakeInstance {
     }
 }
 
-impl Drop for FakeInstance {
+impl<P> Drop for FakeInstance<P> {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-async fn receive(
-    State(state): State<FakeState>,
+async fn receive<P: Numbered>(
+    State(state): State<FakeState<P>>,
     Path((output, _attempt)): Path<(String, u32)>,
     axum::Json(post): axum::Json<OutputPost>,
 ) -> axum::Json<OutputAck> {
@@ -136,9 +178,10 @@ async fn receive(
         };
         assert!(data.ends_with(b"\n"), "a page is one line");
         seen.largest = seen.largest.max(data.len());
-        let page: ScanPage = serde_json::from_slice(data).unwrap_or_else(|e| panic!("{e}"));
+        let page: P = serde_json::from_slice(data).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            page.page, chunk.seq,
+            page.number(),
+            chunk.seq,
             "one page per chunk, numbered as the chunks"
         );
         seen.by_output
