@@ -6,6 +6,7 @@
 //! failover cluster whose MID is killed with `kill -9` mid-import, ending with each
 //! source row once.
 
+use crate::databases::Database;
 use openmid_mid::config::PoolSizes;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
@@ -22,7 +23,6 @@ use openmid_testkit::{
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_openmid");
@@ -340,94 +340,6 @@ async fn files_of_every_format_become_import_sets() {
     );
 }
 
-/// A database of its own, on the local PostgreSQL or MariaDB, dropped at the end.
-struct Database {
-    name: String,
-    maria: bool,
-}
-
-impl Database {
-    fn create(tag: &str, maria: bool) -> Option<Self> {
-        let name = format!("openmid_imp_{tag}_{}", std::process::id());
-        let db = Self { name, maria };
-        let _ = db.admin(&format!("DROP DATABASE IF EXISTS {}", db.name));
-        if let Err(e) = db.admin(&format!("CREATE DATABASE {}", db.name)) {
-            eprintln!(
-                "SKIPPED: no {} on this machine ({e}); CI runs this test",
-                if maria {
-                    "MariaDB on 127.0.0.1:3306"
-                } else {
-                    "PostgreSQL on 127.0.0.1:5432"
-                }
-            );
-            return None;
-        }
-        Some(db)
-    }
-
-    fn admin(&self, sql: &str) -> Result<(), String> {
-        self.exec(if self.maria { "mysql" } else { "postgres" }, sql)
-    }
-
-    fn run(&self, sql: &str) {
-        self.exec(&self.name, sql).expect("statement runs");
-    }
-
-    fn exec(&self, db: &str, sql: &str) -> Result<(), String> {
-        let out = if self.maria {
-            Command::new("mariadb")
-                .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", db, "-e", sql])
-                .output()
-        } else {
-            Command::new("psql")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-d",
-                    db,
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-qc",
-                    sql,
-                ])
-                .output()
-        }
-        .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn url(&self) -> String {
-        if self.maria {
-            format!("mysql://127.0.0.1:3306/{}", self.name)
-        } else {
-            format!("postgres://127.0.0.1:5432/{}", self.name)
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if self.maria {
-            let _ = self.admin(&format!(
-                "DROP USER IF EXISTS 'imp_{}'@'%'",
-                std::process::id()
-            ));
-        }
-        let drop = if self.maria {
-            format!("DROP DATABASE IF EXISTS {}", self.name)
-        } else {
-            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)
-        };
-        let _ = self.admin(&drop);
-    }
-}
-
 /// An SCCM-shaped inventory (`v_R_System` joined to its hardware scan), read whole,
 /// then only what changed since: on PostgreSQL and on MariaDB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +347,7 @@ async fn an_inventory_view_imports_whole_then_only_what_changed() {
     let rig = Rig::start().await;
     let _mid = rig.mid("inv-a").await;
     for maria in [false, true] {
-        let Some(db) = Database::create("sccm", maria) else {
+        let Some(mut db) = Database::create("sccm", maria) else {
             continue;
         };
         let (ts, gen_rows) = if maria {
@@ -465,10 +377,7 @@ async fn an_inventory_view_imports_whole_then_only_what_changed() {
         // trusts loopback, so any password does.
         let user = if maria {
             let user = format!("imp_{}", std::process::id());
-            db.run(&format!(
-                "CREATE OR REPLACE USER '{user}'@'%' IDENTIFIED BY 'imp-pw'; GRANT SELECT ON {}.* TO '{user}'@'%'",
-                db.name
-            ));
+            db.create_reader(&user, "imp-pw");
             user
         } else {
             "postgres".to_string()

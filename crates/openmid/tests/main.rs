@@ -7,6 +7,7 @@ mod clusters;
 mod command;
 mod command_stream;
 mod connections;
+mod databases;
 mod discovery;
 mod durability;
 mod egress;

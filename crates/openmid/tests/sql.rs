@@ -4,6 +4,7 @@
 //! PostgreSQL server this machine runs (127.0.0.1:5432); each test makes its own
 //! database and drops it.
 
+use crate::databases::Database;
 use openmid_client::ActionOutcome;
 use openmid_mid::config::PoolSizes;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
@@ -18,7 +19,6 @@ use openmid_proto::sql::{SqlAction, SqlPage, SqlResponse};
 use openmid_testkit::{MidProcess, TestInstance, loopback_any_port, wait_until};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_openmid");
@@ -30,60 +30,6 @@ allow_cidrs = ["127.0.0.0/8"]
 [sql]
 allow_cidrs = ["127.0.0.0/8"]
 "#;
-
-/// A database of its own on the local PostgreSQL, dropped at the end.
-struct Database {
-    name: String,
-}
-
-impl Database {
-    /// None (after saying so loudly) when the server is not there.
-    fn create(tag: &str) -> Option<Self> {
-        let name = format!("openmid_e2e_{tag}_{}", std::process::id());
-        let _ = psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
-        if let Err(e) = psql("postgres", &format!("CREATE DATABASE {name}")) {
-            eprintln!("SKIPPED: no PostgreSQL on 127.0.0.1:5432 ({e}); CI runs this test");
-            return None;
-        }
-        Some(Self { name })
-    }
-
-    fn run(&self, sql: &str) {
-        psql(&self.name, sql).expect("setup statement runs");
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = psql(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-fn psql(db: &str, sql: &str) -> Result<(), String> {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-qc",
-            sql,
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
 
 struct Rig {
     instance: TestInstance,
@@ -196,7 +142,7 @@ fn ids(pages: &[SqlPage]) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_through_an_alias_streams_its_pages() {
-    let Some(db) = Database::create("pages") else {
+    let Some(db) = Database::create("pages", false) else {
         return;
     };
     db.run(
@@ -280,7 +226,7 @@ async fn a_query_through_an_alias_streams_its_pages() {
 /// (The keyset way of resuming is covered by the SQL probe's own tests.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_on_a_cluster_continues_after_its_mid_dies() {
-    let Some(db) = Database::create("failover") else {
+    let Some(db) = Database::create("failover", false) else {
         return;
     };
     db.run("CREATE TABLE reading (id int PRIMARY KEY, v double precision)");
