@@ -7,6 +7,8 @@
 
 mod migrations;
 mod rows;
+pub mod rules;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod store;
 
@@ -17,18 +19,29 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    ConnectionStore, DiscoveryStore, ImportStore, QueueStore, RegistryStore, SettingsStore, Store,
-    parts,
+    ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, QueueStore, RegistryStore,
+    SettingsStore, Store, parts,
 };
+
+#[cfg(not(feature = "sqlite"))]
+compile_error!("openmid-instance needs a store backend: build it with the `sqlite` feature");
+
+/// Opens the store of the instance whose data lives in `data_dir` (creating it and
+/// applying migrations when needed), behind the trait the rest of the instance uses.
+pub async fn open(data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let store = SqliteStore::open(&data_dir.join("openmid.db")).await?;
+    Ok(std::sync::Arc::new(store))
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed.
+    /// The database failed (the backend's own error, kept as the source).
     #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("corrupt record {id}: {detail}")]
     Corrupt {
