@@ -86,7 +86,7 @@ pub struct RunningInstance {
 /// Opens the store, prepares TLS and the admin token, and starts serving.
 pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceError> {
     config.validate().map_err(InstanceError::Config)?;
-    let store = ecc::open(&config.data_dir).await?;
+    let store = ecc::open(&config.data_dir, config.database.as_ref()).await?;
     let identity = tls::load_or_create(
         &config.data_dir,
         config.tls_cert.as_deref(),
@@ -238,10 +238,10 @@ impl RunningInstance {
     }
 }
 
-/// Replaces the admin token of the instance whose data lives in `data_dir` (the old
-/// one stops working at the instance's next start). Returns the new token.
-pub async fn reset_admin_token(data_dir: &std::path::Path) -> Result<Secret, InstanceError> {
-    let store = ecc::open(data_dir).await?;
+/// Replaces the admin token of the instance `config` describes (the old one stops
+/// working at the instance's next start). Returns the new token.
+pub async fn reset_admin_token(config: &InstanceConfig) -> Result<Secret, InstanceError> {
+    let store = ecc::open(&config.data_dir, config.database.as_ref()).await?;
     let token = auth::new_token("omadm_");
     store
         .put_setting(ADMIN_TOKEN_KEY, &auth::hash_token(&token))

@@ -12,5 +12,6 @@ mod openapi;
 mod persistence;
 mod protocol;
 mod recovery;
+mod store_postgres;
 mod store_sqlite;
 mod support;

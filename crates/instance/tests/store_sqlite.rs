@@ -4,13 +4,13 @@ use crate::conformance::Fresh;
 use openmid_instance::ecc::SqliteStore;
 use std::sync::Arc;
 
-async fn fresh() -> Fresh {
+async fn fresh(_case: &str) -> Fresh {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(&dir.path().join("openmid.db"))
         .await
         .expect("open the store");
     Fresh {
-        store: Arc::new(store),
+        store: Some(Arc::new(store)),
         _keep: Box::new(dir),
     }
 }

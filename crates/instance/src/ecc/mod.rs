@@ -6,6 +6,8 @@
 //! the way that is right for them.
 
 mod migrations;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod rows;
 pub mod rules;
 #[cfg(feature = "sqlite")]
@@ -19,6 +21,8 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
@@ -27,13 +31,51 @@ pub use store::{
 };
 
 #[cfg(not(feature = "sqlite"))]
-compile_error!("openmid-instance needs a store backend: build it with the `sqlite` feature");
+compile_error!("openmid-instance needs its embedded store: build it with the `sqlite` feature");
 
-/// Opens the store of the instance whose data lives in `data_dir` (creating it and
-/// applying migrations when needed), behind the trait the rest of the instance uses.
-pub async fn open(data_dir: &std::path::Path) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    let store = SqliteStore::open(&data_dir.join("openmid.db")).await?;
-    Ok(std::sync::Arc::new(store))
+/// Which backend a `database` setting names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, one file in the data directory (no setting).
+    Sqlite,
+    /// PostgreSQL (`postgres://…` or `postgresql://…`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of a `database` URL, or an error naming the setting (never the URL,
+    /// which may hold a password).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") if cfg!(feature = "postgres") => Ok(Self::Postgres),
+            Some("postgres" | "postgresql") => {
+                Err("database: this build has no PostgreSQL store (cargo feature `postgres`)".into())
+            }
+            _ => Err(
+                "database: must be a postgres://user:password@host:port/database URL (leave it unset for SQLite in data_dir)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// Opens the store (creating it and applying migrations when needed) behind the trait
+/// the rest of the instance uses: SQLite in `data_dir` unless `database` names
+/// PostgreSQL.
+pub async fn open(
+    data_dir: &std::path::Path,
+    database: Option<&openmid_proto::secret::Secret>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let backend = match database {
+        None => Backend::Sqlite,
+        Some(url) => Backend::parse(url.expose()).map_err(StoreError::Config)?,
+    };
+    Ok(match (backend, database) {
+        #[cfg(feature = "postgres")]
+        (Backend::Postgres, Some(url)) => std::sync::Arc::new(PgStore::open(url.expose()).await?),
+        _ => std::sync::Arc::new(SqliteStore::open(&data_dir.join("openmid.db")).await?),
+    })
 }
 
 /// Errors of the store.
@@ -53,6 +95,9 @@ pub enum StoreError {
     /// A batched write failed (the message of the database error).
     #[error("database: {0}")]
     Batch(String),
+    /// The store's setting is wrong: the message names it.
+    #[error("{0}")]
+    Config(String),
     /// The thing is still used: the message says by what.
     #[error("{0}")]
     InUse(String),
