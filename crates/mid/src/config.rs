@@ -70,6 +70,32 @@ pub struct MidConfig {
     /// link-local, metadata addresses) and no command runs.
     #[serde(default)]
     pub policy: crate::policy::EgressPolicy,
+    /// Metric collection (the `[metrics]` table).
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// How scraped samples wait for the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Most bytes of samples kept on disk while the instance is unreachable; when
+    /// full, scrapes are skipped (and counted in `openmid_scrape_skipped_total`),
+    /// never samples deleted.
+    #[serde(default = "default_metrics_buffer")]
+    pub buffer_max_bytes: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            buffer_max_bytes: default_metrics_buffer(),
+        }
+    }
+}
+
+fn default_metrics_buffer() -> u64 {
+    64 * 1024 * 1024
 }
 
 /// Where local secrets may come from.

@@ -14,6 +14,7 @@ mod egress;
 mod end_to_end;
 mod imports;
 mod large_bodies;
+mod metrics;
 mod recovery;
 mod redirects;
 mod snmp;

@@ -5,6 +5,7 @@
 //! PostgreSQL (`FOR UPDATE SKIP LOCKED`, several instance nodes) can each implement it
 //! the way that is right for them.
 
+mod metric_rows;
 mod migrations;
 mod rows;
 pub mod sqlite;
@@ -17,10 +18,11 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
+pub use metric_rows::{MetricAssignmentRow, MetricSampleRow, MetricSeriesRow, MetricTargetRow};
 pub use sqlite::SqliteStore;
 pub use store::{
-    ConnectionStore, DiscoveryStore, ImportStore, QueueStore, RegistryStore, SettingsStore, Store,
-    parts,
+    ConnectionStore, DiscoveryStore, ImportStore, MetricsStore, QueueStore, RegistryStore,
+    SettingsStore, Store, parts,
 };
 
 /// Errors of the store.

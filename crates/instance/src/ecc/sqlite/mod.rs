@@ -9,6 +9,7 @@
 mod connections;
 mod discovery;
 mod imports;
+mod metrics;
 mod operations;
 mod output_chunks;
 mod queue;
