@@ -435,3 +435,173 @@ async fn samples_reach_a_real_prometheus_by_remote_write() {
     mid.shutdown().await.expect("MID stops");
     instance.shutdown().await;
 }
+
+/// The `mid` labels of the series `selector` matches, with samples after `after_ms`.
+async fn scraped_by(instance: &TestInstance, selector: &str, after_ms: i64) -> Vec<String> {
+    let r = samples(instance, selector).await;
+    let mut mids: Vec<String> = r
+        .data
+        .result
+        .iter()
+        .filter(|s| s.values.iter().any(|(t, _)| *t * 1000.0 > after_ms as f64))
+        .filter_map(|s| s.metric.get("mid").cloned())
+        .collect();
+    mids.sort();
+    mids.dedup();
+    mids
+}
+
+#[tokio::test]
+async fn a_clusters_targets_are_each_scraped_by_one_up_member_and_move_when_it_goes_down() {
+    let dir = tempfile::tempdir().expect("dir");
+    let instance = TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
+        .await
+        .expect("instance");
+    let a = instance
+        .start_mid("mid-a", &dir.path().join("a"), true)
+        .await
+        .expect("mid-a");
+    let b = instance
+        .start_mid("mid-b", &dir.path().join("b"), true)
+        .await
+        .expect("mid-b");
+    instance
+        .api
+        .create_cluster(&openmid_proto::api::NewCluster {
+            name: "east".into(),
+            kind: openmid_proto::api::ClusterKind::LoadBalance,
+            members: vec!["mid-a".into(), "mid-b".into()],
+        })
+        .await
+        .expect("cluster");
+    let exporters = [
+        Exporter::start().await.expect("e1"),
+        Exporter::start().await.expect("e2"),
+    ];
+    for (i, e) in exporters.iter().enumerate() {
+        let mut t = target(&format!("e{}", i + 1), &e.url(), 200);
+        t.agent = "mid.cluster.east".into();
+        instance.api.put_scrape_target(&t).await.expect("target");
+    }
+    let started = now_ms();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            scraped_by(&instance, "up{job=\"e1\"}", started).await.len() == 1
+                && scraped_by(&instance, "up{job=\"e2\"}", started).await.len() == 1
+        })
+        .await,
+        "both targets are scraped"
+    );
+    let views = instance
+        .api
+        .list_scrape_targets(Some("mid.cluster.east"))
+        .await
+        .expect("targets");
+    let owners: Vec<Option<String>> = views.iter().map(|v| v.assigned_to.clone()).collect();
+    assert_eq!(
+        owners,
+        vec![Some("mid-a".to_string()), Some("mid-b".to_string())],
+        "one target per member"
+    );
+    // Each target by exactly its owner, never both members.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        scraped_by(&instance, "up{job=\"e1\"}", started).await,
+        ["mid-a"]
+    );
+    assert_eq!(
+        scraped_by(&instance, "up{job=\"e2\"}", started).await,
+        ["mid-b"]
+    );
+
+    a.shutdown().await.expect("mid-a stops");
+    let after = now_ms() + 500;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            scraped_by(&instance, "up{job=\"e1\"}", after).await == ["mid-b"]
+        })
+        .await,
+        "mid-a's target moved to mid-b"
+    );
+    let views = instance
+        .api
+        .list_scrape_targets(Some("mid.cluster.east"))
+        .await
+        .expect("targets");
+    assert!(
+        views
+            .iter()
+            .all(|v| v.assigned_to.as_deref() == Some("mid-b")),
+        "{views:?}"
+    );
+    assert_eq!(
+        scraped_by(&instance, "up{job=\"e2\"}", after).await,
+        ["mid-b"]
+    );
+    b.shutdown().await.expect("mid-b stops");
+    instance.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_mid_scrapes_from_its_kept_assignment_while_the_instance_is_down() {
+    let stack = Stack::start().await;
+    let exporter = Exporter::start().await.expect("exporter");
+    stack
+        .instance
+        .api
+        .put_scrape_target(&target("exp", &exporter.url(), 200))
+        .await
+        .expect("target set");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            !values(&samples(&stack.instance, "up{job=\"exp\"}").await).is_empty()
+        })
+        .await,
+        "scraping started"
+    );
+    let Stack {
+        instance,
+        target: _target,
+        mid,
+        dir,
+    } = stack;
+    let (addr, token, data) = (
+        instance.running.addr,
+        instance.token.clone(),
+        instance.data_dir(),
+    );
+    let (url, cert) = (
+        instance.running.url.clone(),
+        instance.running.cert_path.clone(),
+    );
+    instance.shutdown().await;
+    mid.shutdown().await.expect("MID stops");
+    let state_dir = dir.path().join("mid");
+    let before = exporter.scrapes();
+    // A new MID process, with no instance to ask: the kept assignment is enough.
+    let config = openmid_testkit::mid_config(&url, &cert, MID, &state_dir, None);
+    let mid = openmid_mid::start(config).await.expect("MID restarts");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let n = exporter.scrapes();
+            async move { n >= before + 5 }
+        })
+        .await,
+        "the restarted MID scrapes without the instance"
+    );
+    let instance = TestInstance::start_in(&data, addr, Some(token))
+        .await
+        .expect("restart");
+    let scrapes = format!("{SCRAPES}{{job=\"exp\"}}");
+    assert!(
+        wait_until(Duration::from_secs(40), || async {
+            values(&samples(&instance, &scrapes).await)
+                .iter()
+                .any(|v| v.parse::<u64>().is_ok_and(|n| n > before))
+        })
+        .await,
+        "what it scraped meanwhile arrived"
+    );
+    mid.shutdown().await.expect("MID stops");
+    instance.shutdown().await;
+}

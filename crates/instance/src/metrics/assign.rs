@@ -192,10 +192,6 @@ mod tests {
         let moved = split(&targets, &only_m2, &members);
         assert!(!moved.contains_key("m1"));
         assert_eq!(moved["m2"].len(), 4);
-        assert!(
-            split(&targets, &BTreeSet::new(), &members)
-                .get("m2")
-                .is_none()
-        );
+        assert!(!split(&targets, &BTreeSet::new(), &members).contains_key("m2"));
     }
 }

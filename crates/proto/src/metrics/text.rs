@@ -161,9 +161,7 @@ fn parse_comment(comment: &str, types: &mut BTreeMap<String, MetricType>) -> Res
 }
 
 fn parse_sample(line: &str) -> Result<TextSample, String> {
-    let name_end = line
-        .find(|c: char| c == '{' || c == ' ' || c == '\t')
-        .unwrap_or(line.len());
+    let name_end = line.find(['{', ' ', '\t']).unwrap_or(line.len());
     let name = &line[..name_end];
     if !is_metric_name(name) {
         return Err(format!("`{name}` is not a metric name"));
