@@ -605,3 +605,90 @@ async fn a_restarted_mid_scrapes_from_its_kept_assignment_while_the_instance_is_
     mid.shutdown().await.expect("MID stops");
     instance.shutdown().await;
 }
+
+async fn ctl(stack: &Stack, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_openmid"))
+        .arg("ctl")
+        .args(args)
+        .env("OPENMID_URL", &stack.instance.running.url)
+        .env("OPENMID_TOKEN", stack.instance.token.expose())
+        .env("OPENMID_CA", &stack.instance.running.cert_path)
+        .output()
+        .await
+        .expect("ctl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn ctl_sets_targets_and_queries_samples() {
+    let stack = Stack::start().await;
+    let exporter = Exporter::start().await.expect("exporter");
+    exporter.set_gauge(7.0);
+    let agent = format!("mid.server.{MID}");
+    let url = exporter.url();
+    let (ok, out, err) = ctl(
+        &stack,
+        &[
+            "metrics",
+            "targets",
+            "set",
+            "--agent",
+            &agent,
+            "--name",
+            "exp",
+            "--url",
+            &url,
+            "--interval-ms",
+            "200",
+            "--label",
+            "team=core",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("scrape target exp"), "{out}");
+    let (ok, out, err) = ctl(
+        &stack,
+        &[
+            "metrics", "targets", "set", "--agent", "mid.auto", "--name", "x", "--url", &url,
+        ],
+    )
+    .await;
+    assert!(
+        !ok && err.contains("agent"),
+        "mid.auto is refused naming the field: {out}{err}"
+    );
+    let selector = format!("{GAUGE}{{job=\"exp\"}}");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            !values(&samples(&stack.instance, &selector).await).is_empty()
+        })
+        .await,
+        "scraped"
+    );
+    let (ok, out, err) = ctl(
+        &stack,
+        &["--json", "metrics", "query", &selector, "--step", "1s"],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let r: QueryRangeResponse = serde_json::from_str(&out).expect("JSON answer");
+    assert!(
+        !r.data.result.is_empty() && values(&r).iter().all(|v| v == "7"),
+        "{out}"
+    );
+    let (ok, out, _) = ctl(&stack, &["metrics", "targets", "list"]).await;
+    assert!(ok && out.contains("exp") && out.contains(MID), "{out}");
+    let (ok, out, err) = ctl(&stack, &["metrics", "query", "1bad", "--step", "1s"]).await;
+    assert!(
+        !ok && (out + &err).contains("query"),
+        "a bad selector names the parameter"
+    );
+    let (ok, _, err) = ctl(&stack, &["metrics", "targets", "delete", &agent, "exp"]).await;
+    assert!(ok, "{err}");
+    stack.stop().await;
+}

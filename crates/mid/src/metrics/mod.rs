@@ -299,8 +299,12 @@ impl Scraper {
                     }
                 }
                 Err(e) => {
+                    // A segment set aside or a disk error: not in a tight loop.
                     tracing::error!(error = %e, "sample buffer");
-                    continue;
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff.next_delay()) => continue,
+                    }
                 }
             };
             let seq = batch.seq;
@@ -321,6 +325,10 @@ impl Scraper {
                         acked = ack.seq,
                         "the instance acknowledged another batch; sending again"
                     );
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff.next_delay()) => {}
+                    }
                 }
                 Err(e) => {
                     let delay = backoff.next_delay();

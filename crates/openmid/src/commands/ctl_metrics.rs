@@ -89,9 +89,12 @@ pub async fn metrics(api: &ApiClient, cmd: MetricsCommand, json: bool) -> Result
             end,
             step,
         } => {
-            let now = openmid_proto::time::now_ms() / 1000;
-            let start = start.unwrap_or_else(|| (now - 3600).to_string());
-            let end = end.unwrap_or_else(|| now.to_string());
+            // To the millisecond: a step grid ending on the last whole second would
+            // leave out what arrived since.
+            let now = openmid_proto::time::now_ms();
+            let seconds = |ms: i64| format!("{:.3}", ms as f64 / 1000.0);
+            let start = start.unwrap_or_else(|| seconds(now - 3_600_000));
+            let end = end.unwrap_or_else(|| seconds(now));
             let r = api.query_range(&query, &start, &end, &step).await?;
             if json {
                 return print_json(&r);
