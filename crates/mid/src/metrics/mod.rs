@@ -220,7 +220,8 @@ impl Scraper {
                 () = stop.cancelled() => return,
                 _ = every.tick() => {}
             }
-            if !self.buffer.has_room(expected) {
+            // An empty buffer always tries: the estimate may be stale.
+            if !self.buffer.is_empty() && !self.buffer.has_room(expected) {
                 self.skip(&target, &skipped);
                 continue;
             }
@@ -255,6 +256,14 @@ impl Scraper {
 
     fn skip(&self, target: &ScrapeTarget, skipped: &AtomicU64) {
         let n = skipped.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.buffer.is_empty() {
+            tracing::error!(
+                target = %target.name,
+                skipped = n,
+                "one scrape of this target is larger than the whole sample buffer: raise [metrics] buffer_max_bytes (scrape skipped, counted in openmid_scrape_skipped_total)"
+            );
+            return;
+        }
         tracing::warn!(
             target = %target.name,
             skipped = n,

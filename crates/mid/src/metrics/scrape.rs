@@ -162,3 +162,82 @@ fn describe(e: &reqwest::Error) -> String {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serves `body` at `/metrics` (and 503 at `/down`) on loopback.
+    async fn serve(body: &'static str) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new()
+            .route("/metrics", axum::routing::get(move || async move { body }))
+            .route(
+                "/down",
+                axum::routing::get(|| async {
+                    (axum::http::StatusCode::SERVICE_UNAVAILABLE, "no")
+                }),
+            );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    fn target(url: String) -> ScrapeTarget {
+        ScrapeTarget {
+            name: "node".into(),
+            url,
+            interval_ms: 1000,
+            timeout_ms: 1000,
+            labels: BTreeMap::from([("team".to_string(), "core".to_string())]),
+        }
+    }
+
+    fn find<'a>(s: &'a Scraped, name: &str) -> &'a SeriesSamples {
+        s.series
+            .iter()
+            .find(|x| x.labels.get(NAME_LABEL).map(String::as_str) == Some(name))
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    #[tokio::test]
+    async fn samples_are_labelled_as_prometheus_labels_them() {
+        let addr = serve("a{job=\"theirs\",x=\"1\"} 5\nb 2 1000\nbroken line\n").await;
+        let client = reqwest::Client::new();
+        let s = scrape(&client, &target(format!("http://{addr}/metrics")), 77).await;
+        assert_eq!(s.error, None);
+        assert_eq!(s.bad_lines.len(), 1);
+        let a = find(&s, "a");
+        assert_eq!(a.labels.get("job").map(String::as_str), Some("node"));
+        assert_eq!(
+            a.labels.get("exported_job").map(String::as_str),
+            Some("theirs")
+        );
+        assert_eq!(a.labels.get("instance"), Some(&addr.to_string()));
+        assert_eq!(a.labels.get("team").map(String::as_str), Some("core"));
+        assert_eq!(a.samples[0].t_ms, 77, "no timestamp written: the scrape's");
+        assert_eq!(
+            find(&s, "b").samples[0].t_ms,
+            1000,
+            "the exposition's own timestamp"
+        );
+        assert_eq!(find(&s, "up").samples[0].value, 1.0);
+        assert_eq!(find(&s, "scrape_samples_scraped").samples[0].value, 2.0);
+        assert_eq!(find(&s, "scrape_bad_lines").samples[0].value, 1.0);
+    }
+
+    #[tokio::test]
+    async fn a_failed_scrape_is_up_zero_with_the_reason() {
+        let addr = serve("").await;
+        let client = reqwest::Client::new();
+        let s = scrape(&client, &target(format!("http://{addr}/down")), 1).await;
+        assert!(
+            s.error.as_deref().is_some_and(|e| e.contains("503")),
+            "{:?}",
+            s.error
+        );
+        assert_eq!(find(&s, "up").samples[0].value, 0.0);
+    }
+}
