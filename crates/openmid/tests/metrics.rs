@@ -692,3 +692,85 @@ async fn ctl_sets_targets_and_queries_samples() {
     assert!(ok, "{err}");
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn remote_write_resumes_after_an_instance_restart_without_loss() {
+    if openmid_testkit::Prometheus::binary().is_none() {
+        eprintln!(
+            "SKIPPED: {} is not installed (apt-get install prometheus); the remote-write resume test did not run",
+            openmid_testkit::prometheus::BINARY
+        );
+        return;
+    }
+    let prometheus = Prometheus::start().await.expect("prometheus starts");
+    let dir = tempfile::tempdir().expect("dir");
+    let config = |listen| {
+        let mut c = openmid_instance::config::InstanceConfig {
+            data_dir: dir.path().join("instance"),
+            listen,
+            ..Default::default()
+        };
+        c.metrics.remote_write = Some(openmid_instance::config::RemoteWriteConfig {
+            url: prometheus.write_url(),
+            bearer_token: None,
+            username: None,
+            password: None,
+            batch_samples: 7,
+        });
+        c
+    };
+    let instance = TestInstance::start_with(config(loopback_any_port()), None)
+        .await
+        .expect("instance");
+    let mid = instance
+        .start_mid(MID, &dir.path().join("mid"), true)
+        .await
+        .expect("MID");
+    let exporter = Exporter::start().await.expect("exporter");
+    instance
+        .api
+        .put_scrape_target(&target("exp", &exporter.url(), 200))
+        .await
+        .expect("target set");
+    let scrapes = format!("{SCRAPES}{{job=\"exp\"}}");
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            values(&samples(&instance, &scrapes).await).len() >= 5
+        })
+        .await
+    );
+    let (addr, token) = (instance.running.addr, instance.token.clone());
+    instance.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let instance = TestInstance::start_with(config(addr), Some(token))
+        .await
+        .expect("restart");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    exporter.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let served = exporter.scrapes();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            values(&samples(&instance, &scrapes).await).len() as u64 == served
+        })
+        .await,
+        "the instance has every scrape"
+    );
+    let count = format!("count_over_time({scrapes}[1h])");
+    let mut last = serde_json::Value::Null;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        last = prometheus.query(&count).await.unwrap_or_default();
+        if last["data"]["result"][0]["value"][1].as_str() == Some(served.to_string().as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        last["data"]["result"][0]["value"][1].as_str(),
+        Some(served.to_string().as_str()),
+        "Prometheus got every sample across the restart: {last}"
+    );
+    mid.shutdown().await.expect("MID stops");
+    instance.shutdown().await;
+}
