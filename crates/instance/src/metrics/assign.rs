@@ -88,7 +88,12 @@ impl Metrics<'_> {
             .filter(|m| m.status == MidStatus::Up)
             .map(|m| m.name.clone())
             .collect();
-        let known: BTreeSet<&str> = mids.iter().map(|m| m.name.as_str()).collect();
+        // When each MID enrolled: a MID deleted and enrolled again under its name
+        // starts with an empty state directory and needs its assignment again.
+        let known: BTreeMap<&str, i64> = mids
+            .iter()
+            .map(|m| (m.name.as_str(), m.enrolled_at))
+            .collect();
         let members: BTreeMap<String, Vec<String>> = store
             .list_clusters()
             .await?
@@ -100,13 +105,14 @@ impl Metrics<'_> {
             wanted.entry(mid.clone()).or_default();
         }
         for (mid, list) in wanted {
-            if !known.contains(mid.as_str()) {
+            let Some(&enrolled_at) = known.get(mid.as_str()) else {
                 continue;
-            }
+            };
             let digest = digest(&list);
             let last = sent.get(&mid);
             if let Some(last) = last
                 && last.digest == digest
+                && last.version >= enrolled_at
                 && !self.delivery_failed(&last.output).await?
             {
                 continue;
