@@ -6,6 +6,7 @@ mod connections;
 mod discovery;
 pub mod follow;
 mod imports;
+mod metrics;
 mod queue;
 mod registry;
 

@@ -70,6 +70,8 @@ pub struct InstanceConfig {
     /// Days an import set (and its rows) is kept after its run ended, unless its
     /// data source says otherwise (`retention_days`).
     pub import_retention_days: u32,
+    /// Metric collection (the `[metrics]` table).
+    pub metrics: MetricsConfig,
     /// The master key credentials are encrypted with (32 bytes, base64 or hex). Never
     /// read from the file: the binary takes it from `OPENMID_MASTER_KEY`. Without it
     /// the key is `data_dir/master.key`, made at first start.
@@ -101,6 +103,7 @@ impl Default for InstanceConfig {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections: 0,
+            metrics: MetricsConfig::default(),
             master_key: None,
         }
     }
@@ -153,6 +156,76 @@ impl InstanceConfig {
                 return Err(format!("{name} must be greater than 0"));
             }
         }
+        self.metrics.validate()
+    }
+}
+
+/// Metric collection's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Samples older than this are deleted (in small batches, by the sweeper's purge).
+    pub retention_hours: u64,
+    /// Also send every sample to a time-series store (`[metrics.remote_write]`).
+    pub remote_write: Option<RemoteWriteConfig>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            retention_hours: 24,
+            remote_write: None,
+        }
+    }
+}
+
+impl MetricsConfig {
+    fn validate(&self) -> Result<(), String> {
+        if self.retention_hours == 0 {
+            return Err("metrics.retention_hours must be at least 1".into());
+        }
+        if let Some(rw) = &self.remote_write {
+            let url =
+                url::Url::parse(&rw.url).map_err(|e| format!("metrics.remote_write.url: {e}"))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err("metrics.remote_write.url: use http or https".into());
+            }
+            if rw.bearer_token.is_some() && rw.username.is_some() {
+                return Err(
+                    "metrics.remote_write: give bearer_token or username/password, not both".into(),
+                );
+            }
+            if rw.password.is_some() && rw.username.is_none() {
+                return Err("metrics.remote_write.password needs username".into());
+            }
+            if rw.batch_samples == 0 || rw.batch_samples > 100_000 {
+                return Err("metrics.remote_write.batch_samples must be 1–100000".into());
+            }
+        }
         Ok(())
     }
+}
+
+/// Where samples are forwarded with the Prometheus remote-write protocol (1.0).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteWriteConfig {
+    /// The receiver, e.g. `http://prometheus:9090/api/v1/write`.
+    pub url: String,
+    /// Sent as `Authorization: Bearer …` (never logged).
+    #[serde(default)]
+    pub bearer_token: Option<openmid_proto::secret::Secret>,
+    /// Basic authentication's user.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Basic authentication's password (never logged).
+    #[serde(default)]
+    pub password: Option<openmid_proto::secret::Secret>,
+    /// Most samples per request.
+    #[serde(default = "default_batch_samples")]
+    pub batch_samples: u32,
+}
+
+fn default_batch_samples() -> u32 {
+    2_000
 }

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod ecc;
 pub mod error;
 pub mod imports;
+pub mod metrics;
 mod private_fs;
 pub mod registry;
 pub mod server;
@@ -149,6 +150,12 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         dispatcher.clone(),
         shutdown.clone(),
     ));
+    tasks.spawn(metrics::run_assigner(dispatcher.clone(), shutdown.clone()));
+    if let Some(rw) = &config.metrics.remote_write {
+        let forwarder = metrics::remote_write::Forwarder::new(rw)
+            .map_err(|e| InstanceError::Config(format!("metrics.remote_write: {e}")))?;
+        tasks.spawn(forwarder.run(dispatcher.clone(), shutdown.clone()));
+    }
     tasks.spawn(
         imports::scheduler::Scheduler::new(
             dispatcher.clone(),

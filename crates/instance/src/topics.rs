@@ -11,6 +11,7 @@ use openmid_proto::discovery::{Ping, Shazzam};
 use openmid_proto::ecc::Topic;
 use openmid_proto::file_import::FileImport;
 use openmid_proto::ldap::Ldap;
+use openmid_proto::metrics::MetricScrape;
 use openmid_proto::probe::{Contract, FieldError, field_error};
 use openmid_proto::rest::Rest;
 use openmid_proto::snmp::Snmp;
@@ -21,7 +22,7 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 
 /// The topics this instance accepts, one line each.
-static TABLE: [&dyn Registered; 10] = [
+static TABLE: [&dyn Registered; 11] = [
     &Entry::<Rest>(PhantomData),
     &Entry::<Soap>(PhantomData),
     &Entry::<Command>(PhantomData),
@@ -32,6 +33,7 @@ static TABLE: [&dyn Registered; 10] = [
     &Entry::<Ping>(PhantomData),
     &Entry::<Shazzam>(PhantomData),
     &Entry::<Snmp>(PhantomData),
+    &Entry::<MetricScrape>(PhantomData),
 ];
 
 /// What the instance needs to know of a valid request.
@@ -199,13 +201,13 @@ mod tests {
             let got = check(Topic::RESTProbe, &payload).err().map(|e| e.field);
             assert_eq!(got.as_deref(), Some(field), "{payload}");
         }
-        let none = check(Topic::MetricScrape, &json!({}))
+        let none = check(Topic::SystemCommand, &json!({}))
             .err()
             .unwrap_or_else(|| field_error("", ""));
         assert_eq!(none.field, "topic");
         assert!(
             none.message
-                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam, SNMPProbe"),
+                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam, SNMPProbe, MetricScrape"),
             "{}",
             none.message
         );

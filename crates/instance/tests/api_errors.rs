@@ -145,7 +145,7 @@ async fn bad_output_records_are_refused_and_nothing_is_written() {
             "timeout_ms",
         ),
         (
-            with("topic", json!("MetricScrape")),
+            with("topic", json!("SystemCommand")),
             422,
             "invalid_field",
             "no probe in this release",

@@ -561,6 +561,51 @@ async fn every_documented_operation_answers_as_documented() {
             None,
         ),
         (
+            "POST",
+            "/api/v1/metrics/targets",
+            "/api/v1/metrics/targets".into(),
+            Some(
+                json!({"agent": "mid.server.mid-a", "name": "node", "url": "http://198.18.0.5:9100/metrics",
+                        "interval_ms": 15000, "labels": {"team": "core"}}),
+            ),
+        ),
+        (
+            "GET",
+            "/api/v1/metrics/targets",
+            "/api/v1/metrics/targets?agent=mid.server.mid-a".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/metrics/targets/{agent}/{name}",
+            "/api/v1/metrics/targets/mid.server.mid-a/node".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/metrics/query_range",
+            "/api/v1/metrics/query_range?query=up%7Bjob%3D%22node%22%7D&start=2026-01-01T00:00:00Z&end=1767225660&step=15s".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/metrics/query",
+            "/api/v1/metrics/query?query=up%5B5m%5D".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/metrics/series",
+            "/api/v1/metrics/series?match%5B%5D=up".into(),
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/v1/metrics/targets/{agent}/{name}",
+            "/api/v1/metrics/targets/mid.server.mid-a/node".into(),
+            None,
+        ),
+        (
             "DELETE",
             "/api/v1/aliases/{name}",
             "/api/v1/aliases/crm".into(),

@@ -9,6 +9,7 @@
 pub mod auth_target;
 pub mod bodies;
 pub mod databases;
+pub mod exporter;
 pub mod netns;
 pub mod process;
 pub mod slapd;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use auth_target::{AuthTarget, AuthTargetConfig};
+pub use exporter::Exporter;
 pub use process::{InstanceProcess, MidProcess};
 pub use target::TargetService;
 
@@ -209,6 +211,7 @@ pub fn mid_config(
         ip_ranges: Vec::new(),
         local_secrets: Default::default(),
         policy: loopback_policy(),
+        metrics: Default::default(),
     }
 }
 

@@ -70,6 +70,32 @@ pub struct MidConfig {
     /// link-local, metadata addresses) and no command runs.
     #[serde(default)]
     pub policy: crate::policy::EgressPolicy,
+    /// Metric collection (the `[metrics]` table).
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+/// How scraped samples wait for the instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Most bytes of samples kept on disk while the instance is unreachable; when
+    /// full, scrapes are skipped (and counted in `openmid_scrape_skipped_total`),
+    /// never samples deleted.
+    #[serde(default = "default_metrics_buffer")]
+    pub buffer_max_bytes: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            buffer_max_bytes: default_metrics_buffer(),
+        }
+    }
+}
+
+fn default_metrics_buffer() -> u64 {
+    64 * 1024 * 1024
 }
 
 /// Where local secrets may come from.
@@ -202,6 +228,11 @@ impl MidConfig {
                 format!("must be 1000–120000, got {}", self.poll_wait_ms),
             ));
         }
+        if self.metrics.buffer_max_bytes < 4096 {
+            // Below a few scrapes' worth nothing would ever fit, and the skipped count
+            // could never travel.
+            return Err(bad("metrics.buffer_max_bytes", "must be at least 4096"));
+        }
         if self.outbox_limit_bytes < 1024 * 1024 {
             return Err(bad("outbox_limit_bytes", "must be at least 1 MiB"));
         }
@@ -282,13 +313,16 @@ mod tests {
     fn a_good_config_passes_and_bad_values_name_their_key() {
         assert!(config().validate().is_ok());
         type Breaker = fn(&mut MidConfig);
-        let cases: [(&str, Breaker); 8] = [
+        let cases: [(&str, Breaker); 9] = [
             ("name", |c| c.name = "a b".into()),
             ("instance_url", |c| {
                 c.instance_url = "http://instance".into()
             }),
             ("poll_wait_ms", |c| c.poll_wait_ms = 0),
             ("outbox_limit_bytes", |c| c.outbox_limit_bytes = 10),
+            ("metrics.buffer_max_bytes", |c| {
+                c.metrics.buffer_max_bytes = 100
+            }),
             ("ip_ranges", |c| c.ip_ranges = vec!["10.0.0.0/40".into()]),
             ("pools.standard", |c| c.pools.standard = 0),
             ("tls", |c| c.tls.dangerously_accept_any_certificate = true),

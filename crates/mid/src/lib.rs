@@ -8,6 +8,7 @@ pub mod exec;
 pub mod executor;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 pub mod outbox;
 pub mod policy;
 pub mod probes;
@@ -70,16 +71,27 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         session::client::InstanceClient::new(&config)
             .map_err(|e| MidError::Config(e.to_string()))?,
     );
-    let ctx = Arc::new(
-        ProbeContext::new(
-            config.max_response_bytes,
-            config.local_secrets.clone(),
-            Arc::new(config.policy.clone()),
-        )
-        .map_err(|e| MidError::Config(format!("probe HTTP client: {e}")))?
-        .with_bodies(outbox.dir().to_path_buf(), config.inline_body_bytes)
-        .with_instance(client.clone()),
-    );
+    let shutdown = CancellationToken::new();
+    let ctx = ProbeContext::new(
+        config.max_response_bytes,
+        config.local_secrets.clone(),
+        Arc::new(config.policy.clone()),
+    )
+    .map_err(|e| MidError::Config(format!("probe HTTP client: {e}")))?
+    .with_bodies(outbox.dir().to_path_buf(), config.inline_body_bytes)
+    .with_instance(client.clone());
+    // Scraping runs beside the session from the kept assignment, whether or not the
+    // instance answers; the forwarder posts what it buffered once it does.
+    let scraper = metrics::Scraper::start(
+        &config.state_dir.join("metrics"),
+        &config.metrics,
+        ctx.http.clone(),
+        ctx.policy.clone(),
+        shutdown.clone(),
+    )
+    .map_err(|e| MidError::Config(e.to_string()))?;
+    tokio::spawn(scraper.clone().forward(client.clone()));
+    let ctx = Arc::new(ctx.with_metrics(scraper));
     let result_ready = Arc::new(Notify::new());
     if !outbox.is_empty() {
         result_ready.notify_one();
@@ -92,7 +104,6 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         result_ready,
         identity.clone(),
     ));
-    let shutdown = CancellationToken::new();
     let (status_tx, status) = watch::channel(None);
     let name = config.name.clone();
     let session = Session {

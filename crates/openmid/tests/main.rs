@@ -13,6 +13,7 @@ mod egress;
 mod end_to_end;
 mod imports;
 mod large_bodies;
+mod metrics;
 mod postgres_store;
 mod recovery;
 mod redirects;

@@ -16,6 +16,7 @@ pub mod file_import;
 pub mod import;
 pub mod iprange;
 pub mod ldap;
+pub mod metrics;
 pub mod mid;
 pub mod probe;
 pub mod rest;

@@ -5,11 +5,13 @@
 //! Test-only: the shipped binary does not depend on this crate.
 
 pub mod file_server;
+pub mod prometheus;
 pub mod proxy;
 pub mod soap_service;
 
 pub use file_server::{FileServer, FileServerOptions};
 pub use openmid_local::*;
+pub use prometheus::Prometheus;
 pub use proxy::ConnectProxy;
 pub use soap_service::SoapService;
 

@@ -12,6 +12,7 @@ pub mod error;
 mod extract;
 mod idempotency;
 mod imports;
+mod metrics;
 mod mid_session;
 mod openapi;
 
@@ -134,6 +135,17 @@ pub fn router(state: AppState) -> Router {
         .route("/discovery/runs/{id}", get(discovery::get_run))
         .route("/devices", get(discovery::list_devices))
         .route("/devices/{id}", get(discovery::get_device))
+        .route(
+            "/metrics/targets",
+            post(metrics::put_target).get(metrics::list_targets),
+        )
+        .route(
+            "/metrics/targets/{agent}/{name}",
+            get(metrics::get_target).delete(metrics::delete_target),
+        )
+        .route("/metrics/query_range", get(metrics::query_range))
+        .route("/metrics/query", get(metrics::query))
+        .route("/metrics/series", get(metrics::series))
         .route("/import-sets", get(imports::list_sets))
         .route("/import-sets/{id}", get(imports::get_set))
         .route("/import-sets/{id}/rows", get(imports::rows))
@@ -164,6 +176,7 @@ pub fn router(state: AppState) -> Router {
         .route("/results", post(mid_session::results))
         .route("/heartbeat", post(mid_session::heartbeat))
         .route("/rekey", post(mid_session::rekey))
+        .route("/metrics", post(metrics::mid_post_samples))
         .route("/blobs/{id}", get(blobs::mid_download))
         .route(
             "/results/{output_id}/{attempt}/body",

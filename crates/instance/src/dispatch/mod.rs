@@ -115,6 +115,11 @@ impl Dispatcher {
         self.store.as_ref()
     }
 
+    /// The instance's settings.
+    pub fn config(&self) -> &InstanceConfig {
+        &self.config
+    }
+
     /// Days an import set is kept after it ended, by default.
     pub fn import_retention_days(&self) -> u32 {
         self.config.import_retention_days

@@ -254,4 +254,55 @@ CREATE TABLE devices (
 CREATE INDEX devices_class ON devices (class);
 "#,
     ),
+    (
+        8,
+        r#"
+-- Metric collection: scrape targets per agent (MID or cluster), the assignment last
+-- sent to each MID, the batches received (once per MID and sequence number), series
+-- and their samples. Ids are given by the one writer (max + 1), so the SQL stays
+-- plain for SQLite and PostgreSQL alike.
+CREATE TABLE metric_targets (
+    agent      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (agent, name)
+);
+
+CREATE TABLE metric_assignments (
+    mid     TEXT PRIMARY KEY,
+    version BIGINT NOT NULL,
+    digest  TEXT NOT NULL,
+    output  TEXT NOT NULL,
+    targets TEXT NOT NULL
+);
+
+CREATE TABLE metric_batches (
+    mid         TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    received_at BIGINT NOT NULL,
+    PRIMARY KEY (mid, seq)
+);
+CREATE INDEX metric_batches_received ON metric_batches (received_at);
+
+CREATE TABLE metric_series (
+    id     BIGINT PRIMARY KEY,
+    mid    TEXT NOT NULL,
+    name   TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    UNIQUE (mid, labels)
+);
+CREATE INDEX metric_series_name ON metric_series (name);
+
+-- value NULL is NaN (SQLite stores a NaN REAL as NULL anyway).
+CREATE TABLE metric_samples (
+    id     BIGINT PRIMARY KEY,
+    series BIGINT NOT NULL,
+    t_ms   BIGINT NOT NULL,
+    value  DOUBLE PRECISION
+);
+CREATE INDEX metric_samples_series ON metric_samples (series, t_ms);
+CREATE INDEX metric_samples_time ON metric_samples (t_ms);
+"#,
+    ),
 ];

@@ -349,8 +349,60 @@ pub trait Lifecycle: Send + Sync + 'static {
     async fn close(&self);
 }
 
+/// Metric collection: scrape targets, the assignments sent to MIDs, and samples.
+#[async_trait]
+pub trait MetricsStore: Send + Sync {
+    /// Writes a target (replacing one of the same agent and name). Returns whether it
+    /// is new.
+    async fn put_metric_target(&self, row: &MetricTargetRow) -> Result<bool, StoreError>;
+    /// Deletes a target. Returns whether there was one.
+    async fn delete_metric_target(&self, agent: &str, name: &str) -> Result<bool, StoreError>;
+    /// Targets by agent and name; of one agent when given.
+    async fn list_metric_targets(
+        &self,
+        agent: Option<&str>,
+    ) -> Result<Vec<MetricTargetRow>, StoreError>;
+    /// The assignment last sent to each MID.
+    async fn list_metric_assignments(&self) -> Result<Vec<MetricAssignmentRow>, StoreError>;
+    /// Records the assignment sent to a MID.
+    async fn put_metric_assignment(&self, row: &MetricAssignmentRow) -> Result<(), StoreError>;
+    /// Stores a MID's batch once: returns `true` when (mid, seq) had been stored
+    /// before (nothing is written again).
+    async fn store_samples(
+        &self,
+        mid: &str,
+        batch: &openmid_proto::metrics::SampleBatch,
+        now: i64,
+    ) -> Result<bool, StoreError>;
+    /// Series of the metric `name` (every series when `None`), at most `limit`.
+    async fn find_series(
+        &self,
+        name: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<MetricSeriesRow>, StoreError>;
+    /// Samples of `series` with `from <= t_ms <= to`, by time, at most `limit`.
+    async fn read_samples(
+        &self,
+        series: i64,
+        from: i64,
+        to: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, f64)>, StoreError>;
+    /// Samples stored after the sample id `after`, in id order, at most `limit` (the
+    /// remote-write forwarder's cursor).
+    async fn samples_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<MetricSampleRow>, StoreError>;
+    /// Deletes up to `limit` samples older than `before` (and batch keys received
+    /// before it). Returns how many samples went.
+    async fn purge_samples(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
+}
+
 /// The whole store, split by concern. Implementations: [`SqliteStore`] (embedded
-/// default); PostgreSQL follows with the scale-out work. Code that uses the store
+/// default) and `PgStore` (PostgreSQL), both held to the conformance suite in
+/// `tests/conformance/`. Code that uses the store
 /// imports the concern it needs (`use crate::ecc::QueueStore`), or all of them from
 /// [`parts`].
 pub trait Store:
@@ -361,6 +413,7 @@ pub trait Store:
     + QueueStore
     + ImportStore
     + DiscoveryStore
+    + MetricsStore
 {
 }
 
@@ -372,13 +425,14 @@ impl<T> Store for T where
         + QueueStore
         + ImportStore
         + DiscoveryStore
+        + MetricsStore
 {
 }
 
 /// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
 pub mod parts {
     pub use super::{
-        ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, QueueStore, RegistryStore,
-        SettingsStore,
+        ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore, QueueStore,
+        RegistryStore, SettingsStore,
     };
 }

@@ -68,6 +68,7 @@ macro_rules! every_conformance_case {
             clusters_keep_their_members_in_order,
             credentials_in_use_and_aliases_without_credentials,
             settings_round_trip,
+            a_metric_batch_is_stored_once_and_sample_ids_are_never_reused,
         );
     };
 }

@@ -9,6 +9,7 @@ pub mod endpoint;
 pub mod file_import;
 pub mod http;
 pub mod ldap;
+pub mod metrics;
 pub mod output_stream;
 pub mod registry;
 pub mod rest;
@@ -53,6 +54,8 @@ pub struct ProbeContext {
     pub policy: Arc<EgressPolicy>,
     /// SSH connections kept between jobs.
     pub ssh: ssh::SshPool,
+    /// Metric collection, which `MetricScrape` jobs configure.
+    pub metrics: Option<Arc<crate::metrics::Scraper>>,
     /// Clients for targets with their own CA, by a digest of the CA (a client holds its
     /// connection pool, so it is kept).
     tls_clients: Mutex<HashMap<String, reqwest::Client>>,
@@ -97,6 +100,7 @@ impl ProbeContext {
             local_secrets,
             tokens: TokenCache::default(),
             ssh: ssh::SshPool::default(),
+            metrics: None,
             tls_clients: Mutex::new(HashMap::new()),
         })
     }
@@ -131,6 +135,12 @@ impl ProbeContext {
                 || std::env::temp_dir().join("openmid-ssh"),
                 |state| state.join("ssh"),
             )
+    }
+
+    /// Lets `MetricScrape` jobs configure `scraper`.
+    pub fn with_metrics(mut self, scraper: Arc<crate::metrics::Scraper>) -> Self {
+        self.metrics = Some(scraper);
+        self
     }
 
     /// Lets probes stream request bodies from the instance.

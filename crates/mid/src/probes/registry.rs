@@ -8,8 +8,8 @@
 use super::credentials::Credential;
 use super::http::SpilledBody;
 use super::{
-    JobContext, ProbeContext, ProbeError, command, discovery, file_import, ldap, rest, snmp, soap,
-    sql, ssh,
+    JobContext, ProbeContext, ProbeError, command, discovery, file_import, ldap, metrics, rest,
+    snmp, soap, sql, ssh,
 };
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
@@ -17,7 +17,7 @@ use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 10] = [
+static PROBES: [&dyn Runs; 11] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
@@ -28,6 +28,7 @@ static PROBES: [&dyn Runs; 10] = [
     &Registered(discovery::PingProbe),
     &Registered(discovery::ScanProbe),
     &Registered(snmp::SnmpProbe),
+    &Registered(metrics::MetricScrapeProbe),
 ];
 
 /// What a probe gets besides its request.

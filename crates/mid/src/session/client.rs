@@ -254,6 +254,15 @@ impl InstanceClient {
         self.post(&path, post, Duration::from_secs(60)).await
     }
 
+    /// Forwards a batch of scraped samples (`POST /mid/v1/metrics`).
+    pub async fn post_samples(
+        &self,
+        batch: &openmid_proto::metrics::SampleBatch,
+    ) -> Result<openmid_proto::metrics::SampleBatchAck, SessionError> {
+        self.post("mid/v1/metrics", batch, Duration::from_secs(60))
+            .await
+    }
+
     /// Enrolls with a one-time token.
     pub async fn enroll(&self, req: &EnrollRequest) -> Result<EnrollResponse, SessionError> {
         self.post("mid/v1/enroll", req, Duration::from_secs(30))

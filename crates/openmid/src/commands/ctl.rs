@@ -77,6 +77,9 @@ enum Command {
     /// Discovered devices.
     #[command(subcommand)]
     Devices(super::ctl_discovery::DevicesCommand),
+    /// Metric collection: scrape targets and queries.
+    #[command(subcommand)]
+    Metrics(super::ctl_metrics::MetricsCommand),
 }
 
 #[derive(clap::Subcommand)]
@@ -350,6 +353,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Command::DataSources(cmd) => super::ctl_imports::data_sources(&api, cmd, json).await?,
         Command::Discovery(cmd) => super::ctl_discovery::discovery(&api, cmd, json).await?,
         Command::Devices(cmd) => super::ctl_discovery::devices(&api, cmd, json).await?,
+        Command::Metrics(cmd) => super::ctl_metrics::metrics(&api, cmd, json).await?,
         Command::Import(cmd) => return super::ctl_imports::import(&api, cmd, json).await,
         Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
         Command::Run(RunCommand::Other(args)) => {

@@ -36,6 +36,11 @@ pub struct Args {
     /// Private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Forward every sample to this Prometheus remote-write receiver (sets
+    /// `metrics.remote_write.url`; its token or password go in the config file or
+    /// `OPENMID_INSTANCE_METRICS__REMOTE_WRITE__BEARER_TOKEN`, never on a command line).
+    #[arg(long, value_name = "URL")]
+    remote_write_url: Option<String>,
     /// Replace the admin API token, print the new one, and exit.
     #[arg(long)]
     reset_admin_token: bool,
@@ -59,6 +64,20 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if args.tls_cert.is_some() {
         config.tls_cert = args.tls_cert;
         config.tls_key = args.tls_key;
+    }
+    if let Some(url) = args.remote_write_url {
+        match &mut config.metrics.remote_write {
+            Some(rw) => rw.url = url,
+            None => {
+                config.metrics.remote_write = Some(openmid_instance::config::RemoteWriteConfig {
+                    url,
+                    bearer_token: None,
+                    username: None,
+                    password: None,
+                    batch_samples: 2_000,
+                })
+            }
+        }
     }
     // The master key comes from the environment only, never from a config file that
     // may be copied around with the deployment.

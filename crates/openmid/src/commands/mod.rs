@@ -6,6 +6,7 @@ pub mod ctl;
 mod ctl_aliases;
 mod ctl_discovery;
 mod ctl_imports;
+mod ctl_metrics;
 mod ctl_output;
 mod ctl_registry;
 pub mod demo;

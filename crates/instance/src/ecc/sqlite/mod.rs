@@ -10,6 +10,7 @@ mod connections;
 mod decode;
 mod discovery;
 mod imports;
+mod metrics;
 mod operations;
 mod output_chunks;
 mod queue;
