@@ -14,6 +14,7 @@ pub mod slapd;
 pub mod snmpd;
 pub mod sshd;
 pub mod target;
+pub mod test_network;
 
 use openmid_client::ApiClient;
 use openmid_instance::config::InstanceConfig;
