@@ -16,6 +16,7 @@ pub mod slapd;
 pub mod snmpd;
 pub mod sshd;
 pub mod target;
+pub mod test_network;
 
 use openmid_client::ApiClient;
 use openmid_instance::config::InstanceConfig;

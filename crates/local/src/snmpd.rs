@@ -1,8 +1,11 @@
-//! A real net-snmp agent (`snmpd`) on loopback for the SNMP probe's tests: its own
+//! A real net-snmp agent (`snmpd`) for the SNMP probe's tests and benchmarks: its own
 //! `snmpd.conf`, persistent directory, pid file and log in a temporary directory, on
-//! a free UDP port, with a v1/v2c read community and three v3 users (authPriv
-//! SHA-256 + AES, authNoPriv SHA-1, noAuthNoPriv) and known `system` values. Stopped
-//! when dropped.
+//! a free UDP port of loopback ([`LocalSnmpd::start`]) or on a test net host's address
+//! inside its network namespace ([`LocalSnmpd::start_with`]), with a v1/v2c read
+//! community and three v3 users (authPriv SHA-256 + AES, authNoPriv SHA-1,
+//! noAuthNoPriv) and known `system` values. The whole tree the agent implements is
+//! readable (no view restricts it), as in a "view all" configuration. Stopped when
+//! dropped.
 //!
 //! This file uses only the standard library, `tempfile` and `thiserror`, so the MID's
 //! test crate (which this crate depends on) includes it by path.
@@ -55,9 +58,41 @@ pub enum SnmpdError {
     },
 }
 
+/// Where an agent listens and what its `system` group says.
+#[derive(Debug, Clone)]
+pub struct SnmpdOptions {
+    /// The address it listens on.
+    pub host: String,
+    /// Its UDP port; `None` for a free one.
+    pub port: Option<u16>,
+    /// The network namespace to run it in (`ip netns exec`), if any.
+    pub namespace: Option<String>,
+    /// `sysDescr.0`.
+    pub sys_descr: String,
+    /// `sysObjectID.0`, dotted, without a leading dot.
+    pub sys_object_id: String,
+    /// `sysName.0`.
+    pub sys_name: String,
+}
+
+impl Default for SnmpdOptions {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: None,
+            namespace: None,
+            sys_descr: SYS_DESCR.into(),
+            sys_object_id: SYS_OBJECT_ID.into(),
+            sys_name: SYS_NAME.into(),
+        }
+    }
+}
+
 /// A running agent.
 pub struct LocalSnmpd {
-    /// Its UDP port on 127.0.0.1.
+    /// The address it listens on.
+    pub host: String,
+    /// Its UDP port on [`LocalSnmpd::host`].
     pub port: u16,
     dir: tempfile::TempDir,
     child: Child,
@@ -79,8 +114,13 @@ pub fn free_udp_port() -> Result<u16, SnmpdError> {
 }
 
 impl LocalSnmpd {
-    /// Starts an agent and waits until it answers.
+    /// Starts an agent on a free port of 127.0.0.1 and waits until it answers.
     pub fn start() -> Result<Self, SnmpdError> {
+        Self::start_with(&SnmpdOptions::default())
+    }
+
+    /// Starts an agent as `opts` says and waits until it answers.
+    pub fn start_with(opts: &SnmpdOptions) -> Result<Self, SnmpdError> {
         if !Path::new(SNMPD).exists() || !Path::new(SNMPGET).exists() {
             return Err(SnmpdError::Missing);
         }
@@ -90,9 +130,17 @@ impl LocalSnmpd {
             .map_err(step("making the agent's directory"))?;
         let d = dir.path().display().to_string();
         std::fs::create_dir(dir.path().join("persist")).map_err(step("making persist"))?;
+        // On loopback only loopback may read; in a namespace the only peers are the
+        // test net's (the bridge, the MID's side, and the other hosts).
+        let source = if opts.namespace.is_some() {
+            "default"
+        } else {
+            "127.0.0.1"
+        };
+        let (descr, object_id, name) = (&opts.sys_descr, &opts.sys_object_id, &opts.sys_name);
         let config = format!(
-            "rocommunity {COMMUNITY} 127.0.0.1\n\
-             sysDescr {SYS_DESCR}\nsysObjectID .{SYS_OBJECT_ID}\nsysName {SYS_NAME}\n\
+            "rocommunity {COMMUNITY} {source}\n\
+             sysDescr {descr}\nsysObjectID .{object_id}\nsysName {name}\n\
              sysLocation {SYS_LOCATION}\nsysContact ops@example.com\n\
              createUser {PRIV_USER} SHA-256 \"{PRIV_AUTH_PASSWORD}\" AES \"{PRIV_PRIV_PASSWORD}\"\n\
              createUser {AUTH_USER} SHA \"{AUTH_PASSWORD}\"\n\
@@ -101,9 +149,21 @@ impl LocalSnmpd {
         );
         let conf = dir.path().join("snmpd.conf");
         std::fs::write(&conf, config).map_err(step("writing snmpd.conf"))?;
-        let port = free_udp_port()?;
-        let endpoint = format!("udp:127.0.0.1:{port}");
-        let child = Command::new(SNMPD)
+        let port = match opts.port {
+            Some(p) => p,
+            None => free_udp_port()?,
+        };
+        let endpoint = format!("udp:{}:{port}", opts.host);
+        let mut command = match &opts.namespace {
+            // `ip netns exec` runs snmpd in its place, so killing the child stops it.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, SNMPD]);
+                c
+            }
+            None => Command::new(SNMPD),
+        };
+        let child = command
             .args(["-f", "-Lf", &format!("{d}/snmpd.log"), "-C", "-c"])
             .arg(&conf)
             .args(["-p", &format!("{d}/snmpd.pid"), "-M", "/nonexistent"])
@@ -116,7 +176,12 @@ impl LocalSnmpd {
             .stderr(Stdio::null())
             .spawn()
             .map_err(step("starting snmpd"))?;
-        let agent = Self { port, dir, child };
+        let agent = Self {
+            host: opts.host.clone(),
+            port,
+            dir,
+            child,
+        };
         let until = Instant::now() + Duration::from_secs(15);
         loop {
             let out = agent.client(
@@ -124,7 +189,7 @@ impl LocalSnmpd {
                 &["-v2c", "-c", COMMUNITY, "-t", "0.3", "-r", "0", "-Oqv"],
                 &["1.3.6.1.2.1.1.1.0"],
             );
-            if out.as_deref().is_ok_and(|o| o.contains(SYS_DESCR)) {
+            if out.as_deref().is_ok_and(|o| o.contains(descr.as_str())) {
                 return Ok(agent);
             }
             if Instant::now() > until {
@@ -137,9 +202,9 @@ impl LocalSnmpd {
         }
     }
 
-    /// `127.0.0.1:<port>`, as net-snmp's clients take it.
+    /// `<host>:<port>`, as net-snmp's clients take it.
     pub fn peer(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Runs a net-snmp client (`snmpwalk`, `snmpbulkwalk` …) against this agent:

@@ -1,7 +1,8 @@
-//! A real OpenSSH server on loopback for `openmid bench ssh` and the end-to-end tests:
-//! its own host key, a fresh user key for the current user, config, pid file and log in
-//! a directory of its own, on a free port. Key logins only; the server stops when this
-//! is dropped.
+//! A real OpenSSH server for `openmid bench ssh` and the end-to-end tests: its own host
+//! key, a fresh user key for the current user, config, pid file and log in a directory
+//! of its own, on a free loopback port ([`LocalSshd::start`]) or on port 22 of a test
+//! net's host inside its network namespace ([`LocalSshd::start_in_namespace`]). Key
+//! logins only; the server stops when this is dropped.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,9 @@ pub enum SshdError {
 
 /// A running server.
 pub struct LocalSshd {
-    /// Its port on 127.0.0.1.
+    /// The address it listens on (`127.0.0.1`, or a test net host's).
+    pub host: String,
+    /// Its port on [`LocalSshd::host`].
     pub port: u16,
     /// The user to log in as (whoever runs this).
     pub user: String,
@@ -68,8 +71,34 @@ fn run(program: &str, args: &[&str]) -> Result<String, SshdError> {
 }
 
 impl LocalSshd {
-    /// Starts a server in `dir` (which must exist and stay until it is dropped).
+    /// Starts a server in `dir` (which must exist and stay until it is dropped) on a
+    /// free port of 127.0.0.1.
     pub fn start(dir: &Path) -> Result<Self, SshdError> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(step("finding a free port"))?;
+        Self::start_on(dir, "127.0.0.1", port, None)
+    }
+
+    /// Starts a server in `dir` listening on `host:port` inside the network namespace
+    /// `namespace` (`ip netns exec`; a test net's host, see `netns::TestNet`). The
+    /// caller reaches it from the root namespace through the net's bridge.
+    pub fn start_in_namespace(
+        dir: &Path,
+        namespace: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<Self, SshdError> {
+        Self::start_on(dir, host, port, Some(namespace))
+    }
+
+    fn start_on(
+        dir: &Path,
+        host: &str,
+        port: u16,
+        namespace: Option<&str>,
+    ) -> Result<Self, SshdError> {
         if !Path::new(SSHD).exists() {
             return Err(SshdError::Missing);
         }
@@ -96,18 +125,17 @@ impl LocalSshd {
         let host_key = read("host_ed25519.pub")?.trim().to_string();
         std::fs::write(dir.join("authorized_keys"), read("user_ed25519.pub")?)
             .map_err(step("writing authorized_keys"))?;
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .map_err(step("finding a free port"))?;
         let known_hosts_file = dir.join("known_hosts");
-        std::fs::write(
-            &known_hosts_file,
-            format!("[127.0.0.1]:{port} {host_key}\n"),
-        )
-        .map_err(step("writing known_hosts"))?;
+        // OpenSSH names a host on port 22 bare, any other port as `[host]:port`.
+        let known_as = if port == 22 {
+            host.to_string()
+        } else {
+            format!("[{host}]:{port}")
+        };
+        std::fs::write(&known_hosts_file, format!("{known_as} {host_key}\n"))
+            .map_err(step("writing known_hosts"))?;
         let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
+            "Port {port}\nListenAddress {host}\nHostKey {d}/host_ed25519\nPidFile {d}/sshd.pid\n\
              AuthorizedKeysFile {d}/authorized_keys\nUsePAM no\nStrictModes no\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              PermitRootLogin prohibit-password\nMaxStartups 200\nMaxSessions 100\nLogLevel ERROR\n"
@@ -116,7 +144,16 @@ impl LocalSshd {
         // The privilege-separation directory Debian's sshd insists on.
         let _ = std::fs::create_dir_all("/run/sshd");
         let log = std::fs::File::create(dir.join("sshd.log")).map_err(step("creating the log"))?;
-        let child = Command::new(SSHD)
+        let mut command = match namespace {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, SSHD]);
+                c
+            }
+            None => Command::new(SSHD),
+        };
+        // `ip netns exec` runs sshd in its place, so killing the child stops sshd.
+        let child = command
             .args(["-D", "-e", "-f"])
             .arg(dir.join("sshd_config"))
             .stdin(Stdio::null())
@@ -126,6 +163,7 @@ impl LocalSshd {
             .map_err(step("starting sshd"))?;
         let user = run("id", &["-un"])?.trim().to_string();
         let server = Self {
+            host: host.to_string(),
             port,
             user,
             private_key: read("user_ed25519")?,
@@ -136,7 +174,7 @@ impl LocalSshd {
             child,
         };
         let until = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while std::net::TcpStream::connect((host, port)).is_err() {
             if Instant::now() > until {
                 return Err(SshdError::Step {
                     step: "waiting for sshd to listen".into(),

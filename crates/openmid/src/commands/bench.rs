@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 mod command;
+mod discovery;
 mod failover;
 mod import;
 mod rest;
@@ -52,6 +53,10 @@ enum Kind {
     /// 1 GB CSV against Python's csv module, in the same run; with the MID's and the
     /// instance's peak memory and a check that each row arrived once.
     Import(import::ImportArgs),
+    /// Discovery: a /24 × 20 ports scan through a MID against `nmap -sT -T4`, and an
+    /// SNMP bulk walk of a whole agent against `snmpbulkwalk`, in the same run, on a
+    /// network of namespaces made here; with a check that both found the same.
+    Discovery(discovery::DiscoveryArgs),
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
@@ -63,6 +68,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Kind::Sql(a) => sql::run(a).await,
         Kind::Ssh(a) => ssh::run(a).await,
         Kind::Import(a) => import::run(a).await,
+        Kind::Discovery(a) => discovery::run(a).await,
     }
 }
 
