@@ -7,7 +7,7 @@
 use crate::ecc::Record;
 use openmid_proto::api::{ActionResult, ActionTimings};
 use openmid_proto::command::Command;
-use openmid_proto::discovery::{Ping, Shazzam};
+use openmid_proto::discovery::{Identify, Ping, Shazzam};
 use openmid_proto::ecc::Topic;
 use openmid_proto::file_import::FileImport;
 use openmid_proto::ldap::Ldap;
@@ -21,7 +21,7 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 
 /// The topics this instance accepts, one line each.
-static TABLE: [&dyn Registered; 10] = [
+static TABLE: [&dyn Registered; 11] = [
     &Entry::<Rest>(PhantomData),
     &Entry::<Soap>(PhantomData),
     &Entry::<Command>(PhantomData),
@@ -31,6 +31,7 @@ static TABLE: [&dyn Registered; 10] = [
     &Entry::<FileImport>(PhantomData),
     &Entry::<Ping>(PhantomData),
     &Entry::<Shazzam>(PhantomData),
+    &Entry::<Identify>(PhantomData),
     &Entry::<Snmp>(PhantomData),
 ];
 
@@ -205,7 +206,7 @@ mod tests {
         assert_eq!(none.field, "topic");
         assert!(
             none.message
-                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam, SNMPProbe"),
+                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam, Identify, SNMPProbe"),
             "{}",
             none.message
         );

@@ -9,6 +9,7 @@ mod command_stream;
 mod connections;
 mod databases;
 mod discovery;
+mod discovery_network;
 mod durability;
 mod egress;
 mod end_to_end;
