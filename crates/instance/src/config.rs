@@ -11,6 +11,10 @@ use std::path::PathBuf;
 pub struct InstanceConfig {
     /// Where the database, the TLS certificate and keys live.
     pub data_dir: PathBuf,
+    /// The store: unset (the default) is SQLite, one file in `data_dir`;
+    /// `postgres://user:password@host:5432/database` is PostgreSQL. A secret (it may
+    /// hold a password): never logged or shown.
+    pub database: Option<openmid_proto::secret::Secret>,
     /// Address to listen on (HTTPS).
     pub listen: SocketAddr,
     /// Certificate chain (PEM) to serve instead of the self-signed one.
@@ -77,6 +81,7 @@ impl Default for InstanceConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("openmid-data"),
+            database: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             tls_cert: None,
             tls_key: None,
@@ -104,6 +109,9 @@ impl Default for InstanceConfig {
 impl InstanceConfig {
     /// Checks values that would make the instance misbehave.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(url) = &self.database {
+            crate::ecc::Backend::parse(url.expose())?;
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key must be given together".into());
         }

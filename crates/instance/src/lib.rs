@@ -21,8 +21,7 @@ pub mod vault;
 
 use crate::api::AppState;
 use crate::dispatch::Dispatcher;
-use crate::ecc::{ConnectionStore, SettingsStore};
-use crate::ecc::{SqliteStore, Store, StoreError};
+use crate::ecc::{Store, StoreError};
 use config::InstanceConfig;
 use openmid_proto::secret::Secret;
 use std::net::SocketAddr;
@@ -81,13 +80,13 @@ pub struct RunningInstance {
     auth_failures: Arc<auth::AuthFailures>,
     tasks: TaskTracker,
     server: tokio::task::JoinHandle<()>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
 }
 
 /// Opens the store, prepares TLS and the admin token, and starts serving.
 pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceError> {
     config.validate().map_err(InstanceError::Config)?;
-    let store = SqliteStore::open(&config.data_dir.join("openmid.db")).await?;
+    let store = ecc::open(&config.data_dir, config.database.as_ref()).await?;
     let identity = tls::load_or_create(
         &config.data_dir,
         config.tls_cert.as_deref(),
@@ -137,7 +136,7 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         );
     }
     let dispatcher = Arc::new(Dispatcher::new(
-        Arc::new(store.clone()) as Arc<dyn Store>,
+        store.clone(),
         config.clone(),
         Arc::new(vault),
     ));
@@ -239,10 +238,10 @@ impl RunningInstance {
     }
 }
 
-/// Replaces the admin token of the instance whose data lives in `data_dir` (the old
-/// one stops working at the instance's next start). Returns the new token.
-pub async fn reset_admin_token(data_dir: &std::path::Path) -> Result<Secret, InstanceError> {
-    let store = SqliteStore::open(&data_dir.join("openmid.db")).await?;
+/// Replaces the admin token of the instance `config` describes (the old one stops
+/// working at the instance's next start). Returns the new token.
+pub async fn reset_admin_token(config: &InstanceConfig) -> Result<Secret, InstanceError> {
+    let store = ecc::open(&config.data_dir, config.database.as_ref()).await?;
     let token = auth::new_token("omadm_");
     store
         .put_setting(ADMIN_TOKEN_KEY, &auth::hash_token(&token))

@@ -3,6 +3,7 @@
 mod api_errors;
 mod blobs;
 mod certificate;
+mod conformance;
 mod error_format;
 mod files;
 mod hardening;
@@ -11,4 +12,6 @@ mod openapi;
 mod persistence;
 mod protocol;
 mod recovery;
+mod store_postgres;
+mod store_sqlite;
 mod support;

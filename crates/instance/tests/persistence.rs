@@ -143,7 +143,7 @@ async fn an_operator_certificate_is_served_instead_of_the_self_signed_one() {
 
 #[tokio::test]
 async fn finished_records_past_the_retention_are_purged_and_open_ones_kept() {
-    use openmid_instance::ecc::SqliteStore;
+    use openmid_instance::ecc::{Lifecycle, SqliteStore};
     let dir = tempfile::tempdir().expect("tempdir");
     let instance = TestInstance::start_with(
         openmid_instance::config::InstanceConfig {

@@ -8,6 +8,7 @@
 
 pub mod auth_target;
 pub mod bodies;
+pub mod databases;
 pub mod netns;
 pub mod process;
 pub mod slapd;

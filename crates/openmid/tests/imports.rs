@@ -6,7 +6,6 @@
 //! failover cluster whose MID is killed with `kill -9` mid-import, ending with each
 //! source row once.
 
-use crate::databases::Database;
 use openmid_mid::config::PoolSizes;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
@@ -16,6 +15,7 @@ use openmid_proto::import::{DataSource, ImportSet, ImportState};
 use openmid_proto::ldap::LdapResponse;
 use openmid_proto::mid::MidStatus;
 use openmid_proto::secret::Secret;
+use openmid_testkit::databases::Database;
 use openmid_testkit::slapd::{LocalSlapd, SlapdError, SlapdOptions};
 use openmid_testkit::{
     FileServer, FileServerOptions, MidProcess, TestInstance, loopback_any_port, wait_until,

@@ -4,7 +4,6 @@
 //! PostgreSQL server this machine runs (127.0.0.1:5432); each test makes its own
 //! database and drops it.
 
-use crate::databases::Database;
 use openmid_client::ActionOutcome;
 use openmid_mid::config::PoolSizes;
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
@@ -16,6 +15,7 @@ use openmid_proto::ecc::State;
 use openmid_proto::mid::MidStatus;
 use openmid_proto::secret::Secret;
 use openmid_proto::sql::{SqlAction, SqlPage, SqlResponse};
+use openmid_testkit::databases::Database;
 use openmid_testkit::{MidProcess, TestInstance, loopback_any_port, wait_until};
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -6,7 +6,11 @@
 //! the way that is right for them.
 
 mod migrations;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod rows;
+pub mod rules;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod store;
 
@@ -17,18 +21,69 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    ConnectionStore, DiscoveryStore, ImportStore, QueueStore, RegistryStore, SettingsStore, Store,
-    parts,
+    ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, QueueStore, RegistryStore,
+    SettingsStore, Store, parts,
 };
+
+#[cfg(not(feature = "sqlite"))]
+compile_error!("openmid-instance needs its embedded store: build it with the `sqlite` feature");
+
+/// Which backend a `database` setting names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite, one file in the data directory (no setting).
+    Sqlite,
+    /// PostgreSQL (`postgres://…` or `postgresql://…`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of a `database` URL, or an error naming the setting (never the URL,
+    /// which may hold a password).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("postgres" | "postgresql") if cfg!(feature = "postgres") => Ok(Self::Postgres),
+            Some("postgres" | "postgresql") => {
+                Err("database: this build has no PostgreSQL store (cargo feature `postgres`)".into())
+            }
+            _ => Err(
+                "database: must be a postgres://user:password@host:port/database URL (leave it unset for SQLite in data_dir)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// Opens the store (creating it and applying migrations when needed) behind the trait
+/// the rest of the instance uses: SQLite in `data_dir` unless `database` names
+/// PostgreSQL.
+pub async fn open(
+    data_dir: &std::path::Path,
+    database: Option<&openmid_proto::secret::Secret>,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    let backend = match database {
+        None => Backend::Sqlite,
+        Some(url) => Backend::parse(url.expose()).map_err(StoreError::Config)?,
+    };
+    Ok(match (backend, database) {
+        #[cfg(feature = "postgres")]
+        (Backend::Postgres, Some(url)) => std::sync::Arc::new(PgStore::open(url.expose()).await?),
+        _ => std::sync::Arc::new(SqliteStore::open(&data_dir.join("openmid.db")).await?),
+    })
+}
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database failed.
+    /// The database failed (the backend's own error, kept as the source).
     #[error("database: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A stored value could not be read back (a bug or a hand-edited database).
     #[error("corrupt record {id}: {detail}")]
     Corrupt {
@@ -40,6 +95,9 @@ pub enum StoreError {
     /// A batched write failed (the message of the database error).
     #[error("database: {0}")]
     Batch(String),
+    /// The store's setting is wrong: the message names it.
+    #[error("{0}")]
+    Config(String),
     /// The thing is still used: the message says by what.
     #[error("{0}")]
     InUse(String),

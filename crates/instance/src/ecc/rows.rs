@@ -1,11 +1,12 @@
-//! Row shapes as the database returns them, and their checked conversion into
-//! [`Record`] and [`MidRow`]. Shared by every backend.
+//! Row shapes as the database returns them (text and integers, the same columns in
+//! every backend), and their checked conversion into [`Record`] and [`MidRow`]. Each
+//! backend fills them from its own row type (SQLite's in `sqlite/decode.rs`).
 
 use super::{MidRow, Record, StoreError};
 use openmid_proto::ecc::{Priority, Queue, State, Topic};
 use openmid_proto::mid::MidStatus;
 
-/// Every `ecc` column, in the order [`EccRow::from_row`] reads them (by position:
+/// Every `ecc` column, in the order the backends read them into [`EccRow`] (by position:
 /// looking columns up by name was a sizeable share of the instance's CPU).
 macro_rules! ecc_columns {
     () => {
@@ -14,7 +15,7 @@ macro_rules! ecc_columns {
 }
 pub(crate) use ecc_columns;
 
-/// Every `mids` column, in the order [`MidDbRow::from_row`] reads them.
+/// Every `mids` column, in the order the backends read them into [`MidDbRow`].
 macro_rules! mid_columns {
     () => {
         "id, name, secret_hash, public_key, status, status_reason, version, hostname, protocol_version, enrolled_at, validated_at, last_seen_at, declared_profile, admin_profile, health, rekey_requested"
@@ -25,62 +26,30 @@ pub(crate) use mid_columns;
 /// `ecc` table row.
 #[derive(Debug)]
 pub(crate) struct EccRow {
-    id: String,
-    queue: String,
-    agent: String,
-    topic: String,
-    name: String,
-    source: String,
-    payload: String,
-    state: String,
-    priority: i64,
-    response_to: Option<String>,
-    correlator: Option<String>,
-    attempt: i64,
-    max_attempts: i64,
-    at_most_once: bool,
-    error: Option<String>,
-    claimed_by: Option<String>,
-    lease_expires_at: Option<i64>,
-    created_at: i64,
-    claimed_at: Option<i64>,
-    processed_at: Option<i64>,
-    duration_ms: Option<i64>,
-    assigned_to: Option<String>,
-    selection: Option<String>,
-    application: Option<String>,
-}
-
-impl EccRow {
-    /// Reads a row selected as [`ecc_columns`].
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: row.get(0)?,
-            queue: row.get(1)?,
-            agent: row.get(2)?,
-            topic: row.get(3)?,
-            name: row.get(4)?,
-            source: row.get(5)?,
-            payload: row.get(6)?,
-            state: row.get(7)?,
-            priority: row.get(8)?,
-            response_to: row.get(9)?,
-            correlator: row.get(10)?,
-            attempt: row.get(11)?,
-            max_attempts: row.get(12)?,
-            at_most_once: row.get(13)?,
-            error: row.get(14)?,
-            claimed_by: row.get(15)?,
-            lease_expires_at: row.get(16)?,
-            created_at: row.get(17)?,
-            claimed_at: row.get(18)?,
-            processed_at: row.get(19)?,
-            duration_ms: row.get(20)?,
-            assigned_to: row.get(21)?,
-            selection: row.get(22)?,
-            application: row.get(23)?,
-        })
-    }
+    pub(crate) id: String,
+    pub(crate) queue: String,
+    pub(crate) agent: String,
+    pub(crate) topic: String,
+    pub(crate) name: String,
+    pub(crate) source: String,
+    pub(crate) payload: String,
+    pub(crate) state: String,
+    pub(crate) priority: i64,
+    pub(crate) response_to: Option<String>,
+    pub(crate) correlator: Option<String>,
+    pub(crate) attempt: i64,
+    pub(crate) max_attempts: i64,
+    pub(crate) at_most_once: bool,
+    pub(crate) error: Option<String>,
+    pub(crate) claimed_by: Option<String>,
+    pub(crate) lease_expires_at: Option<i64>,
+    pub(crate) created_at: i64,
+    pub(crate) claimed_at: Option<i64>,
+    pub(crate) processed_at: Option<i64>,
+    pub(crate) duration_ms: Option<i64>,
+    pub(crate) assigned_to: Option<String>,
+    pub(crate) selection: Option<String>,
+    pub(crate) application: Option<String>,
 }
 
 fn corrupt(id: &str, detail: impl ToString) -> StoreError {
@@ -138,46 +107,22 @@ pub(crate) fn records(rows: Vec<EccRow>) -> Result<Vec<Record>, StoreError> {
 /// `mids` table row.
 #[derive(Debug)]
 pub(crate) struct MidDbRow {
-    id: String,
-    name: String,
-    secret_hash: String,
-    public_key: String,
-    status: String,
-    status_reason: Option<String>,
-    version: String,
-    hostname: String,
-    protocol_version: i64,
-    enrolled_at: i64,
-    validated_at: Option<i64>,
-    last_seen_at: Option<i64>,
-    declared_profile: String,
-    admin_profile: Option<String>,
-    health: Option<String>,
-    rekey_requested: bool,
-}
-
-impl MidDbRow {
-    /// Reads a row selected as [`mid_columns`].
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: row.get(0)?,
-            name: row.get(1)?,
-            secret_hash: row.get(2)?,
-            public_key: row.get(3)?,
-            status: row.get(4)?,
-            status_reason: row.get(5)?,
-            version: row.get(6)?,
-            hostname: row.get(7)?,
-            protocol_version: row.get(8)?,
-            enrolled_at: row.get(9)?,
-            validated_at: row.get(10)?,
-            last_seen_at: row.get(11)?,
-            declared_profile: row.get(12)?,
-            admin_profile: row.get(13)?,
-            health: row.get(14)?,
-            rekey_requested: row.get(15)?,
-        })
-    }
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) secret_hash: String,
+    pub(crate) public_key: String,
+    pub(crate) status: String,
+    pub(crate) status_reason: Option<String>,
+    pub(crate) version: String,
+    pub(crate) hostname: String,
+    pub(crate) protocol_version: i64,
+    pub(crate) enrolled_at: i64,
+    pub(crate) validated_at: Option<i64>,
+    pub(crate) last_seen_at: Option<i64>,
+    pub(crate) declared_profile: String,
+    pub(crate) admin_profile: Option<String>,
+    pub(crate) health: Option<String>,
+    pub(crate) rekey_requested: bool,
 }
 
 impl TryFrom<MidDbRow> for MidRow {
@@ -229,19 +174,6 @@ pub(crate) struct HistoryDbRow {
     pub(crate) from_status: Option<String>,
     pub(crate) to_status: String,
     pub(crate) reason: String,
-}
-
-impl HistoryDbRow {
-    /// Reads a row selected as `id, at, from_status, to_status, reason`.
-    pub(crate) fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            id: row.get(0)?,
-            at: row.get(1)?,
-            from_status: row.get(2)?,
-            to_status: row.get(3)?,
-            reason: row.get(4)?,
-        })
-    }
 }
 
 impl TryFrom<HistoryDbRow> for super::StatusChangeRow {

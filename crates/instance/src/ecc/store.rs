@@ -370,23 +370,44 @@ pub trait DiscoveryStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// The store as one thing: what belongs to no single concern.
+#[async_trait]
+pub trait Lifecycle: Send + Sync + 'static {
+    /// Lets queued writes finish and releases the database; calls after it fail with
+    /// an error rather than hang.
+    async fn close(&self);
+}
+
 /// The whole store, split by concern. Implementations: [`SqliteStore`] (embedded
 /// default); PostgreSQL follows with the scale-out work. Code that uses the store
 /// imports the concern it needs (`use crate::ecc::QueueStore`), or all of them from
 /// [`parts`].
 pub trait Store:
-    SettingsStore + RegistryStore + ConnectionStore + QueueStore + ImportStore + DiscoveryStore
+    Lifecycle
+    + SettingsStore
+    + RegistryStore
+    + ConnectionStore
+    + QueueStore
+    + ImportStore
+    + DiscoveryStore
 {
 }
 
 impl<T> Store for T where
-    T: SettingsStore + RegistryStore + ConnectionStore + QueueStore + ImportStore + DiscoveryStore
+    T: Lifecycle
+        + SettingsStore
+        + RegistryStore
+        + ConnectionStore
+        + QueueStore
+        + ImportStore
+        + DiscoveryStore
 {
 }
 
 /// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
 pub mod parts {
     pub use super::{
-        ConnectionStore, DiscoveryStore, ImportStore, QueueStore, RegistryStore, SettingsStore,
+        ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, QueueStore, RegistryStore,
+        SettingsStore,
     };
 }

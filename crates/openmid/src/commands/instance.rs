@@ -17,6 +17,11 @@ pub struct Args {
     /// Data directory (database, TLS certificate).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The store: a postgres://user:password@host:port/database URL (default: SQLite
+    /// in the data directory). Prefer OPENMID_INSTANCE_DATABASE for a URL holding a
+    /// password: flags show in the process list.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
     /// Listen address, e.g. 0.0.0.0:8443.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -42,6 +47,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
+    if let Some(url) = args.database {
+        config.database = Some(openmid_proto::secret::Secret::new(url));
+    }
     if let Some(l) = args.listen {
         config.listen = l;
     }
@@ -60,7 +68,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         config.master_key = Some(openmid_proto::secret::Secret::new(key));
     }
     if args.reset_admin_token {
-        let token = openmid_instance::reset_admin_token(&config.data_dir).await?;
+        let token = openmid_instance::reset_admin_token(&config).await?;
         println!("New admin API token (the old one stops working when the instance restarts):");
         println!("{}", token.expose());
         return Ok(ExitCode::SUCCESS);

@@ -7,6 +7,7 @@
 //! which WAL lets run beside the writer.
 
 mod connections;
+mod decode;
 mod discovery;
 mod imports;
 mod operations;
@@ -17,16 +18,16 @@ mod registry;
 mod writer;
 
 use super::migrations::MIGRATIONS;
-use super::rows::{EccRow, HistoryDbRow, MidDbRow, ecc_columns, mid_columns, records};
 use super::{
     AliasRow, Cancelled, ChunksStored, Claim, ClusterRow, ConnectionStore, CredentialKey,
-    CredentialRow, EnrollError, EnrollmentTokenRow, Finished, IdempotencyKey, IdempotentHit, Load,
-    MidKey, MidRow, QueueStore, Record, RecordFilter, RecordedResult, RegistryStore, SessionChange,
+    CredentialRow, EnrollError, EnrollmentTokenRow, IdempotencyKey, IdempotentHit, Load, MidKey,
+    MidRow, QueueStore, Record, RecordFilter, RecordedResult, RegistryStore, SessionChange,
     SettingsStore, StatusChangeRow, StoreError,
 };
+use crate::ecc::rows::{EccRow, HistoryDbRow, MidDbRow, ecc_columns, mid_columns, records};
 use async_trait::async_trait;
 use openmid_proto::api::{ClusterKind, MidHealth, ProfileUpdate};
-use openmid_proto::ecc::{Priority, Queue, State};
+use openmid_proto::ecc::{Priority, State};
 use openmid_proto::mid::MidProfile;
 use openmid_proto::mid::{AckOutcome, JobRef, MidStatus, WorkResult};
 use operations::{
@@ -38,6 +39,20 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use writer::Writer;
+
+#[async_trait]
+impl super::Lifecycle for SqliteStore {
+    /// Lets queued writes finish and closes the write connection.
+    async fn close(&self) {
+        self.writer.close().await;
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(Box::new(e))
+    }
+}
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -88,11 +103,6 @@ impl SqliteStore {
             writer: Writer::start(conn)?,
             readers: Arc::new(Readers::new(path)),
         })
-    }
-
-    /// Lets queued writes finish and closes the write connection.
-    pub async fn close(&self) {
-        self.writer.close().await;
     }
 
     pub(super) fn read<T>(

@@ -1,9 +1,10 @@
-//! The write operations that carry the queue's rules — which result is recorded,
-//! superseded or a duplicate; what a lapsed or released lease becomes; what a
-//! cancelled output ends as; enrollment's outcomes — each run inside the writer's
-//! transaction by the [`Store`](super::Store) methods that need them.
+//! The write operations that apply the queue's rules ([`crate::ecc::rules`]: which
+//! result is recorded, superseded or a duplicate; what a lapsed or released lease
+//! becomes; enrollment's outcomes) inside the writer's transaction: each reads the
+//! rows a rule needs, asks the rule, and writes what it says.
 
 use super::*;
+use crate::ecc::rules;
 
 /// A result as the writer needs it: its payload already encoded, off the writer thread.
 pub(super) struct EncodedResult {
@@ -25,25 +26,11 @@ pub(super) fn enroll(c: &Connection, token_hash: &str, mid: MidRow) -> Result<Mi
                 .optional()
         })
         .map_err(StoreError::from)?;
-    let Some(auto_validate) = auto_validate else {
-        return Err(EnrollError::TokenInvalid);
-    };
     let taken: bool = c
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM mids WHERE name = ?)")
         .and_then(|mut s| s.query_row([&mid.name], |r| r.get(0)))
         .map_err(StoreError::from)?;
-    if taken {
-        return Err(EnrollError::NameTaken(mid.name.clone()));
-    }
-    let mut row = mid;
-    if auto_validate {
-        row.status = MidStatus::Up;
-        row.status_reason = Some("validated by its enrollment token".into());
-        row.validated_at = Some(row.enrolled_at);
-    } else {
-        row.status = MidStatus::ValidationPending;
-        row.status_reason = Some("waiting for an admin to validate it".into());
-    }
+    let row = rules::enrollment(auto_validate, taken, mid)?;
     let written = (|| -> rusqlite::Result<()> {
         c.prepare_cached(
             "UPDATE enrollment_tokens SET used_by = ?, used_at = ? WHERE token_hash = ?",
@@ -88,7 +75,7 @@ pub(super) fn record_result(
     result: EncodedResult,
     now: i64,
 ) -> Result<RecordedResult, StoreError> {
-    let Some(output) = ecc_row(
+    let output = ecc_row(
         c,
         concat!(
             "SELECT ",
@@ -96,94 +83,51 @@ pub(super) fn record_result(
             " FROM ecc WHERE id = ? AND queue = 'output'"
         ),
         [&result.output_id],
-    )?
-    else {
-        return Ok(RecordedResult {
-            outcome: AckOutcome::Unknown,
-            finished: None,
-        });
-    };
+    )?;
     // Recording an input finishes its output in the same transaction, so an output
     // still `processing` has no input: look only for finished ones.
-    let answered: Option<i64> = if output.state == State::Processing {
-        None
-    } else {
-        c.prepare_cached("SELECT attempt FROM ecc WHERE queue = 'input' AND response_to = ?")?
-            .query_row([&output.id], |r| r.get(0))
+    let recorded: Option<u32> = match &output {
+        Some(o) if o.state != State::Processing => c
+            .prepare_cached("SELECT attempt FROM ecc WHERE queue = 'input' AND response_to = ?")?
+            .query_row([&o.id], |r| r.get::<_, i64>(0))
             .optional()?
+            .map(|a| u32::try_from(a).unwrap_or(u32::MAX)),
+        _ => None,
     };
-    let outcome = match answered {
-        Some(attempt) if attempt == i64::from(result.attempt) => AckOutcome::Duplicate,
-        Some(_) => AckOutcome::Superseded,
-        None if output.state == State::Processing
-            && output.attempt == result.attempt
-            && output.claimed_by.as_deref() == Some(mid_name) =>
-        {
-            AckOutcome::Recorded
-        }
-        None => AckOutcome::Superseded,
-    };
-    if outcome != AckOutcome::Recorded {
+    let outcome = rules::result_outcome(output.as_ref(), recorded, mid_name, result.attempt);
+    let (AckOutcome::Recorded, Some(output)) = (outcome, output) else {
         return Ok(RecordedResult {
             outcome,
             finished: None,
         });
-    }
-    // A cancelled output ends `cancelled` whatever its MID made of it; the input keeps
-    // what the run produced until it stopped.
+    };
     let cancelled = take_cancel_request(c, &output.id)?;
-    let state = if result.error.is_some() {
-        State::Error
-    } else {
-        State::Processed
-    };
-    let (output_state, output_error) = match &cancelled {
-        Some(reason) => (State::Cancelled, Some(reason.clone())),
-        None => (state, result.error.clone()),
-    };
-    let input = Record {
-        id: uuid::Uuid::now_v7().to_string(),
-        queue: Queue::Input,
-        agent: format!("mid.server.{mid_name}"),
-        topic: output.topic,
-        name: output.name.clone(),
-        source: mid_name.to_string(),
-        payload: result.payload,
-        state,
-        priority: output.priority,
-        response_to: Some(output.id.clone()),
-        correlator: output.correlator.clone(),
-        attempt: result.attempt,
-        max_attempts: output.max_attempts,
-        at_most_once: output.at_most_once,
-        error: result.error.clone(),
-        claimed_by: None,
-        lease_expires_at: None,
-        created_at: now,
-        claimed_at: None,
-        processed_at: Some(now),
-        duration_ms: Some(result.duration_ms),
-        assigned_to: None,
-        selection: None,
-        application: output.application.clone(),
-    };
-    insert_record(c, &input)?;
+    let finished = rules::finish(
+        output,
+        mid_name,
+        rules::ResultToRecord {
+            attempt: result.attempt,
+            payload: result.payload,
+            error: result.error,
+            duration_ms: result.duration_ms,
+        },
+        cancelled,
+        uuid::Uuid::now_v7().to_string(),
+        now,
+    );
+    insert_record(c, &finished.input)?;
     c.prepare_cached(
         "UPDATE ecc SET state = ?, error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ?",
     )?
-    .execute(params![output_state.as_str(), output_error, now, output.id])?;
+    .execute(params![
+        finished.output.state.as_str(),
+        finished.output.error,
+        now,
+        finished.output.id
+    ])?;
     Ok(RecordedResult {
         outcome,
-        finished: Some(Finished {
-            output: Record {
-                state: output_state,
-                error: output_error,
-                processed_at: Some(now),
-                lease_expires_at: None,
-                ..output
-            },
-            input,
-        }),
+        finished: Some(finished),
     })
 }
 
@@ -253,49 +197,34 @@ pub(super) fn end_leases(
 ) -> Result<Vec<Record>, StoreError> {
     let mut changed = Vec::with_capacity(outputs.len());
     for output in outputs {
-        if let Some(reason) = take_cancel_request(c, &output.id)? {
-            // Cancelled while it ran, and its MID is gone: it ends as asked.
-            changed.extend(ecc_row(
-                c,
-                concat!(
-                    "UPDATE ecc SET state = 'cancelled', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' RETURNING ",
-                    ecc_columns!()
-                ),
-                params![format!("{reason}; {why} before its MID reported"), now, output.id],
-            )?);
-            continue;
-        }
-        let holder = output.claimed_by.as_deref().unwrap_or("?");
-        let failure = if output.at_most_once {
-            Some(format!(
-                "{why} while MID {holder} held attempt {}; at-most-once outputs are not re-run",
-                output.attempt
-            ))
-        } else if output.attempt >= output.max_attempts {
-            Some(format!(
-                "{why} on attempt {} of {} (last held by MID {holder}); no attempts left",
-                output.attempt, output.max_attempts
-            ))
-        } else {
-            None
-        };
-        let attempt = i64::from(output.attempt);
-        let row = match &failure {
-            Some(reason) => ecc_row(
-                c,
-                concat!(
-                    "UPDATE ecc SET state = 'error', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING ",
-                    ecc_columns!()
-                ),
-                params![reason, now, output.id, attempt],
-            )?,
-            None => ecc_row(
+        let cancel = take_cancel_request(c, &output.id)?;
+        let end = rules::lease_end(&output, cancel.as_deref(), why);
+        let row = match &end {
+            rules::LeaseEnd::Retry => ecc_row(
                 c,
                 concat!(
                     "UPDATE ecc SET state = 'ready', lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING ",
                     ecc_columns!()
                 ),
-                params![output.id, attempt],
+                params![output.id, i64::from(output.attempt)],
+            )?,
+            // A cancelled output ends as asked whatever its attempt: the cancel was
+            // for the output, not one attempt of it.
+            rules::LeaseEnd::Cancelled(error) => ecc_row(
+                c,
+                concat!(
+                    "UPDATE ecc SET state = 'cancelled', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' RETURNING ",
+                    ecc_columns!()
+                ),
+                params![error, now, output.id],
+            )?,
+            rules::LeaseEnd::Failed(error) => ecc_row(
+                c,
+                concat!(
+                    "UPDATE ecc SET state = 'error', error = ?, processed_at = ?, lease_expires_at = NULL WHERE id = ? AND state = 'processing' AND attempt = ? RETURNING ",
+                    ecc_columns!()
+                ),
+                params![error, now, output.id, i64::from(output.attempt)],
             )?,
         };
         changed.extend(row);

@@ -1,6 +1,7 @@
 //! A database of the test's own on this machine's PostgreSQL (127.0.0.1:5432, trust
 //! for `postgres`) or MariaDB (127.0.0.1:3306, `root` without a password), made with
-//! their own clients and dropped at the end.
+//! their own clients and dropped at the end: the SQL probe's and import tests' target
+//! databases, and the PostgreSQL store's own.
 
 use std::process::Command;
 
@@ -45,6 +46,48 @@ impl Database {
     /// Runs setup SQL in it.
     pub fn run(&self, sql: &str) {
         self.exec(&self.name, sql).expect("statement runs");
+    }
+
+    /// Runs a query in it and returns what the client printed (unaligned, tuples only
+    /// on PostgreSQL; tab-separated without column names on MariaDB).
+    pub fn query(&self, sql: &str) -> String {
+        let out = if self.maria {
+            Command::new("mariadb")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    "3306",
+                    "-u",
+                    "root",
+                    "-N",
+                    "-B",
+                    &self.name,
+                    "-e",
+                    sql,
+                ])
+                .output()
+        } else {
+            Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    &self.name,
+                    "-Atc",
+                    sql,
+                ])
+                .output()
+        }
+        .expect("the database client runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn exec(&self, db: &str, sql: &str) -> Result<(), String> {
