@@ -7,7 +7,7 @@
 use crate::ecc::Record;
 use openmid_proto::api::{ActionResult, ActionTimings};
 use openmid_proto::command::Command;
-use openmid_proto::discovery::{Ping, Shazzam};
+use openmid_proto::discovery::{Identify, Ping, Shazzam};
 use openmid_proto::ecc::Topic;
 use openmid_proto::file_import::FileImport;
 use openmid_proto::ldap::Ldap;
@@ -22,7 +22,7 @@ use std::marker::PhantomData;
 use std::net::IpAddr;
 
 /// The topics this instance accepts, one line each.
-static TABLE: [&dyn Registered; 11] = [
+static TABLE: [&dyn Registered; 12] = [
     &Entry::<Rest>(PhantomData),
     &Entry::<Soap>(PhantomData),
     &Entry::<Command>(PhantomData),
@@ -32,6 +32,7 @@ static TABLE: [&dyn Registered; 11] = [
     &Entry::<FileImport>(PhantomData),
     &Entry::<Ping>(PhantomData),
     &Entry::<Shazzam>(PhantomData),
+    &Entry::<Identify>(PhantomData),
     &Entry::<Snmp>(PhantomData),
     &Entry::<MetricScrape>(PhantomData),
 ];
@@ -207,7 +208,7 @@ mod tests {
         assert_eq!(none.field, "topic");
         assert!(
             none.message
-                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam, SNMPProbe, MetricScrape"),
+                .contains("RESTProbe, SOAPProbe, Command, SSHCommand, JDBCProbe, LDAPProbe, FileImport, Ping, Shazzam, Identify, SNMPProbe, MetricScrape"),
             "{}",
             none.message
         );

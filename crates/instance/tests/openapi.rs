@@ -443,6 +443,55 @@ async fn every_documented_operation_answers_as_documented() {
             None,
         ),
         (
+            "POST",
+            "/api/v1/discovery/schedules",
+            "/api/v1/discovery/schedules".into(),
+            Some(
+                json!({"name": "dc-east", "run": {"agent": "mid.server.mid-a", "targets": ["198.18.0.0/30"],
+                        "snmp_aliases": ["sw1"], "chunk_size": 2},
+                        "schedule": {"cron": "0 3 * * *", "time_zone": "Europe/Paris"}}),
+            ),
+        ),
+        (
+            "PUT",
+            "/api/v1/discovery/schedules/{name}",
+            "/api/v1/discovery/schedules/dc-east".into(),
+            Some(
+                json!({"name": "dc-east", "run": {"agent": "mid.server.mid-a", "targets": ["198.18.0.0/30"]},
+                        "schedule": {"every": "6h"}, "enabled": false}),
+            ),
+        ),
+        (
+            "GET",
+            "/api/v1/discovery/schedules",
+            "/api/v1/discovery/schedules".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/discovery/schedules/{name}",
+            "/api/v1/discovery/schedules/dc-east".into(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/discovery/schedules/{name}/run",
+            "/api/v1/discovery/schedules/dc-east/run".into(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/v1/discovery/runs",
+            "/api/v1/discovery/runs?schedule=dc-east&limit=5".into(),
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/v1/discovery/schedules/{name}",
+            "/api/v1/discovery/schedules/dc-east".into(),
+            None,
+        ),
+        (
             "GET",
             "/api/v1/devices",
             "/api/v1/devices?class=linux_server&limit=10".into(),
@@ -763,6 +812,57 @@ async fn every_documented_operation_answers_as_documented() {
         &a.body,
     );
     called.insert("get /api/v1/discovery/runs/{id}".into());
+    // A schedule's run while its last one still runs: a documented 409.
+    let a = raw
+        .admin(
+            "POST",
+            "/api/v1/discovery/schedules",
+            json!({"name": "busy", "run": {"agent": "mid.server.mid-a", "targets": ["198.18.0.0/30"]},
+                    "schedule": {"every": "1h"}}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let first = raw
+        .send(
+            "POST",
+            "/api/v1/discovery/schedules/busy/run",
+            Some(""),
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    let again = raw
+        .send(
+            "POST",
+            "/api/v1/discovery/schedules/busy/run",
+            Some(""),
+            None,
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    check(
+        "POST /api/v1/discovery/schedules/{name}/run while running".into(),
+        &doc["paths"]["/api/v1/discovery/schedules/{name}/run"]["post"],
+        again.status,
+        &again.body,
+    );
+    let a = raw
+        .admin(
+            "POST",
+            "/api/v1/discovery/schedules",
+            json!({"name": "bad", "run": {"agent": "mid.server.mid-a", "targets": ["198.18.0.0/30"],
+                    "snmp_aliases": ["nope"]}, "schedule": {"cron": "61 * * * *"}}),
+        )
+        .await;
+    assert_eq!(a.status, 422, "{:?}", a.body);
+    check(
+        "POST /api/v1/discovery/schedules bad".into(),
+        &doc["paths"]["/api/v1/discovery/schedules"]["post"],
+        a.status,
+        &a.body,
+    );
     let a = raw.get("/api/v1/devices/198.18.0.99").await;
     assert_eq!(a.status, 404, "{:?}", a.body);
     check(

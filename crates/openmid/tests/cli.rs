@@ -677,3 +677,97 @@ fn check_policy_explains_each_verdict_and_exits_by_it() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("not in policy.command.programs"), "{text}");
 }
+
+#[tokio::test]
+async fn ctl_discovery_schedules_are_made_listed_run_paused_and_deleted() {
+    let stack = Stack::start().await;
+    let agent = format!("mid.server.{MID}");
+    let create = [
+        "discovery",
+        "schedules",
+        "create",
+        "dc-east",
+        "--agent",
+        &agent,
+        "--target",
+        "198.18.0.0/30",
+        "--port",
+        "22",
+        "--port",
+        "80-81",
+        "--cron",
+        "0 3 * * *",
+        "--time-zone",
+        "Europe/Paris",
+    ];
+    let (ok, stdout, stderr) = ctl(&stack, &create).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("discovery schedule dc-east: enabled, next run 20"),
+        "{stdout}"
+    );
+    let (ok, _, stderr) = ctl(&stack, &create).await;
+    assert!(!ok && stderr.contains("exists"), "{stderr}");
+    let mut bad = create;
+    bad[3] = "bad";
+    bad[13] = "61 * * * *";
+    let (ok, _, stderr) = ctl(&stack, &bad).await;
+    assert!(!ok && stderr.contains("schedule.cron"), "{stderr}");
+
+    let (ok, table, stderr) = ctl(&stack, &["discovery", "schedules", "list"]).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        table.contains("dc-east") && table.contains("0 3 * * * Europe/Paris"),
+        "{table}"
+    );
+
+    let (ok, stdout, stderr) = ctl(&stack, &["discovery", "schedules", "run", "dc-east"]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("discovery run dsc_"), "{stdout}");
+    let (ok, stdout, stderr) = ctl(
+        &stack,
+        &["discovery", "list", "--schedule", "dc-east", "--json"],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let runs: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+    assert_eq!(runs[0]["schedule"], "dc-east");
+    let (ok, stdout, _) = ctl(
+        &stack,
+        &["discovery", "list", "--schedule", "other", "--json"],
+    )
+    .await;
+    assert!(ok && stdout.trim() == "[]", "{stdout}");
+
+    let mut paused = create;
+    paused[2] = "update";
+    let mut args: Vec<&str> = paused.to_vec();
+    args.push("--disabled");
+    let (ok, stdout, stderr) = ctl(&stack, &args).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("dc-east: paused, next run none"),
+        "{stdout}"
+    );
+    let (ok, shown, _) = ctl(&stack, &["discovery", "schedules", "show", "dc-east"]).await;
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    assert!(
+        ok && shown["enabled"] == false && shown["next_run_at"].is_null(),
+        "{shown}"
+    );
+    assert!(
+        shown["last_run"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("dsc_")),
+        "{shown}"
+    );
+
+    let (ok, _, stderr) = ctl(&stack, &["discovery", "schedules", "delete", "dc-east"]).await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = ctl(&stack, &["discovery", "schedules", "show", "dc-east"]).await;
+    assert!(
+        !ok && stderr.contains("no discovery schedule named `dc-east`"),
+        "{stderr}"
+    );
+}

@@ -216,6 +216,7 @@ async fn ping_and_scan_through_the_instance_find_the_live_hosts_and_open_ports()
         ],
         rate_per_sec: Some(2000),
         timeout_ms: Some(500),
+        ..NewDiscoveryRun::default()
     };
     let mut first_seen = BTreeMap::new();
     for round in 0..2 {

@@ -8,6 +8,7 @@ mod command;
 mod command_stream;
 mod connections;
 mod discovery;
+mod discovery_network;
 mod durability;
 mod egress;
 mod end_to_end;

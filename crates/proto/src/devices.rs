@@ -27,7 +27,21 @@ pub struct NewDiscoveryRun {
     /// How long a connect or an echo may take, in milliseconds (default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// snmp aliases whose credentials ask every live host's SNMP agent for its
+    /// `sysDescr`, `sysObjectID` and `sysName` (each tried; the first that answers
+    /// is kept). The aliases lend their credential, version and port only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snmp_aliases: Vec<String>,
+    /// Most addresses per job (default 256): a larger range becomes several ping,
+    /// scan and identify jobs, which the members of a cluster share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk_size: Option<u32>,
 }
+
+/// Addresses per job when a run names no `chunk_size`.
+pub const DEFAULT_CHUNK_SIZE: u32 = 256;
+/// Most identify jobs' SNMP aliases.
+pub const MAX_SNMP_ALIASES: usize = 8;
 
 /// Ports scanned when a run names none.
 pub const DEFAULT_PORTS: [u16; 16] = [
@@ -49,6 +63,27 @@ impl NewDiscoveryRun {
                 "name at least one address, CIDR or range",
             ));
         }
+        crate::discovery::count_targets("targets", &self.targets)?;
+        if let Some(size) = self.chunk_size
+            && !(1..=crate::discovery::MAX_IDENTIFY_HOSTS as u32).contains(&size)
+        {
+            return Err(field_error(
+                "chunk_size",
+                format!(
+                    "must be 1–{}, got {size}",
+                    crate::discovery::MAX_IDENTIFY_HOSTS
+                ),
+            ));
+        }
+        if self.snmp_aliases.len() > MAX_SNMP_ALIASES {
+            return Err(field_error(
+                "snmp_aliases",
+                format!("at most {MAX_SNMP_ALIASES} aliases"),
+            ));
+        }
+        if let Some(i) = self.snmp_aliases.iter().position(|a| a.trim().is_empty()) {
+            return Err(field_error(&format!("snmp_aliases[{i}]"), "is empty"));
+        }
         Ok(())
     }
 }
@@ -61,6 +96,8 @@ pub enum DiscoveryState {
     Pinging,
     /// Scanning the hosts that answered.
     Scanning,
+    /// Asking the hosts what they are (HTTP, TLS, SNMP).
+    Identifying,
     /// Done: devices filed.
     Complete,
     /// A stage failed (its error in `detail`).
@@ -73,6 +110,7 @@ impl DiscoveryState {
         match self {
             Self::Pinging => "pinging",
             Self::Scanning => "scanning",
+            Self::Identifying => "identifying",
             Self::Complete => "complete",
             Self::Error => "error",
         }
@@ -80,9 +118,15 @@ impl DiscoveryState {
 
     /// Parses [`DiscoveryState::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pinging, Self::Scanning, Self::Complete, Self::Error]
-            .into_iter()
-            .find(|state| state.as_str() == s)
+        [
+            Self::Pinging,
+            Self::Scanning,
+            Self::Identifying,
+            Self::Complete,
+            Self::Error,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
     }
 }
 
@@ -111,9 +155,32 @@ pub struct DiscoveryRun {
     pub devices_new: u64,
     /// Devices seen before, updated.
     pub devices_updated: u64,
+    /// Jobs of the run that failed (each in `jobs`).
+    #[serde(default)]
+    pub errors: u64,
+    /// Every job of the run, by stage, with the failed ones' errors.
+    #[serde(default)]
+    pub jobs: Vec<RunJob>,
+    /// The schedule that started it (none when started by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
     /// Why it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// One ECC job of a discovery run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunJob {
+    /// `ping`, `scan` or `identify`.
+    pub stage: String,
+    /// Its chunk, from 0, of the stage's jobs.
+    pub chunk: u32,
+    /// Its ECC output.
+    pub output: String,
+    /// Why it failed, once it failed (its hosts are missing from the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// An open port of a device, and what it said first.
@@ -133,6 +200,10 @@ pub struct Device {
     pub id: String,
     /// Its address (one record per address).
     pub address: String,
+    /// Its name, from what it said: SNMP `sysName`, else its TLS certificate's
+    /// first name (no DNS is asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Its class: `linux_server`, `windows_server`, `network_device`, `printer`,
     /// `web_server`, `database` or `unknown`.
     pub class: String,
@@ -140,6 +211,10 @@ pub struct Device {
     pub evidence: Vec<String>,
     /// Its open ports as last seen.
     pub open_ports: Vec<DevicePort>,
+    /// What it said about itself when last identified: web servers, TLS names,
+    /// its SNMP identity, and what could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<crate::discovery::HostIdentity>,
     /// Round-trip time of its last ping, milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
@@ -149,4 +224,58 @@ pub struct Device {
     pub last_seen: String,
     /// The run that last saw it.
     pub last_run: String,
+}
+
+/// `POST /api/v1/discovery/schedules`: a discovery run that runs by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySchedule {
+    /// Its name: letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// What each run does: agent, targets, ports, snmp aliases, chunk size.
+    pub run: NewDiscoveryRun,
+    /// When: a cron expression in a time zone, or an interval (as a data source's).
+    pub schedule: crate::import::Schedule,
+    /// Whether the schedule is followed (default true); a paused schedule still runs
+    /// by hand.
+    #[serde(default = "default_enabled")]
+    pub enabled: bool,
+}
+
+fn default_enabled() -> bool {
+    true
+}
+
+impl DiscoverySchedule {
+    /// Checks what can be checked here; errors name the field (`run.targets`).
+    pub fn validate(&self) -> Result<(), FieldError> {
+        crate::import::check_name(&self.name)?;
+        self.run.validate().map_err(|e| FieldError {
+            field: format!("run.{}", e.field),
+            message: e.message,
+        })
+    }
+}
+
+/// A discovery schedule as the instance shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DiscoveryScheduleInfo {
+    /// Its name.
+    pub name: String,
+    /// What each run does.
+    pub run: NewDiscoveryRun,
+    /// When.
+    pub schedule: crate::import::Schedule,
+    /// Whether the schedule is followed.
+    pub enabled: bool,
+    /// When it was made, RFC 3339.
+    pub created_at: String,
+    /// When it last changed.
+    pub updated_at: String,
+    /// When it runs next (none while paused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_at: Option<String>,
+    /// Its newest run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<String>,
 }

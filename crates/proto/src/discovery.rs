@@ -15,9 +15,16 @@
 //! after them ([`ScanResume`]) and reports each host once. A large range is shared by
 //! several jobs (and so several MIDs of a cluster) with [`ScanChunk`].
 
+mod identify;
 mod targets;
 #[cfg(test)]
 mod tests;
+
+pub use identify::{
+    HostIdentity, Identify, IdentifyHost, IdentifyRequest, IdentifyResponse, IdentifySnmp,
+    MAX_IDENTIFY_HOSTS, MAX_IDENTIFY_PORTS, MAX_IDENTITY_TEXT, MAX_TLS_NAMES, SYS_DESCR, SYS_NAME,
+    SYS_OBJECT_ID, SnmpIdentity, WebAnswer, parse_http_head, shown,
+};
 
 pub use targets::{
     MAX_ADDRESSES, PortSpec, chunk_range, count_targets, escape_banner, expand_ports,
@@ -220,7 +227,7 @@ impl PingRequest {
     }
 }
 
-fn in_range(field: &str, value: u64, lo: u64, hi: u64) -> Result<(), FieldError> {
+pub(crate) fn in_range(field: &str, value: u64, lo: u64, hi: u64) -> Result<(), FieldError> {
     if value < lo || value > hi {
         return Err(field_error(
             field,

@@ -88,6 +88,8 @@ pub enum Topic {
     Ping,
     /// TCP port scan.
     Shazzam,
+    /// What discovered hosts say about themselves (HTTP, TLS, SNMP).
+    Identify,
     /// Read a file for an import.
     FileImport,
     /// Scrape metrics.
@@ -100,7 +102,7 @@ pub enum Topic {
 
 impl Topic {
     /// Every topic, in declaration order.
-    pub const ALL: [Topic; 13] = [
+    pub const ALL: [Topic; 14] = [
         Topic::RESTProbe,
         Topic::SOAPProbe,
         Topic::Command,
@@ -110,6 +112,7 @@ impl Topic {
         Topic::SNMPProbe,
         Topic::Ping,
         Topic::Shazzam,
+        Topic::Identify,
         Topic::FileImport,
         Topic::MetricScrape,
         Topic::HeartbeatProbe,
@@ -126,7 +129,7 @@ impl Topic {
             Topic::JDBCProbe => "JDBC",
             Topic::LDAPProbe => "LDAP",
             Topic::SNMPProbe => "SNMP",
-            Topic::Ping | Topic::Shazzam => "Discovery",
+            Topic::Ping | Topic::Shazzam | Topic::Identify => "Discovery",
             Topic::FileImport => "FileImport",
             Topic::MetricScrape => "Metrics",
             Topic::HeartbeatProbe => "ALL",
@@ -145,6 +148,7 @@ impl Topic {
             Topic::SNMPProbe => "SNMPProbe",
             Topic::Ping => "Ping",
             Topic::Shazzam => "Shazzam",
+            Topic::Identify => "Identify",
             Topic::FileImport => "FileImport",
             Topic::MetricScrape => "MetricScrape",
             Topic::HeartbeatProbe => "HeartbeatProbe",

@@ -133,6 +133,20 @@ pub fn router(state: AppState) -> Router {
             post(discovery::start_run).get(discovery::list_runs),
         )
         .route("/discovery/runs/{id}", get(discovery::get_run))
+        .route(
+            "/discovery/schedules",
+            post(discovery::create_schedule).get(discovery::list_schedules),
+        )
+        .route(
+            "/discovery/schedules/{name}",
+            get(discovery::get_schedule)
+                .put(discovery::put_schedule)
+                .delete(discovery::delete_schedule),
+        )
+        .route(
+            "/discovery/schedules/{name}/run",
+            post(discovery::run_schedule),
+        )
         .route("/devices", get(discovery::list_devices))
         .route("/devices/{id}", get(discovery::get_device))
         .route(

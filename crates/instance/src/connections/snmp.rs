@@ -8,6 +8,8 @@ use crate::ecc::CredentialKey;
 use crate::error::{DispatchError, invalid};
 use openmid_proto::alias::{Alias, ConnectionKind};
 use openmid_proto::api::NewOutput;
+use openmid_proto::credential::CredentialRef;
+use openmid_proto::discovery::IdentifySnmp;
 use openmid_proto::ecc::{Priority, Topic};
 use openmid_proto::snmp::{DEFAULT_PORT, SnmpAction, SnmpRequest, SnmpVersion};
 
@@ -64,6 +66,38 @@ impl Connections<'_> {
             at_most_once: action.at_most_once,
             application: alias.execution.application.clone(),
         })
+    }
+}
+
+impl Connections<'_> {
+    /// What a discovery run's identify jobs ask SNMP agents with, from an snmp alias:
+    /// its credential, the version that credential speaks and the alias's port. The
+    /// hosts are the run's, not the alias's: discovery borrows its credential.
+    pub async fn snmp_identity(
+        &self,
+        alias: &str,
+    ) -> Result<(IdentifySnmp, CredentialRef), DispatchError> {
+        let (found, credential) = self.alias_for(alias, ConnectionKind::Snmp).await?;
+        let credential = self
+            .required_credential(&found, credential, &SNMP_CREDENTIALS)
+            .await?;
+        let kind = self
+            .store
+            .get_credential(CredentialKey::Id(&credential.id))
+            .await?
+            .map(|row| row.kind)
+            .unwrap_or_default();
+        let (_, port) = agent_address(&found.base_url)?;
+        let snmp = IdentifySnmp {
+            version: if kind == "snmp_v3" {
+                SnmpVersion::V3
+            } else {
+                SnmpVersion::V2c
+            },
+            port: port.unwrap_or(DEFAULT_PORT),
+            alias: Some(found.name),
+        };
+        Ok((snmp, credential))
     }
 }
 

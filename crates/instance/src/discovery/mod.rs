@@ -1,9 +1,11 @@
 //! Discovery on the instance: runs that ping ranges through a MID, scan what
-//! answered, and file devices — one per address, classified ([`classify`]) from what
-//! each host answered, updated rather than duplicated when seen again.
+//! answered, ask the live hosts what they are, and file devices — one per address,
+//! classified ([`classify`]) from what each host answered, updated rather than
+//! duplicated when seen again — by hand or by a schedule ([`schedules`]).
 
 pub mod classify;
 pub mod runs;
+pub mod schedules;
 
 pub use runs::Discovery;
 

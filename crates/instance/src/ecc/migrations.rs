@@ -305,4 +305,29 @@ CREATE INDEX metric_samples_series ON metric_samples (series, t_ms);
 CREATE INDEX metric_samples_time ON metric_samples (t_ms);
 "#,
     ),
+    (
+        9,
+        r#"
+-- Discovery runs in chunks: every ECC job of a run by stage (JSON), the schedule
+-- that started it; what each device said about itself (its name, and the identity
+-- evidence as JSON); and discovery schedules, claimed when due by moving
+-- next_run_at with a compare-and-set, as data sources are.
+ALTER TABLE discovery_runs ADD COLUMN jobs TEXT;
+ALTER TABLE discovery_runs ADD COLUMN schedule TEXT;
+CREATE INDEX discovery_runs_schedule ON discovery_runs (schedule, started_at);
+ALTER TABLE devices ADD COLUMN name TEXT;
+ALTER TABLE devices ADD COLUMN identity TEXT;
+
+CREATE TABLE discovery_schedules (
+    name            TEXT PRIMARY KEY,
+    spec            TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    updated_at      BIGINT NOT NULL,
+    next_run_at     BIGINT,
+    schedule_anchor BIGINT,
+    last_run        TEXT
+);
+CREATE INDEX discovery_schedules_due ON discovery_schedules (next_run_at);
+"#,
+    ),
 ];

@@ -480,6 +480,10 @@ pub struct DiscoveryRunRow {
     pub ping_output: String,
     /// Its scan's output.
     pub scan_output: Option<String>,
+    /// Every job of the run by stage, JSON ([`crate::discovery::runs::RunJobs`]).
+    pub jobs: Option<String>,
+    /// The schedule that started it.
+    pub schedule: Option<String>,
     /// Hosts that answered.
     pub hosts_alive: u64,
     /// Devices made.
@@ -491,6 +495,25 @@ pub struct DiscoveryRunRow {
 }
 
 /// A discovered device.
+/// A discovery schedule as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveryScheduleRow {
+    /// Name, unique.
+    pub name: String,
+    /// The [`openmid_proto::devices::DiscoverySchedule`], JSON.
+    pub spec: String,
+    /// Made at.
+    pub created_at: i64,
+    /// Changed at.
+    pub updated_at: i64,
+    /// When it runs next (none while paused).
+    pub next_run_at: Option<i64>,
+    /// Where its interval counts from.
+    pub schedule_anchor: Option<i64>,
+    /// Its newest run.
+    pub last_run: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeviceRow {
     /// Id.
@@ -503,6 +526,10 @@ pub struct DeviceRow {
     pub evidence: String,
     /// Open ports, JSON array.
     pub open_ports: String,
+    /// Its name, from what it said (TLS, SNMP sysName, SSH).
+    pub name: Option<String>,
+    /// What it said about itself, JSON.
+    pub identity: Option<String>,
     /// Last ping's round trip.
     pub rtt_ms: Option<f64>,
     /// First seen at.

@@ -306,10 +306,11 @@ pub trait DiscoveryStore: Send + Sync {
     async fn insert_discovery_run(&self, row: &DiscoveryRunRow) -> Result<(), StoreError>;
     /// One run.
     async fn get_discovery_run(&self, id: &str) -> Result<Option<DiscoveryRunRow>, StoreError>;
-    /// Runs, newest first; in one state when given.
+    /// Runs, newest first; in one state, of one schedule, when given.
     async fn list_discovery_runs(
         &self,
         state: Option<&str>,
+        schedule: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DiscoveryRunRow>, StoreError>;
     /// Moves a run on (state, outputs, counts, detail) if it is still in `from`.
@@ -321,13 +322,14 @@ pub trait DiscoveryStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Files devices by address — a new address makes a device, a known one is
     /// updated in place (its id and `first_seen` kept) — and ends the run (`finish`,
-    /// if it is still `scanning`), in one transaction, so a run's devices and its
+    /// if it is still in state `from`), in one transaction, so a run's devices and its
     /// counts are never half-written. Returns (new, updated), or `None` when the run
     /// had already moved on.
     async fn file_devices(
         &self,
         devices: &[DeviceRow],
         finish: &DiscoveryRunRow,
+        from: &str,
     ) -> Result<Option<(u64, u64)>, StoreError>;
     /// Devices by address, after `after` (an address), at most `limit`; of one class
     /// when given.
@@ -339,6 +341,33 @@ pub trait DiscoveryStore: Send + Sync {
     ) -> Result<Vec<DeviceRow>, StoreError>;
     /// One device, by id or address.
     async fn get_device(&self, key: &str) -> Result<Option<DeviceRow>, StoreError>;
+    /// Makes or replaces a discovery schedule (its `last_run` kept).
+    async fn put_discovery_schedule(&self, row: &DiscoveryScheduleRow) -> Result<(), StoreError>;
+    /// One discovery schedule.
+    async fn get_discovery_schedule(
+        &self,
+        name: &str,
+    ) -> Result<Option<DiscoveryScheduleRow>, StoreError>;
+    /// Every discovery schedule, by name.
+    async fn list_discovery_schedules(&self) -> Result<Vec<DiscoveryScheduleRow>, StoreError>;
+    /// Deletes a discovery schedule (its runs stay). Returns whether it existed.
+    async fn delete_discovery_schedule(&self, name: &str) -> Result<bool, StoreError>;
+    /// Discovery schedules whose `next_run_at` is at or before `now`, soonest first.
+    async fn due_discovery_schedules(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<DiscoveryScheduleRow>, StoreError>;
+    /// Sets when a discovery schedule runs next, if its `next_run_at` is still
+    /// `expected` — the compare-and-set data sources use, so two schedulers cannot
+    /// both take one due run. Returns whether it changed.
+    async fn reschedule_discovery_schedule(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        next_run_at: Option<i64>,
+        anchor: Option<i64>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The store as one thing: what belongs to no single concern.

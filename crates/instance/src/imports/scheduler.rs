@@ -1,5 +1,5 @@
-//! Runs data sources when their schedule says, ends import sets whose output ended,
-//! and purges import sets past their retention.
+//! Runs data sources and discovery schedules when their schedule says, ends import
+//! sets whose output ended, and purges import sets past their retention.
 //!
 //! Time comes from a [`Clock`], so tests move it. A due source is taken by moving its
 //! `next_run_at` on with a compare-and-set: a second scheduler (another instance
@@ -46,6 +46,10 @@ pub struct Tick {
     pub skipped: Vec<String>,
     /// Import sets that ended.
     pub ended: u32,
+    /// Discovery runs started, by schedule name.
+    pub discovery_started: Vec<String>,
+    /// Due discovery runs skipped because the schedule's last run still ran.
+    pub discovery_skipped: Vec<String>,
 }
 
 /// The scheduler.
@@ -139,6 +143,9 @@ impl Scheduler {
                 }
             }
         }
+        let (started, skipped) = self.dispatcher.discovery().run_due(now).await?;
+        tick.discovery_started = started;
+        tick.discovery_skipped = skipped;
         Ok(tick)
     }
 

@@ -17,7 +17,7 @@ use openmid_proto::ecc::Topic;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
-static PROBES: [&dyn Runs; 11] = [
+static PROBES: [&dyn Runs; 12] = [
     &Registered(rest::RestProbe),
     &Registered(soap::SoapProbe),
     &Registered(command::CommandProbe),
@@ -27,6 +27,7 @@ static PROBES: [&dyn Runs; 11] = [
     &Registered(ldap::LdapProbe),
     &Registered(discovery::PingProbe),
     &Registered(discovery::ScanProbe),
+    &Registered(discovery::IdentifyProbe),
     &Registered(snmp::SnmpProbe),
     &Registered(metrics::MetricScrapeProbe),
 ];

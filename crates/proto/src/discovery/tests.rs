@@ -239,3 +239,89 @@ proptest! {
         prop_assert!(!escape_banner(&bytes).chars().any(char::is_control));
     }
 }
+
+#[test]
+fn an_http_head_gives_its_status_and_server() {
+    assert_eq!(
+        parse_http_head(b"HTTP/1.1 200 OK\r\nDate: x\r\nserver:  nginx/1.22.1 \r\n\r\n"),
+        Some((200, Some("nginx/1.22.1".into())))
+    );
+    assert_eq!(
+        parse_http_head(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\nServer: body"),
+        Some((404, None)),
+        "a header after the blank line is the body's"
+    );
+    assert_eq!(parse_http_head(b"SSH-2.0-OpenSSH_9.2\r\n"), None);
+    assert_eq!(parse_http_head(b""), None);
+    let long = format!(
+        "HTTP/1.1 200 OK\r\nServer: {}\u{1}\r\n\r\n",
+        "é".repeat(300)
+    );
+    let (_, server) = parse_http_head(long.as_bytes()).expect("http");
+    let server = server.expect("server");
+    assert!(server.len() <= MAX_IDENTITY_TEXT && !server.contains('\u{1}'));
+}
+
+#[test]
+fn identify_requests_are_checked_by_field() {
+    let ok: IdentifyRequest = serde_json::from_value(json!({
+        "hosts": [{"address": "198.18.0.2", "http_ports": [80], "tls_ports": [443]}]
+    }))
+    .expect("decodes");
+    assert_eq!(ok.validate(), Ok(()));
+    assert_eq!(ok.timeout_ms, 2000);
+    let field = |v: serde_json::Value| {
+        serde_json::from_value::<IdentifyRequest>(v)
+            .expect("decodes")
+            .validate()
+            .err()
+            .map(|e| e.field)
+    };
+    assert_eq!(field(json!({"hosts": []})).as_deref(), Some("hosts"));
+    assert_eq!(
+        field(json!({"hosts": [{"address": "nope"}]})).as_deref(),
+        Some("hosts[0].address")
+    );
+    assert_eq!(
+        field(json!({"hosts": [{"address": "198.18.0.2", "tls_ports": [443, 0]}]})).as_deref(),
+        Some("hosts[0].tls_ports[1]")
+    );
+    assert_eq!(
+        field(json!({"hosts": [{"address": "198.18.0.2"}], "concurrency": 0})).as_deref(),
+        Some("concurrency")
+    );
+    let with_snmp: IdentifyRequest = serde_json::from_value(json!({
+        "hosts": [{"address": "198.18.0.2"}],
+        "snmp": {"version": "v2c"}, "credential": {"id": "c1", "name": "ro"}
+    }))
+    .expect("decodes");
+    assert_eq!(
+        Identify::credential(&with_snmp).map(|c| c.id.as_str()),
+        Some("c1")
+    );
+    assert_eq!(with_snmp.snmp.as_ref().map(|s| s.port), Some(161));
+    assert_eq!(with_snmp.validate(), Ok(()));
+    assert_eq!(
+        field(json!({"hosts": [{"address": "198.18.0.2"}], "snmp": {}})).as_deref(),
+        Some("credential")
+    );
+}
+
+proptest! {
+    #[test]
+    fn any_http_head_parses_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Some((_, Some(server))) = parse_http_head(&bytes) {
+            prop_assert!(server.len() <= MAX_IDENTITY_TEXT);
+            prop_assert!(!server.chars().any(|c| c.is_control()));
+        }
+    }
+
+    #[test]
+    fn any_server_value_is_found(value in "[ -~]{1,200}") {
+        let trimmed = value.trim().to_string();
+        prop_assume!(!trimmed.is_empty());
+        let head = format!("HTTP/1.1 200 OK\r\nServer: {value}\r\n\r\n");
+        let got = parse_http_head(head.as_bytes()).and_then(|(_, s)| s);
+        prop_assert_eq!(got, Some(shown(&trimmed)));
+    }
+}

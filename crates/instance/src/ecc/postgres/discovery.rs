@@ -3,14 +3,27 @@
 //! address at once update one device.
 
 use super::PgStore;
-use crate::ecc::{DeviceRow, DiscoveryRunRow, DiscoveryStore, StoreError};
+use crate::ecc::{DeviceRow, DiscoveryRunRow, DiscoveryScheduleRow, DiscoveryStore, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-const RUN_COLUMNS: &str = "id, request, state, started_at, finished_at, ping_output, scan_output, hosts_alive, devices_new, devices_updated, detail";
-const DEVICE_COLUMNS: &str =
-    "id, address, class, evidence, open_ports, rtt_ms, first_seen, last_seen, last_run";
+const RUN_COLUMNS: &str = "id, request, state, started_at, finished_at, ping_output, scan_output, hosts_alive, devices_new, devices_updated, detail, jobs, schedule";
+const DEVICE_COLUMNS: &str = "id, address, class, evidence, open_ports, rtt_ms, first_seen, last_seen, last_run, name, identity";
+const SCHEDULE_COLUMNS: &str =
+    "name, spec, created_at, updated_at, next_run_at, schedule_anchor, last_run";
+
+fn schedule_row(r: &PgRow) -> Result<DiscoveryScheduleRow, StoreError> {
+    Ok(DiscoveryScheduleRow {
+        name: r.try_get(0)?,
+        spec: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+        updated_at: r.try_get(3)?,
+        next_run_at: r.try_get(4)?,
+        schedule_anchor: r.try_get(5)?,
+        last_run: r.try_get(6)?,
+    })
+}
 
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -29,6 +42,8 @@ fn run_row(r: &PgRow) -> Result<DiscoveryRunRow, StoreError> {
         devices_new: super::count(r, 8)?,
         devices_updated: super::count(r, 9)?,
         detail: r.try_get(10)?,
+        jobs: r.try_get(11)?,
+        schedule: r.try_get(12)?,
     })
 }
 
@@ -43,6 +58,8 @@ fn device_row(r: &PgRow) -> Result<DeviceRow, StoreError> {
         first_seen: r.try_get(6)?,
         last_seen: r.try_get(7)?,
         last_run: r.try_get(8)?,
+        name: r.try_get(9)?,
+        identity: r.try_get(10)?,
     })
 }
 
@@ -53,7 +70,7 @@ async fn update_run(
 ) -> Result<bool, StoreError> {
     Ok(sqlx::query(
         "UPDATE discovery_runs SET state = $1, finished_at = $2, scan_output = $3, hosts_alive = $4, \
-         devices_new = $5, devices_updated = $6, detail = $7 WHERE id = $8 AND state = $9",
+         devices_new = $5, devices_updated = $6, detail = $7, jobs = $10 WHERE id = $8 AND state = $9",
     )
     .bind(&row.state)
     .bind(row.finished_at)
@@ -64,6 +81,7 @@ async fn update_run(
     .bind(&row.detail)
     .bind(&row.id)
     .bind(from)
+    .bind(&row.jobs)
     .execute(c)
     .await?
     .rows_affected()
@@ -73,16 +91,27 @@ async fn update_run(
 #[async_trait]
 impl DiscoveryStore for PgStore {
     async fn insert_discovery_run(&self, row: &DiscoveryRunRow) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "INSERT INTO discovery_runs (id, request, state, started_at, ping_output) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO discovery_runs (id, request, state, started_at, ping_output, jobs, schedule) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&row.id)
         .bind(&row.request)
         .bind(&row.state)
         .bind(row.started_at)
         .bind(&row.ping_output)
-        .execute(self.pool())
+        .bind(&row.jobs)
+        .bind(&row.schedule)
+        .execute(&mut *tx)
         .await?;
+        if let Some(schedule) = &row.schedule {
+            sqlx::query("UPDATE discovery_schedules SET last_run = $1 WHERE name = $2")
+                .bind(&row.id)
+                .bind(schedule)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -101,13 +130,16 @@ impl DiscoveryStore for PgStore {
     async fn list_discovery_runs(
         &self,
         state: Option<&str>,
+        schedule: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DiscoveryRunRow>, StoreError> {
         sqlx::query(&format!(
-            "SELECT {RUN_COLUMNS} FROM discovery_runs WHERE ($1::TEXT IS NULL OR state = $1) ORDER BY started_at DESC, id DESC LIMIT $2"
+            "SELECT {RUN_COLUMNS} FROM discovery_runs WHERE ($1::TEXT IS NULL OR state = $1) AND ($3::TEXT IS NULL OR schedule = $3) \
+             ORDER BY started_at DESC, id DESC LIMIT $2"
         ))
         .bind(state)
         .bind(i64::from(limit))
+        .bind(schedule)
         .fetch_all(self.pool())
         .await?
         .iter()
@@ -128,16 +160,18 @@ impl DiscoveryStore for PgStore {
         &self,
         devices: &[DeviceRow],
         finish: &DiscoveryRunRow,
+        from: &str,
     ) -> Result<Option<(u64, u64)>, StoreError> {
         let mut tx = self.pool().begin().await?;
         let (mut new, mut updated) = (0u64, 0u64);
         for d in devices {
             // xmax = 0 only on a row this statement inserted.
             let inserted: bool = sqlx::query_scalar(
-                "INSERT INTO devices (id, address, class, evidence, open_ports, rtt_ms, first_seen, last_seen, last_run) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (address) DO UPDATE SET \
+                "INSERT INTO devices (id, address, class, evidence, open_ports, rtt_ms, first_seen, last_seen, last_run, name, identity) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (address) DO UPDATE SET \
                  class = excluded.class, evidence = excluded.evidence, open_ports = excluded.open_ports, \
-                 rtt_ms = excluded.rtt_ms, last_seen = excluded.last_seen, last_run = excluded.last_run \
+                 rtt_ms = excluded.rtt_ms, last_seen = excluded.last_seen, last_run = excluded.last_run, \
+                 name = COALESCE(excluded.name, devices.name), identity = excluded.identity \
                  RETURNING (xmax = 0)",
             )
             .bind(&d.id)
@@ -149,6 +183,8 @@ impl DiscoveryStore for PgStore {
             .bind(d.first_seen)
             .bind(d.last_seen)
             .bind(&d.last_run)
+            .bind(&d.name)
+            .bind(&d.identity)
             .fetch_one(&mut *tx)
             .await?;
             if inserted {
@@ -160,7 +196,7 @@ impl DiscoveryStore for PgStore {
         let mut finish = finish.clone();
         finish.devices_new = new;
         finish.devices_updated = updated;
-        if !update_run(&mut tx, &finish, "scanning").await? {
+        if !update_run(&mut tx, &finish, from).await? {
             // Another node filed it first: this filing is undone.
             return Ok(None);
         }
@@ -198,5 +234,99 @@ impl DiscoveryStore for PgStore {
         .as_ref()
         .map(device_row)
         .transpose()
+    }
+
+    async fn put_discovery_schedule(&self, row: &DiscoveryScheduleRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO discovery_schedules (name, spec, created_at, updated_at, next_run_at, schedule_anchor) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
+             updated_at = excluded.updated_at, next_run_at = excluded.next_run_at, \
+             schedule_anchor = excluded.schedule_anchor",
+        )
+        .bind(&row.name)
+        .bind(&row.spec)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .bind(row.next_run_at)
+        .bind(row.schedule_anchor)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn get_discovery_schedule(
+        &self,
+        name: &str,
+    ) -> Result<Option<DiscoveryScheduleRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM discovery_schedules WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(schedule_row)
+        .transpose()
+    }
+
+    async fn list_discovery_schedules(&self) -> Result<Vec<DiscoveryScheduleRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM discovery_schedules ORDER BY name"
+        ))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(schedule_row)
+        .collect()
+    }
+
+    async fn delete_discovery_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("DELETE FROM discovery_schedules WHERE name = $1")
+                .bind(name)
+                .execute(self.pool())
+                .await?
+                .rows_affected()
+                > 0,
+        )
+    }
+
+    async fn due_discovery_schedules(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<DiscoveryScheduleRow>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {SCHEDULE_COLUMNS} FROM discovery_schedules WHERE next_run_at IS NOT NULL AND next_run_at <= $1 \
+             ORDER BY next_run_at LIMIT $2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(schedule_row)
+        .collect()
+    }
+
+    async fn reschedule_discovery_schedule(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        next_run_at: Option<i64>,
+        anchor: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE discovery_schedules SET next_run_at = $1, schedule_anchor = COALESCE($2, schedule_anchor) \
+             WHERE name = $3 AND next_run_at IS NOT DISTINCT FROM $4",
+        )
+        .bind(next_run_at)
+        .bind(anchor)
+        .bind(name)
+        .bind(expected)
+        .execute(self.pool())
+        .await?
+        .rows_affected()
+            > 0)
     }
 }

@@ -1,13 +1,13 @@
 //! Discovery runs and devices on SQLite.
 
 use super::*;
-use crate::ecc::{DeviceRow, DiscoveryRunRow, DiscoveryStore};
+use crate::ecc::{DeviceRow, DiscoveryRunRow, DiscoveryScheduleRow, DiscoveryStore};
 
 /// `SELECT` of every run column, then `$tail`.
 macro_rules! select_runs {
     ($tail:literal) => {
         concat!(
-            "SELECT id, request, state, started_at, finished_at, ping_output, scan_output, hosts_alive, devices_new, devices_updated, detail FROM discovery_runs ",
+            "SELECT id, request, state, started_at, finished_at, ping_output, scan_output, hosts_alive, devices_new, devices_updated, detail, jobs, schedule FROM discovery_runs ",
             $tail
         )
     };
@@ -17,10 +17,32 @@ macro_rules! select_runs {
 macro_rules! select_devices {
     ($tail:literal) => {
         concat!(
-            "SELECT id, address, class, evidence, open_ports, rtt_ms, first_seen, last_seen, last_run FROM devices ",
+            "SELECT id, address, class, evidence, open_ports, rtt_ms, first_seen, last_seen, last_run, name, identity FROM devices ",
             $tail
         )
     };
+}
+
+/// `SELECT` of every schedule column, then `$tail`.
+macro_rules! select_schedules {
+    ($tail:literal) => {
+        concat!(
+            "SELECT name, spec, created_at, updated_at, next_run_at, schedule_anchor, last_run FROM discovery_schedules ",
+            $tail
+        )
+    };
+}
+
+fn schedule_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DiscoveryScheduleRow> {
+    Ok(DiscoveryScheduleRow {
+        name: r.get(0)?,
+        spec: r.get(1)?,
+        created_at: r.get(2)?,
+        updated_at: r.get(3)?,
+        next_run_at: r.get(4)?,
+        schedule_anchor: r.get(5)?,
+        last_run: r.get(6)?,
+    })
 }
 
 /// How filing devices can fail: the store, or the run having moved on meanwhile
@@ -63,6 +85,8 @@ fn run_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DiscoveryRunRow> {
         devices_new: uncount(r.get(8)?),
         devices_updated: uncount(r.get(9)?),
         detail: r.get(10)?,
+        jobs: r.get(11)?,
+        schedule: r.get(12)?,
     })
 }
 
@@ -77,6 +101,8 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         first_seen: r.get(6)?,
         last_seen: r.get(7)?,
         last_run: r.get(8)?,
+        name: r.get(9)?,
+        identity: r.get(10)?,
     })
 }
 
@@ -84,7 +110,7 @@ fn device_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
 fn update_run(c: &Connection, row: &DiscoveryRunRow, from: &str) -> Result<bool, StoreError> {
     Ok(c.prepare_cached(
         "UPDATE discovery_runs SET state = ?, finished_at = ?, scan_output = ?, hosts_alive = ?, \
-             devices_new = ?, devices_updated = ?, detail = ? WHERE id = ? AND state = ?",
+             devices_new = ?, devices_updated = ?, detail = ?, jobs = ? WHERE id = ? AND state = ?",
     )?
     .execute(params![
         row.state,
@@ -94,6 +120,7 @@ fn update_run(c: &Connection, row: &DiscoveryRunRow, from: &str) -> Result<bool,
         count(row.devices_new),
         count(row.devices_updated),
         row.detail,
+        row.jobs,
         row.id,
         from
     ])? > 0)
@@ -106,15 +133,21 @@ impl DiscoveryStore for SqliteStore {
         self.writer
             .write(move |c| {
                 c.prepare_cached(
-                    "INSERT INTO discovery_runs (id, request, state, started_at, ping_output) VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO discovery_runs (id, request, state, started_at, ping_output, jobs, schedule) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 )?
                 .execute(params![
                     row.id,
                     row.request,
                     row.state,
                     row.started_at,
-                    row.ping_output
+                    row.ping_output,
+                    row.jobs,
+                    row.schedule
                 ])?;
+                if let Some(schedule) = &row.schedule {
+                    c.prepare_cached("UPDATE discovery_schedules SET last_run = ? WHERE name = ?")?
+                        .execute(params![row.id, schedule])?;
+                }
                 Ok(())
             })
             .await
@@ -131,13 +164,14 @@ impl DiscoveryStore for SqliteStore {
     async fn list_discovery_runs(
         &self,
         state: Option<&str>,
+        schedule: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DiscoveryRunRow>, StoreError> {
         self.read(|c| {
             Ok(c.prepare_cached(select_runs!(
-                "WHERE (?1 IS NULL OR state = ?1) ORDER BY started_at DESC, id DESC LIMIT ?2"
+                "WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR schedule = ?2) ORDER BY started_at DESC, id DESC LIMIT ?3"
             ))?
-            .query_map(params![state, i64::from(limit)], run_row)?
+            .query_map(params![state, schedule, i64::from(limit)], run_row)?
             .collect::<Result<_, _>>()?)
         })
     }
@@ -155,8 +189,9 @@ impl DiscoveryStore for SqliteStore {
         &self,
         devices: &[DeviceRow],
         finish: &DiscoveryRunRow,
+        from: &str,
     ) -> Result<Option<(u64, u64)>, StoreError> {
-        let (devices, mut finish) = (devices.to_vec(), finish.clone());
+        let (devices, mut finish, from) = (devices.to_vec(), finish.clone(), from.to_string());
         let filed = self
             .writer
             .write(move |c| -> Result<(u64, u64), Filing> {
@@ -169,8 +204,8 @@ impl DiscoveryStore for SqliteStore {
                         .unwrap_or(false);
                     if known {
                         c.prepare_cached(
-                            "UPDATE devices SET class = ?, evidence = ?, open_ports = ?, rtt_ms = ?, last_seen = ?, last_run = ? \
-                             WHERE address = ?",
+                            "UPDATE devices SET class = ?, evidence = ?, open_ports = ?, rtt_ms = ?, last_seen = ?, last_run = ?, \
+                             name = COALESCE(?, name), identity = ? WHERE address = ?",
                         )?
                         .execute(params![
                             d.class,
@@ -179,13 +214,15 @@ impl DiscoveryStore for SqliteStore {
                             d.rtt_ms,
                             d.last_seen,
                             d.last_run,
+                            d.name,
+                            d.identity,
                             d.address
                         ])?;
                         updated += 1;
                     } else {
                         c.prepare_cached(
-                            "INSERT INTO devices (id, address, class, evidence, open_ports, rtt_ms, first_seen, last_seen, last_run) \
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            "INSERT INTO devices (id, address, class, evidence, open_ports, rtt_ms, first_seen, last_seen, last_run, name, identity) \
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         )?
                         .execute(params![
                             d.id,
@@ -196,14 +233,16 @@ impl DiscoveryStore for SqliteStore {
                             d.rtt_ms,
                             d.first_seen,
                             d.last_seen,
-                            d.last_run
+                            d.last_run,
+                            d.name,
+                            d.identity
                         ])?;
                         new += 1;
                     }
                 }
                 finish.devices_new = new;
                 finish.devices_updated = updated;
-                if update_run(c, &finish, "scanning")? {
+                if update_run(c, &finish, &from)? {
                     Ok((new, updated))
                 } else {
                     // Another node ended it first: an error undoes this attempt's writes.
@@ -241,5 +280,94 @@ impl DiscoveryStore for SqliteStore {
                     .optional()?,
             )
         })
+    }
+
+    async fn put_discovery_schedule(&self, row: &DiscoveryScheduleRow) -> Result<(), StoreError> {
+        let row = row.clone();
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO discovery_schedules (name, spec, created_at, updated_at, next_run_at, schedule_anchor) \
+                     VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, \
+                     updated_at = excluded.updated_at, next_run_at = excluded.next_run_at, \
+                     schedule_anchor = excluded.schedule_anchor",
+                )?
+                .execute(params![
+                    row.name,
+                    row.spec,
+                    row.created_at,
+                    row.updated_at,
+                    row.next_run_at,
+                    row.schedule_anchor
+                ])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_discovery_schedule(
+        &self,
+        name: &str,
+    ) -> Result<Option<DiscoveryScheduleRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(select_schedules!("WHERE name = ?"))?
+                .query_row([name], schedule_row)
+                .optional()?)
+        })
+    }
+
+    async fn list_discovery_schedules(&self) -> Result<Vec<DiscoveryScheduleRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(select_schedules!("ORDER BY name"))?
+                .query_map([], schedule_row)?
+                .collect::<Result<_, _>>()?)
+        })
+    }
+
+    async fn delete_discovery_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| {
+                Ok(
+                    c.prepare_cached("DELETE FROM discovery_schedules WHERE name = ?")?
+                        .execute([name])?
+                        > 0,
+                )
+            })
+            .await
+    }
+
+    async fn due_discovery_schedules(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> Result<Vec<DiscoveryScheduleRow>, StoreError> {
+        self.read(|c| {
+            Ok(c.prepare_cached(select_schedules!(
+                "WHERE next_run_at IS NOT NULL AND next_run_at <= ? ORDER BY next_run_at LIMIT ?"
+            ))?
+            .query_map(params![now, i64::from(limit)], schedule_row)?
+            .collect::<Result<_, _>>()?)
+        })
+    }
+
+    async fn reschedule_discovery_schedule(
+        &self,
+        name: &str,
+        expected: Option<i64>,
+        next_run_at: Option<i64>,
+        anchor: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.writer
+            .write(move |c| {
+                Ok(c.prepare_cached(
+                    "UPDATE discovery_schedules SET next_run_at = ?, schedule_anchor = COALESCE(?, schedule_anchor) \
+                     WHERE name = ? AND next_run_at IS ?",
+                )?
+                .execute(params![next_run_at, anchor, name, expected])?
+                    > 0)
+            })
+            .await
     }
 }

@@ -14,6 +14,7 @@
 //! future, through a `JoinSet` or an abort guard).
 
 mod icmp;
+mod identify;
 mod pages;
 mod ping;
 mod rate;
@@ -21,6 +22,7 @@ mod scan;
 mod targets;
 
 pub use icmp::{EchoReply, checksum, echo_request, parse_reply};
+pub use identify::certificate_names;
 pub use ping::{IcmpKind, tcp_ping};
 pub use rate::RateLimiter;
 
@@ -28,7 +30,9 @@ use super::ProbeError;
 use super::registry::{Call, Probe, Ran};
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
-use openmid_proto::discovery::{PingRequest, PingResponse, ScanRequest, ScanResponse};
+use openmid_proto::discovery::{
+    IdentifyRequest, IdentifyResponse, PingRequest, PingResponse, ScanRequest, ScanResponse,
+};
 
 /// The `Ping` entry of the [registry](super::registry).
 pub struct PingProbe;
@@ -61,6 +65,24 @@ impl Probe for ScanProbe {
         call: Call<'a>,
     ) -> BoxFuture<'a, Result<Ran<ScanResponse>, ProbeError>> {
         Box::pin(async move { Ok(Ran::response(scan::run(req, call).await?)) })
+    }
+}
+
+/// The `Identify` entry of the [registry](super::registry): checks each connection
+/// itself, under `policy.scan` (web and TLS) and `policy.snmp`.
+pub struct IdentifyProbe;
+
+impl Probe for IdentifyProbe {
+    type Contract = openmid_proto::discovery::Identify;
+    const PROTOCOL: Option<Protocol> = Some(Protocol::Scan);
+    const CHECKS_TARGETS: bool = true;
+
+    fn run<'a>(
+        &'a self,
+        req: IdentifyRequest,
+        call: Call<'a>,
+    ) -> BoxFuture<'a, Result<Ran<IdentifyResponse>, ProbeError>> {
+        Box::pin(async move { Ok(Ran::response(identify::run(req, call).await?)) })
     }
 }
 
