@@ -1,7 +1,8 @@
 //! One conformance suite for the store, generic over the [`Store`] trait: every case
 //! takes a fresh, empty store and checks what the rest of the instance relies on —
 //! claims, exactly-once results, leases, cancels, idempotency, streamed chunks,
-//! purging, enrollment, status, heartbeats, clusters, credentials and aliases. Each
+//! purging, enrollment, status, heartbeats, clusters, credentials and aliases, metric
+//! batches, discovery runs, devices and schedules. Each
 //! backend runs every case ([`conformance_suite!`] makes one test per case), so a
 //! second backend is held to exactly the rules the first one is.
 
@@ -69,6 +70,8 @@ macro_rules! every_conformance_case {
             credentials_in_use_and_aliases_without_credentials,
             settings_round_trip,
             a_metric_batch_is_stored_once_and_sample_ids_are_never_reused,
+            discovery_runs_file_devices_once_and_move_by_compare_and_set,
+            discovery_schedules_fall_due_and_are_claimed_once,
         );
     };
 }
