@@ -5,7 +5,9 @@
 //! Processes started in a host ([`TestNet::spawn_in`]) are its services.
 //!
 //! Only addresses of 198.18.0.0/15 (reserved for benchmarking, RFC 2544) are used,
-//! and only on interfaces this net made; everything is deleted on drop, and
+//! and only on interfaces this net made; everything is deleted on drop (but an
+//! `unreachable 198.18.0.0/15` route in the root namespace, which keeps traffic to
+//! the range from leaving the machine once no net is there), and
 //! [`cleanup_stale`] removes what a killed run of the same prefix left. One test net
 //! exists at a time on a host (they share the subnet): [`TestNet::create`] holds an
 //! exclusive lock on a file under the temporary directory until the net is dropped,
@@ -91,6 +93,9 @@ fn check_prefix(prefix: &str) -> Result<(), NetnsError> {
     Ok(())
 }
 
+/// The benchmarking range (RFC 2544) the test nets use, kept unreachable outside them.
+const GUARD_RANGE: &str = "198.18.0.0/15";
+
 impl TestNet {
     /// Makes a net of `hosts` hosts (1–245), waiting for any other test net on this
     /// host to be dropped first.
@@ -121,6 +126,11 @@ impl TestNet {
     }
 
     fn build(&self) -> Result<(), NetnsError> {
+        // Without a net, 198.18.0.0/15 would follow the default route off this machine
+        // (a late probe after a test dropped its net, say). This route says
+        // "unreachable" instead; the bridge's own /24 is more specific, so it does not
+        // get in the net's way, and it is left in place on drop on purpose.
+        ip(&["route", "replace", "unreachable", GUARD_RANGE])?;
         let bridge = self.bridge();
         ip(&["link", "add", &bridge, "type", "bridge"])?;
         ip(&["addr", "add", &format!("{BRIDGE_ADDR}/24"), "dev", &bridge])?;
