@@ -194,6 +194,7 @@ pub fn mid_config(
     MidConfig {
         name: name.to_string(),
         instance_url: url.to_string(),
+        standby_urls: Vec::new(),
         state_dir: state_dir.to_path_buf(),
         enrollment_token: token.map(Secret::new),
         tls: TlsTrust {

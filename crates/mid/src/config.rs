@@ -14,6 +14,11 @@ pub struct MidConfig {
     pub name: String,
     /// The instance's base URL, e.g. `https://instance.example.com:8443`.
     pub instance_url: String,
+    /// Other nodes of the same instance (sharing its store), tried in order when the
+    /// current one does not answer; after the last comes `instance_url` again. The
+    /// same `tls` trust applies to every node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub standby_urls: Vec<String>,
     /// Where the MID keeps its identity (key pair, secret) and its outbox.
     pub state_dir: PathBuf,
     /// One-time enrollment token; needed only until the MID has enrolled.
@@ -205,13 +210,24 @@ impl MidConfig {
                 ),
             ));
         }
-        let url = reqwest::Url::parse(&self.instance_url)
-            .map_err(|e| bad("instance_url", format!("`{}`: {e}", self.instance_url)))?;
-        if url.scheme() != "https" {
-            return Err(bad(
-                "instance_url",
-                "must be an https:// URL: the MID only talks to the instance over TLS",
-            ));
+        let urls = std::iter::once(("instance_url", None, &self.instance_url)).chain(
+            self.standby_urls
+                .iter()
+                .enumerate()
+                .map(|(i, u)| ("standby_urls", Some(i), u)),
+        );
+        for (key, index, value) in urls {
+            let which = index.map(|i| format!("[{i}] ")).unwrap_or_default();
+            let url = reqwest::Url::parse(value)
+                .map_err(|e| bad(key, format!("{which}`{value}`: {e}")))?;
+            if url.scheme() != "https" {
+                return Err(bad(
+                    key,
+                    format!(
+                        "{which}must be an https:// URL: the MID only talks to the instance over TLS"
+                    ),
+                ));
+            }
         }
         for (key, size) in [
             ("pools.interactive", self.pools.interactive),
@@ -313,8 +329,11 @@ mod tests {
     fn a_good_config_passes_and_bad_values_name_their_key() {
         assert!(config().validate().is_ok());
         type Breaker = fn(&mut MidConfig);
-        let cases: [(&str, Breaker); 9] = [
+        let cases: [(&str, Breaker); 10] = [
             ("name", |c| c.name = "a b".into()),
+            ("standby_urls", |c| {
+                c.standby_urls = vec!["https://b:8443".into(), "http://c:8443".into()]
+            }),
             ("instance_url", |c| {
                 c.instance_url = "http://instance".into()
             }),

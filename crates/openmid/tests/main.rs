@@ -22,4 +22,5 @@ mod snmp;
 mod soap;
 mod sql;
 mod ssh;
+mod standby;
 mod support;

@@ -51,7 +51,10 @@ impl SessionError {
 /// Client of `/mid/v1`.
 pub struct InstanceClient {
     http: reqwest::Client,
-    base: reqwest::Url,
+    /// The instance's nodes: `instance_url` first, then `standby_urls`.
+    bases: Vec<reqwest::Url>,
+    /// The node requests go to; the next one after a request to it got no answer.
+    current: std::sync::atomic::AtomicUsize,
     bearer: std::sync::RwLock<Option<Secret>>,
     proxy: Option<ProxySettings>,
 }
@@ -59,8 +62,16 @@ pub struct InstanceClient {
 impl InstanceClient {
     /// Builds the client from the config.
     pub fn new(config: &MidConfig) -> Result<Self, SessionError> {
-        let base = reqwest::Url::parse(&config.instance_url)
-            .map_err(|e| SessionError::Setup(format!("instance_url: {e}")))?;
+        let mut bases = vec![
+            reqwest::Url::parse(&config.instance_url)
+                .map_err(|e| SessionError::Setup(format!("instance_url: {e}")))?,
+        ];
+        for (i, url) in config.standby_urls.iter().enumerate() {
+            bases.push(
+                reqwest::Url::parse(url)
+                    .map_err(|e| SessionError::Setup(format!("standby_urls[{i}]: {e}")))?,
+            );
+        }
         let trust = config
             .trust()
             .map_err(|e| SessionError::Setup(e.to_string()))?;
@@ -91,25 +102,60 @@ impl InstanceClient {
             .map_err(|e| SessionError::Setup(e.to_string()))?;
         Ok(Self {
             http,
-            base,
+            bases,
+            current: std::sync::atomic::AtomicUsize::new(0),
             bearer: std::sync::RwLock::new(None),
             proxy,
         })
     }
 
-    /// A request that got no answer. Through a proxy that refused the tunnel, the
-    /// proxy's own answer is added (reqwest only says the tunnel was unsuccessful).
-    async fn unreachable(&self, e: reqwest::Error) -> SessionError {
+    /// The node requests go to now, and its index.
+    fn base(&self) -> (usize, &reqwest::Url) {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len();
+        (i, &self.bases[i])
+    }
+
+    /// After a request to node `failed` got no answer, later requests go to the next
+    /// node (once per failure of that node: requests failing together move on once).
+    fn move_on_from(&self, failed: usize) {
+        if self.bases.len() < 2 {
+            return;
+        }
+        let next = (failed + 1) % self.bases.len();
+        if self
+            .current
+            .compare_exchange(
+                failed,
+                next,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            tracing::warn!(
+                from = %self.bases[failed],
+                to = %self.bases[next],
+                "instance node did not answer; trying the next one"
+            );
+        }
+    }
+
+    /// A request to node `node` that got no answer: the next request goes to the next
+    /// node. Through a proxy that refused the tunnel, the proxy's own answer is added
+    /// (reqwest only says the tunnel was unsuccessful).
+    async fn unreachable(&self, node: usize, e: reqwest::Error) -> SessionError {
+        self.move_on_from(node);
         let SessionError::Unreachable(text) = unreachable(&e) else {
             return unreachable(&e);
         };
         let Some(proxy) = self.proxy.as_ref().filter(|_| text.contains("tunnel")) else {
             return SessionError::Unreachable(text);
         };
+        let base = &self.bases[node];
         let target = format!(
             "{}:{}",
-            self.base.host_str().unwrap_or_default(),
-            self.base.port_or_known_default().unwrap_or(443)
+            base.host_str().unwrap_or_default(),
+            base.port_or_known_default().unwrap_or(443)
         );
         match proxy.diagnose(&target).await {
             Some(status) => SessionError::Unreachable(format!(
@@ -135,27 +181,24 @@ impl InstanceClient {
         body: &B,
         timeout: Duration,
     ) -> Result<T, SessionError> {
-        let resp = self
-            .request(reqwest::Method::POST, path, timeout)?
-            .json(body)
-            .send()
-            .await;
-        let resp = match resp {
+        let (node, req) = self.request(reqwest::Method::POST, path, timeout)?;
+        let resp = match req.json(body).send().await {
             Ok(resp) => resp,
-            Err(e) => return Err(self.unreachable(e).await),
+            Err(e) => return Err(self.unreachable(node, e).await),
         };
         read_answer(resp).await
     }
 
-    /// A request to `path` with the protocol version and the session credential.
+    /// A request to `path` on the current node with the protocol version and the
+    /// session credential, and which node that is.
     fn request(
         &self,
         method: reqwest::Method,
         path: &str,
         timeout: Duration,
-    ) -> Result<reqwest::RequestBuilder, SessionError> {
-        let url = self
-            .base
+    ) -> Result<(usize, reqwest::RequestBuilder), SessionError> {
+        let (node, base) = self.base();
+        let url = base
             .join(path)
             .map_err(|e| SessionError::Setup(e.to_string()))?;
         let mut req = self
@@ -171,7 +214,7 @@ impl InstanceClient {
         if let Some(bearer) = bearer {
             req = req.bearer_auth(bearer.expose());
         }
-        Ok(req)
+        Ok((node, req))
     }
 
     /// Streams the request body `blob_id` of the output this MID holds, for sending it
@@ -192,7 +235,7 @@ impl InstanceClient {
         if !openmid_proto::blob::is_valid_blob_id(blob_id) {
             return Err(SessionError::Setup(format!("`{blob_id}` is not a blob id")));
         }
-        let req = self.request(
+        let (node, req) = self.request(
             reqwest::Method::GET,
             &format!(
                 "mid/v1/blobs/{blob_id}?output={}",
@@ -200,7 +243,10 @@ impl InstanceClient {
             ),
             timeout,
         )?;
-        let resp = req.send().await.map_err(|e| unreachable(&e))?;
+        let resp = match req.send().await {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.unreachable(node, e).await),
+        };
         let resp = error_of(resp).await?;
         Ok((resp.content_length(), resp.bytes_stream()))
     }
@@ -228,14 +274,17 @@ impl InstanceClient {
             openmid_proto::encode_path_segment(&job.output_id),
             job.attempt
         );
-        let resp = self
-            .request(reqwest::Method::PUT, &path, timeout)?
+        let (node, req) = self.request(reqwest::Method::PUT, &path, timeout)?;
+        let resp = req
             .header(reqwest::header::CONTENT_LENGTH, len)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
             .body(reqwest::Body::wrap_stream(stream))
             .send()
-            .await
-            .map_err(|e| unreachable(&e))?;
+            .await;
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(e) => return Err(self.unreachable(node, e).await),
+        };
         read_answer(resp).await
     }
 
