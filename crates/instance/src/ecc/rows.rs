@@ -2,9 +2,11 @@
 //! every backend), and their checked conversion into [`Record`] and [`MidRow`]. Each
 //! backend fills them from its own row type (SQLite's in `sqlite/decode.rs`).
 
-use super::{MidRow, Record, StoreError};
+use super::{ClusterRow, Load, MidRow, Record, StoreError};
+use openmid_proto::api::ClusterKind;
 use openmid_proto::ecc::{Priority, Queue, State, Topic};
 use openmid_proto::mid::MidStatus;
+use std::collections::HashMap;
 
 /// Every `ecc` column, in the order the backends read them into [`EccRow`] (by position:
 /// looking columns up by name was a sizeable share of the instance's CPU).
@@ -189,4 +191,43 @@ impl TryFrom<HistoryDbRow> for super::StatusChangeRow {
             reason: row.reason.clone(),
         })
     }
+}
+
+/// The per-MID load from `(mid, 'ready' | 'processing', count)` rows, as every
+/// backend's `load_by_mid` selects them.
+pub(crate) fn load_by_mid(rows: Vec<(String, String, i64)>) -> HashMap<String, Load> {
+    let mut load: HashMap<String, Load> = HashMap::new();
+    for (mid, state, count) in rows {
+        let entry = load.entry(mid).or_default();
+        let count = u64::try_from(count).unwrap_or(0);
+        if state == "ready" {
+            entry.ready += count;
+        } else {
+            entry.processing += count;
+        }
+    }
+    load
+}
+
+/// Clusters with their members in order from `(cluster, kind, member)` rows ordered
+/// by cluster then rank (a cluster without members comes with a `None` member).
+pub(crate) fn clusters(
+    rows: Vec<(String, String, Option<String>)>,
+) -> Result<Vec<ClusterRow>, StoreError> {
+    let mut out: Vec<ClusterRow> = Vec::new();
+    for (name, kind, member) in rows {
+        if out.last().is_none_or(|c| c.name != name) {
+            let kind = ClusterKind::parse(&kind)
+                .ok_or_else(|| corrupt(&name, format!("cluster kind {kind}")))?;
+            out.push(ClusterRow {
+                name: name.clone(),
+                kind,
+                members: Vec::new(),
+            });
+        }
+        if let (Some(member), Some(cluster)) = (member, out.last_mut()) {
+            cluster.members.push(member);
+        }
+    }
+    Ok(out)
 }

@@ -442,19 +442,11 @@ impl QueueStore for PgStore {
         )
         .fetch_all(self.pool())
         .await?;
-        let mut load: HashMap<String, Load> = HashMap::new();
-        for row in rows {
-            let (mid, state, count): (String, String, i64) =
-                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-            let entry = load.entry(mid).or_default();
-            let count = u64::try_from(count).unwrap_or(0);
-            if state == "ready" {
-                entry.ready += count;
-            } else {
-                entry.processing += count;
-            }
-        }
-        Ok(load)
+        let rows = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<(String, String, i64)>, StoreError>>()?;
+        Ok(crate::ecc::rows::load_by_mid(rows))
     }
 
     async fn movable_outputs(&self, limit: u32) -> Result<Vec<Record>, StoreError> {

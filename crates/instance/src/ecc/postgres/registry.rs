@@ -420,26 +420,10 @@ impl PgStore {
         .bind(only)
         .fetch_all(self.pool())
         .await?;
-        let mut out: Vec<ClusterRow> = Vec::new();
-        for row in rows {
-            let name: String = row.try_get(0)?;
-            let kind: String = row.try_get(1)?;
-            let member: Option<String> = row.try_get(2)?;
-            if out.last().is_none_or(|c| c.name != name) {
-                let kind = ClusterKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
-                    id: name.clone(),
-                    detail: format!("cluster kind {kind}"),
-                })?;
-                out.push(ClusterRow {
-                    name: name.clone(),
-                    kind,
-                    members: Vec::new(),
-                });
-            }
-            if let (Some(member), Some(cluster)) = (member, out.last_mut()) {
-                cluster.members.push(member);
-            }
-        }
-        Ok(out)
+        let rows = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<(String, String, Option<String>)>, StoreError>>()?;
+        crate::ecc::rows::clusters(rows)
     }
 }

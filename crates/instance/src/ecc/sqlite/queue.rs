@@ -400,17 +400,7 @@ impl QueueStore for SqliteStore {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?)
         })?;
-        let mut load: HashMap<String, Load> = HashMap::new();
-        for (mid, state, count) in rows {
-            let entry = load.entry(mid).or_default();
-            let count = u64::try_from(count).unwrap_or(0);
-            if state == "ready" {
-                entry.ready += count;
-            } else {
-                entry.processing += count;
-            }
-        }
-        Ok(load)
+        Ok(crate::ecc::rows::load_by_mid(rows))
     }
 
     async fn movable_outputs(&self, limit: u32) -> Result<Vec<Record>, StoreError> {

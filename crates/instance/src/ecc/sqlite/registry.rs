@@ -314,23 +314,6 @@ impl SqliteStore {
             .query_map([only, only], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<Result<_, _>>()?)
         })?;
-        let mut out: Vec<ClusterRow> = Vec::new();
-        for (name, kind, member) in rows {
-            if out.last().is_none_or(|c| c.name != name) {
-                let kind = ClusterKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
-                    id: name.clone(),
-                    detail: format!("cluster kind {kind}"),
-                })?;
-                out.push(ClusterRow {
-                    name: name.clone(),
-                    kind,
-                    members: Vec::new(),
-                });
-            }
-            if let (Some(member), Some(cluster)) = (member, out.last_mut()) {
-                cluster.members.push(member);
-            }
-        }
-        Ok(out)
+        crate::ecc::rows::clusters(rows)
     }
 }
