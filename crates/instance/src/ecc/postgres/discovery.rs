@@ -2,7 +2,7 @@
 //! run is one transaction; a device's address is unique, so two runs filing one
 //! address at once update one device.
 
-use super::PgStore;
+use super::{PgStore, to_db};
 use crate::ecc::{DeviceRow, DiscoveryRunRow, DiscoveryScheduleRow, DiscoveryStore, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
@@ -23,10 +23,6 @@ fn schedule_row(r: &PgRow) -> Result<DiscoveryScheduleRow, StoreError> {
         schedule_anchor: r.try_get(5)?,
         last_run: r.try_get(6)?,
     })
-}
-
-fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 fn run_row(r: &PgRow) -> Result<DiscoveryRunRow, StoreError> {
@@ -75,9 +71,9 @@ async fn update_run(
     .bind(&row.state)
     .bind(row.finished_at)
     .bind(&row.scan_output)
-    .bind(count(row.hosts_alive))
-    .bind(count(row.devices_new))
-    .bind(count(row.devices_updated))
+    .bind(to_db(row.hosts_alive))
+    .bind(to_db(row.devices_new))
+    .bind(to_db(row.devices_updated))
     .bind(&row.detail)
     .bind(&row.id)
     .bind(from)

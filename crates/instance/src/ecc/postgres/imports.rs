@@ -1,6 +1,6 @@
 //! Data sources and import sets on PostgreSQL.
 
-use super::{PgStore, output_chunks};
+use super::{PgStore, output_chunks, to_db};
 use crate::ecc::{DataSourceRow, ImportSetRow, ImportStore, StoreError};
 use async_trait::async_trait;
 use sqlx::Row;
@@ -40,10 +40,6 @@ fn set_row(r: &PgRow) -> Result<ImportSetRow, StoreError> {
         marker_to: r.try_get(13)?,
         detail: r.try_get(14)?,
     })
-}
-
-fn count(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[async_trait]
@@ -210,8 +206,8 @@ impl ImportStore for PgStore {
         .bind(&row.state)
         .bind(row.finished_at)
         .bind(row.expires_at)
-        .bind(count(row.rows))
-        .bind(count(row.errors))
+        .bind(to_db(row.rows))
+        .bind(to_db(row.errors))
         .bind(&row.columns)
         .bind(&row.marker_to)
         .bind(&row.detail)

@@ -190,7 +190,12 @@ where
         .transpose()
 }
 
-/// A `u32` column stored as `BIGINT`.
+/// A count or position as PostgreSQL stores it (`BIGINT`), saturating.
+pub(super) fn to_db(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A count stored as `BIGINT`, read back.
 pub(super) fn count(row: &PgRow, column: usize) -> Result<u64, StoreError> {
     let n: i64 = row.try_get(column)?;
     Ok(u64::try_from(n).unwrap_or(0))

@@ -2,6 +2,7 @@
 //! written only while the posting MID holds the attempt (checked under a lock on the
 //! output's row, so a lease ending meanwhile cannot interleave).
 
+use super::to_db;
 use crate::ecc::{ChunksStored, StoreError};
 use openmid_proto::command_output::{ChunkContent, DecodedChunk, OutputStream, Truncated};
 use sqlx::postgres::PgRow;
@@ -40,7 +41,7 @@ pub(super) async fn store(
     for chunk in chunks {
         let (data, dropped) = match &chunk.content {
             ChunkContent::Data(bytes) => (Some(bytes.as_slice()), None),
-            ChunkContent::Truncated(t) => (None, Some(to_i64(t.dropped_bytes))),
+            ChunkContent::Truncated(t) => (None, Some(to_db(t.dropped_bytes))),
         };
         let n = sqlx::query(
             "INSERT INTO command_output (output_id, attempt, seq, stream, byte_offset, data, dropped_bytes) \
@@ -48,9 +49,9 @@ pub(super) async fn store(
         )
         .bind(output_id)
         .bind(i64::from(attempt))
-        .bind(to_i64(chunk.seq))
+        .bind(to_db(chunk.seq))
         .bind(chunk.stream.as_str())
-        .bind(to_i64(chunk.offset))
+        .bind(to_db(chunk.offset))
         .bind(data)
         .bind(dropped)
         .execute(&mut *c)
@@ -80,7 +81,7 @@ pub(super) async fn read(
     )
     .bind(output_id)
     .bind(i64::from(attempt))
-    .bind(after.map_or(-1, to_i64))
+    .bind(after.map_or(-1, to_db))
     .bind(i64::from(limit))
     .fetch_all(c)
     .await?;
@@ -178,10 +179,6 @@ pub(super) async fn purge(c: &mut PgConnection, output_id: &str) -> Result<u64, 
             .await?
             .rows_affected(),
     )
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn from_i64(v: i64) -> u64 {
