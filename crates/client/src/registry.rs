@@ -76,6 +76,18 @@ impl ApiClient {
         Ok(())
     }
 
+    /// The instance nodes sharing the store (`GET /api/v1/nodes`).
+    pub async fn list_nodes(&self) -> Result<Vec<openmid_proto::api::InstanceNode>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Nodes {
+            nodes: Vec<openmid_proto::api::InstanceNode>,
+        }
+        let (_, n): (_, Nodes) = self
+            .call::<(), _>(Method::GET, "api/v1/nodes", None, Self::DEFAULT_TIMEOUT)
+            .await?;
+        Ok(n.nodes)
+    }
+
     /// A MID's status changes, newest first.
     pub async fn mid_history(&self, name: &str) -> Result<Vec<StatusChange>, ClientError> {
         #[derive(serde::Deserialize)]

@@ -15,6 +15,11 @@ pub struct InstanceConfig {
     /// `postgres://user:password@host:5432/database` is PostgreSQL. A secret (it may
     /// hold a password): never logged or shown.
     pub database: Option<openmid_proto::secret::Secret>,
+    /// Where blobs (large bodies, see `/api/v1/blobs`) are kept: unset is
+    /// `data_dir/blobs`. Several nodes on one PostgreSQL need one directory they all
+    /// read and write (a shared volume), or a blob uploaded through one node is not
+    /// found through another.
+    pub blob_dir: Option<PathBuf>,
     /// Address to listen on (HTTPS).
     pub listen: SocketAddr,
     /// Certificate chain (PEM) to serve instead of the self-signed one.
@@ -84,6 +89,7 @@ impl Default for InstanceConfig {
         Self {
             data_dir: PathBuf::from("openmid-data"),
             database: None,
+            blob_dir: None,
             listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
             tls_cert: None,
             tls_key: None,

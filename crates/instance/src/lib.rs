@@ -82,6 +82,7 @@ pub struct RunningInstance {
     tasks: TaskTracker,
     server: tokio::task::JoinHandle<()>,
     store: Arc<dyn Store>,
+    dispatcher: Arc<Dispatcher>,
 }
 
 /// Opens the store, prepares TLS and the admin token, and starts serving.
@@ -136,6 +137,11 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
             "these credentials were stored under another master key (OPENMID_MASTER_KEY or data_dir/master.key changed?): they cannot be used"
         );
     }
+    if store.is_shared() && config.blob_dir.is_none() {
+        tracing::warn!(
+            "blobs are kept in data_dir/blobs, which only this node reads: with several nodes, set blob_dir to a directory they share"
+        );
+    }
     let dispatcher = Arc::new(Dispatcher::new(
         store.clone(),
         config.clone(),
@@ -145,6 +151,8 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         .start_fresh()
         .await
         .map_err(|e| InstanceError::Config(e.to_string()))?;
+    tasks.spawn(dispatcher.clone().run_announcer(shutdown.clone()));
+    tasks.spawn(dispatcher.clone().run_listener(shutdown.clone()));
     tasks.spawn(dispatcher.clone().run_sweeper(shutdown.clone()));
     tasks.spawn(discovery::run_advancer(
         dispatcher.clone(),
@@ -165,7 +173,7 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
     );
     let auth_failures = Arc::new(auth::AuthFailures::default());
     let app = api::router(AppState {
-        dispatcher,
+        dispatcher: dispatcher.clone(),
         admin_token_hash: Arc::new(admin_token_hash),
         config: config.clone(),
         shutdown: shutdown.clone(),
@@ -203,6 +211,7 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         tasks,
         server,
         store,
+        dispatcher,
     })
 }
 
@@ -231,6 +240,7 @@ impl RunningInstance {
         }
         self.tasks.close();
         self.tasks.wait().await;
+        self.dispatcher.leave().await;
         self.store.close().await;
     }
 

@@ -34,7 +34,7 @@ use std::time::Duration;
 
 pub use auth_target::{AuthTarget, AuthTargetConfig};
 pub use exporter::Exporter;
-pub use process::{InstanceProcess, MidProcess};
+pub use process::{InstanceProcess, MidProcess, NodeOptions};
 pub use target::TargetService;
 
 /// Errors of the kit, with what failed.

@@ -101,6 +101,25 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis((utime + stime) * 10))
 }
 
+/// What the nodes of one instance share, for [`InstanceProcess::spawn_node`].
+#[derive(Debug, Clone, Default)]
+pub struct NodeOptions {
+    /// The store's URL (`postgres://…`); SQLite in the data directory when unset.
+    pub database: Option<Secret>,
+    /// The blob directory every node reads and writes.
+    pub blob_dir: Option<PathBuf>,
+    /// The certificate and key every node serves.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// The credential vault's master key (`OPENMID_MASTER_KEY`).
+    pub master_key: Option<Secret>,
+    /// The admin token, when another node made it (only that node prints it).
+    pub token: Option<Secret>,
+    /// A fixed listen address instead of a free port.
+    pub listen: Option<std::net::SocketAddr>,
+    /// More settings, as `OPENMID_INSTANCE_*` environment variables.
+    pub env: Vec<(String, String)>,
+}
+
 /// A running `openmid instance` process; killed when dropped.
 pub struct InstanceProcess {
     child: Child,
@@ -123,22 +142,56 @@ impl InstanceProcess {
     /// [`InstanceProcess::spawn`] with the log filter `level` (e.g. `debug`); the log
     /// goes to `data_dir` + `.log`.
     pub fn spawn_logging(bin: &Path, data_dir: &Path, level: &str) -> std::io::Result<Self> {
+        Self::spawn_node(bin, data_dir, &NodeOptions::default(), level)
+    }
+
+    /// One node of an instance whose nodes share a store: `options` says which store,
+    /// blob directory, certificate and master key they share.
+    pub fn spawn_node(
+        bin: &Path,
+        data_dir: &Path,
+        options: &NodeOptions,
+        level: &str,
+    ) -> std::io::Result<Self> {
         let log = std::fs::File::create(data_dir.with_extension("log"))?;
-        let mut child = Command::new(bin)
-            .args(["instance", "--listen", "127.0.0.1:0", "--data-dir"])
+        let listen = options
+            .listen
+            .map_or_else(|| "127.0.0.1:0".to_string(), |a| a.to_string());
+        let mut command = Command::new(bin);
+        command
+            .args(["instance", "--listen", &listen, "--data-dir"])
             .arg(data_dir)
             .env("OPENMID_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()?;
+            .stderr(log);
+        if let Some(url) = &options.database {
+            // In the environment, as an operator should: flags show in `ps`.
+            command.env("OPENMID_INSTANCE_DATABASE", url.expose());
+        }
+        if let Some(key) = &options.master_key {
+            command.env("OPENMID_MASTER_KEY", key.expose());
+        }
+        command.envs(options.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(dir) = &options.blob_dir {
+            command.arg("--blob-dir").arg(dir);
+        }
+        if let Some((cert, key)) = &options.tls {
+            command
+                .arg("--tls-cert")
+                .arg(cert)
+                .arg("--tls-key")
+                .arg(key);
+        }
+        let mut child = command.spawn()?;
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
-        let (mut url, mut token, mut cert) = (None, None, None);
-        while url.is_none() || token.is_none() || cert.is_none() {
+        let (mut url, mut token, mut cert) = (None, options.token.clone(), None);
+        let mut token_line = false;
+        while url.is_none() || !token_line || cert.is_none() {
             let Some(line) = lines.next().transpose()? else {
                 let _ = child.kill();
                 return Err(std::io::Error::other(
@@ -149,7 +202,13 @@ impl InstanceProcess {
                 let value = value.trim().to_string();
                 match key.trim() {
                     "URL" => url = Some(value),
-                    "admin token" => token = Some(Secret::new(value)),
+                    "admin token" => {
+                        token_line = true;
+                        // Printed only by the node that made it.
+                        if value.starts_with("omadm_") {
+                            token = Some(Secret::new(value));
+                        }
+                    }
                     "certificate" => cert = Some(PathBuf::from(value)),
                     _ => {}
                 }
@@ -163,6 +222,28 @@ impl InstanceProcess {
             token: token.unwrap_or_else(|| Secret::new("")),
             cert_path: cert.unwrap_or_default(),
         })
+    }
+
+    /// Stops the process as an operator's `systemctl stop` does (SIGTERM) and waits
+    /// for it, up to 20 s, then kills it.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+
+    /// Kills the process at once (SIGKILL): a node that dies without a word.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The process id.

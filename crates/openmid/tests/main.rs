@@ -18,6 +18,7 @@ mod metrics;
 mod postgres_store;
 mod recovery;
 mod redirects;
+mod scale_out;
 mod snmp;
 mod soap;
 mod sql;

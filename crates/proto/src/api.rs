@@ -117,6 +117,25 @@ pub struct MidHealth {
     pub reported_at: String,
 }
 
+/// One instance node sharing the store (`GET /api/v1/nodes`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstanceNode {
+    /// Random per process start.
+    pub id: String,
+    /// Host, listen address and process id.
+    pub name: String,
+    /// RFC 3339.
+    pub started_at: String,
+    /// When it last said it was alive (RFC 3339).
+    pub last_seen: String,
+    /// Seen within the node timeout.
+    pub alive: bool,
+    /// Holds the sweeper lease: does the housekeeping done once for all nodes.
+    pub leader: bool,
+    /// The node that answered this request.
+    pub answering: bool,
+}
+
 /// One status change of a MID.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusChange {

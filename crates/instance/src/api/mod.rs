@@ -14,6 +14,7 @@ mod idempotency;
 mod imports;
 mod metrics;
 mod mid_session;
+mod nodes;
 mod openapi;
 
 use crate::auth::{AuthFailures, token_matches};
@@ -63,6 +64,7 @@ pub fn router(state: AppState) -> Router {
     let admin = Router::new()
         .route("/enrollment-tokens", post(admin::create_enrollment_token))
         .route("/mids", get(admin::list_mids))
+        .route("/nodes", get(nodes::list_nodes))
         .route(
             "/mids/{name}",
             get(admin::get_mid)

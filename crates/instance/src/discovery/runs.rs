@@ -208,8 +208,13 @@ impl Discovery<'_> {
         // One advance at a time in this process: the runner and every read advance
         // runs, and two of them moving one run on at once would both queue the next
         // stage's jobs (the loser's compare-and-set would leave its jobs orphaned).
+        // Across nodes, only the one that leads moves runs on (others show them as
+        // they are; the leader's advancer moves them within its tick).
         let _one = ADVANCING.lock().await;
         let row = self.reread(&row.id).await?;
+        if !self.dispatcher.is_leader() {
+            return Ok(row);
+        }
         self.advance_locked(row).await
     }
 

@@ -21,21 +21,34 @@ impl Dispatcher {
             Cancelled::Stopping(output) => {
                 if let Some(mid) = &output.claimed_by {
                     tracing::info!(output = %output.id, %mid, "output cancelled while running: telling its MID");
-                    self.cancels
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .entry(mid.clone())
-                        .or_default()
-                        .push(JobRef {
-                            output_id: output.id.clone(),
-                            attempt: output.attempt,
+                    let job = JobRef {
+                        output_id: output.id.clone(),
+                        attempt: output.attempt,
+                    };
+                    if !self.presence.has_open_poll(mid) {
+                        self.announce(crate::ecc::Announcement::Cancel {
+                            mid: mid.clone(),
+                            output: job.output_id.clone(),
+                            attempt: job.attempt,
                         });
-                    self.wake_mid(mid);
+                    }
+                    self.queue_cancel(mid, job);
+                    self.agents.signal(&mid_key(mid));
                 }
             }
             Cancelled::AlreadyFinished(_) => {}
         }
         Ok(cancelled)
+    }
+
+    /// Keeps a cancelled job for its MID's next poll answer.
+    pub(super) fn queue_cancel(&self, mid: &str, job: JobRef) {
+        self.cancels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(mid.to_string())
+            .or_default()
+            .push(job);
     }
 
     pub(super) fn has_cancels(&self, mid: &str) -> bool {

@@ -13,7 +13,9 @@ impl Dispatcher {
     ) -> Result<HeartbeatResponse, DispatchError> {
         self.presence.contact(&mid.name);
         let mut mid = mid.clone();
-        self.restore_contact(&mut mid).await?;
+        if self.restore_contact(&mut mid).await? {
+            self.attach(&mid.name).await;
+        }
         for range in &req.profile.ip_ranges {
             openmid_proto::iprange::IpRanges::parse(std::slice::from_ref(range))
                 .map_err(|e| invalid("profile.ip_ranges", e.to_string()))?;
@@ -33,7 +35,7 @@ impl Dispatcher {
             reported_at: rfc3339(now),
         };
         if mid.declared_profile != req.profile {
-            self.rebalance_wanted.store(true, Ordering::Relaxed);
+            self.rebalance_soon();
         }
         let session = self
             .store

@@ -31,7 +31,7 @@ impl Dispatcher {
         if to == MidStatus::Up {
             self.presence.contact(name);
         }
-        self.rebalance_wanted.store(true, Ordering::Relaxed);
+        self.rebalance_soon();
         self.wake_mid(name);
         Ok(row)
     }
@@ -56,7 +56,7 @@ impl Dispatcher {
         }
         let ended = self.store.delete_mid(&row.id, name, now_ms()).await?;
         self.presence.forget(name);
-        self.rebalance_wanted.store(true, Ordering::Relaxed);
+        self.rebalance_soon();
         tracing::info!(mid = %name, ended, "MID deleted");
         Ok(ended)
     }

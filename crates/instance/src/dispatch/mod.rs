@@ -6,6 +6,7 @@ mod cancel;
 pub mod handoff;
 mod heartbeat;
 mod lifecycle;
+pub mod nodes;
 mod output;
 mod poll;
 pub mod presence;
@@ -30,6 +31,7 @@ use crate::ecc::{
 };
 use crate::vault::Vault;
 use handoff::ParkedPolls;
+use nodes::Node;
 use openmid_proto::api::{MidHealth, NewOutput};
 use openmid_proto::ecc::{Agent, Priority, Queue, State};
 use openmid_proto::mid::{
@@ -69,6 +71,16 @@ pub struct Dispatcher {
     cancels: std::sync::Mutex<HashMap<String, Vec<JobRef>>>,
     vault: Arc<Vault>,
     blobs: Arc<BlobStore>,
+    /// This node among those sharing the store.
+    node: Node,
+}
+
+/// What `instance_nodes` calls this node: its host and listen address.
+fn node_name(config: &InstanceConfig) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown-host".into());
+    format!("{host} {} (pid {})", config.listen, std::process::id())
 }
 
 fn mid_key(name: &str) -> String {
@@ -91,9 +103,13 @@ fn more_capabilities(payload: &serde_json::Value) -> Vec<String> {
 impl Dispatcher {
     /// A dispatcher over `store`.
     pub fn new(store: Arc<dyn Store>, config: Arc<InstanceConfig>, vault: Arc<Vault>) -> Self {
+        let node = Node::new(node_name(&config));
         Self {
             blobs: Arc::new(BlobStore::new(
-                config.data_dir.join("blobs"),
+                config
+                    .blob_dir
+                    .clone()
+                    .unwrap_or_else(|| config.data_dir.join("blobs")),
                 config.max_blob_bytes,
             )),
             store,
@@ -107,6 +123,7 @@ impl Dispatcher {
             finished: std::sync::Mutex::new(HashMap::new()),
             rebalance_wanted: AtomicBool::new(true),
             cancels: std::sync::Mutex::new(HashMap::new()),
+            node,
         }
     }
 
@@ -163,15 +180,21 @@ impl Dispatcher {
         })
     }
 
-    /// Wakes a MID's long-poll (after validation or a status change).
+    /// Wakes a MID's long-poll (new work, validation, a status change), on whichever
+    /// node it polls.
     pub fn wake_mid(&self, name: &str) {
         self.agents.signal(&mid_key(name));
+        if !self.presence.has_open_poll(name) {
+            self.announce(crate::ecc::Announcement::Work {
+                mid: name.to_string(),
+            });
+        }
     }
 
     /// Marks that assignments should be re-checked at the next sweep (after a cluster
     /// or profile change).
     pub fn want_rebalance(&self) {
-        self.rebalance_wanted.store(true, Ordering::Relaxed);
+        self.rebalance_soon();
     }
 
     fn lease_ms(&self) -> i64 {

@@ -30,6 +30,9 @@ impl Dispatcher {
             && n > 0
         {
             self.progress.signal(output_id);
+            self.announce(crate::ecc::Announcement::Progress {
+                output: output_id.to_string(),
+            });
         }
         Ok(stored)
     }
@@ -46,5 +49,8 @@ impl Dispatcher {
     pub(super) fn signal_finished(&self, output_id: &str) {
         self.outputs.signal(output_id);
         self.progress.signal(output_id);
+        self.announce(crate::ecc::Announcement::Finished {
+            output: output_id.to_string(),
+        });
     }
 }

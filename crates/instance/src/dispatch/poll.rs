@@ -5,8 +5,8 @@
 use super::*;
 
 impl Dispatcher {
-    /// A MID back in touch after being `down` is `up` again.
-    pub(super) async fn restore_contact(&self, mid: &mut MidRow) -> Result<(), DispatchError> {
+    /// A MID back in touch after being `down` is `up` again; returns whether it was.
+    pub(super) async fn restore_contact(&self, mid: &mut MidRow) -> Result<bool, DispatchError> {
         if mid.status == MidStatus::Down
             && let Some(row) = self
                 .store
@@ -21,9 +21,10 @@ impl Dispatcher {
         {
             tracing::info!(mid = %mid.name, "MID back in touch: up");
             *mid = row;
-            self.rebalance_wanted.store(true, Ordering::Relaxed);
+            self.rebalance_soon();
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// A MID's long-poll: claims work at once if there is some, else waits until work
@@ -36,9 +37,12 @@ impl Dispatcher {
         req: &PollRequest,
         shutdown: &CancellationToken,
     ) -> Result<PollResponse, DispatchError> {
-        let guard = self.presence.poll_started(&mid.name);
+        let (guard, newly) = self.presence.poll_started(&mid.name);
         let mut mid = mid.clone();
-        self.restore_contact(&mut mid).await?;
+        // Down means the store forgot where it was attached, too.
+        if self.restore_contact(&mut mid).await? || newly {
+            self.attach(&mid.name).await;
+        }
         let wait = Duration::from_millis(req.wait_ms.min(self.config.max_poll_wait_ms));
         let deadline = Instant::now() + wait;
         let notify = self.agents.subscribe(&mid_key(&mid.name));

@@ -9,7 +9,9 @@
 //! falls between two polls.
 //!
 //! This is per instance node: with several nodes behind one PostgreSQL each node
-//! watches the MIDs connected to it.
+//! watches the MIDs whose polls reach it, and the store says which node a MID is
+//! attached to ([`super::nodes`]): a MID that leaves one node for another is not gone,
+//! and the node it left hears so and forgets it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,8 @@ struct Entry {
     /// When the last open poll ended, and whether its connection dropped.
     idle_since: Option<(Instant, bool)>,
     last_contact: Instant,
+    /// Whether this node has said (in the store) that the MID's poll is attached here.
+    attached: bool,
 }
 
 /// Presence of MIDs, by name.
@@ -77,6 +81,7 @@ impl Presence {
             open_polls: 0,
             idle_since: None,
             last_contact: now,
+            attached: false,
         })
     }
 
@@ -88,19 +93,44 @@ impl Presence {
         e.last_contact = now;
     }
 
-    /// A long-poll starts.
-    pub fn poll_started(self: &Arc<Self>, name: &str) -> PollGuard {
+    /// A long-poll starts. The flag is true when the MID was not attached to this
+    /// node before (first poll here, or back from another node): the store must be
+    /// told.
+    pub fn poll_started(self: &Arc<Self>, name: &str) -> (PollGuard, bool) {
         let now = Instant::now();
         let mut map = self.lock();
         let e = Self::entry(&mut map, name, now);
         e.open_polls += 1;
         e.idle_since = None;
         e.last_contact = now;
-        PollGuard {
+        let newly = !std::mem::replace(&mut e.attached, true);
+        let guard = PollGuard {
             presence: self.clone(),
             name: name.to_string(),
             finished: false,
+        };
+        (guard, newly)
+    }
+
+    /// Another node says the MID polls there now: it is forgotten here. When a poll
+    /// of it is still open here (it came back before the news arrived, or an old poll
+    /// has not ended yet), it stays, and its next poll here says again that it is
+    /// attached here — never the open poll itself, or two nodes with a poll each
+    /// would take it from each other back and forth.
+    pub fn moved_away(&self, name: &str) {
+        let mut map = self.lock();
+        match map.get_mut(name) {
+            Some(e) if e.open_polls > 0 => e.attached = false,
+            Some(_) => {
+                map.remove(name);
+            }
+            None => {}
         }
+    }
+
+    /// Whether the MID has a long-poll open on this node now.
+    pub fn has_open_poll(&self, name: &str) -> bool {
+        self.lock().get(name).is_some_and(|e| e.open_polls > 0)
     }
 
     /// Stops watching a MID (it is down, invalidated or gone for good).
@@ -149,12 +179,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_mid_that_moved_to_another_node_is_forgotten_unless_it_polls_here() {
+        let p = Arc::new(Presence::default());
+        let (first, newly) = p.poll_started("a");
+        assert!(newly);
+        p.moved_away("a");
+        assert!(p.has_open_poll("a"), "its poll is open here: it stays");
+        first.finish();
+        let (second, newly) = p.poll_started("a");
+        assert!(newly, "its next poll here says it is attached here again");
+        second.finish();
+        p.moved_away("a");
+        assert!(!p.has_open_poll("a"));
+        assert!(
+            p.gone(Duration::ZERO, Duration::ZERO).is_empty(),
+            "forgotten here"
+        );
+        let (_again, newly) = p.poll_started("a");
+        assert!(newly, "back here: attached again");
+        assert!(p.has_open_poll("a"));
+    }
+
+    #[test]
     fn a_mid_without_an_open_poll_is_gone_after_the_grace() {
         let p = Arc::new(Presence::default());
         drop(p.poll_started("a"));
         drop(p.poll_started("b"));
-        let _back = p.poll_started("b");
-        p.poll_started("c").finish();
+        let (_back, newly) = p.poll_started("b");
+        assert!(!newly, "b was attached here already");
+        p.poll_started("c").0.finish();
         p.contact("d");
         std::thread::sleep(Duration::from_millis(30));
         let mut gone = p.gone(Duration::from_millis(20), Duration::from_secs(60));

@@ -36,6 +36,18 @@ impl Signals {
         map.get(key).is_some_and(|w| w.strong_count() > 0)
     }
 
+    /// Wakes everyone waiting on any key (after wake-ups may have been missed).
+    pub fn signal_all(&self) {
+        let waiting: Vec<Arc<Notify>> = {
+            let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, w| w.strong_count() > 0);
+            map.values().filter_map(Weak::upgrade).collect()
+        };
+        for n in waiting {
+            n.notify_waiters();
+        }
+    }
+
     /// Wakes everyone currently waiting on `key`.
     pub fn signal(&self, key: &str) {
         let notify = {

@@ -204,7 +204,7 @@ impl Dispatcher {
                 return self.raced(key, hit).await;
             }
             if let Some(mid) = &record.assigned_to {
-                self.agents.signal(&mid_key(mid));
+                self.wake_mid(mid);
             }
             return Ok(Submitted {
                 record,

@@ -4,15 +4,29 @@
 use super::*;
 
 impl Dispatcher {
-    /// At instance start: nobody is connected yet, whatever the registry said before
-    /// the stop. MIDs that were `up` become `down` until their first poll restores them,
-    /// so no new work is assigned to a MID that may never come back; presence starts
-    /// empty. Running work keeps its lease for one more `lease_ms` from now, plus the
-    /// MIDs' longest reconnect back-off — the time the instance was down is not the
-    /// MIDs' fault — so a MID that reconnects and heartbeats keeps its jobs, and one
-    /// that does not loses them then.
+    /// At instance start, when no other node is running on the store: nobody is
+    /// connected yet, whatever the registry said before the stop. MIDs that were `up`
+    /// become `down` until their first poll restores them, so no new work is assigned
+    /// to a MID that may never come back; presence starts empty. Running work keeps
+    /// its lease for one more `lease_ms` from now, plus the MIDs' longest reconnect
+    /// back-off — the time the instance was down is not the MIDs' fault — so a MID
+    /// that reconnects and heartbeats keeps its jobs, and one that does not loses them
+    /// then.
+    ///
+    /// A node joining running ones changes nothing: their MIDs are connected, and
+    /// those that move to this node are welcome.
     pub async fn start_fresh(&self) -> Result<(), DispatchError> {
         let now = now_ms();
+        self.beat().await;
+        let others = self.other_live_nodes().await?;
+        if !others.is_empty() {
+            tracing::info!(
+                node = %self.node.id(),
+                running = others.len(),
+                "joining the instance nodes already running on this store"
+            );
+            return Ok(());
+        }
         for mid in self.store.list_mids().await? {
             if mid.status == MidStatus::Up {
                 self.store
@@ -26,6 +40,7 @@ impl Dispatcher {
                     .await?;
             }
         }
+        self.store.clear_all_presence().await?;
         let reconnect = i64::try_from(openmid_proto::mid::MAX_RECONNECT_DELAY_MS).unwrap_or(0);
         let extended = self
             .store
@@ -158,31 +173,98 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// One round of housekeeping: MIDs that went away become `down` and their work
-    /// moves; lapsed leases return to the queue; drained MIDs are marked; assignments
-    /// are re-checked when something changed.
-    pub async fn sweep(&self) -> Result<(), DispatchError> {
+    /// MIDs whose polls reached this node and that went away become `down` and their
+    /// work moves — unless the store says they poll another live node now (they moved
+    /// there, and this node only forgets them).
+    pub async fn sweep_presence(&self) -> Result<(), DispatchError> {
         let grace = Duration::from_millis(self.config.disconnect_grace_ms);
         let down_after = Duration::from_millis(self.config.down_after_ms);
-        for gone in self.presence.gone(grace, down_after) {
+        let gone = self.presence.gone(grace, down_after);
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let live: Vec<String> = self
+            .store
+            .live_nodes(now_ms() - nodes::NODE_TIMEOUT.as_millis() as i64)
+            .await?
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        for gone in gone {
             self.presence.forget(&gone.name);
-            let row = self
-                .store
+            if let Some(at) = self.store.presence_of(&gone.name).await?
+                && at.node != self.node.id()
+                && live.contains(&at.node)
+            {
+                tracing::debug!(mid = %gone.name, node = %at.node, "MID left for another node");
+                continue;
+            }
+            self.mark_down(&gone.name, &gone.reason).await?;
+        }
+        Ok(())
+    }
+
+    /// A MID that went away: `down`, its running work released, its presence
+    /// forgotten, and assignments re-checked.
+    async fn mark_down(&self, name: &str, reason: &str) -> Result<(), DispatchError> {
+        let row = self
+            .store
+            .set_mid_status(name, &[MidStatus::Up], MidStatus::Down, reason, now_ms())
+            .await?;
+        if row.is_some_and(|r| r.status == MidStatus::Down) {
+            tracing::warn!(mid = %name, %reason, "MID is down");
+        }
+        self.store.clear_presence(name, self.node.id()).await?;
+        self.release_leases(name, &format!("MID {name} went away"))
+            .await?;
+        self.rebalance_soon();
+        Ok(())
+    }
+
+    /// MIDs attached to a node that died and that have not come back through another
+    /// within [`nodes::NODE_TIMEOUT`] and the disconnect grace after its last sign of
+    /// life: `down`, as if their own connection had dropped.
+    async fn sweep_orphans(&self) -> Result<(), DispatchError> {
+        let silent_since = now_ms()
+            - nodes::NODE_TIMEOUT.as_millis() as i64
+            - i64::try_from(self.config.disconnect_grace_ms).unwrap_or(i64::MAX);
+        for orphan in self.store.orphaned_mids(silent_since).await? {
+            let reason = format!(
+                "its instance node {} stopped and it did not come back through another",
+                orphan.node
+            );
+            self.store
                 .set_mid_status(
-                    &gone.name,
+                    &orphan.mid_name,
                     &[MidStatus::Up],
                     MidStatus::Down,
-                    &gone.reason,
+                    &reason,
                     now_ms(),
                 )
                 .await?;
-            if row.is_some_and(|r| r.status == MidStatus::Down) {
-                tracing::warn!(mid = %gone.name, reason = %gone.reason, "MID is down");
-            }
-            self.release_leases(&gone.name, &format!("MID {} went away", gone.name))
+            tracing::warn!(mid = %orphan.mid_name, %reason, "MID is down");
+            self.store
+                .clear_presence(&orphan.mid_name, &orphan.node)
                 .await?;
+            self.release_leases(
+                &orphan.mid_name,
+                &format!("MID {} went away", orphan.mid_name),
+            )
+            .await?;
             self.rebalance_wanted.store(true, Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// One round of the housekeeping one node does for all (the leader): MIDs whose
+    /// node died, lapsed leases returned to the queue, drained MIDs marked,
+    /// assignments re-checked when something changed.
+    pub async fn sweep(&self) -> Result<(), DispatchError> {
+        self.sweep_presence().await?;
+        if !self.is_leader() {
+            return Ok(());
+        }
+        self.sweep_orphans().await?;
         let lapsed = self.store.expire_leases(now_ms()).await?;
         for output in &lapsed {
             tracing::warn!(output = %output.id, attempt = output.attempt, mid = ?output.claimed_by, state = output.state.as_str(), "lease lapsed");
@@ -263,6 +345,7 @@ impl Dispatcher {
         let mut rounds = 0u64;
         let started = Instant::now();
         let mut next_purge = Duration::ZERO;
+        let mut next_beat = Duration::ZERO;
         loop {
             tokio::select! {
                 _ = tick.tick() => {
@@ -270,7 +353,11 @@ impl Dispatcher {
                     if rounds.is_multiple_of(20) {
                         self.rebalance_wanted.store(true, Ordering::Relaxed);
                     }
-                    if rounds == 1 || started.elapsed() >= next_purge {
+                    if started.elapsed() >= next_beat {
+                        next_beat = started.elapsed() + nodes::NODE_BEAT;
+                        self.beat().await;
+                    }
+                    if self.is_leader() && started.elapsed() >= next_purge {
                         next_purge = started.elapsed() + Duration::from_secs(600);
                         if let Err(e) = self.purge_old_records().await {
                             tracing::error!(error = %e, "purge failed");

@@ -330,4 +330,29 @@ CREATE TABLE discovery_schedules (
 CREATE INDEX discovery_schedules_due ON discovery_schedules (next_run_at);
 "#,
     ),
+    (
+        10,
+        r#"
+-- Several instance nodes on one database: each node says it is alive; which node a
+-- MID's long-poll is attached to (written when that changes, not per poll); and
+-- named leases (the sweeper, discovery's advancing) that one node holds at a time
+-- and that lapse by themselves when their node dies.
+CREATE TABLE instance_nodes (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    started_at BIGINT NOT NULL,
+    last_seen  BIGINT NOT NULL
+);
+CREATE TABLE mid_presence (
+    mid_name TEXT PRIMARY KEY,
+    node     TEXT NOT NULL,
+    since    BIGINT NOT NULL
+);
+CREATE TABLE node_leases (
+    name   TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until  BIGINT NOT NULL
+);
+"#,
+    ),
 ];

@@ -5,6 +5,7 @@
 //! PostgreSQL (`FOR UPDATE SKIP LOCKED`, several instance nodes) can each implement it
 //! the way that is right for them.
 
+pub mod coordination;
 mod metric_rows;
 mod migrations;
 #[cfg(feature = "postgres")]
@@ -22,14 +23,15 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
+pub use coordination::{Announcement, NodeRow, PresenceRow};
 pub use metric_rows::{MetricAssignmentRow, MetricSampleRow, MetricSeriesRow, MetricTargetRow};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore, QueueStore,
-    RegistryStore, SettingsStore, Store, parts,
+    ConnectionStore, CoordinationStore, DiscoveryStore, Heard, ImportStore, Lifecycle,
+    MetricsStore, QueueStore, RegistryStore, SettingsStore, Store, parts,
 };
 
 #[cfg(not(feature = "sqlite"))]

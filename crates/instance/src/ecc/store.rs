@@ -429,6 +429,70 @@ pub trait MetricsStore: Send + Sync {
     async fn purge_samples(&self, before: i64, limit: u32) -> Result<u64, StoreError>;
 }
 
+/// Several nodes on one database: their liveness, where each MID's long-poll is
+/// attached, named leases one node holds at a time, and wake-ups between nodes.
+#[async_trait]
+pub trait CoordinationStore: Send + Sync {
+    /// Writes that `node` is alive (inserting it the first time).
+    async fn node_alive(&self, node: &NodeRow) -> Result<(), StoreError>;
+    /// Nodes seen alive at or after `since`, by start time.
+    async fn live_nodes(&self, since: i64) -> Result<Vec<NodeRow>, StoreError>;
+    /// Removes a node that stops cleanly, with the presence rows and leases it holds.
+    async fn remove_node(&self, id: &str) -> Result<(), StoreError>;
+    /// Records that `mid`'s long-poll is attached to `node` from `now`.
+    async fn set_presence(&self, mid: &str, node: &str, now: i64) -> Result<(), StoreError>;
+    /// Where `mid`'s long-poll was last attached.
+    async fn presence_of(&self, mid: &str) -> Result<Option<PresenceRow>, StoreError>;
+    /// Forgets where `mid` was attached if it was `node` (a node that saw it go).
+    async fn clear_presence(&self, mid: &str, node: &str) -> Result<(), StoreError>;
+    /// Forgets every MID's presence (the first node to start after every node was
+    /// down: nobody is attached anywhere).
+    async fn clear_all_presence(&self) -> Result<(), StoreError>;
+    /// MIDs that are `up` and attached to a node not seen alive since `since`: their
+    /// node died and they have not come back through another.
+    async fn orphaned_mids(&self, since: i64) -> Result<Vec<PresenceRow>, StoreError>;
+    /// Takes or keeps the lease `name` for `holder` until `until`: true when `holder`
+    /// holds it now (it was free, lapsed before `now`, or already `holder`'s).
+    async fn hold_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: i64,
+        until: i64,
+    ) -> Result<bool, StoreError>;
+    /// Who holds the lease `name` at `now` (none when it lapsed or was given up).
+    async fn lease_holder(&self, name: &str, now: i64) -> Result<Option<String>, StoreError>;
+    /// Gives the lease `name` up if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Whether other nodes may share this database (and hear [`announce`]).
+    ///
+    /// [`announce`]: CoordinationStore::announce
+    fn is_shared(&self) -> bool {
+        false
+    }
+    /// Tells the other nodes, after the writes these are about committed. A store no
+    /// other node shares has no one to tell.
+    async fn announce(&self, _from_node: &str, _batch: &[Announcement]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Announcements from every node (this one's included: the receiver skips its
+    /// own), until the store closes. `None` for a store nobody else shares. A lost
+    /// connection is re-established by the backend, which then sends
+    /// [`Heard::Reconnected`], since announcements made meanwhile are lost.
+    async fn listen(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Heard>>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// What a node hears from the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// An announcement and the node that made it.
+    Said(String, Announcement),
+    /// The listening connection was lost and is back: anything may have been missed.
+    Reconnected,
+}
+
 /// The whole store, split by concern. Implementations: [`SqliteStore`] (embedded
 /// default) and `PgStore` (PostgreSQL), both held to the conformance suite in
 /// `tests/conformance/`. Code that uses the store
@@ -443,6 +507,7 @@ pub trait Store:
     + ImportStore
     + DiscoveryStore
     + MetricsStore
+    + CoordinationStore
 {
 }
 
@@ -455,13 +520,14 @@ impl<T> Store for T where
         + ImportStore
         + DiscoveryStore
         + MetricsStore
+        + CoordinationStore
 {
 }
 
 /// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
 pub mod parts {
     pub use super::{
-        ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore, QueueStore,
-        RegistryStore, SettingsStore,
+        ConnectionStore, CoordinationStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
+        QueueStore, RegistryStore, SettingsStore,
     };
 }

@@ -122,6 +122,10 @@ pub async fn run_assigner(dispatcher: Arc<Dispatcher>, shutdown: CancellationTok
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = every.tick() => {
+                // One node deals the targets out, or two would deal them differently.
+                if !dispatcher.is_leader() {
+                    continue;
+                }
                 if let Err(e) = dispatcher.metrics().assign().await {
                     tracing::warn!(error = %e, "bringing scrape assignments up to date failed");
                 }

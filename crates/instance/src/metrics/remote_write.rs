@@ -214,7 +214,28 @@ impl Forwarder {
         };
         tracing::info!(cursor, "remote write forwarding started");
         let mut delay = Duration::from_millis(200);
+        let mut leading = true;
         loop {
+            // One node forwards (the one that leads), from the cursor it reads when it
+            // starts to: two would send every sample twice.
+            if !dispatcher.is_leader() {
+                leading = false;
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                }
+            }
+            if !leading {
+                leading = true;
+                match store.get_setting(CURSOR_KEY).await {
+                    Ok(v) => cursor = v.and_then(|v| v.parse().ok()).unwrap_or(cursor),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "remote write: cursor not read");
+                        leading = false;
+                        continue;
+                    }
+                }
+            }
             let rows = match store.samples_after(cursor, self.batch).await {
                 Ok(rows) => rows,
                 Err(e) => {

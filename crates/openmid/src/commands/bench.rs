@@ -16,6 +16,7 @@ mod command;
 mod discovery;
 mod failover;
 mod import;
+mod nodes;
 mod rest;
 mod scale;
 mod sql;

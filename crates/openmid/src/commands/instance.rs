@@ -22,6 +22,10 @@ pub struct Args {
     /// password: flags show in the process list.
     #[arg(long, value_name = "URL")]
     database: Option<String>,
+    /// Where blobs are kept (default: data_dir/blobs); with several nodes on one
+    /// PostgreSQL, a directory every node shares.
+    #[arg(long, value_name = "DIR")]
+    blob_dir: Option<PathBuf>,
     /// Listen address, e.g. 0.0.0.0:8443.
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -54,6 +58,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     if let Some(url) = args.database {
         config.database = Some(openmid_proto::secret::Secret::new(url));
+    }
+    if args.blob_dir.is_some() {
+        config.blob_dir = args.blob_dir;
     }
     if let Some(l) = args.listen {
         config.listen = l;

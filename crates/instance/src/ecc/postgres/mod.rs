@@ -8,6 +8,7 @@
 //! advisory lock, so nodes starting together apply each one once.
 
 mod connections;
+mod coordination;
 mod decode;
 mod discovery;
 mod imports;
@@ -21,17 +22,12 @@ use super::migrations::MIGRATIONS;
 use super::{MidRow, Record, StoreError};
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Connection, Executor, Postgres, Row};
+use sqlx::{Executor, Postgres, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
 /// The advisory lock migrations run under (an arbitrary constant: "openmid" in ASCII).
 const MIGRATION_LOCK: i64 = 0x006f_7065_6e6d_6964;
-
-/// The advisory lock a node holds while it uses the database: until presence and
-/// wake-ups are shared between nodes, a second node would take the first one's MIDs
-/// for gone, so it is refused instead.
-const NODE_LOCK: i64 = 0x006f_7065_6e6d_6e64;
 
 /// Connections per node: claims, results and API reads of one node at once.
 const POOL_SIZE: u32 = 16;
@@ -40,8 +36,6 @@ const POOL_SIZE: u32 = 16;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
-    /// The connection holding [`NODE_LOCK`] (closed by [`Lifecycle::close`]).
-    node: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::PgConnection>>>,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -51,32 +45,17 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=…`),
-    /// takes the node lock and applies migrations.
+    /// Connects to `url` (`postgres://user:password@host:port/database?sslmode=…`)
+    /// and applies migrations. Other nodes may use the same database at the same time.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)?.application_name("openmid-instance");
-        let mut node = <sqlx::PgConnection as Connection>::connect_with(&options).await?;
-        let alone: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(NODE_LOCK)
-            .fetch_one(&mut node)
-            .await?;
-        if !alone {
-            return Err(StoreError::InUse(
-                "another instance node is using this database: one node per database for now \
-                 (several nodes sharing one PostgreSQL need shared presence and wake-ups, not built yet)"
-                    .into(),
-            ));
-        }
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
         migrate(&pool).await?;
-        Ok(Self {
-            pool,
-            node: std::sync::Arc::new(tokio::sync::Mutex::new(Some(node))),
-        })
+        Ok(Self { pool })
     }
 
     pub(super) fn pool(&self) -> &PgPool {
@@ -89,10 +68,6 @@ impl super::Lifecycle for PgStore {
     /// Waits for running operations and closes the pool's connections.
     async fn close(&self) {
         self.pool.close().await;
-        if let Some(node) = self.node.lock().await.take() {
-            // Closing the session releases the node lock.
-            let _ = node.close().await;
-        }
     }
 }
 

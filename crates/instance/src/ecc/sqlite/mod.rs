@@ -7,6 +7,7 @@
 //! which WAL lets run beside the writer.
 
 mod connections;
+mod coordination;
 mod decode;
 mod discovery;
 mod imports;

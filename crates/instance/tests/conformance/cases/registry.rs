@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn mid(id: &str, name: &str) -> MidRow {
+pub(super) fn mid(id: &str, name: &str) -> MidRow {
     MidRow {
         id: id.into(),
         name: name.into(),
@@ -23,7 +23,7 @@ fn mid(id: &str, name: &str) -> MidRow {
     }
 }
 
-fn token(hash: &str, auto_validate: bool, expires_at: i64) -> EnrollmentTokenRow {
+pub(super) fn token(hash: &str, auto_validate: bool, expires_at: i64) -> EnrollmentTokenRow {
     EnrollmentTokenRow {
         token_hash: hash.into(),
         expires_at,

@@ -1,5 +1,7 @@
 //! `bench failover`: kill the active member of a two-MID failover cluster with jobs in
-//! flight; time to detect, and until every job completed on the survivor.
+//! flight; time to detect, and until every job completed on the survivor. With
+//! `--database postgres://… --nodes 2` it kills an instance node instead, under the MID
+//! that polls it.
 
 use super::*;
 
@@ -7,23 +9,30 @@ use super::*;
 pub(super) struct FailoverArgs {
     /// Rounds (a fresh pair of MID processes each).
     #[arg(long, default_value_t = 5)]
-    rounds: usize,
+    pub(super) rounds: usize,
     /// Jobs in flight at the kill.
     #[arg(long, default_value_t = 20)]
-    jobs: usize,
+    pub(super) jobs: usize,
     /// How long each job takes at the target service, in ms.
     #[arg(long, default_value_t = 200)]
-    job_ms: u64,
+    pub(super) job_ms: u64,
+    /// The store the instance nodes share (with `--nodes 2`): a node is killed
+    /// instead of a MID.
+    #[arg(long, value_name = "URL")]
+    pub(super) database: Option<String>,
+    /// Instance nodes: 1 kills a MID of a failover pair; 2 kills the node a MID polls.
+    #[arg(long, default_value_t = 1)]
+    pub(super) nodes: usize,
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
-struct Round {
-    detect_ms: i64,
-    complete_ms: i64,
-    lost: usize,
-    duplicates: usize,
+pub(super) struct Round {
+    pub(super) detect_ms: i64,
+    pub(super) complete_ms: i64,
+    pub(super) lost: usize,
+    pub(super) duplicates: usize,
 }
 
 fn median(values: &mut [i64]) -> i64 {
@@ -34,6 +43,16 @@ fn median(values: &mut [i64]) -> i64 {
 pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
     if args.rounds == 0 || args.jobs == 0 {
         bail!("--rounds and --jobs must be at least 1");
+    }
+    match (args.nodes, args.database.is_some()) {
+        (1, false) => {}
+        (2, true) => {
+            nodes::check_database(args.database.as_deref(), &[2])?;
+            let rounds = nodes::failover_on_nodes(&args).await?;
+            return report(&args, &rounds, "node");
+        }
+        (2, false) => bail!("--nodes 2 needs --database postgres://… (the nodes share it)"),
+        _ => bail!("--nodes is 1 (kill a MID) or 2 with --database (kill a node)"),
     }
     let bin = std::env::current_exe().context("finding this program")?;
     let dir = tempfile::Builder::new()
@@ -91,7 +110,7 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
         }
         let active = &names[0];
         wait(Duration::from_secs(20), || async {
-            let outs = records(&instance, &correlator, Queue::Output).await;
+            let outs = records(&instance.api, &correlator, Queue::Output).await;
             outs.len() == args.jobs
                 && outs.iter().all(|o| {
                     o.state == State::Processing && o.claimed_by.as_deref() == Some(active.as_str())
@@ -114,15 +133,15 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
             {
                 detect_ms = now_ms() - killed_at;
             }
-            let outs = records(&instance, &correlator, Queue::Output).await;
+            let outs = records(&instance.api, &correlator, Queue::Output).await;
             if detect_ms >= 0 && outs.iter().all(|o| o.state == State::Processed) {
                 done = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let outputs = records(&instance, &correlator, Queue::Output).await;
-        let inputs = records(&instance, &correlator, Queue::Input).await;
+        let outputs = records(&instance.api, &correlator, Queue::Output).await;
+        let inputs = records(&instance.api, &correlator, Queue::Input).await;
         let finished: Vec<i64> = outputs
             .iter()
             .filter(|o| o.state == State::Processed)
@@ -154,6 +173,13 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
         });
         drop(mids);
     }
+    instance.shutdown().await;
+    report(&args, &rounds, "MID")
+}
+
+/// Prints the rounds' figures (the same keys whichever was killed); fails when a job
+/// was lost or recorded twice.
+fn report(args: &FailoverArgs, rounds: &[Round], killed: &str) -> Result<ExitCode> {
     let mut detect: Vec<i64> = rounds.iter().map(|r| r.detect_ms).collect();
     let mut complete: Vec<i64> = rounds.iter().map(|r| r.complete_ms).collect();
     let complete_max = complete.iter().copied().max().unwrap_or(0);
@@ -174,7 +200,7 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
         String::new(),
     ]);
     t.add_row(vec![
-        "detect (median)".to_string(),
+        format!("{killed} death detected (median)"),
         format!("{detect_med} ms"),
         String::new(),
     ]);
@@ -210,7 +236,6 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
             })
         );
     }
-    instance.shutdown().await;
     Ok(if lost == 0 && duplicates == 0 {
         ExitCode::SUCCESS
     } else {
@@ -218,16 +243,18 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
     })
 }
 
-async fn records(instance: &LocalInstance, correlator: &str, queue: Queue) -> Vec<EccRecord> {
-    instance
-        .api
-        .list_records(&RecordQuery {
-            correlator: Some(correlator.into()),
-            queue: Some(queue.as_str().into()),
-            limit: Some(1000),
-            ..Default::default()
-        })
-        .await
-        .map(|p| p.records)
-        .unwrap_or_default()
+pub(super) async fn records(
+    api: &openmid_client::ApiClient,
+    correlator: &str,
+    queue: Queue,
+) -> Vec<EccRecord> {
+    api.list_records(&RecordQuery {
+        correlator: Some(correlator.into()),
+        queue: Some(queue.as_str().into()),
+        limit: Some(1000),
+        ..Default::default()
+    })
+    .await
+    .map(|p| p.records)
+    .unwrap_or_default()
 }

@@ -7,24 +7,31 @@ use super::*;
 pub(super) struct RestArgs {
     /// MID processes (more than one form a load-balance cluster).
     #[arg(long, default_value_t = 1)]
-    mids: usize,
+    pub(super) mids: usize,
     /// Concurrent callers for the throughput phase.
     #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    pub(super) concurrency: usize,
     /// Sequential calls measured each way (after a warm-up).
     #[arg(long, default_value_t = 300)]
-    requests: usize,
+    pub(super) requests: usize,
     /// Length of each throughput phase, in seconds.
     #[arg(long, default_value_t = 5.0)]
-    seconds: f64,
+    pub(super) seconds: f64,
+    /// The store: a postgres://… URL runs the instance as `--nodes` nodes on it
+    /// (and, for comparison in the same run, one node on SQLite).
+    #[arg(long, value_name = "URL")]
+    pub(super) database: Option<String>,
+    /// Instance node counts to measure on `--database`, e.g. `1,2,3`.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub(super) nodes: Vec<usize>,
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 /// One call, direct or through the MID; true when the service answered 200.
 #[derive(Clone)]
-enum Caller {
+pub(super) enum Caller {
     Direct(reqwest::Client, String),
     Mid(
         openmid_client::ApiClient,
@@ -47,12 +54,12 @@ impl Caller {
         }
     }
 
-    async fn sequential(&self, n: usize) -> Result<Vec<f64>> {
+    pub(super) async fn sequential(&self, n: usize) -> Result<Vec<f64>> {
         sequential(n, "call", || self.call()).await
     }
 
     /// Calls per second with `concurrency` callers for `seconds`, and failures.
-    async fn throughput(&self, concurrency: usize, seconds: f64) -> (f64, u64) {
+    pub(super) async fn throughput(&self, concurrency: usize, seconds: f64) -> (f64, u64) {
         let caller = self.clone();
         load(concurrency, seconds, move || {
             let caller = caller.clone();
@@ -68,6 +75,10 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
     }
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 3600.0) {
         bail!("--seconds must be more than 0 and at most 3600");
+    }
+    nodes::check_database(args.database.as_deref(), &args.nodes)?;
+    if args.database.is_some() {
+        return nodes::rest_on_nodes(args).await;
     }
     let Setup {
         bin,
@@ -140,7 +151,17 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
             (mid_max, inst_max)
         })
     };
+    let cpu_before = openmid_local::process::cpu_time(instance.pid()).unwrap_or_default();
     let (mid_rps, mid_failed) = via_mid.throughput(args.concurrency, args.seconds).await;
+    let instance_cpu = openmid_local::process::cpu_time(instance.pid())
+        .unwrap_or_default()
+        .saturating_sub(cpu_before);
+    let calls = mid_rps * args.seconds;
+    let instance_cpu_us_per_call = if calls > 0.0 {
+        instance_cpu.as_secs_f64() * 1e6 / calls
+    } else {
+        0.0
+    };
     stop.cancel();
     let (mid_rss_load, instance_rss_load) = sampler.await.unwrap_or((0, 0));
     let (mid_rss_load, instance_rss_load) = (mb(Some(mid_rss_load)), mb(Some(instance_rss_load)));
@@ -225,6 +246,13 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
         String::new(),
     ]);
     t.add_row(vec![
+        "instance CPU per call".into(),
+        String::new(),
+        format!("{instance_cpu_us_per_call:.0} µs"),
+        String::new(),
+        String::new(),
+    ]);
+    t.add_row(vec![
         "MID start → up".into(),
         String::new(),
         format!("{up_ms:.0} ms"),
@@ -251,6 +279,7 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
                 "instance_rss_idle_mb": instance_rss_idle,
                 "instance_rss_load_mb": instance_rss_load,
                 "start_to_up_ms": up_ms,
+                "instance_cpu_us_per_call": instance_cpu_us_per_call.round(),
             })
         );
     }
