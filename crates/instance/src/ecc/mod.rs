@@ -5,6 +5,7 @@
 //! PostgreSQL (`FOR UPDATE SKIP LOCKED`, several instance nodes) can each implement it
 //! the way that is right for them.
 
+pub mod audit;
 mod metric_rows;
 mod migrations;
 #[cfg(feature = "postgres")]
@@ -22,6 +23,7 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
+pub use audit::{AuditFilter, AuditRow, AuditStore, NewAuditEntry};
 pub use metric_rows::{MetricAssignmentRow, MetricSampleRow, MetricSeriesRow, MetricTargetRow};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
@@ -182,6 +184,9 @@ pub struct Record {
     pub selection: Option<String>,
     /// Application (for `mid.auto`).
     pub application: Option<String>,
+    /// The W3C `traceparent` of the instance's span of this job (its trace id is the
+    /// caller's): what the MID continues.
+    pub traceparent: Option<String>,
 }
 
 impl Record {
@@ -211,7 +216,28 @@ impl Record {
             created_at: rfc3339(self.created_at),
             claimed_at: self.claimed_at.map(rfc3339),
             processed_at: self.processed_at.map(rfc3339),
+            trace_id: self.trace_id(),
         }
+    }
+
+    /// The trace id of its `traceparent` (32 hex digits), when it has one.
+    pub fn trace_id(&self) -> Option<String> {
+        self.traceparent
+            .as_deref()
+            .and_then(|t| openmid_proto::trace::TraceParent::parse(t).ok())
+            .map(|t| t.trace_id_hex())
+    }
+
+    /// The span every log line about this job is written in: its output id and trace
+    /// id, and what happens to it (`claim`, `result` …).
+    pub fn span(&self, stage: &'static str) -> tracing::Span {
+        let output = self.response_to.as_deref().unwrap_or(&self.id);
+        tracing::info_span!(
+            "job",
+            stage,
+            output = %output,
+            trace_id = %self.trace_id().unwrap_or_default()
+        )
     }
 
     /// Whether the record reached a final state.

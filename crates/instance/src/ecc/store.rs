@@ -443,6 +443,7 @@ pub trait Store:
     + ImportStore
     + DiscoveryStore
     + MetricsStore
+    + AuditStore
 {
 }
 
@@ -455,6 +456,7 @@ impl<T> Store for T where
         + ImportStore
         + DiscoveryStore
         + MetricsStore
+        + AuditStore
 {
 }
 
@@ -464,4 +466,5 @@ pub mod parts {
         ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore, QueueStore,
         RegistryStore, SettingsStore,
     };
+    pub use crate::ecc::AuditStore;
 }

@@ -72,6 +72,8 @@ macro_rules! every_conformance_case {
             a_metric_batch_is_stored_once_and_sample_ids_are_never_reused,
             discovery_runs_file_devices_once_and_move_by_compare_and_set,
             discovery_schedules_fall_due_and_are_claimed_once,
+            the_audit_log_is_appended_filtered_paged_and_purged_by_age,
+            a_traceparent_stays_with_its_output_and_input,
         );
     };
 }
