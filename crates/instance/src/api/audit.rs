@@ -187,9 +187,11 @@ pub(super) async fn list(
 ) -> Result<Json<AuditPage>, ApiError> {
     let filter = q.filter()?;
     let rows = state.dispatcher.store().list_audit(&filter).await?;
-    let next_before = (rows.len() == filter.limit as usize)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next_before = if rows.len() == filter.limit as usize {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
     Ok(Json(AuditPage {
         entries: rows.into_iter().map(audit::to_api).collect(),
         next_before,
