@@ -2,6 +2,7 @@
 //! the benchmarks — so every caller speaks the API exactly as users do. A crate of its
 //! own: a caller of the API needs the wire types and HTTPS, not the server.
 
+pub mod audit;
 mod connections;
 mod discovery;
 pub mod follow;

@@ -33,6 +33,7 @@ fn output(mid: &str) -> Record {
         assigned_to: Some(mid.into()),
         selection: None,
         application: None,
+        traceparent: None,
     }
 }
 

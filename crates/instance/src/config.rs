@@ -75,8 +75,14 @@ pub struct InstanceConfig {
     /// Days an import set (and its rows) is kept after its run ended, unless its
     /// data source says otherwise (`retention_days`).
     pub import_retention_days: u32,
+    /// Days audit log entries are kept (0: for ever). Its own setting: audits are
+    /// usually kept far longer than the queue's records.
+    pub audit_retention_days: u32,
     /// Metric collection (the `[metrics]` table).
     pub metrics: MetricsConfig,
+    /// Span export (the `[tracing]` table): `otlp_endpoint` names an OTLP/HTTP
+    /// collector; off by default.
+    pub tracing: openmid_proto::otlp::TracingSettings,
     /// The master key credentials are encrypted with (32 bytes, base64 or hex). Never
     /// read from the file: the binary takes it from `OPENMID_MASTER_KEY`. Without it
     /// the key is `data_dir/master.key`, made at first start.
@@ -105,11 +111,13 @@ impl Default for InstanceConfig {
             max_action_wait_secs: 300,
             retention_hours: 24 * 30,
             import_retention_days: 30,
+            audit_retention_days: 365,
             tls_handshake_timeout_ms: 10_000,
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections: 0,
             metrics: MetricsConfig::default(),
+            tracing: Default::default(),
             master_key: None,
         }
     }
@@ -118,6 +126,7 @@ impl Default for InstanceConfig {
 impl InstanceConfig {
     /// Checks values that would make the instance misbehave.
     pub fn validate(&self) -> Result<(), String> {
+        self.tracing.traces_url()?;
         if let Some(url) = &self.database {
             crate::ecc::Backend::parse(url.expose())?;
         }

@@ -3,6 +3,7 @@
 //! [`start`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod ecc;
 pub mod error;
 pub mod imports;
 pub mod metrics;
+pub mod otlp;
 mod private_fs;
 pub mod registry;
 pub mod server;
@@ -172,12 +174,21 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         .run(shutdown.clone()),
     );
     let auth_failures = Arc::new(auth::AuthFailures::default());
+    let spans = match config.tracing.traces_url() {
+        Ok(Some(url)) => Some(Arc::new(
+            otlp::SpanExport::start(url, "openmid-instance", shutdown.clone())
+                .map_err(|e| InstanceError::Config(format!("tracing.otlp_endpoint: {e}")))?,
+        )),
+        Ok(None) => None,
+        Err(e) => return Err(InstanceError::Config(e)),
+    };
     let app = api::router(AppState {
         dispatcher: dispatcher.clone(),
         admin_token_hash: Arc::new(admin_token_hash),
         config: config.clone(),
         shutdown: shutdown.clone(),
         auth_failures: auth_failures.clone(),
+        spans,
     });
     let listener = tokio::net::TcpListener::from_std(listener).map_err(InstanceError::Serve)?;
     let server = tokio::spawn(server::serve(

@@ -649,6 +649,12 @@ async fn every_documented_operation_answers_as_documented() {
             None,
         ),
         (
+            "GET",
+            "/api/v1/audit",
+            "/api/v1/audit?action=alias.*&limit=5".into(),
+            None,
+        ),
+        (
             "DELETE",
             "/api/v1/metrics/targets/{agent}/{name}",
             "/api/v1/metrics/targets/mid.server.mid-a/node".into(),

@@ -78,6 +78,10 @@ pub struct MidConfig {
     /// Metric collection (the `[metrics]` table).
     #[serde(default)]
     pub metrics: MetricsSettings,
+    /// Span export (the `[tracing]` table): `otlp_endpoint` names an OTLP/HTTP
+    /// collector; off by default.
+    #[serde(default)]
+    pub tracing: openmid_proto::otlp::TracingSettings,
 }
 
 /// How scraped samples wait for the instance.
@@ -228,6 +232,13 @@ impl MidConfig {
                     ),
                 ));
             }
+        }
+        if let Err(e) = self.tracing.traces_url() {
+            let detail = e
+                .strip_prefix("tracing.otlp_endpoint: ")
+                .unwrap_or(&e)
+                .to_string();
+            return Err(bad("tracing.otlp_endpoint", detail));
         }
         for (key, size) in [
             ("pools.interactive", self.pools.interactive),

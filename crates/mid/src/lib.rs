@@ -9,6 +9,7 @@ pub mod executor;
 pub mod health;
 pub mod keys;
 pub mod metrics;
+pub mod otlp;
 pub mod outbox;
 pub mod policy;
 pub mod probes;
@@ -97,13 +98,24 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         result_ready.notify_one();
     }
     let identity = Arc::new(std::sync::Mutex::new(identity));
-    let executor = Arc::new(Executor::new(
-        config.pools,
-        ctx,
-        outbox.clone(),
-        result_ready,
-        identity.clone(),
-    ));
+    let spans = match config.tracing.traces_url() {
+        Ok(Some(url)) => Some(Arc::new(
+            otlp::SpanExport::start(url, "openmid-mid", shutdown.clone())
+                .map_err(|e| MidError::Config(format!("tracing.otlp_endpoint: {e}")))?,
+        )),
+        Ok(None) => None,
+        Err(e) => return Err(MidError::Config(e)),
+    };
+    let executor = Arc::new(
+        Executor::new(
+            config.pools,
+            ctx,
+            outbox.clone(),
+            result_ready,
+            identity.clone(),
+        )
+        .with_spans(spans, config.name.clone()),
+    );
     let (status_tx, status) = watch::channel(None);
     let name = config.name.clone();
     let session = Session {

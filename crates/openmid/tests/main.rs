@@ -1,6 +1,7 @@
 //! End-to-end tests: a real instance, real MID Servers and a real target service on
 //! loopback, over real TLS; and the `openmid` binary as a user runs it.
 
+mod audit;
 mod canary;
 mod cli;
 mod clusters;
@@ -25,3 +26,4 @@ mod sql;
 mod ssh;
 mod standby;
 mod support;
+mod trace;

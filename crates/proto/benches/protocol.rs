@@ -22,6 +22,9 @@ fn poll_answer(n: usize) -> PollResponse {
                 priority: Priority::Interactive,
                 payload: serde_json::json!({"method": "GET", "url": "http://10.0.0.5:8080/api/health", "headers": {"accept": "application/json"}}),
                 credential: None,
+                traceparent: Some(
+                    "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                ),
             })
             .collect(),
     }

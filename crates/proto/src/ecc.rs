@@ -324,6 +324,11 @@ pub struct EccRecord {
     pub claimed_at: Option<String>,
     /// RFC 3339, when it reached `processed`, `error` or `cancelled`.
     pub processed_at: Option<String>,
+    /// The W3C trace the output belongs to (32 hex digits): the caller's, from the
+    /// `traceparent` it sent, or one made for it. Absent on records written before
+    /// traces were kept.
+    #[serde(default)]
+    pub trace_id: Option<String>,
 }
 
 #[cfg(test)]

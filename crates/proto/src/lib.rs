@@ -5,6 +5,7 @@
 
 pub mod alias;
 pub mod api;
+pub mod audit;
 pub mod blob;
 pub mod command;
 pub mod command_output;
@@ -18,6 +19,7 @@ pub mod iprange;
 pub mod ldap;
 pub mod metrics;
 pub mod mid;
+pub mod otlp;
 pub mod probe;
 pub mod rest;
 pub mod seal;
@@ -27,6 +29,7 @@ pub mod soap;
 pub mod sql;
 pub mod ssh;
 pub mod time;
+pub mod trace;
 pub mod trust;
 
 /// Version of the MID ↔ instance protocol. Sent at enrollment and on every session

@@ -237,6 +237,11 @@ pub struct WorkItem {
     /// this MID's private key opens it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<SealedCredential>,
+    /// The job's W3C `traceparent` (the instance's span of it), which the MID carries
+    /// on into the requests it makes. Absent from older instances, ignored by older
+    /// MIDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A credential sealed to one MID for one attempt at one output (the AAD binds all

@@ -304,13 +304,19 @@ pub(super) async fn insert_output(
     ApiJson(new): ApiJson<NewOutput>,
 ) -> Result<Response, ApiError> {
     let key = super::idempotency::from_headers(&headers, "ecc", &new)?;
-    let submitted = state.dispatcher.submit_once(new, key.as_ref()).await?;
+    let span = super::trace::span_for(&headers, "POST /api/v1/ecc".into());
+    let submitted = state
+        .dispatcher
+        .submit_once(new, key.as_ref(), Some(span.trace))
+        .await?;
+    span.finish(&state, &submitted.record.id, None);
     let status = if submitted.replayed {
         StatusCode::OK
     } else {
         StatusCode::CREATED
     };
     let response = (status, Json(submitted.record.to_api())).into_response();
+    let response = super::trace::answer_with(response, submitted.record.traceparent.as_deref());
     Ok(super::idempotency::mark(response, submitted.replayed))
 }
 

@@ -4,6 +4,7 @@
 
 mod actions;
 mod admin;
+mod audit;
 mod blobs;
 mod command_output;
 mod connections;
@@ -16,6 +17,7 @@ mod metrics;
 mod mid_session;
 mod nodes;
 mod openapi;
+mod trace;
 
 use crate::auth::{AuthFailures, token_matches};
 use crate::config::InstanceConfig;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Failed authentications, counted and logged (rate-limited) per peer.
     pub auth_failures: Arc<AuthFailures>,
+    /// Where the instance's spans of jobs go (`[tracing] otlp_endpoint`; none: off).
+    pub spans: Option<Arc<crate::otlp::SpanExport>>,
 }
 
 /// Builds the router.
@@ -167,9 +171,15 @@ pub fn router(state: AppState) -> Router {
         .route("/import-sets/{id}/rows", get(imports::rows))
         .route("/import-sets/{id}/errors", get(imports::errors))
         .route("/import-sets/{id}/download", get(imports::download))
+        .route("/audit", get(audit::list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             require_admin,
+        ))
+        // Outside the admin check: refused calls are recorded too.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::record_admin,
         ));
     let mid = Router::new()
         // The only body read before authentication: capped small, refused from its

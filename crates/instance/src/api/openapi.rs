@@ -113,7 +113,8 @@ fn path_item(action: &Documented, result: &str) -> Value {
                 "description": "seconds to wait for the result (default 0; at most max_action_wait_secs, 300 unless configured)",
                 "schema": {"type": "number", "minimum": 0, "maximum": 300, "default": 0}
             },
-            {"$ref": "#/components/parameters/IdempotencyKey"}
+            {"$ref": "#/components/parameters/IdempotencyKey"},
+            {"$ref": "#/components/parameters/Traceparent"}
         ],
         "requestBody": {
             "required": true,

@@ -221,6 +221,7 @@ mod tests {
             assigned_to: Some("a".into()),
             selection: None,
             application: None,
+            traceparent: None,
         }
     }
 

@@ -3,6 +3,7 @@
 //! the answer seals each claimed job's credential to this MID.
 
 use super::*;
+use tracing::Instrument;
 
 impl Dispatcher {
     /// A MID back in touch after being `down` is `up` again; returns whether it was.
@@ -107,6 +108,25 @@ impl Dispatcher {
     async fn poll_answer(&self, mid: &MidRow, claimed: Vec<Record>) -> PollResponse {
         let mut work = Vec::with_capacity(claimed.len());
         for r in claimed {
+            let span = r.span("claim");
+            let item = self.work_item(mid, r).instrument(span.clone()).await;
+            span.in_scope(|| tracing::debug!(mid = %mid.name, attempt = item.attempt, topic = %item.topic, "claimed"));
+            work.push(item);
+        }
+        PollResponse {
+            status: mid.status,
+            lease_ms: self.config.lease_ms,
+            heartbeat_ms: self.config.heartbeat_ms,
+            work,
+            rekey: mid.rekey_requested,
+            cancel: self.take_cancels(&mid.name),
+        }
+    }
+
+    /// One claimed output as its MID gets it: resumed where an earlier attempt
+    /// stopped, its credential sealed to this MID.
+    async fn work_item(&self, mid: &MidRow, r: Record) -> WorkItem {
+        {
             let payload: serde_json::Value =
                 serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null);
             let payload = self.resumed(&r, payload).await;
@@ -138,7 +158,7 @@ impl Dispatcher {
                     }
                 }
             };
-            work.push(WorkItem {
+            WorkItem {
                 payload,
                 output_id: r.id,
                 attempt: r.attempt,
@@ -146,15 +166,8 @@ impl Dispatcher {
                 name: r.name,
                 priority: r.priority,
                 credential,
-            });
-        }
-        PollResponse {
-            status: mid.status,
-            lease_ms: self.config.lease_ms,
-            heartbeat_ms: self.config.heartbeat_ms,
-            work,
-            rekey: mid.rekey_requested,
-            cancel: self.take_cancels(&mid.name),
+                traceparent: r.traceparent,
+            }
         }
     }
 

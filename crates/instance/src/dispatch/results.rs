@@ -20,14 +20,30 @@ impl Dispatcher {
                 format!("at most {MAX_RESULTS_PER_POST} results per post"),
             ));
         }
+        let now = now_ms();
         let recorded = self
             .store
-            .record_results(&mid.name, &req.results, now_ms())
+            .record_results(&mid.name, &req.results, now)
             .await?;
         let mut acks = Vec::with_capacity(recorded.len());
         for (result, RecordedResult { outcome, finished }) in req.results.iter().zip(recorded) {
             match outcome {
                 AckOutcome::Recorded => {
+                    if let Some(finished) = &finished {
+                        finished.output.span("result").in_scope(|| {
+                            tracing::debug!(
+                                mid = %mid.name,
+                                attempt = result.attempt,
+                                state = %finished.output.state,
+                                "result recorded"
+                            )
+                        });
+                        // What a MID ran is audited once, here, where its result is
+                        // recorded (a repeated post is `Duplicate` and not again).
+                        if let Some(entry) = crate::audit::jobs::entry(&mid.name, finished, now) {
+                            crate::audit::append(self.store.as_ref(), entry).await;
+                        }
+                    }
                     if let Some(finished) = finished
                         && self.outputs.is_awaited(&result.output_id)
                     {

@@ -3,6 +3,7 @@
 //! with a wake-up — once per `Idempotency-Key`.
 
 use super::*;
+use openmid_proto::trace::TraceParent;
 
 /// How long an `Idempotency-Key` is remembered: a retry within it gets the first
 /// output, a later one makes a new output.
@@ -46,7 +47,7 @@ async fn insert(
 impl Dispatcher {
     /// Checks and queues an output record, assigns it to a MID and wakes that MID.
     pub async fn submit(&self, new: NewOutput) -> Result<Record, DispatchError> {
-        Ok(self.submit_once(new, None).await?.record)
+        Ok(self.submit_once(new, None, None).await?.record)
     }
 
     /// The output an `Idempotency-Key` was first used for within
@@ -73,11 +74,14 @@ impl Dispatcher {
 
     /// [`Dispatcher::submit`] with an optional `Idempotency-Key`: a submission whose key
     /// was used within [`IDEMPOTENCY_WINDOW`] writes nothing and returns the first
-    /// output (`replayed`).
+    /// output (`replayed`). `trace` is the instance's span of the job (see
+    /// [`openmid_proto::trace::TraceParent::continue_or_start`]); without one the job
+    /// starts a trace of its own.
     pub async fn submit_once(
         &self,
         new: NewOutput,
         key: Option<&Idempotency>,
+        trace: Option<TraceParent>,
     ) -> Result<Submitted, DispatchError> {
         if let Some(key) = key
             && let Some(record) = self.replayed(key).await?
@@ -185,6 +189,7 @@ impl Dispatcher {
             assigned_to,
             selection: Some(selection),
             application: new.application,
+            traceparent: Some(trace.unwrap_or_else(TraceParent::new_root).to_string()),
         };
         let reservation = record
             .assigned_to

@@ -304,6 +304,19 @@ impl Dispatcher {
         if keys > 0 {
             tracing::debug!(keys, "forgot idempotency keys past their window");
         }
+        match crate::audit::purge(
+            self.store.as_ref(),
+            self.config.audit_retention_days,
+            now_ms(),
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(entries) => {
+                tracing::info!(entries, "purged audit entries past audit_retention_days")
+            }
+            Err(e) => tracing::error!(error = %e, "purging the audit log failed"),
+        }
         if self.config.retention_hours == 0 {
             return Ok(0);
         }

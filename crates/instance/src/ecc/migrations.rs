@@ -355,4 +355,40 @@ CREATE TABLE node_leases (
 );
 "#,
     ),
+    (
+        11,
+        r#"
+-- The W3C traceparent of each job (the instance's span of it; the trace id is the
+-- caller's), carried to the MID and into the requests it makes.
+ALTER TABLE ecc ADD COLUMN traceparent TEXT;
+"#,
+    ),
+    (
+        12,
+        r#"
+-- The audit log, append-only: admin calls (actor, action, target, peer, HTTP status)
+-- and every command, SSH command and SQL statement a MID ran (MID, output, topic,
+-- the command line or statement, exit status or rows). Ids are given by the writer
+-- (max + 1, under a lock on PostgreSQL), so they grow with time and page the log.
+CREATE TABLE audit_log (
+    id         BIGINT PRIMARY KEY,
+    at         BIGINT NOT NULL,
+    actor      TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    target     TEXT,
+    peer       TEXT,
+    outcome    TEXT NOT NULL,
+    status     BIGINT,
+    mid        TEXT,
+    output_id  TEXT,
+    topic      TEXT,
+    detail     TEXT,
+    rows_count BIGINT,
+    error      TEXT
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX audit_log_actor ON audit_log (actor, id);
+CREATE INDEX audit_log_mid ON audit_log (mid, id);
+"#,
+    ),
 ];

@@ -6,6 +6,7 @@
 //! the way that is right for them.
 
 pub mod coordination;
+pub mod audit;
 mod metric_rows;
 mod migrations;
 #[cfg(feature = "postgres")]
@@ -24,6 +25,7 @@ use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
 pub use coordination::{Announcement, NodeRow, PresenceRow};
+pub use audit::{AuditFilter, AuditRow, AuditStore, NewAuditEntry};
 pub use metric_rows::{MetricAssignmentRow, MetricSampleRow, MetricSeriesRow, MetricTargetRow};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
@@ -184,6 +186,9 @@ pub struct Record {
     pub selection: Option<String>,
     /// Application (for `mid.auto`).
     pub application: Option<String>,
+    /// The W3C `traceparent` of the instance's span of this job (its trace id is the
+    /// caller's): what the MID continues.
+    pub traceparent: Option<String>,
 }
 
 impl Record {
@@ -213,7 +218,28 @@ impl Record {
             created_at: rfc3339(self.created_at),
             claimed_at: self.claimed_at.map(rfc3339),
             processed_at: self.processed_at.map(rfc3339),
+            trace_id: self.trace_id(),
         }
+    }
+
+    /// The trace id of its `traceparent` (32 hex digits), when it has one.
+    pub fn trace_id(&self) -> Option<String> {
+        self.traceparent
+            .as_deref()
+            .and_then(|t| openmid_proto::trace::TraceParent::parse(t).ok())
+            .map(|t| t.trace_id_hex())
+    }
+
+    /// The span every log line about this job is written in: its output id and trace
+    /// id, and what happens to it (`claim`, `result` …).
+    pub fn span(&self, stage: &'static str) -> tracing::Span {
+        let output = self.response_to.as_deref().unwrap_or(&self.id);
+        tracing::info_span!(
+            "job",
+            stage,
+            output = %output,
+            trace_id = %self.trace_id().unwrap_or_default()
+        )
     }
 
     /// Whether the record reached a final state.

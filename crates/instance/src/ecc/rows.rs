@@ -12,7 +12,7 @@ use std::collections::HashMap;
 /// looking columns up by name was a sizeable share of the instance's CPU).
 macro_rules! ecc_columns {
     () => {
-        "id, queue, agent, topic, name, source, payload, state, priority, response_to, correlator, attempt, max_attempts, at_most_once, error, claimed_by, lease_expires_at, created_at, claimed_at, processed_at, duration_ms, assigned_to, selection, application"
+        "id, queue, agent, topic, name, source, payload, state, priority, response_to, correlator, attempt, max_attempts, at_most_once, error, claimed_by, lease_expires_at, created_at, claimed_at, processed_at, duration_ms, assigned_to, selection, application, traceparent"
     };
 }
 pub(crate) use ecc_columns;
@@ -52,6 +52,7 @@ pub(crate) struct EccRow {
     pub(crate) assigned_to: Option<String>,
     pub(crate) selection: Option<String>,
     pub(crate) application: Option<String>,
+    pub(crate) traceparent: Option<String>,
 }
 
 fn corrupt(id: &str, detail: impl ToString) -> StoreError {
@@ -97,6 +98,7 @@ impl TryFrom<EccRow> for Record {
             assigned_to: row.assigned_to,
             selection: row.selection,
             application: row.application,
+            traceparent: row.traceparent,
         })
     }
 }

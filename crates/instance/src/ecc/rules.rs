@@ -98,6 +98,7 @@ pub fn finish(
         assigned_to: None,
         selection: None,
         application: output.application.clone(),
+        traceparent: output.traceparent.clone(),
     };
     Finished {
         output: Record {

@@ -508,6 +508,7 @@ pub trait Store:
     + DiscoveryStore
     + MetricsStore
     + CoordinationStore
+    + AuditStore
 {
 }
 
@@ -521,6 +522,7 @@ impl<T> Store for T where
         + DiscoveryStore
         + MetricsStore
         + CoordinationStore
+        + AuditStore
 {
 }
 
@@ -530,4 +532,5 @@ pub mod parts {
         ConnectionStore, CoordinationStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
         QueueStore, RegistryStore, SettingsStore,
     };
+    pub use crate::ecc::AuditStore;
 }

@@ -74,6 +74,8 @@ macro_rules! every_conformance_case {
             discovery_schedules_fall_due_and_are_claimed_once,
             nodes_presence_and_orphans_across_nodes,
             a_named_lease_has_one_holder_until_it_lapses,
+            the_audit_log_is_appended_filtered_paged_and_purged_by_age,
+            a_traceparent_stays_with_its_output_and_input,
         );
     };
 }

@@ -17,6 +17,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::PoolSizes;
+use openmid_proto::trace::TraceParent;
+use tracing::Instrument;
+
+/// The span every log line about a job is written in on this MID: its output id,
+/// attempt and trace id (the instance's logs carry the same two ids).
+fn job_span(job: &JobRef, trace: Option<&TraceParent>) -> tracing::Span {
+    tracing::info_span!(
+        "job",
+        output = %job.output_id,
+        attempt = job.attempt,
+        trace_id = %trace.map(TraceParent::trace_id_hex).unwrap_or_default()
+    )
+}
 
 /// Runs claimed work.
 pub struct Executor {
@@ -33,6 +46,8 @@ pub struct Executor {
     pub result_ready: Arc<Notify>,
     /// Opens the credentials sealed to this MID.
     identity: Arc<Mutex<Identity>>,
+    /// Where each job's span goes (`[tracing] otlp_endpoint`), and this MID's name.
+    spans: Option<(Arc<crate::otlp::SpanExport>, String)>,
 }
 
 fn pool_index(p: Priority) -> usize {
@@ -67,7 +82,52 @@ impl Executor {
             slot_freed: Notify::new(),
             result_ready,
             identity,
+            spans: None,
         }
+    }
+
+    /// Sends each job's span to `spans` (when set), naming this MID `mid`.
+    pub fn with_spans(mut self, spans: Option<Arc<crate::otlp::SpanExport>>, mid: String) -> Self {
+        self.spans = spans.map(|s| (s, mid));
+        self
+    }
+
+    /// The MID's span of a job that ran from `start` (Unix ns) to now.
+    fn export_span(
+        &self,
+        item: &WorkItem,
+        trace: Option<&TraceParent>,
+        start: u64,
+        error: Option<&str>,
+    ) {
+        let (Some((spans, mid)), Some(trace)) = (&self.spans, trace) else {
+            return;
+        };
+        if !trace.sampled() {
+            return;
+        }
+        // The instance's span is the parent (absent when the job came without one).
+        let parent = item
+            .traceparent
+            .as_deref()
+            .and_then(|t| TraceParent::parse(t).ok())
+            .map(|t| t.parent_id);
+        spans.record(openmid_proto::otlp::FinishedSpan {
+            trace_id: trace.trace_id,
+            span_id: trace.parent_id,
+            parent_span_id: parent,
+            name: item.topic.to_string(),
+            kind: openmid_proto::otlp::Kind::Internal,
+            start_unix_nanos: start,
+            end_unix_nanos: openmid_proto::otlp::now_unix_nanos(),
+            attributes: vec![
+                ("openmid.output_id".into(), item.output_id.clone()),
+                ("openmid.attempt".into(), item.attempt.to_string()),
+                ("openmid.mid".into(), mid.clone()),
+                ("openmid.topic".into(), item.topic.to_string()),
+            ],
+            error: error.map(str::to_string),
+        });
     }
 
     /// Free slots per pool.
@@ -148,16 +208,28 @@ impl Executor {
                 output_id: item.output_id.clone(),
                 attempt: item.attempt,
             };
-            let context = probes::JobContext::new(job.clone());
+            let context = probes::JobContext::new(job.clone()).traced(item.traceparent.as_deref());
+            let span = job_span(&job, context.trace.as_ref());
             this.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(job.clone(), context.cancel.clone());
-            let result = this.run_probe(item, context).await;
-            if let Err(e) = this.outbox.put(result).await {
-                // The lease will lapse and the instance will re-run the job elsewhere.
-                tracing::error!(output = %job.output_id, error = %e, "could not store a result in the outbox");
+            async {
+                tracing::debug!(topic = %item.topic, "running a claimed job");
+                let started = openmid_proto::otlp::now_unix_nanos();
+                let trace = context.trace;
+                let span_of = this.spans.as_ref().map(|_| item.clone());
+                let result = this.run_probe(item, context).await;
+                if let Some(item) = span_of {
+                    this.export_span(&item, trace.as_ref(), started, result.error.as_deref());
+                }
+                if let Err(e) = this.outbox.put(result).await {
+                    // The lease will lapse and the instance will re-run the job elsewhere.
+                    tracing::error!(error = %e, "could not store a result in the outbox");
+                }
             }
+            .instrument(span)
+            .await;
             this.running
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -178,11 +250,11 @@ impl Executor {
             Ok(credential) => {
                 let input = item.payload.clone();
                 // A panicking probe must not take the MID down or lose the job's answer.
-                let outcome =
-                    tokio::spawn(
-                        async move { probes::run(topic, input, credential, &job, &ctx).await },
-                    )
-                    .await;
+                let outcome = tokio::spawn(
+                    async move { probes::run(topic, input, credential, &job, &ctx).await }
+                        .in_current_span(),
+                )
+                .await;
                 match outcome {
                     Ok(Ok(payload)) => (payload, None),
                     Ok(Err(e)) => {
@@ -196,7 +268,7 @@ impl Executor {
                 }
             }
         };
-        tracing::debug!(output = %item.output_id, attempt = item.attempt, %topic, error = ?error, "job finished");
+        tracing::debug!(%topic, error = ?error, "job finished");
         WorkResult {
             output_id: item.output_id,
             attempt: item.attempt,

@@ -27,6 +27,7 @@ use credentials::{Credential, TokenCache};
 use openmid_proto::credential::CredentialSpec;
 use openmid_proto::ecc::Topic;
 use openmid_proto::mid::JobRef;
+use openmid_proto::trace::TraceParent;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -281,6 +282,9 @@ pub struct JobContext {
     /// lost and the work went elsewhere. A probe that holds something to clean up (a
     /// process group) watches it; the others are simply dropped.
     pub cancel: CancellationToken,
+    /// The MID's span of the job: the trace the instance gave it, with this MID's own
+    /// span id, sent as `traceparent` on the REST and SOAP requests the job makes.
+    pub trace: Option<TraceParent>,
 }
 
 impl JobContext {
@@ -289,7 +293,29 @@ impl JobContext {
         Self {
             id,
             cancel: CancellationToken::new(),
+            trace: None,
         }
+    }
+
+    /// The job in the trace of `traceparent` (the instance's span of it), with a span
+    /// of this MID's own; a job without one (from an older instance), or with one that
+    /// does not parse, starts a trace here.
+    pub fn traced(mut self, traceparent: Option<&str>) -> Self {
+        self.trace = Some(TraceParent::continue_or_start(traceparent).0);
+        self
+    }
+
+    /// `headers` with this job's `traceparent` in place of any the request gave (the
+    /// job's trace is the caller's already; two would make it ambiguous).
+    pub fn with_trace_header(
+        &self,
+        mut headers: std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        if let Some(trace) = &self.trace {
+            headers.retain(|name, _| !name.eq_ignore_ascii_case(openmid_proto::trace::HEADER));
+            headers.insert(openmid_proto::trace::HEADER.into(), trace.to_string());
+        }
+        headers
     }
 }
 

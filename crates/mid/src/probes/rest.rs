@@ -2,9 +2,8 @@
 
 use super::credentials::Credential;
 use super::http::{self, Call, CallBody, SpilledBody};
-use super::{ProbeContext, ProbeError};
+use super::{JobContext, ProbeContext, ProbeError};
 use base64::Engine;
-use openmid_proto::mid::JobRef;
 use openmid_proto::rest::{Body, DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, RestRequest, RestResponse};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use std::time::Duration;
 pub async fn run(
     req: RestRequest,
     credential: Option<&Credential>,
-    job: &JobRef,
+    job: &JobContext,
     ctx: &ProbeContext,
 ) -> Result<(RestResponse, Option<SpilledBody>), ProbeError> {
     let method = reqwest::Method::from_bytes(req.method.as_bytes())
@@ -25,7 +24,7 @@ pub async fn run(
         .timeout_ms
         .unwrap_or(DEFAULT_TIMEOUT_MS)
         .clamp(1, MAX_TIMEOUT_MS);
-    let mut headers = req.headers;
+    let mut headers = job.with_trace_header(req.headers);
     let body = match (req.body, req.body_blob) {
         (Some(_), Some(_)) => {
             return Err(ProbeError::InvalidInput(
@@ -35,7 +34,7 @@ pub async fn run(
         (None, None) => None,
         (None, Some(id)) => Some(CallBody::Blob {
             id,
-            output_id: job.output_id.clone(),
+            output_id: job.id.output_id.clone(),
         }),
         (Some(Body::Text(text)), None) => Some(CallBody::Bytes(bytes::Bytes::from(text))),
         (Some(Body::Json(value)), None) => {
@@ -51,7 +50,7 @@ pub async fn run(
     let spill_to = ctx
         .outbox_dir
         .as_deref()
-        .map(|dir| crate::outbox::body_path(dir, job));
+        .map(|dir| crate::outbox::body_path(dir, &job.id));
     let answer = http::send(
         ctx,
         Call {
@@ -108,7 +107,7 @@ impl super::registry::Probe for RestProbe {
     ) -> futures::future::BoxFuture<'a, Result<super::registry::Ran<RestResponse>, ProbeError>>
     {
         Box::pin(async move {
-            let (response, body_file) = run(req, call.credential, &call.job.id, call.ctx).await?;
+            let (response, body_file) = run(req, call.credential, call.job, call.ctx).await?;
             Ok(super::registry::Ran {
                 response,
                 body_file,

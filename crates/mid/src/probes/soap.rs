@@ -5,7 +5,7 @@
 use super::credentials::Credential;
 use super::http::{self, Call};
 use super::soap_xml;
-use super::{ProbeContext, ProbeError};
+use super::{JobContext, ProbeContext, ProbeError};
 use openmid_proto::rest::{DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS};
 use openmid_proto::soap::{NOT_SOAP_BODY_LIMIT, NotSoap, SoapRequest, SoapResponse, SoapVersion};
 use soap_xml::WsdlAction;
@@ -15,10 +15,13 @@ use std::time::{Duration, Instant};
 
 /// Makes the call and parses the answer.
 pub async fn run(
-    req: SoapRequest,
+    mut req: SoapRequest,
     credential: Option<&Credential>,
+    job: &JobContext,
     ctx: &ProbeContext,
 ) -> Result<SoapResponse, ProbeError> {
+    // Every request of the call (the WSDL's too) carries the job's trace.
+    req.headers = job.with_trace_header(std::mem::take(&mut req.headers));
     let url = http::parse_url(&req.url)?;
     let body_xml = match (&req.body, &req.operation) {
         (Some(body), None) => {
@@ -287,7 +290,7 @@ impl super::registry::Probe for SoapProbe {
     ) -> futures::future::BoxFuture<'a, Result<super::registry::Ran<SoapResponse>, ProbeError>>
     {
         Box::pin(async move {
-            let response = run(req, call.credential, call.ctx).await?;
+            let response = run(req, call.credential, call.job, call.ctx).await?;
             Ok(super::registry::Ran::response(response))
         })
     }

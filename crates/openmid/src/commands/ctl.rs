@@ -80,6 +80,8 @@ enum Command {
     /// Metric collection: scrape targets and queries.
     #[command(subcommand)]
     Metrics(super::ctl_metrics::MetricsCommand),
+    /// The audit log: admin calls and what MIDs ran, newest first.
+    Audit(super::ctl_audit::AuditArgs),
 }
 
 #[derive(clap::Subcommand)]
@@ -354,6 +356,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         Command::Discovery(cmd) => super::ctl_discovery::discovery(&api, cmd, json).await?,
         Command::Devices(cmd) => super::ctl_discovery::devices(&api, cmd, json).await?,
         Command::Metrics(cmd) => super::ctl_metrics::metrics(&api, cmd, json).await?,
+        Command::Audit(args) => super::ctl_audit::audit(&api, args, json).await?,
         Command::Import(cmd) => return super::ctl_imports::import(&api, cmd, json).await,
         Command::Run(RunCommand::Soap(run)) => return connections::run_soap(&api, run, json).await,
         Command::Run(RunCommand::Other(args)) => {

@@ -45,6 +45,10 @@ pub struct Args {
     /// `OPENMID_INSTANCE_METRICS__REMOTE_WRITE__BEARER_TOKEN`, never on a command line).
     #[arg(long, value_name = "URL")]
     remote_write_url: Option<String>,
+    /// Send the instance's spans of jobs to this OTLP/HTTP collector
+    /// (`http://collector:4318`; sets `tracing.otlp_endpoint`).
+    #[arg(long, value_name = "URL")]
+    otlp_endpoint: Option<String>,
     /// Replace the admin API token, print the new one, and exit.
     #[arg(long)]
     reset_admin_token: bool,
@@ -71,6 +75,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     if args.tls_cert.is_some() {
         config.tls_cert = args.tls_cert;
         config.tls_key = args.tls_key;
+    }
+    if let Some(url) = args.otlp_endpoint {
+        config.tracing.otlp_endpoint = Some(url);
     }
     if let Some(url) = args.remote_write_url {
         match &mut config.metrics.remote_write {

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod connections;
 pub mod ctl;
 mod ctl_aliases;
+mod ctl_audit;
 mod ctl_discovery;
 mod ctl_imports;
 mod ctl_metrics;

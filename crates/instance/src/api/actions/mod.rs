@@ -78,8 +78,9 @@ where
     if let Some(response) = replay(state, key.as_ref(), wait).await? {
         return Ok(response);
     }
+    let span = super::trace::span_for(headers, format!("POST /api/v1/{route}"));
     let output = build(action).await?;
-    submit_and_answer(state, output, key.as_ref(), wait).await
+    submit_and_answer(state, output, key.as_ref(), span, wait).await
 }
 
 /// A retry of an earlier submission (same `Idempotency-Key`) is answered with the
@@ -121,14 +122,31 @@ async fn submit_and_answer(
     state: &AppState,
     new: NewOutput,
     key: Option<&Idempotency>,
+    span: super::trace::ApiSpan,
     wait: Duration,
 ) -> Result<Response, ApiError> {
-    let submitted = state.dispatcher.submit_once(new, key).await?;
+    let submitted = state
+        .dispatcher
+        .submit_once(new, key, Some(span.trace))
+        .await?;
+    let id = submitted.record.id.clone();
     let response = answer(state, submitted.record, wait).await?;
+    span.finish(state, &id, None);
     Ok(idempotency::mark(response, submitted.replayed))
 }
 
+/// The action's answer, with its `traceparent` header.
 async fn answer(state: &AppState, output: Record, wait: Duration) -> Result<Response, ApiError> {
+    let traceparent = output.traceparent.clone();
+    let response = answer_body(state, output, wait).await?;
+    Ok(super::trace::answer_with(response, traceparent.as_deref()))
+}
+
+async fn answer_body(
+    state: &AppState,
+    output: Record,
+    wait: Duration,
+) -> Result<Response, ApiError> {
     let (output, input) = if output.is_finished() || wait.is_zero() {
         (output, None)
     } else {

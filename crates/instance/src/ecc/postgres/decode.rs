@@ -33,6 +33,7 @@ pub(super) fn ecc(row: &PgRow) -> Result<EccRow, StoreError> {
         assigned_to: row.try_get(21)?,
         selection: row.try_get(22)?,
         application: row.try_get(23)?,
+        traceparent: row.try_get(24)?,
     })
 }
 

@@ -7,6 +7,7 @@
 //! decides on (`FOR UPDATE`) before asking [`super::rules`]. Migrations run under an
 //! advisory lock, so nodes starting together apply each one once.
 
+mod audit;
 mod connections;
 mod coordination;
 mod decode;

@@ -14,7 +14,7 @@ pub(super) async fn insert_record(c: &mut PgConnection, r: &Record) -> Result<()
     sqlx::query(concat!(
         "INSERT INTO ecc (",
         ecc_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)"
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)"
     ))
     .bind(&r.id)
     .bind(r.queue.as_str())
@@ -40,6 +40,7 @@ pub(super) async fn insert_record(c: &mut PgConnection, r: &Record) -> Result<()
     .bind(&r.assigned_to)
     .bind(&r.selection)
     .bind(&r.application)
+    .bind(&r.traceparent)
     .execute(c)
     .await?;
     Ok(())

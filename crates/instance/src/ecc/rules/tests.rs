@@ -30,6 +30,7 @@ fn running(attempt: u32, max_attempts: u32, holder: &str) -> Record {
         assigned_to: Some(holder.into()),
         selection: None,
         application: None,
+        traceparent: None,
     }
 }
 

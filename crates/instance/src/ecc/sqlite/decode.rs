@@ -31,6 +31,7 @@ impl EccRow {
             assigned_to: row.get(21)?,
             selection: row.get(22)?,
             application: row.get(23)?,
+            traceparent: row.get(24)?,
         })
     }
 }

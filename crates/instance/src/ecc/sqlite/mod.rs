@@ -6,6 +6,7 @@
 //! fsync, not one each. Reads run in place on read-only connections ([`readers`]),
 //! which WAL lets run beside the writer.
 
+mod audit;
 mod connections;
 mod coordination;
 mod decode;
@@ -168,7 +169,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-pub(super) const INSERT_RECORD: &str = "INSERT INTO ecc (id, queue, agent, topic, name, source, payload, state, priority, response_to, correlator, attempt, max_attempts, at_most_once, error, claimed_by, lease_expires_at, created_at, claimed_at, processed_at, duration_ms, assigned_to, selection, application) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub(super) const INSERT_RECORD: &str = "INSERT INTO ecc (id, queue, agent, topic, name, source, payload, state, priority, response_to, correlator, attempt, max_attempts, at_most_once, error, claimed_by, lease_expires_at, created_at, claimed_at, processed_at, duration_ms, assigned_to, selection, application, traceparent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 pub(super) fn insert_record(conn: &Connection, r: &Record) -> rusqlite::Result<()> {
     conn.prepare_cached(INSERT_RECORD)?.execute(params![
@@ -196,6 +197,7 @@ pub(super) fn insert_record(conn: &Connection, r: &Record) -> rusqlite::Result<(
         r.assigned_to,
         r.selection,
         r.application,
+        r.traceparent,
     ])?;
     Ok(())
 }

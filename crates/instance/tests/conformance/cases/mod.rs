@@ -12,6 +12,7 @@ use openmid_proto::ecc::{Priority, Queue, State, Topic};
 use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, WorkResult};
 use std::sync::Arc;
 
+mod audit;
 mod connections;
 mod coordination;
 mod discovery;
@@ -19,6 +20,7 @@ mod metrics;
 mod queue;
 mod registry;
 
+pub use audit::*;
 pub use connections::*;
 pub use coordination::*;
 pub use discovery::*;
@@ -54,6 +56,8 @@ fn output(id: &str, to: &str, priority: Priority) -> Record {
         assigned_to: Some(to.into()),
         selection: Some("named".into()),
         application: None,
+        // Stored and read back whole by every backend.
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
     }
 }
 
