@@ -72,6 +72,10 @@ pub struct InstanceConfig {
     pub import_retention_days: u32,
     /// Metric collection (the `[metrics]` table).
     pub metrics: MetricsConfig,
+    /// When set, `GET /metrics` (the instance's own series) wants
+    /// `Authorization: Bearer <metrics_token>`; unset, it is open like `/healthz`. A
+    /// secret: never logged or shown.
+    pub metrics_token: Option<openmid_proto::secret::Secret>,
     /// The master key credentials are encrypted with (32 bytes, base64 or hex). Never
     /// read from the file: the binary takes it from `OPENMID_MASTER_KEY`. Without it
     /// the key is `data_dir/master.key`, made at first start.
@@ -104,6 +108,7 @@ impl Default for InstanceConfig {
             idle_timeout_ms: 60_000,
             max_connections: 0,
             metrics: MetricsConfig::default(),
+            metrics_token: None,
             master_key: None,
         }
     }

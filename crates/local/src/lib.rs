@@ -214,6 +214,7 @@ pub fn mid_config(
         local_secrets: Default::default(),
         policy: loopback_policy(),
         metrics: Default::default(),
+        telemetry: None,
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod canary;
 mod cli;
+mod cli_ops;
 mod clusters;
 mod command;
 mod command_stream;
@@ -24,3 +25,4 @@ mod sql;
 mod ssh;
 mod standby;
 mod support;
+mod telemetry;

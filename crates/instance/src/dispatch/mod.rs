@@ -69,6 +69,8 @@ pub struct Dispatcher {
     cancels: std::sync::Mutex<HashMap<String, Vec<JobRef>>>,
     vault: Arc<Vault>,
     blobs: Arc<BlobStore>,
+    /// The instance's own series (`/metrics`).
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 fn mid_key(name: &str) -> String {
@@ -107,7 +109,13 @@ impl Dispatcher {
             finished: std::sync::Mutex::new(HashMap::new()),
             rebalance_wanted: AtomicBool::new(true),
             cancels: std::sync::Mutex::new(HashMap::new()),
+            telemetry: Arc::new(crate::telemetry::Telemetry::new()),
         }
+    }
+
+    /// The instance's own series, for hooks and `/metrics`.
+    pub fn telemetry(&self) -> &Arc<crate::telemetry::Telemetry> {
+        &self.telemetry
     }
 
     /// The store.

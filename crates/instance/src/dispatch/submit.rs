@@ -234,6 +234,7 @@ impl Dispatcher {
         if let Some(hit) = hit {
             return self.raced(key, hit).await;
         }
+        self.telemetry.handed_off(&record);
         Ok(Submitted {
             record,
             replayed: false,

@@ -139,6 +139,7 @@ impl Dispatcher {
                 load.entry(new.clone()).or_default().ready += 1;
                 self.wake_mid(new);
             }
+            self.telemetry.reassigned(output);
             tracing::info!(output = %output.id, from = ?current, to = ?to, "{why}");
         }
         Ok(())
@@ -184,6 +185,7 @@ impl Dispatcher {
             self.rebalance_wanted.store(true, Ordering::Relaxed);
         }
         let lapsed = self.store.expire_leases(now_ms()).await?;
+        self.telemetry.leases_lapsed(&lapsed);
         for output in &lapsed {
             tracing::warn!(output = %output.id, attempt = output.attempt, mid = ?output.claimed_by, state = output.state.as_str(), "lease lapsed");
         }

@@ -5,6 +5,7 @@
 //! PostgreSQL (`FOR UPDATE SKIP LOCKED`, several instance nodes) can each implement it
 //! the way that is right for them.
 
+pub mod depth;
 mod metric_rows;
 mod migrations;
 #[cfg(feature = "postgres")]
@@ -22,6 +23,7 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
+pub use depth::{DepthStore, QueueDepth};
 pub use metric_rows::{MetricAssignmentRow, MetricSampleRow, MetricSeriesRow, MetricTargetRow};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;

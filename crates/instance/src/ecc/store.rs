@@ -443,6 +443,7 @@ pub trait Store:
     + ImportStore
     + DiscoveryStore
     + MetricsStore
+    + super::DepthStore
 {
 }
 
@@ -455,13 +456,14 @@ impl<T> Store for T where
         + ImportStore
         + DiscoveryStore
         + MetricsStore
+        + super::DepthStore
 {
 }
 
 /// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
 pub mod parts {
     pub use super::{
-        ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore, QueueStore,
-        RegistryStore, SettingsStore,
+        super::DepthStore, ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
+        QueueStore, RegistryStore, SettingsStore,
     };
 }

@@ -72,6 +72,7 @@ macro_rules! every_conformance_case {
             a_metric_batch_is_stored_once_and_sample_ids_are_never_reused,
             discovery_runs_file_devices_once_and_move_by_compare_and_set,
             discovery_schedules_fall_due_and_are_claimed_once,
+            queue_depth_counts_waiting_and_running_outputs_by_topic,
         );
     };
 }

@@ -33,6 +33,8 @@ pub struct Executor {
     pub result_ready: Arc<Notify>,
     /// Opens the credentials sealed to this MID.
     identity: Arc<Mutex<Identity>>,
+    /// Jobs by topic and outcome, their durations.
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 fn pool_index(p: Priority) -> usize {
@@ -51,6 +53,7 @@ impl Executor {
         outbox: Arc<Outbox>,
         result_ready: Arc<Notify>,
         identity: Arc<Mutex<Identity>>,
+        telemetry: Arc<crate::telemetry::Telemetry>,
     ) -> Self {
         let pool = |n: u32| Arc::new(Semaphore::new(n as usize));
         Self {
@@ -67,6 +70,7 @@ impl Executor {
             slot_freed: Notify::new(),
             result_ready,
             identity,
+            telemetry,
         }
     }
 
@@ -173,6 +177,7 @@ impl Executor {
         let started = Instant::now();
         let ctx = self.ctx.clone();
         let topic = item.topic;
+        let mut outcome_label = crate::telemetry::JobOutcome::Error;
         let (payload, error) = match self.credential_of(&item) {
             Err(e) => (serde_json::Value::Null, Some(e.to_string())),
             Ok(credential) => {
@@ -184,19 +189,32 @@ impl Executor {
                     )
                     .await;
                 match outcome {
-                    Ok(Ok(payload)) => (payload, None),
+                    Ok(Ok(payload)) => {
+                        outcome_label = crate::telemetry::JobOutcome::Ok;
+                        (payload, None)
+                    }
                     Ok(Err(e)) => {
+                        if matches!(e, ProbeError::Policy(_))
+                            || crate::policy::find_denial(&e).is_some()
+                        {
+                            outcome_label = crate::telemetry::JobOutcome::Denied;
+                        }
                         let message = e.to_string();
                         (e.into_response(), Some(message))
                     }
-                    Err(e) => (
-                        serde_json::Value::Null,
-                        Some(format!("the {topic} probe crashed: {e}")),
-                    ),
+                    Err(e) => {
+                        outcome_label = crate::telemetry::JobOutcome::Crashed;
+                        (
+                            serde_json::Value::Null,
+                            Some(format!("the {topic} probe crashed: {e}")),
+                        )
+                    }
                 }
             }
         };
         tracing::debug!(output = %item.output_id, attempt = item.attempt, %topic, error = ?error, "job finished");
+        self.telemetry
+            .job_finished(topic, outcome_label, started.elapsed().as_secs_f64());
         WorkResult {
             output_id: item.output_id,
             attempt: item.attempt,

@@ -8,6 +8,7 @@
 
 mod connections;
 mod decode;
+mod depth;
 mod discovery;
 mod imports;
 mod metrics;

@@ -13,12 +13,14 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use std::sync::Arc;
 
 mod connections;
+mod depth;
 mod discovery;
 mod metrics;
 mod queue;
 mod registry;
 
 pub use connections::*;
+pub use depth::*;
 pub use discovery::*;
 pub use metrics::*;
 pub use queue::*;
