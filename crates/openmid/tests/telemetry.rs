@@ -148,13 +148,14 @@ fn listening_ports(pid: u32) -> Vec<u16> {
         for row in text.lines().skip(1) {
             let cols: Vec<&str> = row.split_whitespace().collect();
             // local_address, …, st (0A = LISTEN), …, inode (column 9).
-            if cols.len() > 9 && cols[3] == "0A" && inodes.contains(cols[9]) {
-                if let Some(port) = cols[1]
+            if cols.len() > 9
+                && cols[3] == "0A"
+                && inodes.contains(cols[9])
+                && let Some(port) = cols[1]
                     .rsplit_once(':')
                     .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
-                {
-                    ports.push(port);
-                }
+            {
+                ports.push(port);
             }
         }
     }
