@@ -83,6 +83,10 @@ pub struct InstanceConfig {
     /// Span export (the `[tracing]` table): `otlp_endpoint` names an OTLP/HTTP
     /// collector; off by default.
     pub tracing: openmid_proto::otlp::TracingSettings,
+    /// When set, `GET /metrics` (the instance's own series) wants
+    /// `Authorization: Bearer <metrics_token>`; unset, it is open like `/healthz`. A
+    /// secret: never logged or shown.
+    pub metrics_token: Option<openmid_proto::secret::Secret>,
     /// The master key credentials are encrypted with (32 bytes, base64 or hex). Never
     /// read from the file: the binary takes it from `OPENMID_MASTER_KEY`. Without it
     /// the key is `data_dir/master.key`, made at first start.
@@ -118,6 +122,7 @@ impl Default for InstanceConfig {
             max_connections: 0,
             metrics: MetricsConfig::default(),
             tracing: Default::default(),
+            metrics_token: None,
             master_key: None,
         }
     }

@@ -18,6 +18,7 @@ pub mod otlp;
 mod private_fs;
 pub mod registry;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 pub mod topics;
 pub mod vault;
@@ -161,6 +162,10 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         shutdown.clone(),
     ));
     tasks.spawn(metrics::run_assigner(dispatcher.clone(), shutdown.clone()));
+    tasks.spawn(telemetry::run_upkeep(
+        dispatcher.telemetry().clone(),
+        shutdown.clone(),
+    ));
     if let Some(rw) = &config.metrics.remote_write {
         let forwarder = metrics::remote_write::Forwarder::new(rw)
             .map_err(|e| InstanceError::Config(format!("metrics.remote_write: {e}")))?;

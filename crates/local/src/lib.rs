@@ -215,6 +215,7 @@ pub fn mid_config(
         policy: loopback_policy(),
         metrics: Default::default(),
         tracing: Default::default(),
+        telemetry: None,
     }
 }
 

@@ -82,6 +82,37 @@ pub struct MidConfig {
     /// collector; off by default.
     #[serde(default)]
     pub tracing: openmid_proto::otlp::TracingSettings,
+    /// The MID's own `/metrics`, `/healthz` and `/readyz` (the `[telemetry]` table);
+    /// without it the MID opens no listener at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySettings>,
+}
+
+/// Where the MID serves its own series and health (`[telemetry]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Address to listen on; loopback by default, so only a local agent (a node
+    /// exporter's textfile collector, a local Prometheus agent) can read it.
+    #[serde(default = "default_telemetry_listen")]
+    pub listen: std::net::SocketAddr,
+    /// Lets `listen` be a non-loopback address. Off by default: a MID is inside a
+    /// private network and should accept no connection its operator did not mean to.
+    #[serde(default)]
+    pub allow_remote: bool,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            listen: default_telemetry_listen(),
+            allow_remote: false,
+        }
+    }
+}
+
+fn default_telemetry_listen() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 9464))
 }
 
 /// How scraped samples wait for the instance.
@@ -205,6 +236,18 @@ fn bad(key: &'static str, message: impl Into<String>) -> ConfigError {
 impl MidConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(t) = &self.telemetry
+            && !t.listen.ip().is_loopback()
+            && !t.allow_remote
+        {
+            return Err(bad(
+                "telemetry.listen",
+                format!(
+                    "{} is not a loopback address: use 127.0.0.1 or [::1], or set telemetry.allow_remote = true to serve metrics to the network",
+                    t.listen
+                ),
+            ));
+        }
         if !openmid_proto::is_valid_name(&self.name) {
             return Err(bad(
                 "name",
@@ -340,7 +383,13 @@ mod tests {
     fn a_good_config_passes_and_bad_values_name_their_key() {
         assert!(config().validate().is_ok());
         type Breaker = fn(&mut MidConfig);
-        let cases: [(&str, Breaker); 10] = [
+        let cases: [(&str, Breaker); 11] = [
+            ("telemetry.listen", |c| {
+                c.telemetry = Some(super::TelemetrySettings {
+                    listen: "0.0.0.0:9464".parse().unwrap_or_else(|e| panic!("{e}")),
+                    allow_remote: false,
+                })
+            }),
             ("name", |c| c.name = "a b".into()),
             ("standby_urls", |c| {
                 c.standby_urls = vec!["https://b:8443".into(), "http://c:8443".into()]

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod policy;
 pub mod probes;
 pub mod session;
+pub mod telemetry;
 
 use config::MidConfig;
 use executor::Executor;
@@ -106,6 +107,9 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         Ok(None) => None,
         Err(e) => return Err(MidError::Config(e)),
     };
+    let telemetry = Arc::new(telemetry::Telemetry::new());
+    tokio::spawn(telemetry::run_upkeep(telemetry.clone(), shutdown.clone()));
+    let policy = config.policy.clone();
     let executor = Arc::new(
         Executor::new(
             config.pools,
@@ -113,9 +117,22 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
             outbox.clone(),
             result_ready,
             identity.clone(),
+            telemetry.clone(),
         )
         .with_spans(spans, config.name.clone()),
     );
+    if let Some(settings) = &config.telemetry {
+        let sources = telemetry::listener::Sources {
+            telemetry: telemetry.clone(),
+            executor: executor.clone(),
+            outbox: outbox.clone(),
+            policy,
+            shutdown: shutdown.clone(),
+        };
+        telemetry::listener::start(settings.listen, sources)
+            .await
+            .map_err(|e| MidError::Config(format!("telemetry.listen {}: {e}", settings.listen)))?;
+    }
     let (status_tx, status) = watch::channel(None);
     let name = config.name.clone();
     let session = Session {
@@ -132,6 +149,7 @@ pub async fn start(config: MidConfig) -> Result<RunningMid, MidError> {
         reconnected: Notify::new(),
         beat_now: Notify::new(),
         opened: watch::channel(false).0,
+        telemetry,
     };
     let task = tokio::spawn(session.run());
     Ok(RunningMid {

@@ -30,13 +30,15 @@ enum Command {
     Ctl(Box<commands::ctl::Args>),
     /// Measure the system as users run it (failover, …).
     Bench(commands::bench::Args),
+    /// Print a shell completion script: `openmid completions bash > /etc/bash_completion.d/openmid`.
+    Completions(commands::completions::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Instance(_) | Command::Mid(_) => "info",
-        Command::Demo(_) | Command::Ctl(_) => "warn",
+        Command::Demo(_) | Command::Ctl(_) | Command::Completions(_) => "warn",
         Command::Bench(_) => "error",
     };
     init_logging(default_level);
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Ctl(args) => commands::ctl::run(*args).await,
             Command::Bench(args) => commands::bench::run(args).await,
+            Command::Completions(args) => commands::completions::run::<Cli>(args),
         }
     });
     match outcome {

@@ -389,7 +389,7 @@ fn install_service_writes_a_systemd_unit_for_a_valid_config() {
     let text = std::fs::read_to_string(&unit).expect("unit written");
     assert!(
         text.contains(&format!(
-            "mid --config \"{}\"",
+            "\"mid\" \"--config\" \"{}\"",
             config.canonicalize().expect("abs").display()
         )),
         "{text}"

@@ -4,6 +4,7 @@
 mod audit;
 mod canary;
 mod cli;
+mod cli_ops;
 mod clusters;
 mod command;
 mod command_stream;
@@ -27,3 +28,4 @@ mod ssh;
 mod standby;
 mod support;
 mod trace;
+mod telemetry;

@@ -217,6 +217,8 @@ pub fn router(state: AppState) -> Router {
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/readyz", get(crate::telemetry::health::readyz))
+        .route("/metrics", get(crate::telemetry::scrape::serve))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .nest("/api/v1", admin)
         .nest("/mid/v1", mid)
@@ -225,6 +227,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
         .layer(axum::middleware::from_fn(check_headers))
         .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::telemetry::http::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -246,6 +252,16 @@ async fn require_admin(
     };
     auth_failed(&state, &req, refusal.0);
     Err(ApiError::unauthorized(refusal.1))
+}
+
+/// The bearer token of a request, if it sends one.
+pub(crate) fn bearer_of(headers: &axum::http::HeaderMap) -> Option<&str> {
+    extract::bearer(headers)
+}
+
+/// [`auth_failed`], for routes outside this module (`/metrics`).
+pub(crate) fn count_auth_failure<B>(state: &AppState, req: &axum::http::Request<B>, reason: &str) {
+    auth_failed(state, req, reason);
 }
 
 /// Counts and logs a refused request: the peer and the route, never the token.

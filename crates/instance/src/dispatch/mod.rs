@@ -81,6 +81,8 @@ fn node_name(config: &InstanceConfig) -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown-host".into());
     format!("{host} {} (pid {})", config.listen, std::process::id())
+    /// The instance's own series (`/metrics`).
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 fn mid_key(name: &str) -> String {
@@ -124,7 +126,13 @@ impl Dispatcher {
             rebalance_wanted: AtomicBool::new(true),
             cancels: std::sync::Mutex::new(HashMap::new()),
             node,
+            telemetry: Arc::new(crate::telemetry::Telemetry::new()),
         }
+    }
+
+    /// The instance's own series, for hooks and `/metrics`.
+    pub fn telemetry(&self) -> &Arc<crate::telemetry::Telemetry> {
+        &self.telemetry
     }
 
     /// The store.

@@ -106,6 +106,7 @@ impl Dispatcher {
     }
 
     async fn poll_answer(&self, mid: &MidRow, claimed: Vec<Record>) -> PollResponse {
+        self.telemetry.claimed(&claimed);
         let mut work = Vec::with_capacity(claimed.len());
         for r in claimed {
             let span = r.span("claim");

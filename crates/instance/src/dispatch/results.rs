@@ -27,6 +27,7 @@ impl Dispatcher {
             .await?;
         let mut acks = Vec::with_capacity(recorded.len());
         for (result, RecordedResult { outcome, finished }) in req.results.iter().zip(recorded) {
+            self.telemetry.result(outcome, finished.as_ref());
             match outcome {
                 AckOutcome::Recorded => {
                     if let Some(finished) = &finished {

@@ -239,6 +239,7 @@ impl Dispatcher {
         if let Some(hit) = hit {
             return self.raced(key, hit).await;
         }
+        self.telemetry.handed_off(&record);
         Ok(Submitted {
             record,
             replayed: false,

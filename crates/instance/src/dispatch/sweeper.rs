@@ -154,6 +154,7 @@ impl Dispatcher {
                 load.entry(new.clone()).or_default().ready += 1;
                 self.wake_mid(new);
             }
+            self.telemetry.reassigned(output);
             tracing::info!(output = %output.id, from = ?current, to = ?to, "{why}");
         }
         Ok(())
@@ -266,6 +267,7 @@ impl Dispatcher {
         }
         self.sweep_orphans().await?;
         let lapsed = self.store.expire_leases(now_ms()).await?;
+        self.telemetry.leases_lapsed(&lapsed);
         for output in &lapsed {
             tracing::warn!(output = %output.id, attempt = output.attempt, mid = ?output.claimed_by, state = output.state.as_str(), "lease lapsed");
         }

@@ -7,6 +7,7 @@
 
 pub mod coordination;
 pub mod audit;
+pub mod depth;
 mod metric_rows;
 mod migrations;
 #[cfg(feature = "postgres")]
@@ -26,6 +27,7 @@ use std::collections::HashMap;
 
 pub use coordination::{Announcement, NodeRow, PresenceRow};
 pub use audit::{AuditFilter, AuditRow, AuditStore, NewAuditEntry};
+pub use depth::{DepthStore, QueueDepth};
 pub use metric_rows::{MetricAssignmentRow, MetricSampleRow, MetricSeriesRow, MetricTargetRow};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;

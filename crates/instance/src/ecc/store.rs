@@ -509,6 +509,7 @@ pub trait Store:
     + MetricsStore
     + CoordinationStore
     + AuditStore
+    + super::DepthStore
 {
 }
 
@@ -523,6 +524,7 @@ impl<T> Store for T where
         + MetricsStore
         + CoordinationStore
         + AuditStore
+        + super::DepthStore
 {
 }
 
@@ -530,6 +532,7 @@ impl<T> Store for T where
 pub mod parts {
     pub use super::{
         ConnectionStore, CoordinationStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
+        super::DepthStore, ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
         QueueStore, RegistryStore, SettingsStore,
     };
     pub use crate::ecc::AuditStore;

@@ -48,6 +48,8 @@ pub struct Executor {
     identity: Arc<Mutex<Identity>>,
     /// Where each job's span goes (`[tracing] otlp_endpoint`), and this MID's name.
     spans: Option<(Arc<crate::otlp::SpanExport>, String)>,
+    /// Jobs by topic and outcome, their durations.
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 fn pool_index(p: Priority) -> usize {
@@ -66,6 +68,7 @@ impl Executor {
         outbox: Arc<Outbox>,
         result_ready: Arc<Notify>,
         identity: Arc<Mutex<Identity>>,
+        telemetry: Arc<crate::telemetry::Telemetry>,
     ) -> Self {
         let pool = |n: u32| Arc::new(Semaphore::new(n as usize));
         Self {
@@ -83,6 +86,7 @@ impl Executor {
             result_ready,
             identity,
             spans: None,
+            telemetry,
         }
     }
 
@@ -245,6 +249,7 @@ impl Executor {
         let started = Instant::now();
         let ctx = self.ctx.clone();
         let topic = item.topic;
+        let mut outcome_label = crate::telemetry::JobOutcome::Error;
         let (payload, error) = match self.credential_of(&item) {
             Err(e) => (serde_json::Value::Null, Some(e.to_string())),
             Ok(credential) => {
@@ -256,19 +261,32 @@ impl Executor {
                 )
                 .await;
                 match outcome {
-                    Ok(Ok(payload)) => (payload, None),
+                    Ok(Ok(payload)) => {
+                        outcome_label = crate::telemetry::JobOutcome::Ok;
+                        (payload, None)
+                    }
                     Ok(Err(e)) => {
+                        if matches!(e, ProbeError::Policy(_))
+                            || crate::policy::find_denial(&e).is_some()
+                        {
+                            outcome_label = crate::telemetry::JobOutcome::Denied;
+                        }
                         let message = e.to_string();
                         (e.into_response(), Some(message))
                     }
-                    Err(e) => (
-                        serde_json::Value::Null,
-                        Some(format!("the {topic} probe crashed: {e}")),
-                    ),
+                    Err(e) => {
+                        outcome_label = crate::telemetry::JobOutcome::Crashed;
+                        (
+                            serde_json::Value::Null,
+                            Some(format!("the {topic} probe crashed: {e}")),
+                        )
+                    }
                 }
             }
         };
-        tracing::debug!(%topic, error = ?error, "job finished");
+        tracing::debug!(output = %item.output_id, attempt = item.attempt, %topic, error = ?error, "job finished");
+        self.telemetry
+            .job_finished(topic, outcome_label, started.elapsed().as_secs_f64());
         WorkResult {
             output_id: item.output_id,
             attempt: item.attempt,

@@ -46,6 +46,7 @@ impl Session {
             };
             match self.client.heartbeat(&req).await {
                 Ok(resp) => {
+                    self.telemetry.session_ok(Some(resp.status));
                     if opening.take().is_some() {
                         self.opened.send_replace(true);
                     }
@@ -82,6 +83,7 @@ impl Session {
                     self.shutdown.cancel();
                 }
                 Err(e) => {
+                    self.telemetry.session_failed(&e);
                     failed = true;
                     tracing::warn!(error = %e, "heartbeat failed");
                 }

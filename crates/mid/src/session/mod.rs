@@ -56,6 +56,8 @@ pub struct Session {
     /// then, so the instance learns of the new session (and releases what an earlier
     /// process held) before this one claims anything.
     pub(crate) opened: watch::Sender<bool>,
+    /// The MID's own series and readiness.
+    pub(crate) telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// A new random session id.
@@ -164,8 +166,13 @@ impl Session {
                     self.status.send_replace(Some(resp.status));
                     return Ok(());
                 }
-                Err(e) if e.is_fatal() => return Err(MidError::Refused(e.to_string())),
+                Err(e) if e.is_fatal() => {
+                    self.telemetry.session_refused(&e);
+                    return Err(MidError::Refused(e.to_string()));
+                }
                 Err(e) => {
+                    self.telemetry
+                        .session_failed(&format!("enrollment failed: {e}"));
                     let delay = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "enrollment failed; retrying");
                     tokio::select! {
@@ -247,6 +254,7 @@ impl Session {
             let Some(answer) = answer else { continue };
             match answer {
                 Ok(resp) => {
+                    self.telemetry.session_ok(Some(resp.status));
                     if backoff.failures() > 0 {
                         tracing::info!("connected to the instance again");
                         self.instance_back();
@@ -265,10 +273,14 @@ impl Session {
                     }
                 }
                 Err(e) if e.is_fatal() => {
+                    self.telemetry.session_refused(&e);
                     tracing::error!(error = %e, "the instance refused this MID; stopping");
                     return Err(MidError::Refused(e.to_string()));
                 }
-                Err(e) => self.pause_after(&mut backoff, &e, "poll").await,
+                Err(e) => {
+                    self.telemetry.session_failed(&e);
+                    self.pause_after(&mut backoff, &e, "poll").await
+                }
             }
         }
         Ok(())

@@ -111,6 +111,8 @@ enum EccCommand {
     Get { id: String },
     /// Cancel an output: at once if it waits, else its MID stops it.
     Cancel { id: String },
+    /// Follow the queue live: one line per new or changed record, until Ctrl-C.
+    Tail(super::ctl_tail::TailArgs),
     /// List records.
     List {
         #[arg(long)]
@@ -256,7 +258,19 @@ fn print_record(r: &EccRecord) -> Result<()> {
     Ok(())
 }
 
+/// Runs a `ctl` command; a failure whose cause says what to check next (a refused
+/// token, nothing listening, an untrusted certificate) gets a hint line.
 pub async fn run(args: Args) -> Result<ExitCode> {
+    match run_command(args).await {
+        Err(e) => match super::ctl_hints::hint(&e) {
+            Some(hint) => Err(anyhow!("{}\n  hint: {hint}", crate::error_chain(&e))),
+            None => Err(e),
+        },
+        done => done,
+    }
+}
+
+async fn run_command(args: Args) -> Result<ExitCode> {
     let api = client(&args)?;
     let json = args.json;
     match args.command {
@@ -298,6 +312,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
                 print_record(&r)?
             }
         }
+        Command::Ecc(EccCommand::Tail(tail)) => super::ctl_tail::tail(&api, tail, json).await?,
         Command::Ecc(EccCommand::Get { id }) => {
             let r = api.get_record(&id).await?;
             if json {

@@ -191,13 +191,15 @@ pub async fn discovery(api: &ApiClient, cmd: DiscoveryCommand, json: bool) -> Re
                 })
                 .await?;
             if wait {
-                run = api
-                    .wait_discovery_run(
+                run = super::ctl_progress::while_waiting(
+                    format!("discovery run {} running", run.id),
+                    api.wait_discovery_run(
                         &run.id,
                         Duration::from_millis(500),
                         Duration::from_secs(3600),
-                    )
-                    .await?;
+                    ),
+                )
+                .await?;
             }
             print_run(&run, json)?;
             if wait && run.state == DiscoveryState::Error {
@@ -288,13 +290,15 @@ async fn schedules(api: &ApiClient, cmd: SchedulesCommand, json: bool) -> Result
         SchedulesCommand::Run { name, wait } => {
             let mut run = api.run_discovery_schedule(&name).await?;
             if wait {
-                run = api
-                    .wait_discovery_run(
+                run = super::ctl_progress::while_waiting(
+                    format!("discovery run {} running", run.id),
+                    api.wait_discovery_run(
                         &run.id,
                         Duration::from_millis(500),
                         Duration::from_secs(24 * 3600),
-                    )
-                    .await?;
+                    ),
+                )
+                .await?;
             }
             print_run(&run, json)?;
             if wait && run.state == DiscoveryState::Error {

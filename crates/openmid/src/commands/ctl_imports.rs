@@ -192,13 +192,15 @@ pub async fn import(
                 println!("import set {} started (output {})", set.id, set.output_id);
             }
             if wait {
-                set = api
-                    .wait_import_set(
+                set = super::ctl_progress::while_waiting(
+                    format!("import set {} running", set.id),
+                    api.wait_import_set(
                         &set.id,
                         Duration::from_millis(500),
                         Duration::from_secs(timeout),
-                    )
-                    .await?;
+                    ),
+                )
+                .await?;
                 if json {
                     print_json(&set)?;
                 } else {
@@ -280,7 +282,11 @@ pub async fn import(
             }
         }
         ImportCommand::Download { id, format, output } => {
-            let bytes = api.download_import_set(&id, &format, &output).await?;
+            let bytes = super::ctl_progress::while_waiting(
+                format!("downloading import set {id}"),
+                api.download_import_set(&id, &format, &output),
+            )
+            .await?;
             if !json {
                 println!("{bytes} bytes written to {}", output.display());
             }

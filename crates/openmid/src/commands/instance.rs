@@ -12,7 +12,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// TOML config file.
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Data directory (database, TLS certificate).
     #[arg(long)]
@@ -52,11 +52,24 @@ pub struct Args {
     /// Replace the admin API token, print the new one, and exit.
     #[arg(long)]
     reset_admin_token: bool,
+    #[command(subcommand)]
+    command: Option<InstanceCommand>,
+}
+
+#[derive(clap::Subcommand)]
+enum InstanceCommand {
+    /// Write a hardened systemd unit that runs the instance from `--config` as a
+    /// daemon (its own user, read-only system, writes only its data directory):
+    /// `--dry-run` prints it.
+    InstallService(super::service_unit::ServiceArgs),
 }
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     let mut config: InstanceConfig =
         config_file::load(args.config.as_deref(), "OPENMID_INSTANCE_")?;
+    if let Some(InstanceCommand::InstallService(service)) = &args.command {
+        return install_service(args.config.as_deref(), &config, service);
+    }
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
@@ -139,4 +152,32 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     tracing::info!("stopping");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The unit runs `openmid instance --config FILE`: flags given here are not carried
+/// into it, so everything must be in the file.
+fn install_service(
+    config_path: Option<&std::path::Path>,
+    config: &InstanceConfig,
+    service: &super::service_unit::ServiceArgs,
+) -> Result<ExitCode> {
+    let path = config_path
+        .context("--config: the unit runs `openmid instance --config FILE`, so name the file")?;
+    let path =
+        std::fs::canonicalize(path).with_context(|| format!("--config {}", path.display()))?;
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    super::service_unit::Unit {
+        name: "openmid-instance",
+        description: "openmid instance".into(),
+        args: vec![
+            "instance".into(),
+            "--config".into(),
+            path.display().to_string(),
+        ],
+        writes: &config.data_dir,
+        bind_low_port: config.listen.port() < 1024,
+    }
+    .install(service)
 }

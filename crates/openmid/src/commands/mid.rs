@@ -20,15 +20,9 @@ pub struct Args {
 
 #[derive(clap::Subcommand)]
 enum MidCommand {
-    /// Write a systemd unit that runs this MID as a daemon.
-    InstallService {
-        /// Where to write the unit.
-        #[arg(long, default_value = "/etc/systemd/system/openmid-mid.service")]
-        unit_file: PathBuf,
-        /// System user to run as (it must be able to write the state_dir).
-        #[arg(long)]
-        user: Option<String>,
-    },
+    /// Write a hardened systemd unit that runs this MID as a daemon (its own user,
+    /// read-only system, writes only its state directory): `--dry-run` prints it.
+    InstallService(super::service_unit::ServiceArgs),
     /// Explain what this MID's egress policy would do with a job, rule by rule:
     /// `check-policy --url https://api.corp/x`, `check-policy --protocol ssh --host
     /// db1 --port 22`, `check-policy --command /usr/bin/df -- -h /`.
@@ -81,8 +75,8 @@ fn load(config: Option<&Path>) -> Result<MidConfig> {
 
 pub async fn run(args: Args) -> Result<ExitCode> {
     match &args.command {
-        Some(MidCommand::InstallService { unit_file, user }) => {
-            return install_service(args.config.as_deref(), unit_file, user.as_deref());
+        Some(MidCommand::InstallService(service)) => {
+            return install_service(args.config.as_deref(), service);
         }
         Some(MidCommand::CheckPolicy(check)) => {
             return check_policy(&load(args.config.as_deref())?, check).await;
@@ -155,84 +149,26 @@ async fn check_policy(config: &MidConfig, check: &CheckPolicy) -> Result<ExitCod
 
 fn install_service(
     config: Option<&Path>,
-    unit_file: &Path,
-    user: Option<&str>,
+    service: &super::service_unit::ServiceArgs,
 ) -> Result<ExitCode> {
     let config_path =
         config.context("--config: the unit runs `openmid mid --config FILE`, so name the file")?;
     let config_path = std::fs::canonicalize(config_path)
         .with_context(|| format!("--config {}", config_path.display()))?;
     let mid = load(Some(&config_path))?;
-    let exe = std::env::current_exe().context("finding this program's path")?;
-    let state_dir = std::path::absolute(&mid.state_dir).context("state_dir")?;
-    let unit = service_unit(&exe, &config_path, &state_dir, &mid.name, user);
-    std::fs::write(unit_file, unit).with_context(|| format!("writing {}", unit_file.display()))?;
-    let name = unit_file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "openmid-mid.service".into());
-    println!("wrote {}", unit_file.display());
-    println!("start it with: systemctl daemon-reload && systemctl enable --now {name}");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A systemd unit for one MID: restarts on failure, stops with SIGTERM (the MID finishes
-/// running jobs first), and may write only its state directory.
-fn service_unit(
-    exe: &Path,
-    config: &Path,
-    state_dir: &Path,
-    name: &str,
-    user: Option<&str>,
-) -> String {
-    let user_line = user.map(|u| format!("User={u}\n")).unwrap_or_default();
-    format!(
-        "[Unit]\n\
-         Description=openmid MID Server {name}\n\
-         Wants=network-online.target\n\
-         After=network-online.target\n\
-         \n\
-         [Service]\n\
-         Type=exec\n\
-         ExecStart=\"{exe}\" mid --config \"{config}\"\n\
-         {user_line}\
-         Restart=on-failure\n\
-         RestartSec=2\n\
-         TimeoutStopSec=120\n\
-         NoNewPrivileges=true\n\
-         ProtectSystem=strict\n\
-         ProtectHome=read-only\n\
-         PrivateTmp=true\n\
-         ReadWritePaths=\"{state}\"\n\
-         \n\
-         [Install]\n\
-         WantedBy=multi-user.target\n",
-        exe = exe.display(),
-        config = config.display(),
-        state = state_dir.display(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unit_runs_the_mid_with_its_config() {
-        let unit = service_unit(
-            Path::new("/usr/bin/openmid"),
-            Path::new("/etc/openmid/mid.toml"),
-            Path::new("/var/lib/openmid-mid"),
-            "dc1",
-            Some("openmid"),
-        );
-        assert!(
-            unit.contains(
-                "ExecStart=\"/usr/bin/openmid\" mid --config \"/etc/openmid/mid.toml\"\n"
-            )
-        );
-        assert!(unit.contains("User=openmid\n"));
-        assert!(unit.contains("ReadWritePaths=\"/var/lib/openmid-mid\"\n"));
-        assert!(unit.contains("WantedBy=multi-user.target"));
+    super::service_unit::Unit {
+        name: "openmid-mid",
+        description: format!("openmid MID Server {}", mid.name),
+        args: vec![
+            "mid".into(),
+            "--config".into(),
+            config_path.display().to_string(),
+        ],
+        writes: &mid.state_dir,
+        bind_low_port: mid
+            .telemetry
+            .as_ref()
+            .is_some_and(|t| t.listen.port() < 1024),
     }
+    .install(service)
 }

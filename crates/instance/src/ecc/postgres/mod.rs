@@ -11,6 +11,7 @@ mod audit;
 mod connections;
 mod coordination;
 mod decode;
+mod depth;
 mod discovery;
 mod imports;
 mod metrics;

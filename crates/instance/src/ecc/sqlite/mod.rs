@@ -10,6 +10,7 @@ mod audit;
 mod connections;
 mod coordination;
 mod decode;
+mod depth;
 mod discovery;
 mod imports;
 mod metrics;
