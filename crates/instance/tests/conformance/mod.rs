@@ -72,6 +72,7 @@ macro_rules! every_conformance_case {
             a_metric_batch_is_stored_once_and_sample_ids_are_never_reused,
             discovery_runs_file_devices_once_and_move_by_compare_and_set,
             discovery_schedules_fall_due_and_are_claimed_once,
+            dashboard_sessions_expire_move_on_with_use_and_end_at_logout,
         );
     };
 }

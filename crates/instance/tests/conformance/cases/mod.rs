@@ -17,12 +17,14 @@ mod discovery;
 mod metrics;
 mod queue;
 mod registry;
+mod sessions;
 
 pub use connections::*;
 pub use discovery::*;
 pub use metrics::*;
 pub use queue::*;
 pub use registry::*;
+pub use sessions::*;
 
 const NOW: i64 = 1_700_000_000_000;
 
