@@ -304,11 +304,12 @@ async fn state_changing_forms_need_the_sessions_csrf_token_and_origin() {
     assert_eq!(done.status, 303, "{}", done.body);
     assert_eq!(done.location(), Some("/ui/mids/csrf-mid?done=pause"));
     assert_eq!(status().await, MidStatus::Paused);
-    // The dispatcher's rules hold: pausing again is a conflict, shown as a page.
+    // The dispatcher's rules hold: validating a paused MID is a conflict, shown as a
+    // page.
     let again = web
         .send(
             "POST",
-            "/ui/mids/csrf-mid/pause",
+            "/ui/mids/csrf-mid/validate",
             Some(&cookie),
             &[],
             &[("csrf", &csrf)],
@@ -528,6 +529,31 @@ async fn run_one(client: &InstanceClient, output_id: &str) {
         .expect("results");
 }
 
+/// An element, waited for (a page may still be loading after a click).
+async fn el(
+    web: &fantoccini::Client,
+    locator: fantoccini::Locator<'_>,
+) -> fantoccini::elements::Element {
+    web.wait()
+        .at_most(Duration::from_secs(15))
+        .for_element(locator)
+        .await
+        .unwrap_or_else(|e| panic!("no element {locator:?}: {e}"))
+}
+
+/// Waits until the browser is at `path`.
+async fn at(web: &fantoccini::Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = web.current_url().await.expect("url");
+        if url.path() == path {
+            return;
+        }
+        assert!(Instant::now() < deadline, "at {url}, wanted {path}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_person_logs_in_pauses_a_mid_follows_a_record_and_logs_out() {
     use fantoccini::Locator;
@@ -569,23 +595,18 @@ async fn a_person_logs_in_pauses_a_mid_follows_a_record_and_logs_out() {
 
     // A wrong token: an error, still on the login page.
     web.goto(&format!("{base}/ui/mids")).await.expect("open");
-    assert_eq!(web.current_url().await.expect("url").path(), "/ui/login");
-    web.find(Locator::Id("token"))
+    at(&web, "/ui/login").await;
+    el(&web, Locator::Id("token"))
         .await
-        .expect("token field")
         .send_keys("omadm_not-the-token")
         .await
         .expect("type");
-    web.find(Locator::Id("login"))
+    el(&web, Locator::Id("login"))
         .await
-        .expect("button")
         .click()
         .await
         .expect("click");
-    let error = web
-        .find(Locator::Id("login-error"))
-        .await
-        .expect("an error is shown");
+    let error = el(&web, Locator::Id("login-error")).await;
     assert!(
         error
             .text()
@@ -600,20 +621,18 @@ async fn a_person_logs_in_pauses_a_mid_follows_a_record_and_logs_out() {
     );
 
     // The right one: the MID list, with the enrolled MID.
-    web.find(Locator::Id("token"))
+    el(&web, Locator::Id("token"))
         .await
-        .expect("token field")
         .send_keys(instance.token.expose())
         .await
         .expect("type");
-    web.find(Locator::Id("login"))
+    el(&web, Locator::Id("login"))
         .await
-        .expect("button")
         .click()
         .await
         .expect("click");
-    assert_eq!(web.current_url().await.expect("url").path(), "/ui/mids");
-    let table = web.find(Locator::Id("mids")).await.expect("the MID table");
+    at(&web, "/ui/mids").await;
+    let table = el(&web, Locator::Id("mids")).await;
     assert!(table.text().await.expect("text").contains("web-mid"));
     assert_eq!(
         web.execute("return document.cookie", vec![])
@@ -626,39 +645,33 @@ async fn a_person_logs_in_pauses_a_mid_follows_a_record_and_logs_out() {
     keep_screenshot(&web.screenshot().await.expect("shot"), &shots, "mids");
 
     // Open the MID and pause it, through the confirmation.
-    web.find(Locator::LinkText("web-mid"))
+    el(&web, Locator::LinkText("web-mid"))
         .await
-        .expect("link")
         .click()
         .await
         .expect("click");
-    let status = web.find(Locator::Id("mid-status")).await.expect("status");
+    let status = el(&web, Locator::Id("mid-status")).await;
     assert_eq!(status.text().await.expect("text"), "up");
-    web.find(Locator::Id("action-pause"))
+    el(&web, Locator::Id("action-pause"))
         .await
-        .expect("pause")
         .click()
         .await
         .expect("click");
-    assert_eq!(
-        web.current_url().await.expect("url").path(),
-        "/ui/mids/web-mid/pause"
-    );
+    at(&web, "/ui/mids/web-mid/pause").await;
     sources.push(web.source().await.expect("source"));
     keep_screenshot(
         &web.screenshot().await.expect("shot"),
         &shots,
         "confirm-pause",
     );
-    web.find(Locator::Id("confirm"))
+    el(&web, Locator::Id("confirm"))
         .await
-        .expect("confirm")
         .click()
         .await
         .expect("click");
-    let status = web.find(Locator::Id("mid-status")).await.expect("status");
+    let status = el(&web, Locator::Id("mid-status")).await;
     assert_eq!(status.text().await.expect("text"), "paused");
-    let history = web.find(Locator::Id("history")).await.expect("history");
+    let history = el(&web, Locator::Id("history")).await;
     assert!(
         history
             .text()
@@ -675,32 +688,37 @@ async fn a_person_logs_in_pauses_a_mid_follows_a_record_and_logs_out() {
     keep_screenshot(&web.screenshot().await.expect("shot"), &shots, "mid-paused");
 
     // The ECC queue, filtered by topic; it refreshes itself.
-    web.find(Locator::LinkText("ECC queue"))
+    el(&web, Locator::LinkText("ECC queue"))
         .await
-        .expect("nav")
         .click()
         .await
         .expect("click");
-    web.find(Locator::Css("#filter-topic option[value='RESTProbe']"))
+    el(
+        &web,
+        Locator::Css("#filter-topic option[value='RESTProbe']"),
+    )
+    .await
+    .click()
+    .await
+    .expect("choose");
+    el(&web, Locator::Id("apply-filters"))
         .await
-        .expect("option")
-        .click()
-        .await
-        .expect("choose");
-    web.find(Locator::Id("apply-filters"))
-        .await
-        .expect("filter")
         .click()
         .await
         .expect("click");
-    assert!(
-        web.current_url()
-            .await
-            .expect("url")
-            .query()
-            .unwrap_or("")
-            .contains("topic=RESTProbe")
-    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !web
+        .current_url()
+        .await
+        .expect("url")
+        .query()
+        .unwrap_or("")
+        .contains("topic=RESTProbe")
+    {
+        assert!(Instant::now() < deadline, "the filter was not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    el(&web, Locator::Css("#records td.topic")).await;
     let topics = web
         .find_all(Locator::Css("#records td.topic"))
         .await
@@ -726,45 +744,37 @@ async fn a_person_logs_in_pauses_a_mid_follows_a_record_and_logs_out() {
     keep_screenshot(&web.screenshot().await.expect("shot"), &shots, "queue");
 
     // A record, linked to its input and back.
-    web.find(Locator::Css(&format!("a[href='/ui/ecc/{}']", output.id)))
-        .await
-        .expect("the output's row")
-        .click()
-        .await
-        .expect("click");
-    let linked = web
-        .find(Locator::Id("linked-input"))
-        .await
-        .expect("linked input");
+    el(
+        &web,
+        Locator::Css(&format!("a[href='/ui/ecc/{}']", output.id)),
+    )
+    .await
+    .click()
+    .await
+    .expect("click");
+    let linked = el(&web, Locator::Id("linked-input")).await;
     let input_href = linked.attr("href").await.expect("href").expect("a link");
-    let state = web.find(Locator::Id("record-state")).await.expect("state");
+    let state = el(&web, Locator::Id("record-state")).await;
     assert_eq!(state.text().await.expect("text"), "processed");
-    let payload = web.find(Locator::Id("payload")).await.expect("payload");
+    let payload = el(&web, Locator::Id("payload")).await;
     assert!(payload.text().await.expect("text").contains("127.0.0.1:9"));
     sources.push(web.source().await.expect("source"));
     keep_screenshot(&web.screenshot().await.expect("shot"), &shots, "record");
     linked.click().await.expect("follow");
-    assert_eq!(web.current_url().await.expect("url").path(), input_href);
-    let back = web
-        .find(Locator::Id("linked-output"))
-        .await
-        .expect("linked output");
+    at(&web, &input_href).await;
+    let back = el(&web, Locator::Id("linked-output")).await;
     assert_eq!(back.text().await.expect("text"), output.id);
-    let input_payload = web.find(Locator::Id("payload")).await.expect("payload");
+    let input_payload = el(&web, Locator::Id("payload")).await;
     assert!(input_payload.text().await.expect("text").contains("pong"));
     sources.push(web.source().await.expect("source"));
 
     // Aliases and credentials: names and types, never the password.
-    web.find(Locator::LinkText("Aliases & credentials"))
+    el(&web, Locator::LinkText("Aliases & credentials"))
         .await
-        .expect("nav")
         .click()
         .await
         .expect("click");
-    let creds = web
-        .find(Locator::Id("credentials"))
-        .await
-        .expect("credentials");
+    let creds = el(&web, Locator::Id("credentials")).await;
     let text = creds.text().await.expect("text");
     assert!(text.contains("svc-login") && text.contains("basic") && text.contains("svc-api"));
     sources.push(web.source().await.expect("source"));
@@ -789,15 +799,14 @@ async fn a_person_logs_in_pauses_a_mid_follows_a_record_and_logs_out() {
     }
 
     // Log out: back to the login page, and the dashboard asks again.
-    web.find(Locator::Id("logout"))
+    el(&web, Locator::Id("logout"))
         .await
-        .expect("logout")
         .click()
         .await
         .expect("click");
-    assert_eq!(web.current_url().await.expect("url").path(), "/ui/login");
+    at(&web, "/ui/login").await;
     web.goto(&format!("{base}/ui/mids")).await.expect("open");
-    assert_eq!(web.current_url().await.expect("url").path(), "/ui/login");
+    at(&web, "/ui/login").await;
     keep_screenshot(&web.screenshot().await.expect("shot"), &shots, "logged-out");
     web.close().await.expect("close the browser");
     drop(client);

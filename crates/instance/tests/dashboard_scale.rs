@@ -2,9 +2,9 @@
 //! and links the next, because it reads by keyset on indexed columns. Prints how long
 //! the pages took (no assertion on time: this machine's speed is not the product's).
 
-use crate::dashboard::Browserless;
+use crate::dashboard::{Browserless, Page};
 use crate::support::instance_with;
-use openmid_instance::ecc::{QueueStore, Record, SqliteStore, Store};
+use openmid_instance::ecc::{Record, SqliteStore, Store};
 use openmid_proto::ecc::{Priority, Queue, State, Topic};
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,7 +54,17 @@ fn next(body: &str) -> Option<String> {
     let at = body.find("id=\"next-page\"")?;
     let start = body[..at].rfind("href=\"")? + 6;
     let end = body[start..].find('"')? + start;
-    Some(body[start..end].replace("&amp;", "&"))
+    Some(body[start..end].replace("&#38;", "&").replace("&amp;", "&"))
+}
+
+/// A page, with how long it took printed.
+async fn timed(web: &Browserless, cookie: &str, path: String) -> Page {
+    let started = Instant::now();
+    let page = web.get(&path, Some(cookie)).await;
+    let took = started.elapsed();
+    assert_eq!(page.status, 200, "{path}: {}", page.body);
+    eprintln!("GET {path}: {took:?}");
+    page
 }
 
 #[tokio::test]
@@ -85,22 +95,11 @@ async fn the_queue_page_over_100_000_records_is_one_page_with_a_next_link() {
     let web = Browserless::new(&instance);
     let (cookie, _) = web.login().await;
 
-    let timed = |path: String| {
-        let (web, cookie) = (&web, &cookie);
-        async move {
-            let started = Instant::now();
-            let page = web.get(&path, Some(cookie)).await;
-            let took = started.elapsed();
-            assert_eq!(page.status, 200, "{path}: {}", page.body);
-            eprintln!("GET {path}: {took:?}");
-            page
-        }
-    };
-    let first = timed("/ui/ecc".into()).await;
+    let first = timed(&web, &cookie, "/ui/ecc".into()).await;
     assert_eq!(rows(&first.body), 50, "one page of 50");
     let link = next(&first.body).expect("a next link");
     assert!(link.starts_with("/ui/ecc?before="), "{link}");
-    let second = timed(link).await;
+    let second = timed(&web, &cookie, link).await;
     assert_eq!(rows(&second.body), 50);
     assert_ne!(first.body, second.body, "the next page holds other records");
 
@@ -111,16 +110,20 @@ async fn the_queue_page_over_100_000_records_is_one_page_with_a_next_link() {
         "state=processed&queue=input",
         "topic=RESTProbe&agent=mid.server.scale-0",
     ] {
-        let page = timed(format!("/ui/ecc?{filter}")).await;
+        let page = timed(&web, &cookie, format!("/ui/ecc?{filter}")).await;
         assert_eq!(rows(&page.body), 50, "{filter}");
         let link = next(&page.body).expect("a next link");
         for part in filter.split('&') {
             assert!(link.contains(part), "{link} keeps {part}");
         }
-        assert_eq!(rows(&timed(link).await.body), 50, "{filter}, page 2");
+        assert_eq!(
+            rows(&timed(&web, &cookie, link).await.body),
+            50,
+            "{filter}, page 2"
+        );
     }
     // The last page: no next link.
-    let few = timed("/ui/ecc?state=error".into()).await;
+    let few = timed(&web, &cookie, "/ui/ecc?state=error".into()).await;
     assert_eq!(rows(&few.body), 0);
     assert!(next(&few.body).is_none());
     instance.shutdown().await;

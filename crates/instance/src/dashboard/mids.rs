@@ -303,6 +303,13 @@ fn unknown_action(action: &str) -> DashError {
     ))
 }
 
+/// What a path segment keeps unencoded: letters, digits and the other characters a
+/// MID name may hold.
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.');
+
 /// `POST /ui/mids/{name}/{action}`: the confirmed action, then back to the MID.
 pub(super) async fn act(
     State(state): State<AppState>,
@@ -321,7 +328,7 @@ pub(super) async fn act(
     tracing::info!(mid = %name, action = %action, "MID action from the dashboard");
     let to = format!(
         "/ui/mids/{}?done={action}",
-        percent_encoding::utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC)
+        percent_encoding::utf8_percent_encode(&name, PATH_SEGMENT)
     );
     Ok(Redirect::to(&to).into_response())
 }
