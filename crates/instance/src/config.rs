@@ -87,6 +87,9 @@ pub struct InstanceConfig {
     /// `Authorization: Bearer <metrics_token>`; unset, it is open like `/healthz`. A
     /// secret: never logged or shown.
     pub metrics_token: Option<openmid_proto::secret::Secret>,
+    /// A dashboard session not used for this long ends (the next page asks for the
+    /// admin token again). Pages refreshing themselves do not count as use.
+    pub dashboard_session_idle_ms: u64,
     /// The master key credentials are encrypted with (32 bytes, base64 or hex). Never
     /// read from the file: the binary takes it from `OPENMID_MASTER_KEY`. Without it
     /// the key is `data_dir/master.key`, made at first start.
@@ -123,6 +126,7 @@ impl Default for InstanceConfig {
             metrics: MetricsConfig::default(),
             tracing: Default::default(),
             metrics_token: None,
+            dashboard_session_idle_ms: 12 * 3_600_000,
             master_key: None,
         }
     }
@@ -166,6 +170,9 @@ impl InstanceConfig {
         }
         if self.max_blob_bytes < 1024 * 1024 {
             return Err("max_blob_bytes must be at least 1 MiB (1048576)".into());
+        }
+        if self.dashboard_session_idle_ms < 1_000 {
+            return Err("dashboard_session_idle_ms must be at least 1000".into());
         }
         for (name, value) in [
             ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),

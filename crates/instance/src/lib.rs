@@ -8,6 +8,7 @@ pub mod auth;
 pub mod blobs;
 pub mod config;
 pub mod connections;
+mod dashboard;
 pub mod discovery;
 pub mod dispatch;
 pub mod ecc;

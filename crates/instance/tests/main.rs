@@ -4,6 +4,8 @@ mod api_errors;
 mod blobs;
 mod certificate;
 mod conformance;
+mod dashboard;
+mod dashboard_scale;
 mod error_format;
 mod files;
 mod hardening;

@@ -400,6 +400,7 @@ pub(super) async fn list_records(
         correlator: q.correlator.clone(),
         after: q.after.clone(),
         limit,
+        ..RecordFilter::default()
     };
     let records = state.dispatcher.store().list_records(&filter).await?;
     let next_after = (records.len() == limit as usize)

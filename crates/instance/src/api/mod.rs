@@ -222,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/openapi.json", get(openapi::serve))
         .nest("/api/v1", admin)
         .nest("/mid/v1", mid)
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
@@ -266,7 +267,18 @@ pub(crate) fn count_auth_failure<B>(state: &AppState, req: &axum::http::Request<
 
 /// Counts and logs a refused request: the peer and the route, never the token.
 fn auth_failed<B>(state: &AppState, req: &axum::http::Request<B>, reason: &str) {
-    let origin = extract::Origin::of(req.extensions(), req.uri());
+    record_auth_failure(state, req.extensions(), req.uri(), reason);
+}
+
+/// [`auth_failed`] from a request's parts (the dashboard's login counts its refusals
+/// with the API's).
+pub(crate) fn record_auth_failure(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    uri: &axum::http::Uri,
+    reason: &str,
+) {
+    let origin = extract::Origin::of(extensions, uri);
     state
         .auth_failures
         .record(origin.peer, &origin.route, reason);

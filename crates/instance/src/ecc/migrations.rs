@@ -391,4 +391,24 @@ CREATE INDEX audit_log_actor ON audit_log (actor, id);
 CREATE INDEX audit_log_mid ON audit_log (mid, id);
 "#,
     ),
+    (
+        13,
+        r#"
+-- Dashboard sessions, in the store so every instance node sharing it accepts them.
+-- Only a hash of the session id is kept (the cookie is the secret); the CSRF token
+-- is bound to the session. `expires_at` moves on with use (idle timeout).
+CREATE TABLE dashboard_sessions (
+    id_hash      TEXT PRIMARY KEY,
+    csrf_token   TEXT NOT NULL,
+    created_at   BIGINT NOT NULL,
+    last_seen_at BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL
+);
+CREATE INDEX dashboard_sessions_expiry ON dashboard_sessions (expires_at);
+
+-- The dashboard's ECC queue filters by topic and by agent, newest first.
+CREATE INDEX ecc_topic ON ecc (topic, id);
+CREATE INDEX ecc_agent ON ecc (agent, id);
+"#,
+    ),
 ];

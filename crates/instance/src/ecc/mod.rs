@@ -14,6 +14,7 @@ mod migrations;
 pub mod postgres;
 mod rows;
 pub mod rules;
+mod session_rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod store;
@@ -31,11 +32,14 @@ pub use depth::{DepthStore, QueueDepth};
 pub use metric_rows::{MetricAssignmentRow, MetricSampleRow, MetricSeriesRow, MetricTargetRow};
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
+pub use session_rows::DashboardSessionRow;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
     ConnectionStore, CoordinationStore, DiscoveryStore, Heard, ImportStore, Lifecycle,
     MetricsStore, QueueStore, RegistryStore, SettingsStore, Store, parts,
+    ConnectionStore, DashboardSessionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
+    QueueStore, RegistryStore, SettingsStore, Store, parts,
 };
 
 #[cfg(not(feature = "sqlite"))]
@@ -268,6 +272,10 @@ pub struct RecordFilter {
     pub correlator: Option<String>,
     /// Only records with an id greater than this (ids are time-ordered).
     pub after: Option<String>,
+    /// Only records with an id less than this (the next page when newest first).
+    pub before: Option<String>,
+    /// Newest first (descending id) instead of oldest first.
+    pub newest_first: bool,
     /// Page size.
     pub limit: u32,
 }

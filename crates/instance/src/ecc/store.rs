@@ -142,7 +142,7 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn get_record(&self, id: &str) -> Result<Option<Record>, StoreError>;
     /// The input record answering an output, if any.
     async fn input_for(&self, output_id: &str) -> Result<Option<Record>, StoreError>;
-    /// One page of records, oldest first.
+    /// One page of records, oldest first (newest first when the filter says so).
     async fn list_records(&self, filter: &RecordFilter) -> Result<Vec<Record>, StoreError>;
     /// Claims ready outputs for a MID: each claimed output becomes `processing` with a
     /// lease, `attempt + 1` and `claimed_by`, in the same transaction that selects it.
@@ -491,6 +491,31 @@ pub enum Heard {
     Said(String, Announcement),
     /// The listening connection was lost and is back: anything may have been missed.
     Reconnected,
+/// Dashboard sessions: kept in the store, so every instance node sharing it accepts a
+/// session another node made. Only expired-or-not decides; the idle policy is the
+/// dashboard's.
+#[async_trait]
+pub trait DashboardSessionStore: Send + Sync {
+    /// Records a new session.
+    async fn insert_dashboard_session(&self, row: &DashboardSessionRow) -> Result<(), StoreError>;
+    /// The session with this id hash, if it has not expired by `now`.
+    async fn get_dashboard_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<DashboardSessionRow>, StoreError>;
+    /// Moves a session's expiry to `expires_at` (and its last use to `now`), if it
+    /// has not expired by `now`. Returns whether it did.
+    async fn touch_dashboard_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool, StoreError>;
+    /// Ends a session (logout). Returns whether there was one.
+    async fn delete_dashboard_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+    /// Deletes sessions that expired before `now`. Returns how many went.
+    async fn purge_dashboard_sessions(&self, now: i64) -> Result<u64, StoreError>;
 }
 
 /// The whole store, split by concern. Implementations: [`SqliteStore`] (embedded
@@ -510,6 +535,7 @@ pub trait Store:
     + CoordinationStore
     + AuditStore
     + super::DepthStore
+    + DashboardSessionStore
 {
 }
 
@@ -525,6 +551,7 @@ impl<T> Store for T where
         + CoordinationStore
         + AuditStore
         + super::DepthStore
+        + DashboardSessionStore
 {
 }
 
@@ -534,6 +561,8 @@ pub mod parts {
         ConnectionStore, CoordinationStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
         super::DepthStore, ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
         QueueStore, RegistryStore, SettingsStore,
+        ConnectionStore, DashboardSessionStore, DiscoveryStore, ImportStore, Lifecycle,
+        MetricsStore, QueueStore, RegistryStore, SettingsStore,
     };
     pub use crate::ecc::AuditStore;
 }

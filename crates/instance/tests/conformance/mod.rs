@@ -77,6 +77,7 @@ macro_rules! every_conformance_case {
             the_audit_log_is_appended_filtered_paged_and_purged_by_age,
             a_traceparent_stays_with_its_output_and_input,
             queue_depth_counts_waiting_and_running_outputs_by_topic,
+            dashboard_sessions_expire_move_on_with_use_and_end_at_logout,
         );
     };
 }

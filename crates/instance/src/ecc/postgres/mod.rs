@@ -19,6 +19,7 @@ mod operations;
 mod output_chunks;
 mod queue;
 mod registry;
+mod sessions;
 
 use super::migrations::MIGRATIONS;
 use super::{MidRow, Record, StoreError};

@@ -138,7 +138,11 @@ impl QueueStore for PgStore {
         if let Some(after) = &f.after {
             filter("id >", after.clone());
         }
-        sql.push_str(&format!(" ORDER BY id LIMIT ${}", values.len() + 1));
+        if let Some(before) = &f.before {
+            filter("id <", before.clone());
+        }
+        let order = if f.newest_first { "DESC" } else { "ASC" };
+        sql.push_str(&format!(" ORDER BY id {order} LIMIT ${}", values.len() + 1));
         let mut query = sqlx::query(&sql);
         for value in values {
             query = query.bind(value);

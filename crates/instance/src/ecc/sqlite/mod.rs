@@ -19,6 +19,7 @@ mod output_chunks;
 mod queue;
 mod readers;
 mod registry;
+mod sessions;
 mod writer;
 
 use super::migrations::MIGRATIONS;

@@ -92,7 +92,15 @@ impl QueueStore for SqliteStore {
         if let Some(after) = &f.after {
             filter(" AND id > ?", after.clone().into());
         }
-        filter(" ORDER BY id LIMIT ?", i64::from(f.limit).into());
+        if let Some(before) = &f.before {
+            filter(" AND id < ?", before.clone().into());
+        }
+        let order = if f.newest_first {
+            " ORDER BY id DESC LIMIT ?"
+        } else {
+            " ORDER BY id LIMIT ?"
+        };
+        filter(order, i64::from(f.limit).into());
         self.read(|c| ecc_rows(c, &sql, rusqlite::params_from_iter(values)))
     }
 

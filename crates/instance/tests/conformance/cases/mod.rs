@@ -20,6 +20,7 @@ mod discovery;
 mod metrics;
 mod queue;
 mod registry;
+mod sessions;
 
 pub use audit::*;
 pub use connections::*;
@@ -29,6 +30,7 @@ pub use discovery::*;
 pub use metrics::*;
 pub use queue::*;
 pub use registry::*;
+pub use sessions::*;
 
 const NOW: i64 = 1_700_000_000_000;
 
