@@ -13,6 +13,9 @@ use openmid_testkit::TestInstance;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
+/// A forged request: what it is, its form fields, its extra headers.
+type Refusal<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>);
+
 /// The session cookie's name.
 const COOKIE: &str = "__Host-openmid_session";
 
@@ -244,7 +247,7 @@ async fn state_changing_forms_need_the_sessions_csrf_token_and_origin() {
     let status = || async { instance.api.get_mid("csrf-mid").await.expect("mid").status };
     let host = web.base.trim_start_matches("https://").to_string();
     let origin = web.base.clone();
-    let refusals: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    let refusals: Vec<Refusal> = vec![
         ("no token", vec![], vec![]),
         ("an empty token", vec![], vec![("csrf", "")]),
         (

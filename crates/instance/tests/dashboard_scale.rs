@@ -14,7 +14,7 @@ const RECORDS: usize = 100_000;
 fn record(i: usize, now: i64) -> Record {
     Record {
         id: uuid::Uuid::now_v7().to_string(),
-        queue: if i % 2 == 0 {
+        queue: if i.is_multiple_of(2) {
             Queue::Output
         } else {
             Queue::Input
@@ -41,6 +41,7 @@ fn record(i: usize, now: i64) -> Record {
         assigned_to: None,
         selection: None,
         application: None,
+        traceparent: None,
     }
 }
 

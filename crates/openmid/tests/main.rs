@@ -27,5 +27,5 @@ mod sql;
 mod ssh;
 mod standby;
 mod support;
-mod trace;
 mod telemetry;
+mod trace;

@@ -73,6 +73,8 @@ pub struct Dispatcher {
     blobs: Arc<BlobStore>,
     /// This node among those sharing the store.
     node: Node,
+    /// The instance's own series (`/metrics`).
+    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 /// What `instance_nodes` calls this node: its host and listen address.
@@ -81,8 +83,6 @@ fn node_name(config: &InstanceConfig) -> String {
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown-host".into());
     format!("{host} {} (pid {})", config.listen, std::process::id())
-    /// The instance's own series (`/metrics`).
-    telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 fn mid_key(name: &str) -> String {

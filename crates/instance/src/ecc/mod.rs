@@ -5,8 +5,8 @@
 //! PostgreSQL (`FOR UPDATE SKIP LOCKED`, several instance nodes) can each implement it
 //! the way that is right for them.
 
-pub mod coordination;
 pub mod audit;
+pub mod coordination;
 pub mod depth;
 mod metric_rows;
 mod migrations;
@@ -26,8 +26,8 @@ use openmid_proto::mid::{AckOutcome, Capacity, JobRef, MidProfile, MidStatus, Wo
 use openmid_proto::time::rfc3339;
 use std::collections::HashMap;
 
-pub use coordination::{Announcement, NodeRow, PresenceRow};
 pub use audit::{AuditFilter, AuditRow, AuditStore, NewAuditEntry};
+pub use coordination::{Announcement, NodeRow, PresenceRow};
 pub use depth::{DepthStore, QueueDepth};
 pub use metric_rows::{MetricAssignmentRow, MetricSampleRow, MetricSeriesRow, MetricTargetRow};
 #[cfg(feature = "postgres")]
@@ -36,10 +36,8 @@ pub use session_rows::DashboardSessionRow;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
 pub use store::{
-    ConnectionStore, CoordinationStore, DiscoveryStore, Heard, ImportStore, Lifecycle,
-    MetricsStore, QueueStore, RegistryStore, SettingsStore, Store, parts,
-    ConnectionStore, DashboardSessionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
-    QueueStore, RegistryStore, SettingsStore, Store, parts,
+    ConnectionStore, CoordinationStore, DashboardSessionStore, DiscoveryStore, Heard, ImportStore,
+    Lifecycle, MetricsStore, QueueStore, RegistryStore, SettingsStore, Store, parts,
 };
 
 #[cfg(not(feature = "sqlite"))]

@@ -491,6 +491,8 @@ pub enum Heard {
     Said(String, Announcement),
     /// The listening connection was lost and is back: anything may have been missed.
     Reconnected,
+}
+
 /// Dashboard sessions: kept in the store, so every instance node sharing it accepts a
 /// session another node made. Only expired-or-not decides; the idle policy is the
 /// dashboard's.
@@ -558,11 +560,9 @@ impl<T> Store for T where
 /// Every concern of the store, to import at once: `use crate::ecc::parts::*;`.
 pub mod parts {
     pub use super::{
-        ConnectionStore, CoordinationStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
-        super::DepthStore, ConnectionStore, DiscoveryStore, ImportStore, Lifecycle, MetricsStore,
-        QueueStore, RegistryStore, SettingsStore,
-        ConnectionStore, DashboardSessionStore, DiscoveryStore, ImportStore, Lifecycle,
-        MetricsStore, QueueStore, RegistryStore, SettingsStore,
+        super::DepthStore, ConnectionStore, CoordinationStore, DashboardSessionStore,
+        DiscoveryStore, ImportStore, Lifecycle, MetricsStore, QueueStore, RegistryStore,
+        SettingsStore,
     };
     pub use crate::ecc::AuditStore;
 }
