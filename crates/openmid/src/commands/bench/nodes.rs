@@ -10,6 +10,8 @@ use openmid_proto::secret::Secret;
 pub(super) struct Nodes {
     pub nodes: Vec<InstanceProcess>,
     pub apis: Vec<openmid_client::ApiClient>,
+    /// The admin token (made by the first node ever started on the store).
+    pub token: Secret,
 }
 
 /// A fresh master key for the benchmark's nodes (they must all hold the same one):
@@ -27,12 +29,15 @@ fn master_key() -> Result<Secret> {
 
 impl Nodes {
     /// Starts `n` nodes on `database` (SQLite in the first node's data directory when
-    /// `None`, which allows only one node), data under `dir/node-K`.
+    /// `None`, which allows only one node), data under `dir/node-K`. `token` is the
+    /// admin token of an earlier run on the same store (only the first node ever
+    /// started on it prints one).
     pub async fn start(
         bin: &std::path::Path,
         dir: &std::path::Path,
         database: Option<&str>,
         n: usize,
+        token: Option<Secret>,
     ) -> Result<Self> {
         if database.is_none() && n > 1 {
             bail!("several nodes need a shared store: give --database postgres://…");
@@ -41,6 +46,7 @@ impl Nodes {
             database: database.map(Secret::new),
             blob_dir: Some(dir.join("blobs")),
             master_key: Some(master_key()?),
+            token,
             ..NodeOptions::default()
         };
         let level = std::env::var("OPENMID_LOG").unwrap_or_else(|_| "warn".into());
@@ -52,6 +58,12 @@ impl Nodes {
             let node = InstanceProcess::spawn_node(bin, &data, &options, &level)
                 .with_context(|| format!("starting instance node {i}"))?;
             if i == 0 {
+                if node.token.expose().is_empty() {
+                    bail!(
+                        "the database already belongs to an instance (its admin token was made \
+                         before): give the benchmark an empty database"
+                    );
+                }
                 let tls = dir.join("node-0").join("tls");
                 options.tls = Some((tls.join("instance.crt"), tls.join("instance.key")));
                 options.token = Some(node.token.clone());
@@ -68,7 +80,8 @@ impl Nodes {
         })
         .await
         .context("the nodes did not all see each other")?;
-        Ok(Self { nodes, apis })
+        let token = options.token.clone().unwrap_or_else(|| Secret::new(""));
+        Ok(Self { nodes, apis, token })
     }
 
     /// A MID config for node `i`, with every other node as its standbys.
@@ -138,6 +151,7 @@ pub(super) async fn rest_on_nodes(args: rest::RestArgs) -> Result<ExitCode> {
     let mut configs: Vec<(Option<&str>, usize)> = vec![(None, 1)];
     configs.extend(args.nodes.iter().map(|n| (Some(url.as_str()), *n)));
     let mut runs = Vec::new();
+    let mut pg_token = None;
     for (run, (database, n)) in configs.into_iter().enumerate() {
         let store = if database.is_some() {
             "postgres"
@@ -148,7 +162,15 @@ pub(super) async fn rest_on_nodes(args: rest::RestArgs) -> Result<ExitCode> {
         let dir = tempfile::Builder::new()
             .prefix("openmid-bench-")
             .tempdir()?;
-        let nodes = Nodes::start(&bin, dir.path(), database, n).await?;
+        let token = if database.is_some() {
+            pg_token.clone()
+        } else {
+            None
+        };
+        let nodes = Nodes::start(&bin, dir.path(), database, n, token).await?;
+        if database.is_some() {
+            pg_token = Some(nodes.token.clone());
+        }
         let mut mids = Vec::new();
         // Names of this run's own: the store keeps the MIDs of earlier runs.
         let names: Vec<String> = (0..args.mids)
@@ -321,11 +343,13 @@ pub(super) async fn failover_on_nodes(
         openmid_instance::config::InstanceConfig::default().disconnect_grace_ms
     );
     let mut rounds = Vec::new();
+    let mut token = None;
     for round in 0..args.rounds {
         let dir = tempfile::Builder::new()
             .prefix("openmid-bench-")
             .tempdir()?;
-        let mut nodes = Nodes::start(&bin, dir.path(), Some(&url), 2).await?;
+        let mut nodes = Nodes::start(&bin, dir.path(), Some(&url), 2, token.clone()).await?;
+        token = Some(nodes.token.clone());
         let survivor = nodes.apis[1].clone();
         let name = format!("nf{round}-{}", now_ms());
         let token = openmid_local::auto_validating_token(&survivor).await?;
@@ -356,7 +380,9 @@ pub(super) async fn failover_on_nodes(
         }
         wait(Duration::from_secs(20), || async {
             let outs = failover::records(&survivor, &correlator, Queue::Output).await;
-            outs.len() == args.jobs && outs.iter().all(|o| o.state == State::Processing)
+            // Claimed, every one (the first may be done already: they were inserted
+            // one by one through the other node).
+            outs.len() == args.jobs && outs.iter().all(|o| o.state != State::Ready)
         })
         .await
         .context("the MID did not take every job")?;
