@@ -25,7 +25,7 @@ pub const LEADER_LEASE: Duration = Duration::from_secs(3);
 /// The lease one node's sweeper holds.
 const SWEEPER_LEASE: &str = "sweeper";
 
-fn ms(d: Duration) -> i64 {
+pub(super) fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 

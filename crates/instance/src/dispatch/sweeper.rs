@@ -186,7 +186,7 @@ impl Dispatcher {
         }
         let live: Vec<String> = self
             .store
-            .live_nodes(now_ms() - nodes::NODE_TIMEOUT.as_millis() as i64)
+            .live_nodes(now_ms() - nodes::ms(nodes::NODE_TIMEOUT))
             .await?
             .into_iter()
             .map(|n| n.id)
@@ -227,7 +227,7 @@ impl Dispatcher {
     /// life: `down`, as if their own connection had dropped.
     async fn sweep_orphans(&self) -> Result<(), DispatchError> {
         let silent_since = now_ms()
-            - nodes::NODE_TIMEOUT.as_millis() as i64
+            - nodes::ms(nodes::NODE_TIMEOUT)
             - i64::try_from(self.config.disconnect_grace_ms).unwrap_or(i64::MAX);
         for orphan in self.store.orphaned_mids(silent_since).await? {
             let reason = format!(

@@ -140,25 +140,12 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let outputs = records(&instance.api, &correlator, Queue::Output).await;
-        let inputs = records(&instance.api, &correlator, Queue::Input).await;
-        let finished: Vec<i64> = outputs
-            .iter()
-            .filter(|o| o.state == State::Processed)
-            .filter_map(|o| o.processed_at.as_deref().and_then(parse_rfc3339))
-            .collect();
-        let lost = outputs
-            .iter()
-            .filter(|o| o.state != State::Processed)
-            .count();
-        let mut per_output: HashMap<&str, usize> = HashMap::new();
-        for i in &inputs {
-            *per_output
-                .entry(i.response_to.as_deref().unwrap_or(""))
-                .or_default() += 1;
-        }
-        let duplicates = per_output.values().map(|n| n.saturating_sub(1)).sum();
-        let complete_ms = finished.iter().max().map_or(-1, |t| t - killed_at);
+        let Round {
+            complete_ms,
+            lost,
+            duplicates,
+            ..
+        } = tally(&instance.api, &correlator, killed_at, detect_ms).await;
         eprintln!(
             "  round {}: detected in {detect_ms} ms, all {} jobs done {complete_ms} ms after the kill, lost {lost}, duplicates {duplicates}{}",
             round + 1,
@@ -241,6 +228,41 @@ fn report(args: &FailoverArgs, rounds: &[Round], killed: &str) -> Result<ExitCod
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A round's outcome from its records: when the last job finished after `killed_at`,
+/// the jobs not processed, and the results recorded more than once.
+pub(super) async fn tally(
+    api: &openmid_client::ApiClient,
+    correlator: &str,
+    killed_at: i64,
+    detect_ms: i64,
+) -> Round {
+    let outputs = records(api, correlator, Queue::Output).await;
+    let inputs = records(api, correlator, Queue::Input).await;
+    let complete_ms = outputs
+        .iter()
+        .filter(|o| o.state == State::Processed)
+        .filter_map(|o| o.processed_at.as_deref().and_then(parse_rfc3339))
+        .max()
+        .map_or(-1, |t| t - killed_at);
+    let lost = outputs
+        .iter()
+        .filter(|o| o.state != State::Processed)
+        .count();
+    let mut per_output: HashMap<&str, usize> = HashMap::new();
+    for i in &inputs {
+        *per_output
+            .entry(i.response_to.as_deref().unwrap_or(""))
+            .or_default() += 1;
+    }
+    let duplicates = per_output.values().map(|n| n.saturating_sub(1)).sum();
+    Round {
+        detect_ms,
+        complete_ms,
+        lost,
+        duplicates,
+    }
 }
 
 pub(super) async fn records(

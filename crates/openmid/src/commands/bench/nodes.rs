@@ -408,25 +408,12 @@ pub(super) async fn failover_on_nodes(
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let outputs = failover::records(&survivor, &correlator, Queue::Output).await;
-        let inputs = failover::records(&survivor, &correlator, Queue::Input).await;
-        let complete_ms = outputs
-            .iter()
-            .filter(|o| o.state == State::Processed)
-            .filter_map(|o| o.processed_at.as_deref().and_then(parse_rfc3339))
-            .max()
-            .map_or(-1, |t| t - killed_at);
-        let lost = outputs
-            .iter()
-            .filter(|o| o.state != State::Processed)
-            .count();
-        let mut per_output: HashMap<&str, usize> = HashMap::new();
-        for i in &inputs {
-            *per_output
-                .entry(i.response_to.as_deref().unwrap_or(""))
-                .or_default() += 1;
-        }
-        let duplicates = per_output.values().map(|n| n.saturating_sub(1)).sum();
+        let failover::Round {
+            complete_ms,
+            lost,
+            duplicates,
+            ..
+        } = failover::tally(&survivor, &correlator, killed_at, detect_ms).await;
         eprintln!(
             "  round {}: survivor leads {detect_ms} ms after the kill, all {} jobs done {complete_ms} ms after it, lost {lost}, duplicates {duplicates}{}",
             round + 1,
