@@ -257,6 +257,9 @@ impl RunningInstance {
         }
         self.tasks.close();
         self.tasks.wait().await;
+        self.dispatcher
+            .flush_express(std::time::Duration::from_secs(5))
+            .await;
         self.dispatcher.leave().await;
         self.store.close().await;
     }

@@ -485,6 +485,7 @@ fn keep_screenshot(png: &[u8], dir: &std::path::Path, name: &str) {
 
 fn rest_output(mid: &str, name: &str) -> NewOutput {
     NewOutput {
+        durability: Default::default(),
         agent: format!("mid.server.{mid}"),
         topic: Topic::RESTProbe,
         name: Some(name.into()),

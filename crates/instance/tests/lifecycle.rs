@@ -27,6 +27,7 @@ async fn poll(client: &InstanceClient, wait_ms: u64) -> Result<PollResponse, Ses
 
 fn output(agent: &str, url: &str, application: Option<&str>) -> NewOutput {
     NewOutput {
+        durability: Default::default(),
         agent: agent.into(),
         topic: Topic::RESTProbe,
         name: None,

@@ -19,6 +19,7 @@ async fn a_restart_keeps_the_queue_registry_and_token() {
         let r = instance
             .api
             .insert_output(&NewOutput {
+                durability: Default::default(),
                 agent: "mid.server.keeper".into(),
                 topic: Topic::RESTProbe,
                 name: Some(format!("job {i}")),

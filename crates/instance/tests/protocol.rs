@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 fn output(mid: &str, at_most_once: bool, max_attempts: Option<u32>) -> NewOutput {
     NewOutput {
+        durability: Default::default(),
         agent: format!("mid.server.{mid}"),
         topic: Topic::RESTProbe,
         name: None,

@@ -11,6 +11,7 @@ use serde_json::json;
 
 fn output(mid: &str, url: &str) -> NewOutput {
     NewOutput {
+        durability: Default::default(),
         agent: format!("mid.server.{mid}"),
         topic: Topic::RESTProbe,
         name: None,
@@ -268,6 +269,7 @@ async fn retried_output_chunks_are_stored_once_and_only_for_the_attempt_held() {
     let out = instance
         .api
         .insert_output(&NewOutput {
+            durability: Default::default(),
             topic: Topic::Command,
             payload: json!({"program": "/bin/echo", "args": ["x"]}),
             ..output("streamer", "http://unused/")

@@ -206,6 +206,7 @@ pub fn mid_config(
         pools: Default::default(),
         outbox_limit_bytes: 512 * 1024 * 1024,
         poll_wait_ms: 25_000,
+        transport: Default::default(),
         max_response_bytes: 8 * 1024 * 1024,
         inline_body_bytes: 1024 * 1024,
         capabilities: Vec::new(),
@@ -299,6 +300,7 @@ where
 /// A `RESTProbe` output: GET `url`, run by `agent`, tagged with `correlator`.
 pub fn rest_output(agent: &str, url: &str, correlator: &str) -> openmid_proto::api::NewOutput {
     openmid_proto::api::NewOutput {
+        durability: Default::default(),
         agent: agent.to_string(),
         topic: openmid_proto::ecc::Topic::RESTProbe,
         name: None,

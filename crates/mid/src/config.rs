@@ -46,6 +46,12 @@ pub struct MidConfig {
     /// How long a poll may wait at the instance for work.
     #[serde(default = "default_poll_wait")]
     pub poll_wait_ms: u64,
+    /// How the session travels: `stream` (the default: one HTTP/2 stream carrying
+    /// polls, results, heartbeats and express calls as frames; over a connection that
+    /// is not HTTP/2 the MID falls back to long-polls by itself) or `long_poll` (one
+    /// HTTPS request each, protocol 1, as the release before the stream spoke).
+    #[serde(default)]
+    pub transport: Transport,
     /// Largest response body a REST probe reads; larger ones fail with a clear error
     /// (never a truncated body).
     #[serde(default = "default_max_response")]
@@ -231,6 +237,17 @@ fn bad(key: &'static str, message: impl Into<String>) -> ConfigError {
         key,
         message: message.into(),
     }
+}
+
+/// How a MID's session travels (`transport`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// Frames on one HTTP/2 stream (protocol 2).
+    #[default]
+    Stream,
+    /// One HTTPS request per poll, results batch and heartbeat (protocol 1).
+    LongPoll,
 }
 
 impl MidConfig {

@@ -265,6 +265,7 @@ async fn admin_calls_and_what_a_mid_ran_are_audited_without_secrets() {
                 pool_size: None,
                 tls: Some(openmid_proto::sql::TlsMode::Disable),
                 options: Default::default(),
+                durability: None,
             })
             .await
             .expect("alias");

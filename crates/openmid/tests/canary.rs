@@ -63,6 +63,7 @@ fn alias(name: &str, kind: ConnectionKind, base_url: &str, credential: &str) -> 
         pool_size: None,
         tls: None,
         options: Default::default(),
+        durability: None,
     }
 }
 

@@ -452,6 +452,7 @@ async fn alias_actions_fail_over_in_a_cluster_for_rest_and_soap() {
         pool_size: None,
         tls: None,
         options: Default::default(),
+        durability: None,
     };
     api.create_alias(&alias(
         "svc",

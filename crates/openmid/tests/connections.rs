@@ -95,6 +95,7 @@ pub fn http_alias(name: &str, base_url: &str, credential: Option<&str>) -> Alias
         pool_size: None,
         tls: None,
         options: Default::default(),
+        durability: None,
     }
 }
 

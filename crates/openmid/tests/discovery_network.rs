@@ -186,6 +186,7 @@ impl Rig {
             pool_size: None,
             tls: None,
             options: Default::default(),
+            durability: None,
         })
         .await
         .expect("alias");

@@ -186,6 +186,7 @@ async fn an_unvalidated_mid_gets_no_work() {
     let output = instance
         .api
         .insert_output(&NewOutput {
+            durability: Default::default(),
             agent: "mid.server.waiting".into(),
             topic: Topic::RESTProbe,
             name: None,

@@ -176,6 +176,7 @@ fn alias(
         pool_size: None,
         tls: (kind == ConnectionKind::Jdbc).then_some(openmid_proto::sql::TlsMode::Disable),
         options: Default::default(),
+        durability: None,
     }
 }
 

@@ -14,6 +14,7 @@ mod discovery_network;
 mod durability;
 mod egress;
 mod end_to_end;
+mod express;
 mod imports;
 mod large_bodies;
 mod metrics;

@@ -106,6 +106,7 @@ async fn an_agent_is_read_through_an_alias_over_v2c_and_v3() {
             pool_size: None,
             tls: None,
             options: Default::default(),
+            durability: None,
         })
         .await
         .expect("alias");

@@ -139,6 +139,7 @@ async fn malformed_bodies_are_refused_at_the_api_door() {
         }
         let direct = api
             .insert_output(&NewOutput {
+                durability: Default::default(),
                 agent: format!("mid.server.{}", crate::connections::MID),
                 topic: Topic::SOAPProbe,
                 name: None,

@@ -101,6 +101,7 @@ impl Rig {
             pool_size: None,
             tls: Some(openmid_proto::sql::TlsMode::Disable),
             options: Default::default(),
+            durability: None,
         })
         .await
         .expect("alias");

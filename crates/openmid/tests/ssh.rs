@@ -102,6 +102,7 @@ impl Rig {
                 pool_size: Some(2),
                 tls: None,
                 options: Default::default(),
+                durability: None,
             })
             .await
             .expect("alias");

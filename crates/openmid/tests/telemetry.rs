@@ -381,10 +381,10 @@ async fn instance_and_mid_series_move_with_real_work() {
         moved(
             &i0,
             &i1,
-            "openmid_http_requests_total",
-            &[("route", "/mid/v1/results")]
+            "openmid_session_frames_total",
+            &[("kind", "results")]
         ) >= 1.0,
-        "the MID's result posts are counted"
+        "the MID's results frames on its session stream are counted"
     );
     assert!(
         moved(

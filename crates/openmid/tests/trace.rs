@@ -109,6 +109,7 @@ async fn a_callers_trace_reaches_the_target_through_the_mid() {
 
     // POST /api/v1/ecc takes the caller's trace too, and shows it.
     let new = NewOutput {
+        durability: Default::default(),
         agent: format!("mid.server.{MID}"),
         topic: Topic::RESTProbe,
         name: None,

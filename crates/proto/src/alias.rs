@@ -146,6 +146,10 @@ pub struct Alias {
     /// JDBC aliases: session settings and connection options (see the SQL probe).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// HTTP aliases: `relaxed` sends calls through the express lane unless an action
+    /// says otherwise (see [`crate::api::Durability`]); default `durable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<crate::api::Durability>,
 }
 
 /// An alias as the API shows it.

@@ -262,6 +262,41 @@ pub struct NewOutput {
     /// Application (for `mid.auto` selection).
     #[serde(default)]
     pub application: Option<String>,
+    /// Whether the call may skip its durable record before it runs (set by the
+    /// actions from their body or alias; a plain ECC insert is always durable).
+    #[serde(skip)]
+    pub durability: Durability,
+}
+
+/// Whether an action waits for its durable record before it runs.
+///
+/// `durable` (the default): the output is committed to the ECC queue before a MID
+/// gets it, it is leased and run again elsewhere if its MID is lost, and its result is
+/// in the MID's outbox before the MID acknowledges it.
+///
+/// `relaxed` (the express lane): for calls safe to lose the record of — idempotent
+/// reads, health checks, interactive lookups. The call goes straight down the MID's
+/// session stream and its answer straight back; its output and input records are
+/// written afterwards, group-committed, so the queue and the audit still show it. A
+/// crash of the instance between the answer and that write loses the record (never
+/// the answer the caller got), and a call whose MID is lost is answered with an
+/// error and never run again. With no session stream to its MID on this instance
+/// node the call takes the durable path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Recorded before it runs (the default).
+    #[default]
+    Durable,
+    /// The express lane: recorded after it answers.
+    Relaxed,
+}
+
+impl Durability {
+    /// Whether this is the express lane.
+    pub fn is_relaxed(self) -> bool {
+        self == Durability::Relaxed
+    }
 }
 
 /// `GET /api/v1/ecc` answer: one page of records, oldest first.
@@ -341,6 +376,10 @@ pub struct RestAction {
     /// Caller's correlator for the output record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlator: Option<String>,
+    /// `relaxed` takes the express lane (see [`Durability`]); default: the alias's,
+    /// else `durable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub durability: Option<Durability>,
 }
 
 impl RestAction {

@@ -24,6 +24,7 @@ pub mod probe;
 pub mod rest;
 pub mod seal;
 pub mod secret;
+pub mod session;
 pub mod snmp;
 pub mod soap;
 pub mod sql;
@@ -33,8 +34,14 @@ pub mod trace;
 pub mod trust;
 
 /// Version of the MID ↔ instance protocol. Sent at enrollment and on every session
-/// request in the [`PROTOCOL_HEADER`] header; the instance refuses other versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// request in the [`PROTOCOL_HEADER`] header. Version 2 carries polls, results and
+/// heartbeats as frames on one stream ([`session`]); version 1 as one HTTPS request
+/// each (the long-poll protocol).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest protocol the instance still speaks: MIDs of the release before the
+/// session stream keep working on the long-poll protocol for one release.
+pub const MIN_PROTOCOL_VERSION: u32 = 1;
 
 /// HTTP header carrying [`PROTOCOL_VERSION`] on every `/mid/v1` request.
 pub const PROTOCOL_HEADER: &str = "openmid-protocol";

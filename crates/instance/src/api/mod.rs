@@ -15,6 +15,7 @@ mod idempotency;
 mod imports;
 mod metrics;
 mod mid_session;
+mod mid_stream;
 mod nodes;
 mod openapi;
 mod trace;
@@ -198,6 +199,7 @@ pub fn router(state: AppState) -> Router {
                     extract::cap_body,
                 )),
         )
+        .route("/session", post(mid_stream::session))
         .route("/poll", post(mid_session::poll))
         .route("/results", post(mid_session::results))
         .route("/heartbeat", post(mid_session::heartbeat))

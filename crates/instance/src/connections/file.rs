@@ -86,6 +86,7 @@ impl Connections<'_> {
             resume: None,
         };
         Ok(NewOutput {
+            durability: Default::default(),
             agent,
             topic: Topic::FileImport,
             name: Some(label.chars().take(200).collect()),

@@ -71,6 +71,7 @@ impl Connections<'_> {
         .take(200)
         .collect();
         Ok(NewOutput {
+            durability: Default::default(),
             agent: alias.execution.agent(),
             topic: Topic::LDAPProbe,
             name: Some(name),
@@ -183,6 +184,7 @@ mod tests {
             pool_size: None,
             tls,
             options: Default::default(),
+            durability: None,
         }
     }
 

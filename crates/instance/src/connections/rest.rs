@@ -18,6 +18,7 @@ impl Connections<'_> {
             .clone()
             .unwrap_or_else(|| "GET".into())
             .to_uppercase();
+        let mut durability = action.durability;
         let (agent, application, request) = match &action.alias {
             Some(alias_name) => {
                 for (field, given) in [
@@ -34,6 +35,7 @@ impl Connections<'_> {
                     }
                 }
                 let (alias, credential) = self.alias_for(alias_name, ConnectionKind::Http).await?;
+                durability = durability.or(alias.durability);
                 let url = join_url(&alias.base_url, action.path.as_deref(), &action.query)?;
                 let mut headers = alias.headers.clone();
                 overlay_headers(&mut headers, action.headers);
@@ -100,6 +102,7 @@ impl Connections<'_> {
             None => format!("{} {}", request.method, request.url),
         };
         Ok(NewOutput {
+            durability: durability.unwrap_or_default(),
             agent,
             topic: Topic::RESTProbe,
             name: Some(name),

@@ -54,6 +54,7 @@ impl Connections<'_> {
             job_timeout_ms: None,
         };
         Ok(NewOutput {
+            durability: Default::default(),
             agent: alias.execution.agent(),
             topic: Topic::SNMPProbe,
             name: Some(format!("{}: snmp", alias.name)),

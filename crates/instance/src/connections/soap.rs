@@ -76,6 +76,7 @@ impl Connections<'_> {
                 .unwrap_or("call")
         );
         Ok(NewOutput {
+            durability: Default::default(),
             agent: alias.execution.agent(),
             topic: Topic::SOAPProbe,
             name: Some(name),

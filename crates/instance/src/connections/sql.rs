@@ -56,6 +56,7 @@ impl Connections<'_> {
             .take(200)
             .collect();
         Ok(NewOutput {
+            durability: Default::default(),
             agent: alias.execution.agent(),
             topic: Topic::JDBCProbe,
             name: Some(name),
@@ -158,6 +159,7 @@ mod tests {
             pool_size: None,
             tls: None,
             options: Default::default(),
+            durability: None,
         };
         let hour = 3_600_000;
         let check = super::super::aliases::check_alias;

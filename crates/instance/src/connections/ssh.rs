@@ -42,6 +42,7 @@ impl Connections<'_> {
             pool_size: alias.pool_size,
         };
         Ok(NewOutput {
+            durability: Default::default(),
             agent: alias.execution.agent(),
             topic: Topic::SSHCommand,
             name: Some(

@@ -515,6 +515,7 @@ impl Discovery<'_> {
         let record = self
             .dispatcher
             .submit(NewOutput {
+                durability: Default::default(),
                 agent: agent.to_string(),
                 topic,
                 name: Some(format!("discovery {run}: {stage}")),

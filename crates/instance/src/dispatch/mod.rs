@@ -3,6 +3,7 @@
 //! results exactly once, notices MIDs that go away, and moves their work elsewhere.
 
 mod cancel;
+pub mod express;
 pub mod handoff;
 mod heartbeat;
 mod lifecycle;
@@ -75,6 +76,10 @@ pub struct Dispatcher {
     node: Node,
     /// The instance's own series (`/metrics`).
     telemetry: Arc<crate::telemetry::Telemetry>,
+    /// MIDs' session streams on this node, for the express lane.
+    lanes: Arc<express::Lanes>,
+    /// Writes express calls' records after they answered (started with the first).
+    recorder: std::sync::OnceLock<express::Recorder>,
 }
 
 /// What `instance_nodes` calls this node: its host and listen address.
@@ -127,6 +132,8 @@ impl Dispatcher {
             cancels: std::sync::Mutex::new(HashMap::new()),
             node,
             telemetry: Arc::new(crate::telemetry::Telemetry::new()),
+            lanes: Arc::default(),
+            recorder: std::sync::OnceLock::new(),
         }
     }
 

@@ -126,7 +126,7 @@ impl Dispatcher {
 
     /// One claimed output as its MID gets it: resumed where an earlier attempt
     /// stopped, its credential sealed to this MID.
-    async fn work_item(&self, mid: &MidRow, r: Record) -> WorkItem {
+    pub(super) async fn work_item(&self, mid: &MidRow, r: Record) -> WorkItem {
         {
             let payload: serde_json::Value =
                 serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null);

@@ -91,6 +91,69 @@ impl Dispatcher {
                 replayed: true,
             });
         }
+        let mut record = self.prepare(new, trace).await?;
+        let reservation = record
+            .assigned_to
+            .as_deref()
+            .and_then(|mid| self.parked.reserve(mid, record.priority));
+        let stored_key = key.map(|k| {
+            let now = now_ms();
+            IdempotencyKey {
+                key: k.key.clone(),
+                request_hash: k.request_hash.clone(),
+                not_before: now.saturating_sub(idempotency_window_ms()),
+                now,
+            }
+        });
+        let Some(reservation) = reservation else {
+            if let Some(hit) = insert(self.store.as_ref(), &record, stored_key.as_ref()).await? {
+                return self.raced(key, hit).await;
+            }
+            if let Some(mid) = &record.assigned_to {
+                self.wake_mid(mid);
+            }
+            return Ok(Submitted {
+                record,
+                replayed: false,
+            });
+        };
+        // Its MID is waiting in a poll with a free slot: write it claimed, hand it over.
+        let now = now_ms();
+        record.state = State::Processing;
+        record.attempt = 1;
+        record.claimed_by = record.assigned_to.clone();
+        record.claimed_at = Some(now);
+        record.lease_expires_at = Some(now + self.lease_ms());
+        // On a task of its own: a caller that hangs up must not leave a record written
+        // as claimed but never handed over (the poll waits for the reservation).
+        let store = self.store.clone();
+        let written = record.clone();
+        let hit = tokio::spawn(async move {
+            let hit = insert(store.as_ref(), &written, stored_key.as_ref()).await?;
+            if hit.is_none() {
+                reservation.hand_over(written);
+            }
+            Ok::<_, StoreError>(hit)
+        })
+        .await
+        .map_err(|e| StoreError::Batch(format!("hand-off task: {e}")))??;
+        if let Some(hit) = hit {
+            return self.raced(key, hit).await;
+        }
+        self.telemetry.handed_off(&record);
+        Ok(Submitted {
+            record,
+            replayed: false,
+        })
+    }
+
+    /// Checks a new output and picks its MID: the record as it would be written,
+    /// `ready` and assigned (or waiting for a MID of its cluster).
+    pub(super) async fn prepare(
+        &self,
+        new: NewOutput,
+        trace: Option<TraceParent>,
+    ) -> Result<Record, DispatchError> {
         let agent: Agent = new
             .agent
             .parse()
@@ -164,7 +227,7 @@ impl Dispatcher {
             Choice::Nobody { why } if agent == Agent::Auto => return Err(invalid("agent", why)),
             Choice::Nobody { why } => (None, why),
         };
-        let mut record = Record {
+        let record = Record {
             id: uuid::Uuid::now_v7().to_string(),
             queue: Queue::Output,
             agent: agent.to_string(),
@@ -191,59 +254,7 @@ impl Dispatcher {
             application: new.application,
             traceparent: Some(trace.unwrap_or_else(TraceParent::new_root).to_string()),
         };
-        let reservation = record
-            .assigned_to
-            .as_deref()
-            .and_then(|mid| self.parked.reserve(mid, record.priority));
-        let stored_key = key.map(|k| {
-            let now = now_ms();
-            IdempotencyKey {
-                key: k.key.clone(),
-                request_hash: k.request_hash.clone(),
-                not_before: now.saturating_sub(idempotency_window_ms()),
-                now,
-            }
-        });
-        let Some(reservation) = reservation else {
-            if let Some(hit) = insert(self.store.as_ref(), &record, stored_key.as_ref()).await? {
-                return self.raced(key, hit).await;
-            }
-            if let Some(mid) = &record.assigned_to {
-                self.wake_mid(mid);
-            }
-            return Ok(Submitted {
-                record,
-                replayed: false,
-            });
-        };
-        // Its MID is waiting in a poll with a free slot: write it claimed, hand it over.
-        let now = now_ms();
-        record.state = State::Processing;
-        record.attempt = 1;
-        record.claimed_by = record.assigned_to.clone();
-        record.claimed_at = Some(now);
-        record.lease_expires_at = Some(now + self.lease_ms());
-        // On a task of its own: a caller that hangs up must not leave a record written
-        // as claimed but never handed over (the poll waits for the reservation).
-        let store = self.store.clone();
-        let written = record.clone();
-        let hit = tokio::spawn(async move {
-            let hit = insert(store.as_ref(), &written, stored_key.as_ref()).await?;
-            if hit.is_none() {
-                reservation.hand_over(written);
-            }
-            Ok::<_, StoreError>(hit)
-        })
-        .await
-        .map_err(|e| StoreError::Batch(format!("hand-off task: {e}")))??;
-        if let Some(hit) = hit {
-            return self.raced(key, hit).await;
-        }
-        self.telemetry.handed_off(&record);
-        Ok(Submitted {
-            record,
-            replayed: false,
-        })
+        Ok(record)
     }
 
     /// A concurrent submission with the same key won: answer with its output.

@@ -157,6 +157,10 @@ pub trait QueueStore: Send + Sync + 'static {
         results: &[WorkResult],
         now: i64,
     ) -> Result<Vec<RecordedResult>, StoreError>;
+    /// Writes the records of express calls (`durability: relaxed`) that already ran:
+    /// each one's output, finished, and its input, all in one transaction. Calls
+    /// already written (same output id) are left as they are.
+    async fn record_express(&self, finished: &[Finished]) -> Result<(), StoreError>;
     /// Extends the leases of jobs a MID still runs; returns the jobs it no longer holds.
     async fn renew_leases(
         &self,

@@ -127,6 +127,7 @@ impl Metrics<'_> {
             let record = self
                 .dispatcher
                 .submit(NewOutput {
+                    durability: Default::default(),
                     agent: format!("mid.server.{mid}"),
                     topic: Topic::MetricScrape,
                     name: Some(format!("scrape assignment v{version}")),

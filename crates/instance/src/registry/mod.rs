@@ -12,7 +12,7 @@ use openmid_proto::mid::MidProfile;
 use openmid_proto::mid::{EnrollRequest, EnrollResponse, MidStatus};
 use openmid_proto::secret::Secret;
 use openmid_proto::time::{now_ms, rfc3339};
-use openmid_proto::{PROTOCOL_VERSION, is_valid_name};
+use openmid_proto::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION, is_valid_name};
 
 /// Default and longest lifetime of an enrollment token.
 const DEFAULT_TOKEN_TTL_SECS: u64 = 3600;
@@ -88,12 +88,13 @@ pub async fn create_enrollment_token(
     })
 }
 
-/// Checks a protocol version against ours.
+/// Checks a protocol version against the ones we speak
+/// ([`MIN_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`]).
 pub fn check_protocol(mid: u32) -> Result<(), RegistryError> {
-    if mid == PROTOCOL_VERSION {
+    if (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&mid) {
         return Ok(());
     }
-    let (older, newer) = if mid < PROTOCOL_VERSION {
+    let (older, newer) = if mid < MIN_PROTOCOL_VERSION {
         ("MID", PROTOCOL_VERSION)
     } else {
         ("instance", mid)

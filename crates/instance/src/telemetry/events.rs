@@ -34,6 +34,14 @@ pub(super) fn describe() {
     );
     metrics::describe_counter!(RESULTS, "Results posted by MIDs, by outcome");
     metrics::describe_counter!(
+        SESSION_FRAMES,
+        "Frames MIDs sent on their session streams, by kind"
+    );
+    metrics::describe_counter!(
+        EXPRESS_CALLS,
+        "Express calls by outcome (answered, lost, or taken by the durable path)"
+    );
+    metrics::describe_counter!(
         HTTP_REQUESTS,
         "HTTP requests by route template, method and status"
     );
@@ -60,6 +68,12 @@ pub(super) fn preregister() {
         AckOutcome::Unknown,
     ] {
         metrics::counter!(RESULTS, "outcome" => outcome_label(outcome)).increment(0);
+    }
+    for kind in ["poll", "results", "heartbeat", "express_done", "cancel"] {
+        metrics::counter!(SESSION_FRAMES, "kind" => kind).increment(0);
+    }
+    for outcome in ["answered", "lost", "durable"] {
+        metrics::counter!(EXPRESS_CALLS, "outcome" => outcome).increment(0);
     }
 }
 
@@ -119,6 +133,21 @@ impl Telemetry {
     pub fn reassigned(&self, record: &Record) {
         self.with(|| {
             metrics::counter!(REASSIGNMENTS, "topic" => record.topic.as_str()).increment(1);
+        });
+    }
+
+    /// A frame a MID sent on its session stream.
+    pub fn session_frame(&self, kind: &'static str) {
+        self.with(|| {
+            metrics::counter!(SESSION_FRAMES, "kind" => kind).increment(1);
+        });
+    }
+
+    /// An express call ended: `answered` by its MID, `lost` with its MID's session,
+    /// or sent the `durable` way.
+    pub fn express(&self, outcome: &'static str) {
+        self.with(|| {
+            metrics::counter!(EXPRESS_CALLS, "outcome" => outcome).increment(1);
         });
     }
 

@@ -31,6 +31,12 @@ pub mod names {
     pub const REASSIGNMENTS: &str = "openmid_reassignments_total";
     /// New outputs handed straight to a waiting long-poll, by `topic`.
     pub const HANDOFFS: &str = "openmid_handoffs_total";
+    /// Frames MIDs sent on their session streams, by `kind` (poll, results,
+    /// heartbeat, express_done, cancel).
+    pub const SESSION_FRAMES: &str = "openmid_session_frames_total";
+    /// Express calls (`durability: relaxed`), by `outcome` (answered, lost, durable:
+    /// taken by the durable path for want of a stream).
+    pub const EXPRESS_CALLS: &str = "openmid_express_calls_total";
     /// Results posted by MIDs, by `outcome` (recorded, duplicate, superseded, unknown).
     pub const RESULTS: &str = "openmid_results_total";
     /// HTTP requests by `route` (the route template, never the raw path), `method`

@@ -244,6 +244,44 @@ impl Executor {
         });
     }
 
+    /// Runs an express job in its pool and returns its result, which goes straight
+    /// back on the session stream: no outbox, no lease to renew, never run again.
+    pub async fn run_express(self: &Arc<Self>, item: WorkItem) -> WorkResult {
+        let pool = self.pools[pool_index(item.priority)].clone();
+        let Ok(permit) = pool.acquire_owned().await else {
+            return WorkResult {
+                output_id: item.output_id,
+                attempt: item.attempt,
+                payload: serde_json::Value::Null,
+                error: Some("the MID is stopping".into()),
+                started_at_ms: now_ms(),
+                duration_ms: 0,
+            };
+        };
+        let job = JobRef {
+            output_id: item.output_id.clone(),
+            attempt: item.attempt,
+        };
+        let context = probes::JobContext::new(job.clone()).traced(item.traceparent.as_deref());
+        let span = job_span(&job, context.trace.as_ref());
+        let result = async {
+            tracing::debug!(topic = %item.topic, "running an express job");
+            let started = openmid_proto::otlp::now_unix_nanos();
+            let trace = context.trace;
+            let span_of = self.spans.as_ref().map(|_| item.clone());
+            let result = self.run_probe(item, context).await;
+            if let Some(item) = span_of {
+                self.export_span(&item, trace.as_ref(), started, result.error.as_deref());
+            }
+            result
+        }
+        .instrument(span)
+        .await;
+        drop(permit);
+        self.slot_freed.notify_waiters();
+        result
+    }
+
     async fn run_probe(&self, item: WorkItem, job: probes::JobContext) -> WorkResult {
         let started_at_ms = now_ms();
         let started = Instant::now();

@@ -2,18 +2,22 @@
 //! outbound proxy, credentials and protocol version on every request.
 
 use super::proxy::ProxySettings;
-use crate::config::MidConfig;
+use super::stream::{OpenError, Pushed, Stream};
+use crate::config::{MidConfig, Transport};
 use openmid_proto::api::ErrorBody;
 use openmid_proto::mid::{
     EnrollRequest, EnrollResponse, HeartbeatRequest, HeartbeatResponse, PollRequest, PollResponse,
     ResultsRequest, ResultsResponse,
 };
 use openmid_proto::secret::Secret;
+use openmid_proto::session::{Kind, SESSION_PATH};
 use openmid_proto::trust::client_config;
 use openmid_proto::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Errors of one session request.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +61,25 @@ pub struct InstanceClient {
     current: std::sync::atomic::AtomicUsize,
     bearer: std::sync::RwLock<Option<Secret>>,
     proxy: Option<ProxySettings>,
+    /// The protocol spoken on the long-poll routes: 1 when the config asks for the
+    /// long-poll transport (as the release before the stream), else ours.
+    protocol: u32,
+    /// Whether to use the session stream at all (`transport`).
+    use_stream: bool,
+    /// The open session stream, if any.
+    stream: std::sync::Mutex<Option<Arc<Stream>>>,
+    /// Held while a stream is being opened, so requests wait for one opening.
+    opening: tokio::sync::Mutex<()>,
+    /// After the stream was found unsupported: the long-poll routes until then.
+    stream_off_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Where express jobs and rescued work coming down the stream go (set by the
+    /// session).
+    pushed: std::sync::OnceLock<mpsc::Sender<Pushed>>,
 }
+
+/// How long a MID sticks to long-polls after finding the stream unsupported before
+/// it tries the stream again (an instance upgraded meanwhile, a proxy changed).
+const STREAM_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 impl InstanceClient {
     /// Builds the client from the config.
@@ -106,6 +128,15 @@ impl InstanceClient {
             current: std::sync::atomic::AtomicUsize::new(0),
             bearer: std::sync::RwLock::new(None),
             proxy,
+            protocol: match config.transport {
+                Transport::LongPoll => 1,
+                Transport::Stream => PROTOCOL_VERSION,
+            },
+            use_stream: config.transport == Transport::Stream,
+            stream: std::sync::Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
+            stream_off_until: std::sync::Mutex::new(None),
+            pushed: std::sync::OnceLock::new(),
         })
     }
 
@@ -170,9 +201,107 @@ impl InstanceClient {
         }
     }
 
-    /// Sets the session credential (`MID_ID.SECRET`).
+    /// Sets the session credential (`MID_ID.SECRET`). An open session stream is
+    /// closed: the next one opens with the new credential.
     pub fn set_bearer(&self, bearer: Secret) {
         *self.bearer.write().unwrap_or_else(|e| e.into_inner()) = Some(bearer);
+        let open = self.stream.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(open) = open {
+            open.close();
+        }
+    }
+
+    /// The protocol version this MID announces at enrollment.
+    pub fn protocol(&self) -> u32 {
+        self.protocol
+    }
+
+    /// What the instance pushes down the session stream (express jobs, work of a
+    /// poll given up) goes to `jobs`.
+    pub fn take_pushed(&self, jobs: mpsc::Sender<Pushed>) {
+        let _ = self.pushed.set(jobs);
+    }
+
+    /// Closes the session stream (at the end of the session: the instance then sees
+    /// this MID go, as it saw its last request end).
+    pub fn close_stream(&self) {
+        let open = self.stream.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(open) = open {
+            open.close();
+        }
+    }
+
+    /// Whether requests go by the session stream now.
+    pub fn on_stream(&self) -> bool {
+        self.stream
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|s| !s.is_ended())
+    }
+
+    /// The open session stream, opening one when there is none: `None` when the
+    /// session goes by long-polls (by config, or because the stream is unsupported
+    /// on the way to the instance).
+    async fn stream(&self) -> Result<Option<Arc<Stream>>, SessionError> {
+        if !self.use_stream {
+            return Ok(None);
+        }
+        if let Some(until) = *self
+            .stream_off_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            && std::time::Instant::now() < until
+        {
+            return Ok(None);
+        }
+        if let Some(open) = self.open_stream() {
+            return Ok(Some(open));
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(open) = self.open_stream() {
+            return Ok(Some(open));
+        }
+        let (node, req) = self.request(reqwest::Method::POST, SESSION_PATH, None)?;
+        match Stream::open(req, node, self.pushed.get().cloned()).await {
+            Ok(stream) => {
+                tracing::debug!(node = %self.bases[node], "session stream open");
+                *self.stream.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.clone());
+                Ok(Some(stream))
+            }
+            Err(OpenError::Unsupported(why)) => {
+                tracing::warn!(why, "no session stream to the instance: using long-polls");
+                *self
+                    .stream_off_until
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) =
+                    Some(std::time::Instant::now() + STREAM_RETRY_AFTER);
+                Ok(None)
+            }
+            Err(OpenError::Session(e)) => {
+                if matches!(e, SessionError::Unreachable(_)) {
+                    self.move_on_from(node);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The stream in use, if it is still open. One that broke sends the next
+    /// requests to the next node, as a request without an answer would.
+    fn open_stream(&self) -> Option<Arc<Stream>> {
+        let mut slot = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(open) if !open.is_ended() => Some(open.clone()),
+            Some(ended) => {
+                if ended.broke() {
+                    self.move_on_from(ended.node);
+                }
+                *slot = None;
+                None
+            }
+            None => None,
+        }
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(
@@ -181,7 +310,7 @@ impl InstanceClient {
         body: &B,
         timeout: Duration,
     ) -> Result<T, SessionError> {
-        let (node, req) = self.request(reqwest::Method::POST, path, timeout)?;
+        let (node, req) = self.request(reqwest::Method::POST, path, Some(timeout))?;
         let resp = match req.json(body).send().await {
             Ok(resp) => resp,
             Err(e) => return Err(self.unreachable(node, e).await),
@@ -190,22 +319,30 @@ impl InstanceClient {
     }
 
     /// A request to `path` on the current node with the protocol version and the
-    /// session credential, and which node that is.
+    /// session credential, and which node that is. `timeout` covers the whole
+    /// exchange (none for the session stream, which stays open).
     fn request(
         &self,
         method: reqwest::Method,
         path: &str,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<(usize, reqwest::RequestBuilder), SessionError> {
         let (node, base) = self.base();
         let url = base
             .join(path)
             .map_err(|e| SessionError::Setup(e.to_string()))?;
+        let protocol = if path == SESSION_PATH {
+            PROTOCOL_VERSION
+        } else {
+            self.protocol
+        };
         let mut req = self
             .http
             .request(method, url)
-            .header(PROTOCOL_HEADER, PROTOCOL_VERSION.to_string())
-            .timeout(timeout);
+            .header(PROTOCOL_HEADER, protocol.to_string());
+        if let Some(timeout) = timeout {
+            req = req.timeout(timeout);
+        }
         let bearer = self
             .bearer
             .read()
@@ -241,7 +378,7 @@ impl InstanceClient {
                 "mid/v1/blobs/{blob_id}?output={}",
                 openmid_proto::encode_path_segment(output_id)
             ),
-            timeout,
+            Some(timeout),
         )?;
         let resp = match req.send().await {
             Ok(resp) => resp,
@@ -274,7 +411,7 @@ impl InstanceClient {
             openmid_proto::encode_path_segment(&job.output_id),
             job.attempt
         );
-        let (node, req) = self.request(reqwest::Method::PUT, &path, timeout)?;
+        let (node, req) = self.request(reqwest::Method::PUT, &path, Some(timeout))?;
         let resp = req
             .header(reqwest::header::CONTENT_LENGTH, len)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
@@ -318,9 +455,12 @@ impl InstanceClient {
             .await
     }
 
-    /// Long-polls for work.
+    /// Long-polls for work (a poll frame on the session stream).
     pub async fn poll(&self, req: &PollRequest) -> Result<PollResponse, SessionError> {
         let timeout = Duration::from_millis(req.wait_ms) + Duration::from_secs(15);
+        if let Some(stream) = self.stream().await? {
+            return stream.call(Kind::Poll, req, timeout).await;
+        }
         self.post("mid/v1/poll", req, timeout).await
     }
 
@@ -329,8 +469,11 @@ impl InstanceClient {
         &self,
         req: &ResultsRequest,
     ) -> Result<ResultsResponse, SessionError> {
-        self.post("mid/v1/results", req, Duration::from_secs(60))
-            .await
+        let timeout = Duration::from_secs(60);
+        if let Some(stream) = self.stream().await? {
+            return stream.call(Kind::Results, req, timeout).await;
+        }
+        self.post("mid/v1/results", req, timeout).await
     }
 
     /// Sends a new key pair and secret (authenticated with the current ones).
@@ -346,8 +489,11 @@ impl InstanceClient {
         &self,
         req: &HeartbeatRequest,
     ) -> Result<HeartbeatResponse, SessionError> {
-        self.post("mid/v1/heartbeat", req, Duration::from_secs(30))
-            .await
+        let timeout = Duration::from_secs(30);
+        if let Some(stream) = self.stream().await? {
+            return stream.call(Kind::Heartbeat, req, timeout).await;
+        }
+        self.post("mid/v1/heartbeat", req, timeout).await
     }
 }
 
@@ -364,7 +510,7 @@ async fn read_answer<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, 
 }
 
 /// The response when it succeeded, else the session error it carries.
-async fn error_of(resp: reqwest::Response) -> Result<reqwest::Response, SessionError> {
+pub(super) async fn error_of(resp: reqwest::Response) -> Result<reqwest::Response, SessionError> {
     let status = resp.status();
     if status.is_success() {
         return Ok(resp);
@@ -384,7 +530,7 @@ async fn error_of(resp: reqwest::Response) -> Result<reqwest::Response, SessionE
     })
 }
 
-fn unreachable(e: &reqwest::Error) -> SessionError {
+pub(super) fn unreachable(e: &reqwest::Error) -> SessionError {
     use std::error::Error as _;
     let mut text = e.to_string();
     let mut source = e.source();

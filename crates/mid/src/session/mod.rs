@@ -7,6 +7,7 @@ pub mod client;
 mod heartbeat;
 pub mod proxy;
 mod results;
+pub mod stream;
 
 use crate::MidError;
 use crate::config::MidConfig;
@@ -16,11 +17,11 @@ use crate::outbox::{BODY_FILE_KEY, Outbox};
 use crate::probes::http::SpilledBody;
 use backoff::Backoff;
 use client::{InstanceClient, SessionError};
+use openmid_proto::BUILD_VERSION;
 use openmid_proto::mid::{
     AckOutcome, Capacity, EnrollRequest, HeartbeatRequest, JobRef, MidStatus, PollRequest,
     ResultsRequest, WorkResult,
 };
-use openmid_proto::{BUILD_VERSION, PROTOCOL_VERSION};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -96,6 +97,10 @@ impl Session {
             this.rekey().await;
         }
         let background = CancellationToken::new();
+        // Set before any stream opens, so none comes up without a place for its work.
+        let (to_run, pushed) = tokio::sync::mpsc::channel::<stream::Pushed>(1024);
+        this.client.take_pushed(to_run);
+        let pushed = tokio::spawn(this.clone().run_pushed(pushed, background.clone()));
         let sender = tokio::spawn(this.clone().send_results(background.clone()));
         let heart = tokio::spawn(this.clone().heartbeats(background.clone()));
         let outcome = this.poll_for_work().await;
@@ -110,6 +115,8 @@ impl Session {
             _ = &mut present => (&mut drain).await,
         }
         background.cancel();
+        let _ = pushed.await;
+        this.client.close_stream();
         let _ = sender.await;
         let _ = heart.await;
         if !this.outbox.is_empty() {
@@ -145,7 +152,7 @@ impl Session {
                 name: identity.name.clone(),
                 public_key: identity.public_key_b64(),
                 secret: identity.secret.clone(),
-                protocol_version: PROTOCOL_VERSION,
+                protocol_version: self.client.protocol(),
                 version: BUILD_VERSION.to_string(),
                 hostname: hostname(),
                 profile: self.config.profile(),
@@ -284,6 +291,37 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// Runs what the instance pushes down the session stream: express jobs, each in
+    /// its pool and answered on the stream it came by (they skip the outbox: they
+    /// have no durable record to answer yet), and work claimed by a poll this MID had
+    /// given up, run as any claimed job.
+    async fn run_pushed(
+        self: Arc<Self>,
+        mut incoming: tokio::sync::mpsc::Receiver<stream::Pushed>,
+        stop: CancellationToken,
+    ) {
+        let running = tokio_util::task::TaskTracker::new();
+        loop {
+            let job = tokio::select! {
+                j = incoming.recv() => j,
+                _ = stop.cancelled() => None,
+            };
+            match job {
+                Some(stream::Pushed::Express(job)) => {
+                    let executor = self.executor.clone();
+                    running.spawn(async move {
+                        let result = executor.run_express(job.item.clone()).await;
+                        job.answer(&result).await;
+                    });
+                }
+                Some(stream::Pushed::Claimed(item)) => self.executor.spawn(item),
+                None => break,
+            }
+        }
+        running.close();
+        running.wait().await;
     }
 
     /// Idle polls (no capacity), one after the other, until refused for good.

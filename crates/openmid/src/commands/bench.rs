@@ -21,6 +21,7 @@ mod rest;
 mod scale;
 mod sql;
 mod ssh;
+mod tunnel;
 
 /// Flags of `openmid bench`.
 #[derive(clap::Args)]

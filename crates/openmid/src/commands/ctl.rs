@@ -294,6 +294,7 @@ async fn run_command(args: Args) -> Result<ExitCode> {
                 .context("--priority")?;
             let r = api
                 .insert_output(&NewOutput {
+                    durability: Default::default(),
                     agent,
                     topic,
                     name,

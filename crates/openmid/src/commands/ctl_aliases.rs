@@ -99,6 +99,10 @@ pub struct AliasFields {
     /// Database session setting or connection option `name=value` (repeatable).
     #[arg(long = "option")]
     options: Vec<String>,
+    /// `relaxed`: calls through this alias take the express lane (no durable record
+    /// before they run; see the README); default `durable`.
+    #[arg(long, value_parser = ["durable", "relaxed"])]
+    durability: Option<String>,
     /// Free text.
     #[arg(long)]
     description: Option<String>,
@@ -145,6 +149,14 @@ fn print_alias(a: &AliasInfo) {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join("; "),
+        ),
+        (
+            "durability",
+            if al.durability.is_some_and(|d| d.is_relaxed()) {
+                "relaxed (express lane)".to_string()
+            } else {
+                String::new()
+            },
         ),
         (
             "headers",
@@ -253,6 +265,10 @@ fn alias_body(f: &AliasFields) -> Result<Alias> {
         pool_size: f.pool_size,
         tls,
         options,
+        durability: f.durability.as_deref().map(|d| match d {
+            "relaxed" => openmid_proto::api::Durability::Relaxed,
+            _ => openmid_proto::api::Durability::Durable,
+        }),
     })
 }
 

@@ -259,6 +259,7 @@ async fn alias_call(instance: &LocalInstance) -> Result<bool> {
             pool_size: None,
             tls: None,
             options: Default::default(),
+            durability: None,
         })
         .await?;
     println!(

@@ -39,6 +39,7 @@ fn command_output(action: CommandAction) -> Result<NewOutput, ApiError> {
     let payload = serde_json::to_value(action.request())
         .map_err(|e| ApiError::invalid_field("payload", e))?;
     Ok(NewOutput {
+        durability: Default::default(),
         agent,
         topic: Topic::Command,
         name: Some(

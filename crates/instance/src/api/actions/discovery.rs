@@ -97,6 +97,7 @@ fn output<R: Serialize>(
     name: impl FnOnce() -> String,
 ) -> Result<NewOutput, ApiError> {
     Ok(NewOutput {
+        durability: Default::default(),
         agent,
         topic,
         name: Some(name().chars().take(200).collect()),

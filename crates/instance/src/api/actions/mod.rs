@@ -125,6 +125,11 @@ async fn submit_and_answer(
     span: super::trace::ApiSpan,
     wait: Duration,
 ) -> Result<Response, ApiError> {
+    // The express lane answers a caller who waits; one who gives an Idempotency-Key
+    // asks for a stored record to replay, which only the durable path has first.
+    if new.durability.is_relaxed() && key.is_none() && !wait.is_zero() {
+        return express(state, new, span, wait).await;
+    }
     let submitted = state
         .dispatcher
         .submit_once(new, key, Some(span.trace))
@@ -133,6 +138,47 @@ async fn submit_and_answer(
     let response = answer(state, submitted.record, wait).await?;
     span.finish(state, &id, None);
     Ok(idempotency::mark(response, submitted.replayed))
+}
+
+/// An express call: answered from the MID's answer, its records written afterwards;
+/// the durable path when the express lane cannot take it.
+async fn express(
+    state: &AppState,
+    new: NewOutput,
+    span: super::trace::ApiSpan,
+    wait: Duration,
+) -> Result<Response, ApiError> {
+    let fallback = new.clone();
+    match state
+        .dispatcher
+        .express(new, Some(span.trace))
+        .await?
+    {
+        Some(finished) => {
+            let id = finished.output.id.clone();
+            let traceparent = finished.output.traceparent.clone();
+            let body = Json(crate::topics::show(finished.output, Some(finished.input)));
+            let response = super::trace::answer_with(
+                (
+                    [(
+                        axum::http::HeaderName::from_static("openmid-durability"),
+                        "relaxed",
+                    )],
+                    body,
+                )
+                    .into_response(),
+                traceparent.as_deref(),
+            );
+            span.finish(state, &id, None);
+            Ok(response)
+        }
+        None => {
+            state.dispatcher.telemetry().express("durable");
+            let mut durable = fallback;
+            durable.durability = Default::default();
+            Box::pin(submit_and_answer(state, durable, None, span, wait)).await
+        }
+    }
 }
 
 /// The action's answer, with its `traceparent` header.

@@ -7,8 +7,8 @@ use super::operations::{end_leases, idempotent_hit, insert_record, record_result
 use super::{PgStore, ecc_row, ecc_rows, output_chunks};
 use crate::ecc::rows::ecc_columns;
 use crate::ecc::{
-    Cancelled, ChunksStored, Claim, IdempotencyKey, IdempotentHit, Load, QueueStore, Record,
-    RecordFilter, RecordedResult, StoreError,
+    Cancelled, ChunksStored, Claim, Finished, IdempotencyKey, IdempotentHit, Load, QueueStore,
+    Record, RecordFilter, RecordedResult, StoreError,
 };
 use async_trait::async_trait;
 use openmid_proto::command_output::DecodedChunk;
@@ -200,6 +200,26 @@ impl QueueStore for PgStore {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn record_express(&self, finished: &[Finished]) -> Result<(), StoreError> {
+        if finished.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool().begin().await?;
+        for f in finished {
+            let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM ecc WHERE id = $1")
+                .bind(&f.output.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_some() {
+                continue;
+            }
+            insert_record(&mut tx, &f.output).await?;
+            insert_record(&mut tx, &f.input).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn renew_leases(

@@ -2,6 +2,7 @@
 //! streamed output and purging. The decisions of a write live in [`super::operations`].
 
 use super::*;
+use crate::ecc::Finished;
 
 #[async_trait]
 impl QueueStore for SqliteStore {
@@ -172,6 +173,23 @@ impl QueueStore for SqliteStore {
                     .into_iter()
                     .map(|result| record_result(c, &mid_name, result, now))
                     .collect()
+            })
+            .await
+    }
+
+    async fn record_express(&self, finished: &[Finished]) -> Result<(), StoreError> {
+        let finished = finished.to_vec();
+        self.writer
+            .write(move |c| {
+                let mut known = c.prepare_cached("SELECT 1 FROM ecc WHERE id = ?")?;
+                for f in &finished {
+                    if known.exists([&f.output.id])? {
+                        continue;
+                    }
+                    insert_record(c, &f.output)?;
+                    insert_record(c, &f.input)?;
+                }
+                Ok(())
             })
             .await
     }

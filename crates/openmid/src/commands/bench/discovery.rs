@@ -582,6 +582,7 @@ async fn make_snmp_alias(api: &ApiClient, agent: &LocalSnmpd) -> Result<()> {
         pool_size: None,
         tls: None,
         options: Default::default(),
+        durability: None,
     })
     .await?;
     Ok(())

@@ -102,6 +102,7 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
         for i in 0..args.jobs {
             let url = target.url(&format!("/slow?ms={}&i={i}", args.job_ms));
             api.insert_output(&NewOutput {
+                durability: Default::default(),
                 name: Some(format!("job {i}")),
                 source: Some("bench".into()),
                 ..rest_output(&format!("mid.cluster.{cluster}"), &url, &correlator)

@@ -133,6 +133,7 @@ pub(super) async fn run(args: ImportArgs) -> Result<ExitCode> {
         pool_size: None,
         tls: None,
         options: Default::default(),
+        durability: None,
     })
     .await?;
     let people: DataSource = serde_json::from_value(serde_json::json!({

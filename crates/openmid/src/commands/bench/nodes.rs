@@ -372,6 +372,7 @@ pub(super) async fn failover_on_nodes(
             let url = target.url(&format!("/slow?ms={}&i={i}", args.job_ms));
             survivor
                 .insert_output(&NewOutput {
+                    durability: Default::default(),
                     name: Some(format!("job {i}")),
                     source: Some("bench".into()),
                     ..rest_output(&format!("mid.server.{name}"), &url, &correlator)

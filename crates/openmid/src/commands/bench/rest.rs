@@ -1,5 +1,7 @@
-//! `bench rest`: REST calls through MID processes against direct calls to the same
-//! service, in one run: latency percentiles, throughput, memory, start-up.
+//! `bench rest`: the same REST call by every path in one run — direct, through a
+//! plain reverse tunnel (`--tunnel-bin`), through a MID on the durable path and on
+//! the express lane — as latency percentiles, throughput, instance and MID CPU per
+//! call, and ratios between them; and the MID's memory and start-up.
 
 use super::*;
 
@@ -27,6 +29,98 @@ pub(super) struct RestArgs {
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
     pub(super) json: bool,
+    /// A rathole binary: also measure the same calls through a plain TCP reverse
+    /// tunnel (its server and client on loopback), the baseline openmid competes with.
+    #[arg(long, value_name = "PATH")]
+    pub(super) tunnel_bin: Option<std::path::PathBuf>,
+}
+
+/// One path's figures.
+#[derive(Clone, Default)]
+struct Figures {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    rps: f64,
+    failed: u64,
+    instance_cpu_us: f64,
+    mid_cpu_us: f64,
+}
+
+impl Figures {
+    fn of(latencies: Vec<f64>) -> Self {
+        Self {
+            p50: percentile(&latencies, 0.5),
+            p90: percentile(&latencies, 0.9),
+            p99: percentile(&latencies, 0.99),
+            ..Self::default()
+        }
+    }
+}
+
+/// The processes whose CPU and memory a run measures.
+struct Pids {
+    mid: u32,
+    instance: u32,
+}
+
+/// CPU time of the instance and the MID from its start.
+struct CpuMeter {
+    mid: u32,
+    instance: u32,
+    at_start: (Duration, Duration),
+}
+
+impl CpuMeter {
+    fn start(pids: &Pids) -> Self {
+        let cpu = |pid| openmid_local::process::cpu_time(pid).unwrap_or_default();
+        Self {
+            mid: pids.mid,
+            instance: pids.instance,
+            at_start: (cpu(pids.instance), cpu(pids.mid)),
+        }
+    }
+
+    /// Instance and MID CPU microseconds per call over `calls` since the start.
+    fn per_call(&self, calls: f64) -> (f64, f64) {
+        let cpu = |pid| openmid_local::process::cpu_time(pid).unwrap_or_default();
+        let used = |now: Duration, then: Duration| now.saturating_sub(then).as_secs_f64() * 1e6;
+        if calls <= 0.0 {
+            return (0.0, 0.0);
+        }
+        (
+            used(cpu(self.instance), self.at_start.0) / calls,
+            used(cpu(self.mid), self.at_start.1) / calls,
+        )
+    }
+}
+
+/// The largest RSS of the MID and the instance while it runs.
+struct RssSampler {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<(u64, u64)>,
+}
+
+impl RssSampler {
+    fn start(pids: &Pids) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (mid, instance, token) = (pids.mid, pids.instance, stop.clone());
+        let task = tokio::spawn(async move {
+            let (mut mid_max, mut inst_max) = (0u64, 0u64);
+            while !token.is_cancelled() {
+                mid_max = mid_max.max(openmid_local::process::rss_bytes(mid).unwrap_or(0));
+                inst_max = inst_max.max(openmid_local::process::rss_bytes(instance).unwrap_or(0));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            (mid_max, inst_max)
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> (u64, u64) {
+        self.stop.cancel();
+        self.task.await.unwrap_or((0, 0))
+    }
 }
 
 /// One call, direct or through the MID; true when the service answered 200.
@@ -116,172 +210,219 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
         "mid.cluster.bench".to_string()
     };
     let url = target.url("/hello");
+    let tunnel = match &args.tunnel_bin {
+        Some(bin) => Some(
+            super::tunnel::Tunnel::start(bin, dir.path(), target.addr)
+                .await
+                .context("--tunnel-bin")?,
+        ),
+        None => None,
+    };
     let direct = Caller::Direct(reqwest::Client::builder().no_proxy().build()?, url.clone());
-    let via_mid = Caller::Mid(
+    let action = openmid_proto::api::RestAction::new(agent, url);
+    let durable = Caller::Mid(api.clone(), std::sync::Arc::new(action.clone()));
+    let express = Caller::Mid(
         api.clone(),
-        std::sync::Arc::new(openmid_proto::api::RestAction::new(agent, url)),
+        std::sync::Arc::new(openmid_proto::api::RestAction {
+            durability: Some(openmid_proto::api::Durability::Relaxed),
+            ..action
+        }),
     );
+    let through_tunnel = tunnel.as_ref().map(|t| {
+        Caller::Direct(
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap_or_default(),
+            format!("http://{}/hello", t.addr),
+        )
+    });
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mid_rss_idle = mb(mids[0].rss_bytes());
     let mid_anon_idle = mb(openmid_local::process::rss_anon_bytes(mids[0].pid()));
     let instance_rss_idle = mb(openmid_local::process::rss_bytes(instance.pid()));
+    let pids = Pids {
+        mid: mids[0].pid(),
+        instance: instance.pid(),
+    };
 
-    eprintln!("sequential: {} calls each way", args.requests);
-    direct.sequential(50).await?;
-    via_mid.sequential(50).await?;
-    let direct_lat = direct.sequential(args.requests).await?;
-    let mid_lat = via_mid.sequential(args.requests).await?;
-
+    eprintln!("sequential: {} calls each path", args.requests);
+    let mut paths = vec![("direct", direct)];
+    if let Some(t) = through_tunnel {
+        paths.push(("tunnel", t));
+    }
+    paths.push(("durable", durable));
+    paths.push(("express", express));
+    let mut figures = HashMap::new();
+    for (name, caller) in &paths {
+        caller.sequential(50).await?;
+        let latencies = caller.sequential(args.requests).await?;
+        figures.insert(*name, Figures::of(latencies));
+    }
     eprintln!(
-        "throughput: {} callers for {} s each way",
+        "throughput: {} callers for {} s each path",
         args.concurrency, args.seconds
     );
-    let (direct_rps, direct_failed) = direct.throughput(args.concurrency, args.seconds).await;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let sampler = {
-        let (mid_pid, instance_pid, stop) = (mids[0].pid(), instance.pid(), stop.clone());
-        tokio::spawn(async move {
-            let (mut mid_max, mut inst_max) = (0u64, 0u64);
-            while !stop.is_cancelled() {
-                mid_max = mid_max.max(openmid_local::process::rss_bytes(mid_pid).unwrap_or(0));
-                inst_max =
-                    inst_max.max(openmid_local::process::rss_bytes(instance_pid).unwrap_or(0));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            (mid_max, inst_max)
-        })
-    };
-    let cpu_before = openmid_local::process::cpu_time(instance.pid()).unwrap_or_default();
-    let (mid_rps, mid_failed) = via_mid.throughput(args.concurrency, args.seconds).await;
-    let instance_cpu = openmid_local::process::cpu_time(instance.pid())
-        .unwrap_or_default()
-        .saturating_sub(cpu_before);
-    let calls = mid_rps * args.seconds;
-    let instance_cpu_us_per_call = if calls > 0.0 {
-        instance_cpu.as_secs_f64() * 1e6 / calls
-    } else {
-        0.0
-    };
-    stop.cancel();
-    let (mid_rss_load, instance_rss_load) = sampler.await.unwrap_or((0, 0));
-    let (mid_rss_load, instance_rss_load) = (mb(Some(mid_rss_load)), mb(Some(instance_rss_load)));
+    let mut rss_load = (0u64, 0u64);
+    for (name, caller) in &paths {
+        let through_mid = matches!(*name, "durable" | "express");
+        let sampler = through_mid.then(|| RssSampler::start(&pids));
+        let cpu = CpuMeter::start(&pids);
+        let (rps, failed) = caller.throughput(args.concurrency, args.seconds).await;
+        let (instance_us, mid_us) = cpu.per_call(rps * args.seconds);
+        if let Some(sampler) = sampler {
+            let (m, i) = sampler.stop().await;
+            rss_load = (rss_load.0.max(m), rss_load.1.max(i));
+        }
+        if let Some(f) = figures.get_mut(name) {
+            f.rps = rps;
+            f.failed = failed;
+            f.instance_cpu_us = instance_us;
+            f.mid_cpu_us = mid_us;
+        }
+    }
+    let (mid_rss_load, instance_rss_load) = (mb(Some(rss_load.0)), mb(Some(rss_load.1)));
+    drop(tunnel);
 
-    let p = |v: &[f64], q| percentile(v, q);
-    let (d50, d90, d99) = (
-        p(&direct_lat, 0.5),
-        p(&direct_lat, 0.9),
-        p(&direct_lat, 0.99),
-    );
-    let (m50, m90, m99) = (p(&mid_lat, 0.5), p(&mid_lat, 0.9), p(&mid_lat, 0.99));
     start_to_up.sort_by(|a, b| a.total_cmp(b));
     let up_ms = percentile(&start_to_up, 0.5);
-    let ratio = if direct_rps > 0.0 {
-        mid_rps / direct_rps
-    } else {
-        0.0
+    let get = |name: &str| figures.get(name).cloned().unwrap_or_default();
+    let (d, m, e) = (get("direct"), get("durable"), get("express"));
+    let t = figures.get("tunnel").cloned();
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let mut table = comfy_table::Table::new();
+    let mut header = vec!["figure", "direct"];
+    if t.is_some() {
+        header.push("tunnel");
+    }
+    header.extend(["durable", "express", "ratios"]);
+    table
+        .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(header);
+    let row = |label: String, f: &dyn Fn(&Figures) -> String, note: String| {
+        let mut cells = vec![label, f(&d)];
+        if let Some(t) = &t {
+            cells.push(f(t));
+        }
+        cells.extend([f(&m), f(&e), note]);
+        cells
     };
-    let mut t = comfy_table::Table::new();
-    t.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
-        .set_header(vec![
-            "figure",
-            "direct",
-            "via MID",
-            "ratio / overhead",
-            "target",
-        ]);
-    t.add_row(vec![
+    let vs_tunnel = |x: &Figures, what: &str| match &t {
+        Some(t) => format!("{what} {:.2}× tunnel", ratio(x.rps, t.rps)),
+        None => format!("{what} {:.2}× direct", ratio(x.rps, d.rps)),
+    };
+    table.add_row(row(
         "p50 latency".into(),
-        format!("{d50:.2} ms"),
-        format!("{m50:.2} ms"),
-        format!("+{:.2} ms", m50 - d50),
-        "< +1 ms".to_string(),
-    ]);
-    t.add_row(vec![
+        &|f| format!("{:.3} ms", f.p50),
+        format!(
+            "durable +{:.2} ms, express +{:.2} ms over direct{}",
+            m.p50 - d.p50,
+            e.p50 - d.p50,
+            t.as_ref()
+                .map(|t| format!("; express {:.1}× tunnel", ratio(e.p50, t.p50)))
+                .unwrap_or_default()
+        ),
+    ));
+    table.add_row(row(
         "p90 latency".into(),
-        format!("{d90:.2} ms"),
-        format!("{m90:.2} ms"),
-        format!("+{:.2} ms", m90 - d90),
+        &|f| format!("{:.3} ms", f.p90),
         String::new(),
-    ]);
-    t.add_row(vec![
+    ));
+    table.add_row(row(
         "p99 latency".into(),
-        format!("{d99:.2} ms"),
-        format!("{m99:.2} ms"),
-        format!("+{:.2} ms", m99 - d99),
+        &|f| format!("{:.3} ms", f.p99),
         String::new(),
-    ]);
-    t.add_row(vec![
+    ));
+    table.add_row(row(
         format!("throughput, C={}", args.concurrency),
-        format!("{direct_rps:.0}/s"),
-        format!("{mid_rps:.0}/s"),
-        format!("{:.1}%", ratio * 100.0),
-        "≥ 30%".to_string(),
-    ]);
-    t.add_row(vec![
+        &|f| format!("{:.0}/s", f.rps),
+        format!("{}; {}", vs_tunnel(&m, "durable"), vs_tunnel(&e, "express")),
+    ));
+    table.add_row(row(
         "failed calls".into(),
-        direct_failed.to_string(),
-        mid_failed.to_string(),
+        &|f| f.failed.to_string(),
         String::new(),
-        "0".into(),
-    ]);
-    t.add_row(vec![
+    ));
+    table.add_row(row(
+        "instance CPU per call".into(),
+        &|f| format!("{:.0} µs", f.instance_cpu_us),
+        String::new(),
+    ));
+    table.add_row(row(
+        "MID CPU per call".into(),
+        &|f| format!("{:.0} µs", f.mid_cpu_us),
+        String::new(),
+    ));
+    println!("{table}");
+    let mut memory = comfy_table::Table::new();
+    memory
+        .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
+        .set_header(vec!["figure", "value", "target"]);
+    memory.add_row(vec![
         "MID RSS idle / load".into(),
-        String::new(),
         format!("{mid_rss_idle:.1} / {mid_rss_load:.1} MB"),
-        String::new(),
-        "≤ 15 / 40 MB".into(),
+        "≤ 15 / 40 MB".to_string(),
     ]);
-    t.add_row(vec![
+    memory.add_row(vec![
         "MID anonymous memory, idle".into(),
-        String::new(),
         format!("{mid_anon_idle:.1} MB"),
         String::new(),
-        String::new(),
     ]);
-    t.add_row(vec![
+    memory.add_row(vec![
         "instance RSS idle / load".into(),
-        String::new(),
         format!("{instance_rss_idle:.1} / {instance_rss_load:.1} MB"),
         String::new(),
-        String::new(),
     ]);
-    t.add_row(vec![
-        "instance CPU per call".into(),
-        String::new(),
-        format!("{instance_cpu_us_per_call:.0} µs"),
-        String::new(),
-        String::new(),
-    ]);
-    t.add_row(vec![
+    memory.add_row(vec![
         "MID start → up".into(),
-        String::new(),
         format!("{up_ms:.0} ms"),
-        String::new(),
         "≤ 200 ms".into(),
     ]);
-    println!("{t}");
+    println!("{memory}");
+    let mid_failed = m.failed + e.failed;
     if args.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "mids": args.mids,
-                "concurrency": args.concurrency,
-                "direct_rps": direct_rps.round(),
-                "mid_rps": mid_rps.round(),
-                "throughput_ratio": (ratio * 1000.0).round() / 1000.0,
-                "direct_p50_ms": d50, "direct_p90_ms": d90, "direct_p99_ms": d99,
-                "mid_p50_ms": m50, "mid_p90_ms": m90, "mid_p99_ms": m99,
-                "p50_overhead_ms": m50 - d50,
-                "mid_failed": mid_failed,
-                "mid_rss_idle_mb": mid_rss_idle,
-                "mid_anon_idle_mb": mid_anon_idle,
-                "mid_rss_load_mb": mid_rss_load,
-                "instance_rss_idle_mb": instance_rss_idle,
-                "instance_rss_load_mb": instance_rss_load,
-                "start_to_up_ms": up_ms,
-                "instance_cpu_us_per_call": instance_cpu_us_per_call.round(),
-            })
-        );
+        let mut json = serde_json::json!({
+            "mids": args.mids,
+            "concurrency": args.concurrency,
+            "direct_rps": d.rps.round(),
+            "mid_rps": m.rps.round(),
+            "express_rps": e.rps.round(),
+            "throughput_ratio": (ratio(m.rps, d.rps) * 1000.0).round() / 1000.0,
+            "express_throughput_ratio": (ratio(e.rps, d.rps) * 1000.0).round() / 1000.0,
+            "direct_p50_ms": d.p50, "direct_p90_ms": d.p90, "direct_p99_ms": d.p99,
+            "mid_p50_ms": m.p50, "mid_p90_ms": m.p90, "mid_p99_ms": m.p99,
+            "express_p50_ms": e.p50, "express_p90_ms": e.p90, "express_p99_ms": e.p99,
+            "p50_overhead_ms": m.p50 - d.p50,
+            "express_p50_overhead_ms": e.p50 - d.p50,
+            "mid_failed": mid_failed,
+            "mid_rss_idle_mb": mid_rss_idle,
+            "mid_anon_idle_mb": mid_anon_idle,
+            "mid_rss_load_mb": mid_rss_load,
+            "instance_rss_idle_mb": instance_rss_idle,
+            "instance_rss_load_mb": instance_rss_load,
+            "start_to_up_ms": up_ms,
+            "instance_cpu_us_per_call": m.instance_cpu_us.round(),
+            "mid_cpu_us_per_call": m.mid_cpu_us.round(),
+            "express_instance_cpu_us_per_call": e.instance_cpu_us.round(),
+            "express_mid_cpu_us_per_call": e.mid_cpu_us.round(),
+        });
+        if let (Some(t), Some(obj)) = (&t, json.as_object_mut()) {
+            obj.insert("tunnel_rps".into(), t.rps.round().into());
+            obj.insert("tunnel_p50_ms".into(), t.p50.into());
+            obj.insert(
+                "durable_vs_tunnel".into(),
+                ((ratio(m.rps, t.rps) * 1000.0).round() / 1000.0).into(),
+            );
+            obj.insert(
+                "express_vs_tunnel".into(),
+                ((ratio(e.rps, t.rps) * 1000.0).round() / 1000.0).into(),
+            );
+            obj.insert(
+                "express_p50_vs_tunnel".into(),
+                ((ratio(e.p50, t.p50) * 100.0).round() / 100.0).into(),
+            );
+        }
+        println!("{json}");
     }
     drop(mids);
     Ok(if mid_failed == 0 {

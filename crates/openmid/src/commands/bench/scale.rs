@@ -146,6 +146,7 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<ExitCode> {
         let sent = Instant::now();
         let out = api
             .insert_output(&NewOutput {
+                durability: Default::default(),
                 source: Some("bench".into()),
                 ..rest_output(
                     &format!("mid.server.sim-{target_mid}"),

@@ -125,6 +125,7 @@ async fn measure(args: &SqlArgs, host: &str, port: u16, db: &str) -> Result<Exit
         pool_size: None,
         tls: Some(TlsMode::Disable),
         options: Default::default(),
+        durability: None,
     })
     .await?;
     let action = SqlAction {

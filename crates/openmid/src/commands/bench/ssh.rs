@@ -125,6 +125,7 @@ pub(super) async fn run(args: SshArgs) -> Result<ExitCode> {
         pool_size: Some(1),
         tls: None,
         options: Default::default(),
+        durability: None,
     })
     .await?;
     let action = SshAction {
