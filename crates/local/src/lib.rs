@@ -264,7 +264,7 @@ pub async fn enroll_protocol_client(
             name: config.name.clone(),
             public_key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
             secret: secret.clone(),
-            protocol_version: openmid_proto::PROTOCOL_VERSION,
+            protocol_version: client.protocol(),
             version: "protocol-client".into(),
             hostname: "test-host".into(),
             profile,

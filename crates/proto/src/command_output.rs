@@ -170,6 +170,19 @@ impl WireChunk {
     }
 }
 
+/// Chunks of a running job's output as an `Output` frame on the session stream carries
+/// them: the job they belong to (the long-poll route has it in its path) and the post.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputFrame {
+    /// The output.
+    pub output_id: String,
+    /// Its attempt.
+    pub attempt: u32,
+    /// The chunks.
+    pub post: OutputPost,
+}
+
 /// Body of `POST /mid/v1/results/{output}/{attempt}/output`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

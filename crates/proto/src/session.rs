@@ -10,7 +10,8 @@
 //! authenticated once, and a frame is a 13-byte header and its body.
 //!
 //! A frame: `len: u32` (big-endian, the bytes after it), `kind: u8`, `id: u64`
-//! (big-endian), then the body. A request (`Poll`, `Results`, `Heartbeat`) is answered
+//! (big-endian), then the body. A request (`Poll`, `Results`, `Heartbeat`, `Output`:
+//! a running command's streamed output) is answered
 //! by one `Reply` or `Refusal` with the same id; an `Express` job (instance → MID) by
 //! one `ExpressDone` with its id. Bodies are JSON except a refusal's first two bytes
 //! (the HTTP status the same refusal has on the long-poll protocol). The semantics of
@@ -34,6 +35,9 @@ pub enum Kind {
     Heartbeat,
     /// MID → instance: the [`crate::mid::WorkResult`] of an express job.
     ExpressDone,
+    /// MID → instance: chunks of a running job's streamed output
+    /// ([`crate::command_output::OutputFrame`]), answered by an `OutputAck`.
+    Output,
     /// MID → instance: the request with the same id is no longer wanted (the MID
     /// gave up waiting, or asks again with other capacity): stop serving it, as a
     /// dropped HTTP request would be. Empty body.
@@ -56,6 +60,7 @@ impl Kind {
             Kind::Heartbeat => 3,
             Kind::ExpressDone => 4,
             Kind::Cancel => 5,
+            Kind::Output => 6,
             Kind::Reply => 0x81,
             Kind::Refusal => 0x82,
             Kind::Express => 0x83,
@@ -69,6 +74,7 @@ impl Kind {
             3 => Kind::Heartbeat,
             4 => Kind::ExpressDone,
             5 => Kind::Cancel,
+            6 => Kind::Output,
             0x81 => Kind::Reply,
             0x82 => Kind::Refusal,
             0x83 => Kind::Express,
@@ -80,7 +86,12 @@ impl Kind {
     pub fn from_mid(self) -> bool {
         matches!(
             self,
-            Kind::Poll | Kind::Results | Kind::Heartbeat | Kind::ExpressDone | Kind::Cancel
+            Kind::Poll
+                | Kind::Results
+                | Kind::Heartbeat
+                | Kind::ExpressDone
+                | Kind::Cancel
+                | Kind::Output
         )
     }
 }
@@ -280,6 +291,7 @@ mod tests {
             Just(Kind::Heartbeat),
             Just(Kind::ExpressDone),
             Just(Kind::Cancel),
+            Just(Kind::Output),
             Just(Kind::Reply),
             Just(Kind::Refusal),
             Just(Kind::Express),

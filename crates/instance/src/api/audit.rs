@@ -47,21 +47,31 @@ pub(super) async fn record_admin(
     } else {
         (response, None)
     };
-    audit::append(
-        state.dispatcher.store(),
-        NewAuditEntry {
-            at: now_ms(),
-            actor: actor.to_string(),
-            action,
-            target,
-            peer: origin.peer.map(|p| p.ip().to_string()),
-            outcome: audit::outcome_of_status(status.as_u16()).to_string(),
-            status: Some(i64::from(status.as_u16())),
-            error,
-            ..NewAuditEntry::default()
-        },
-    )
-    .await;
+    let entry = NewAuditEntry {
+        at: now_ms(),
+        actor: actor.to_string(),
+        action,
+        target,
+        peer: origin.peer.map(|p| p.ip().to_string()),
+        outcome: audit::outcome_of_status(status.as_u16()).to_string(),
+        status: Some(i64::from(status.as_u16())),
+        error,
+        ..NewAuditEntry::default()
+    };
+    // An express call (`durability: relaxed`) does not wait on the store, its audit
+    // entry included: it is written beside the call's records, and a crash can lose
+    // it as it can lose them (see the README). Everything else is in the audit log
+    // before its caller hears back.
+    let express = response
+        .headers()
+        .get(crate::api::DURABILITY_HEADER)
+        .is_some_and(|v| v == "relaxed");
+    if express {
+        let store = state.dispatcher.store_handle();
+        tokio::spawn(async move { audit::append(store.as_ref(), entry).await });
+    } else {
+        audit::append(state.dispatcher.store(), entry).await;
+    }
     response
 }
 

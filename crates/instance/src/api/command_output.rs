@@ -46,12 +46,25 @@ pub(super) async fn mid_post_output(
     Path(OutputPath { output_id, attempt }): Path<OutputPath>,
     ApiJson(post): ApiJson<OutputPost>,
 ) -> Result<Json<OutputAck>, ApiError> {
+    store_posted(&state, &mid.name, &output_id, attempt, &post)
+        .await
+        .map(Json)
+}
+
+/// Stores chunks a MID sent, by the route or on its session stream.
+pub(super) async fn store_posted(
+    state: &AppState,
+    mid: &str,
+    output_id: &str,
+    attempt: u32,
+    post: &OutputPost,
+) -> Result<OutputAck, ApiError> {
     match state
         .dispatcher
-        .store_output(&mid.name, &output_id, attempt, &post)
+        .store_output(mid, output_id, attempt, post)
         .await?
     {
-        ChunksStored::Stored { stored, duplicate } => Ok(Json(OutputAck { stored, duplicate })),
+        ChunksStored::Stored { stored, duplicate } => Ok(OutputAck { stored, duplicate }),
         ChunksStored::NotHeld {
             current_attempt: Some(now),
         } => Err(ApiError::new(

@@ -230,6 +230,23 @@ fn dispatch(
             reply(&tx, frame.id, answer).await;
             id
         }),
+        Kind::Output => tasks.spawn(async move {
+            let answer = match decode::<openmid_proto::command_output::OutputFrame>(&frame.body) {
+                Ok(f) => {
+                    super::command_output::store_posted(
+                        &state,
+                        &mid.name,
+                        &f.output_id,
+                        f.attempt,
+                        &f.post,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            reply(&tx, frame.id, answer).await;
+            id
+        }),
         other => return Err(format!("a MID does not send {other:?} frames")),
     };
     Ok(Some(task))
@@ -243,6 +260,7 @@ fn frame_label(kind: Kind) -> &'static str {
         Kind::Heartbeat => "heartbeat",
         Kind::ExpressDone => "express_done",
         Kind::Cancel => "cancel",
+        Kind::Output => "output",
         _ => "other",
     }
 }

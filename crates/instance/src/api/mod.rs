@@ -3,6 +3,9 @@
 //! the registry or the dispatcher, and shape the answer.
 
 mod actions;
+
+/// The answer header saying a call took the express lane (`relaxed`).
+pub(crate) const DURABILITY_HEADER: &str = "openmid-durability";
 mod admin;
 mod audit;
 mod blobs;

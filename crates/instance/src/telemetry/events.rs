@@ -69,7 +69,14 @@ pub(super) fn preregister() {
     ] {
         metrics::counter!(RESULTS, "outcome" => outcome_label(outcome)).increment(0);
     }
-    for kind in ["poll", "results", "heartbeat", "express_done", "cancel"] {
+    for kind in [
+        "poll",
+        "results",
+        "heartbeat",
+        "output",
+        "express_done",
+        "cancel",
+    ] {
         metrics::counter!(SESSION_FRAMES, "kind" => kind).increment(0);
     }
     for outcome in ["answered", "lost", "durable"] {

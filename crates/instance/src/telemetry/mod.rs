@@ -32,7 +32,7 @@ pub mod names {
     /// New outputs handed straight to a waiting long-poll, by `topic`.
     pub const HANDOFFS: &str = "openmid_handoffs_total";
     /// Frames MIDs sent on their session streams, by `kind` (poll, results,
-    /// heartbeat, express_done, cancel).
+    /// heartbeat, output, express_done, cancel).
     pub const SESSION_FRAMES: &str = "openmid_session_frames_total";
     /// Express calls (`durability: relaxed`), by `outcome` (answered, lost, durable:
     /// taken by the durable path for want of a stream).

@@ -425,19 +425,35 @@ impl InstanceClient {
         read_answer(resp).await
     }
 
-    /// Posts chunks of a running command's output
-    /// (`POST /mid/v1/results/{output}/{attempt}/output`).
+    /// Sends chunks of a running command's output (an `Output` frame, or
+    /// `POST /mid/v1/results/{output}/{attempt}/output`).
     pub async fn post_output(
         &self,
         job: &openmid_proto::mid::JobRef,
         post: &openmid_proto::command_output::OutputPost,
     ) -> Result<openmid_proto::command_output::OutputAck, SessionError> {
+        let timeout = Duration::from_secs(60);
+        if let Some(stream) = self.stream().await? {
+            /// An `OutputFrame` without copying the chunks.
+            #[derive(Serialize)]
+            struct Frame<'a> {
+                output_id: &'a str,
+                attempt: u32,
+                post: &'a openmid_proto::command_output::OutputPost,
+            }
+            let frame = Frame {
+                output_id: &job.output_id,
+                attempt: job.attempt,
+                post,
+            };
+            return stream.call(Kind::Output, &frame, timeout).await;
+        }
         let path = format!(
             "mid/v1/results/{}/{}/output",
             openmid_proto::encode_path_segment(&job.output_id),
             job.attempt
         );
-        self.post(&path, post, Duration::from_secs(60)).await
+        self.post(&path, post, timeout).await
     }
 
     /// Forwards a batch of scraped samples (`POST /mid/v1/metrics`).

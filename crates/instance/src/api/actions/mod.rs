@@ -149,11 +149,7 @@ async fn express(
     wait: Duration,
 ) -> Result<Response, ApiError> {
     let fallback = new.clone();
-    match state
-        .dispatcher
-        .express(new, Some(span.trace))
-        .await?
-    {
+    match state.dispatcher.express(new, Some(span.trace)).await? {
         Some(finished) => {
             let id = finished.output.id.clone();
             let traceparent = finished.output.traceparent.clone();

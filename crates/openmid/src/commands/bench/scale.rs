@@ -17,6 +17,10 @@ pub(super) struct ScaleArgs {
     /// Print the figures as one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// The simulated MIDs speak the long-poll protocol (1) instead of the session
+    /// stream, to compare the two in the same build.
+    #[arg(long)]
+    long_poll: bool,
 }
 
 /// One simulated MID: enrolls, keeps a long-poll open, heartbeats, answers work at once,
@@ -108,7 +112,10 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<ExitCode> {
     for i in 0..args.mids {
         let name = format!("sim-{i}");
         let token = openmid_local::auto_validating_token(&api).await?;
-        let config = instance.mid_config(&name, &dir.path().join("unused"), None);
+        let mut config = instance.mid_config(&name, &dir.path().join("unused"), None);
+        if args.long_poll {
+            config.transport = openmid_mid::config::Transport::LongPoll;
+        }
         let client = openmid_local::enroll_protocol_client(&config, token, Default::default())
             .await
             .with_context(|| format!("enrolling {name}"))?;
