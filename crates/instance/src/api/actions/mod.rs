@@ -157,7 +157,7 @@ async fn express(
             let response = super::trace::answer_with(
                 (
                     [(
-                        axum::http::HeaderName::from_static("openmid-durability"),
+                        axum::http::HeaderName::from_static(super::DURABILITY_HEADER),
                         "relaxed",
                     )],
                     body,
