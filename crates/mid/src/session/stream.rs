@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 /// Frames queued to go up before a sender waits.
 const FRAMES_QUEUED: usize = 1024;
 
+/// Given-up requests remembered, at most.
+const MAX_GIVEN_UP: usize = 1024;
+
 /// Largest frame accepted from the instance: a poll answer carries at most a batch of
 /// jobs, each inside the instance's request limit.
 const MAX_FRAME: u64 = 256 * 1024 * 1024;
@@ -271,10 +274,15 @@ impl Drop for GiveUpOnDrop<'_> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
-        s.given_up
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(self.id, self.kind);
+        {
+            let mut given_up = s.given_up.lock().unwrap_or_else(|e| e.into_inner());
+            // A cancelled request usually gets no answer at all, so its entry would
+            // stay: past a bound the old ones go (an answer that late is not coming).
+            if given_up.len() >= MAX_GIVEN_UP {
+                given_up.clear();
+            }
+            given_up.insert(self.id, self.kind);
+        }
         let cancel = Bytes::from(Frame::new(Kind::Cancel, self.id, Vec::new()).encode());
         // A full queue: the instance then serves the request to its end, and what a
         // poll claims comes back as a given-up answer, which is still run.
