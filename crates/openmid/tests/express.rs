@@ -125,15 +125,24 @@ async fn an_express_call_answers_from_the_mid_and_is_recorded_afterwards() {
     stack.stop().await;
 }
 
-#[tokio::test]
-async fn an_express_call_whose_mid_dies_is_answered_with_an_error_and_never_run_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let instance = TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
+/// An instance and a target service in `dir`, and the config of a MID that enrolls
+/// validated at once.
+async fn instance_target_and_mid_config(
+    dir: &Path,
+) -> (TestInstance, TargetService, openmid_mid::config::MidConfig) {
+    let instance = TestInstance::start_in(&dir.join("instance"), loopback_any_port(), None)
         .await
         .expect("instance");
     let target = TargetService::start().await.expect("target");
     let token = instance.auto_validating_token().await.expect("token");
-    let config = instance.mid_config(MID, &dir.path().join("mid"), Some(token));
+    let config = instance.mid_config(MID, &dir.join("mid"), Some(token));
+    (instance, target, config)
+}
+
+#[tokio::test]
+async fn an_express_call_whose_mid_dies_is_answered_with_an_error_and_never_run_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (instance, target, config) = instance_target_and_mid_config(dir.path()).await;
     let mut process = MidProcess::spawn(Path::new(BIN), &config).expect("MID process starts");
     let api = instance.api.clone();
     assert!(
@@ -191,12 +200,7 @@ async fn an_express_call_whose_mid_dies_is_answered_with_an_error_and_never_run_
 #[tokio::test]
 async fn a_mid_on_the_long_poll_protocol_still_works() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let instance = TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
-        .await
-        .expect("instance");
-    let target = TargetService::start().await.expect("target");
-    let token = instance.auto_validating_token().await.expect("token");
-    let mut config = instance.mid_config(MID, &dir.path().join("mid"), Some(token));
+    let (instance, target, mut config) = instance_target_and_mid_config(dir.path()).await;
     config.transport = openmid_mid::config::Transport::LongPoll;
     let mid = openmid_mid::start(config).await.expect("MID starts");
     let api = &instance.api;
