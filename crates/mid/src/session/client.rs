@@ -81,6 +81,10 @@ pub struct InstanceClient {
 /// it tries the stream again (an instance upgraded meanwhile, a proxy changed).
 const STREAM_RETRY_AFTER: Duration = Duration::from_secs(300);
 
+/// How long opening the session stream may take. Every request waits on the opener,
+/// so an instance that takes the connection but never answers must not hold them all.
+const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(20);
+
 impl InstanceClient {
     /// Builds the client from the config.
     pub fn new(config: &MidConfig) -> Result<Self, SessionError> {
@@ -263,7 +267,18 @@ impl InstanceClient {
             return Ok(Some(open));
         }
         let (node, req) = self.request(reqwest::Method::POST, SESSION_PATH, None)?;
-        match Stream::open(req, node, self.pushed.get().cloned()).await {
+        let opened = tokio::time::timeout(
+            STREAM_OPEN_TIMEOUT,
+            Stream::open(req, node, self.pushed.get().cloned()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(OpenError::Session(SessionError::Unreachable(format!(
+                "no answer to the session stream within {} s",
+                STREAM_OPEN_TIMEOUT.as_secs()
+            ))))
+        });
+        match opened {
             Ok(stream) => {
                 tracing::debug!(node = %self.bases[node], "session stream open");
                 *self.stream.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.clone());

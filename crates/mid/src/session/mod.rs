@@ -108,11 +108,16 @@ impl Session {
         // MID is still here and does not hand its work to another.
         let drain = this.executor.drain();
         tokio::pin!(drain);
-        let present = this.keep_presence();
-        tokio::pin!(present);
-        tokio::select! {
-            _ = &mut drain => {}
-            _ = &mut present => (&mut drain).await,
+        {
+            // Scoped so the idle poll is dropped once the jobs are done: left pending,
+            // it would keep the stream opener's lock and the heartbeat task would wait
+            // on it for ever.
+            let present = this.keep_presence();
+            tokio::pin!(present);
+            tokio::select! {
+                _ = &mut drain => {}
+                _ = &mut present => (&mut drain).await,
+            }
         }
         background.cancel();
         let _ = pushed.await;
