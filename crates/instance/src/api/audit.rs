@@ -67,8 +67,7 @@ pub(super) async fn record_admin(
         .get(crate::api::DURABILITY_HEADER)
         .is_some_and(|v| v == "relaxed");
     if express {
-        let store = state.dispatcher.store_handle();
-        tokio::spawn(async move { audit::append(store.as_ref(), entry).await });
+        state.dispatcher.audit_express(entry).await;
     } else {
         audit::append(state.dispatcher.store(), entry).await;
     }

@@ -275,9 +275,13 @@ async fn current(state: &AppState, mid: &MidRow) -> Result<MidRow, ApiError> {
         .map_err(DispatchError::from)?
     {
         Some(row) if row.status == MidStatus::Invalidated => {
+            state.dispatcher.lanes().refresh(&row);
             Err(crate::registry::RegistryError::Invalidated.into())
         }
-        Some(row) => Ok(row),
+        Some(row) => {
+            state.dispatcher.lanes().refresh(&row);
+            Ok(row)
+        }
         None => Err(ApiError::unauthorized("unknown MID or wrong secret")),
     }
 }

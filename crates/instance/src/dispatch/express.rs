@@ -12,7 +12,7 @@
 //! the call takes the durable path, which promises more.
 
 use super::*;
-use crate::ecc::rules;
+use crate::ecc::{NewAuditEntry, rules};
 use bytes::Bytes;
 use openmid_proto::mid::WorkResult;
 use openmid_proto::session::{Frame, Kind};
@@ -32,14 +32,27 @@ const ANSWER_GRACE: Duration = Duration::from_secs(10);
 /// The probe timeout when the payload does not say.
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
+/// How long a MID's row read for an express call is used again. Within it, calls to
+/// that MID read nothing from the store; a status change made elsewhere (another
+/// node, the sweeper) is seen at most this late, and one made here (an admin's, the
+/// MID's own polls and heartbeats) at once.
+const ROW_FRESH: Duration = Duration::from_secs(1);
+
 /// An express call waiting: the stream it went down, and where its answer goes.
 type Waiting = (u64, oneshot::Sender<Vec<u8>>);
+
+/// A MID's open session streams (the newest last), and its row as last read.
+#[derive(Default)]
+struct Open {
+    streams: Vec<(u64, FrameSender)>,
+    row: Option<(MidRow, Instant)>,
+}
 
 /// The session streams open on this node, by MID, and the express calls waiting for
 /// their answers.
 #[derive(Default)]
 pub struct Lanes {
-    by_mid: std::sync::Mutex<HashMap<String, Vec<(u64, FrameSender)>>>,
+    by_mid: std::sync::Mutex<HashMap<String, Open>>,
     /// Express calls waiting for their answers: the stream each went down, and who
     /// waits. A stream that ends drops its calls' senders, which answers them.
     calls: std::sync::Mutex<HashMap<u64, Waiting>>,
@@ -59,8 +72,8 @@ impl Drop for LaneGuard {
         // (and answered here as ended) or finds the stream gone.
         let mut by_mid = self.lanes.by_mid.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(open) = by_mid.get_mut(&self.mid) {
-            open.retain(|(id, _)| *id != self.id);
-            if open.is_empty() {
+            open.streams.retain(|(id, _)| *id != self.id);
+            if open.streams.is_empty() {
                 by_mid.remove(&self.mid);
             }
         }
@@ -82,6 +95,7 @@ impl Lanes {
             .unwrap_or_else(|e| e.into_inner())
             .entry(mid.to_string())
             .or_default()
+            .streams
             .push((id, frames));
         LaneGuard {
             lanes: self.clone(),
@@ -96,9 +110,32 @@ impl Lanes {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(mid)
-            .and_then(|open| open.last())
+            .and_then(|open| open.streams.last())
             .filter(|(_, tx)| !tx.is_closed())
             .cloned()
+    }
+
+    /// `mid`'s row, when read here within [`ROW_FRESH`] and a stream of it is open.
+    fn row(&self, mid: &str) -> Option<MidRow> {
+        self.by_mid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(mid)
+            .and_then(|open| open.row.as_ref())
+            .filter(|(_, read)| read.elapsed() < ROW_FRESH)
+            .map(|(row, _)| row.clone())
+    }
+
+    /// Keeps `row` as its MID's row just read (when a stream of it is open here).
+    pub fn refresh(&self, row: &MidRow) {
+        if let Some(open) = self
+            .by_mid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(&row.name)
+        {
+            open.row = Some((row.clone(), Instant::now()));
+        }
     }
 
     /// Hands an express answer to its caller; false when nobody waits for it (it
@@ -118,7 +155,7 @@ impl Lanes {
         let by_mid = self.by_mid.lock().unwrap_or_else(|e| e.into_inner());
         let open = by_mid
             .get(mid)
-            .is_some_and(|open| open.iter().any(|(id, _)| *id == lane));
+            .is_some_and(|open| open.streams.iter().any(|(id, _)| *id == lane));
         if !open {
             return None;
         }
@@ -139,9 +176,17 @@ impl Lanes {
     }
 }
 
+/// What the recorder writes.
+enum Unwritten {
+    /// An express call's records.
+    Call(Box<Finished>),
+    /// The audit entry of the API call that made one.
+    Audit(Box<NewAuditEntry>),
+}
+
 /// The task writing express records, started with the first express call.
 pub(super) struct Recorder {
-    queue: mpsc::Sender<Finished>,
+    queue: mpsc::Sender<Unwritten>,
     /// Calls answered and not written yet.
     unwritten: Arc<AtomicU64>,
     written: Arc<Notify>,
@@ -149,7 +194,7 @@ pub(super) struct Recorder {
 
 impl Recorder {
     fn start(store: Arc<dyn Store>) -> Self {
-        let (queue, mut rx) = mpsc::channel::<Finished>(RECORDS_QUEUED);
+        let (queue, mut rx) = mpsc::channel::<Unwritten>(RECORDS_QUEUED);
         let unwritten = Arc::new(AtomicU64::new(0));
         let written = Arc::new(Notify::new());
         let (count, done) = (unwritten.clone(), written.clone());
@@ -170,21 +215,31 @@ impl Recorder {
     }
 }
 
-/// One group commit of express records, then their audit entries. A failed commit is
-/// retried once per record on its own, so one bad record does not lose the rest.
-async fn write_batch(store: &dyn Store, batch: &[Finished]) {
-    if let Err(e) = store.record_express(batch).await {
-        tracing::warn!(calls = batch.len(), error = %e, "could not write a batch of express records; writing them one by one");
-        for f in batch {
-            if let Err(e) = store.record_express(std::slice::from_ref(f)).await {
+/// One group commit of express records and their audit entries (the API calls', and
+/// what a command or statement ran). A failed commit is retried once per record on
+/// its own, so one bad record does not lose the rest.
+async fn write_batch(store: &dyn Store, batch: &[Unwritten]) {
+    let now = now_ms();
+    let mut calls = Vec::new();
+    let mut audit = Vec::new();
+    for item in batch {
+        match item {
+            Unwritten::Call(f) => {
+                let mid = f.output.claimed_by.as_deref().unwrap_or_default();
+                audit.extend(crate::audit::jobs::entry(mid, f, now));
+                calls.push(f.as_ref().clone());
+            }
+            Unwritten::Audit(entry) => audit.push(entry.as_ref().clone()),
+        }
+    }
+    if let Err(e) = store.record_express(&calls, &audit).await {
+        tracing::warn!(calls = calls.len(), error = %e, "could not write a batch of express records; writing them one by one");
+        for f in &calls {
+            if let Err(e) = store.record_express(std::slice::from_ref(f), &[]).await {
                 tracing::error!(output = %f.output.id, error = %e, "lost the record of an express call that answered");
             }
         }
-    }
-    let now = now_ms();
-    for f in batch {
-        let mid = f.output.claimed_by.as_deref().unwrap_or_default();
-        if let Some(entry) = crate::audit::jobs::entry(mid, f, now) {
+        for entry in audit {
             crate::audit::append(store, entry).await;
         }
     }
@@ -205,19 +260,28 @@ impl Dispatcher {
         trace: Option<TraceParent>,
     ) -> Result<Option<Finished>, DispatchError> {
         let topic = new.topic;
-        let mut record = self.prepare(new, trace).await?;
+        let named = match new.agent.parse::<Agent>() {
+            Ok(Agent::Server(name)) => self.lanes.row(&name),
+            _ => None,
+        };
+        let mut record = self.prepare(new, trace, named).await?;
         let Some(mid_name) = record.assigned_to.clone() else {
             return Ok(None);
         };
         let Some((lane, frames)) = self.lanes.sender(&mid_name) else {
             return Ok(None);
         };
-        let Some(mid) = self
-            .store
-            .get_mid(MidKey::Name(&mid_name))
-            .await?
-            .filter(|m| m.status == MidStatus::Up)
-        else {
+        let mid = match self.lanes.row(&mid_name) {
+            Some(row) => Some(row),
+            None => {
+                let row = self.store.get_mid(MidKey::Name(&mid_name)).await?;
+                if let Some(row) = &row {
+                    self.lanes.refresh(row);
+                }
+                row
+            }
+        };
+        let Some(mid) = mid.filter(|m| m.status == MidStatus::Up) else {
             return Ok(None);
         };
         let now = now_ms();
@@ -228,13 +292,13 @@ impl Dispatcher {
         record.at_most_once = true;
         record.claimed_by = Some(mid_name.clone());
         record.claimed_at = Some(now);
+        let item = self.work_item(&mid, record.clone()).await;
         let timeout = Duration::from_millis(
-            serde_json::from_str::<serde_json::Value>(&record.payload)
-                .ok()
-                .and_then(|p| p.get("timeout_ms").and_then(|t| t.as_u64()))
+            item.payload
+                .get("timeout_ms")
+                .and_then(|t| t.as_u64())
                 .unwrap_or(DEFAULT_TIMEOUT_MS),
         ) + ANSWER_GRACE;
-        let item = self.work_item(&mid, record.clone()).await;
         let body = serde_json::to_vec(&item).map_err(|e| invalid("payload", e.to_string()))?;
         let Some((call, answer)) = self.lanes.expect(&mid_name, lane) else {
             return Ok(None);
@@ -292,15 +356,29 @@ impl Dispatcher {
         );
         tracing::debug!(output = %finished.output.id, mid = %mid_name, %topic, "express call answered");
         self.telemetry.result(AckOutcome::Recorded, Some(&finished));
+        let id = finished.output.id.clone();
+        self.write_later(Unwritten::Call(Box::new(finished.clone())), &id)
+            .await;
+        Ok(Some(finished))
+    }
+
+    /// Writes the audit entry of the API call that made an express call beside its
+    /// records: off the caller's path, and lost with them in a crash.
+    pub async fn audit_express(&self, entry: NewAuditEntry) {
+        let id = entry.output_id.clone().unwrap_or_default();
+        self.write_later(Unwritten::Audit(Box::new(entry)), &id)
+            .await;
+    }
+
+    async fn write_later(&self, item: Unwritten, id: &str) {
         let recorder = self
             .recorder
             .get_or_init(|| Recorder::start(self.store.clone()));
         recorder.unwritten.fetch_add(1, Ordering::Relaxed);
-        if recorder.queue.send(finished.clone()).await.is_err() {
+        if recorder.queue.send(item).await.is_err() {
             recorder.unwritten.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!(output = %finished.output.id, "lost the record of an express call that answered: its writer stopped");
+            tracing::error!(output = %id, "lost the record of an express call that answered: its writer stopped");
         }
-        Ok(Some(finished))
     }
 
     /// Waits (up to `limit`) until the express records answered so far are written:

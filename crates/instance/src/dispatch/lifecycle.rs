@@ -24,6 +24,7 @@ impl Dispatcher {
             )));
         }
         tracing::info!(mid = %name, status = to.as_str(), "admin changed MID status");
+        self.lanes.refresh(&row);
         if to == MidStatus::Invalidated {
             self.presence.forget(name);
             self.release_leases(name, "MID was invalidated").await?;

@@ -147,11 +147,6 @@ impl Dispatcher {
         self.store.as_ref()
     }
 
-    /// The store, to hold on a task of its own.
-    pub fn store_handle(&self) -> Arc<dyn Store> {
-        self.store.clone()
-    }
-
     /// The instance's settings.
     pub fn config(&self) -> &InstanceConfig {
         &self.config

@@ -91,7 +91,7 @@ impl Dispatcher {
                 replayed: true,
             });
         }
-        let mut record = self.prepare(new, trace).await?;
+        let mut record = self.prepare(new, trace, None).await?;
         let reservation = record
             .assigned_to
             .as_deref()
@@ -153,13 +153,19 @@ impl Dispatcher {
         &self,
         new: NewOutput,
         trace: Option<TraceParent>,
+        named: Option<MidRow>,
     ) -> Result<Record, DispatchError> {
         let agent: Agent = new
             .agent
             .parse()
             .map_err(|e: openmid_proto::ecc::InvalidAgent| invalid("agent", e.to_string()))?;
         if let Agent::Server(mid_name) = &agent {
-            match self.store.get_mid(MidKey::Name(mid_name)).await? {
+            // `named`: the MID's row as the caller just read it, when it has.
+            let row = match named.filter(|row| row.name == *mid_name) {
+                Some(row) => Some(row),
+                None => self.store.get_mid(MidKey::Name(mid_name)).await?,
+            };
+            match row {
                 None => {
                     return Err(invalid(
                         "agent",

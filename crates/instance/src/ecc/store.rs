@@ -159,8 +159,14 @@ pub trait QueueStore: Send + Sync + 'static {
     ) -> Result<Vec<RecordedResult>, StoreError>;
     /// Writes the records of express calls (`durability: relaxed`) that already ran:
     /// each one's output, finished, and its input, all in one transaction. Calls
-    /// already written (same output id) are left as they are.
-    async fn record_express(&self, finished: &[Finished]) -> Result<(), StoreError>;
+    /// already written (same output id) are left as they are. `audit` (the entries of
+    /// the API calls that made them, and of what they ran) go in the same transaction:
+    /// one write for the lot instead of one per entry.
+    async fn record_express(
+        &self,
+        finished: &[Finished],
+        audit: &[NewAuditEntry],
+    ) -> Result<(), StoreError>;
     /// Extends the leases of jobs a MID still runs; returns the jobs it no longer holds.
     async fn renew_leases(
         &self,

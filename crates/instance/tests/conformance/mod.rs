@@ -76,6 +76,7 @@ macro_rules! every_conformance_case {
             a_named_lease_has_one_holder_until_it_lapses,
             the_audit_log_is_appended_filtered_paged_and_purged_by_age,
             a_traceparent_stays_with_its_output_and_input,
+            express_records_and_their_audit_are_written_together_once,
             queue_depth_counts_waiting_and_running_outputs_by_topic,
             dashboard_sessions_expire_move_on_with_use_and_end_at_logout,
         );

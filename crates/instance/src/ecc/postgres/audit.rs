@@ -33,6 +33,43 @@ fn audit_row(r: &PgRow) -> Result<AuditRow, StoreError> {
     })
 }
 
+/// Appends `e` in the transaction `tx` (taking the ids' advisory lock until it ends);
+/// returns its id.
+pub(super) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    e: &NewAuditEntry,
+) -> Result<i64, StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_IDS)
+        .execute(&mut **tx)
+        .await?;
+    let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM audit_log")
+        .fetch_one(&mut **tx)
+        .await?;
+    sqlx::query(concat!(
+        "INSERT INTO audit_log (id, ",
+        audit_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+    ))
+    .bind(id)
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.target)
+    .bind(&e.peer)
+    .bind(&e.outcome)
+    .bind(e.status)
+    .bind(&e.mid)
+    .bind(&e.output_id)
+    .bind(&e.topic)
+    .bind(&e.detail)
+    .bind(e.rows)
+    .bind(&e.error)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
 /// `s` with SQL `LIKE`'s wildcards escaped (by `\`).
 fn like_escaped(s: &str) -> String {
     s.replace('\\', "\\\\")
@@ -44,34 +81,7 @@ fn like_escaped(s: &str) -> String {
 impl AuditStore for PgStore {
     async fn append_audit(&self, e: &NewAuditEntry) -> Result<i64, StoreError> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(AUDIT_IDS)
-            .execute(&mut *tx)
-            .await?;
-        let id: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) + 1 FROM audit_log")
-            .fetch_one(&mut *tx)
-            .await?;
-        sqlx::query(concat!(
-            "INSERT INTO audit_log (id, ",
-            audit_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        ))
-        .bind(id)
-        .bind(e.at)
-        .bind(&e.actor)
-        .bind(&e.action)
-        .bind(&e.target)
-        .bind(&e.peer)
-        .bind(&e.outcome)
-        .bind(e.status)
-        .bind(&e.mid)
-        .bind(&e.output_id)
-        .bind(&e.topic)
-        .bind(&e.detail)
-        .bind(e.rows)
-        .bind(&e.error)
-        .execute(&mut *tx)
-        .await?;
+        let id = insert_audit(&mut tx, e).await?;
         tx.commit().await?;
         Ok(id)
     }

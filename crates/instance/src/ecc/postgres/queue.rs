@@ -7,8 +7,8 @@ use super::operations::{end_leases, idempotent_hit, insert_record, record_result
 use super::{PgStore, ecc_row, ecc_rows, output_chunks};
 use crate::ecc::rows::ecc_columns;
 use crate::ecc::{
-    Cancelled, ChunksStored, Claim, Finished, IdempotencyKey, IdempotentHit, Load, QueueStore,
-    Record, RecordFilter, RecordedResult, StoreError,
+    Cancelled, ChunksStored, Claim, Finished, IdempotencyKey, IdempotentHit, Load, NewAuditEntry,
+    QueueStore, Record, RecordFilter, RecordedResult, StoreError,
 };
 use async_trait::async_trait;
 use openmid_proto::command_output::DecodedChunk;
@@ -202,8 +202,12 @@ impl QueueStore for PgStore {
         Ok(out)
     }
 
-    async fn record_express(&self, finished: &[Finished]) -> Result<(), StoreError> {
-        if finished.is_empty() {
+    async fn record_express(
+        &self,
+        finished: &[Finished],
+        audit: &[NewAuditEntry],
+    ) -> Result<(), StoreError> {
+        if finished.is_empty() && audit.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
@@ -217,6 +221,9 @@ impl QueueStore for PgStore {
             }
             insert_record(&mut tx, &f.output).await?;
             insert_record(&mut tx, &f.input).await?;
+        }
+        for entry in audit {
+            super::audit::insert_audit(&mut tx, entry).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -258,7 +265,7 @@ impl QueueStore for PgStore {
             sqlx::query(concat!(
                 "SELECT ",
                 ecc_columns!(),
-                " FROM ecc WHERE state = 'processing' AND lease_expires_at < $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                " FROM ecc WHERE state = 'processing' AND lease_expires_at < $1 ORDER BY lease_expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED"
             ))
             .bind(now)
             .bind(EXPIRE_BATCH),

@@ -24,39 +24,40 @@ fn audit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     })
 }
 
+/// Appends `e` in the writer's transaction; returns its id.
+pub(super) fn insert_audit(c: &Connection, e: &NewAuditEntry) -> Result<i64, StoreError> {
+    let id: i64 = c
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM audit_log")?
+        .query_row([], |r| r.get(0))?;
+    c.prepare_cached(concat!(
+        "INSERT INTO audit_log (id, ",
+        audit_columns!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ))?
+    .execute(params![
+        id,
+        e.at,
+        e.actor,
+        e.action,
+        e.target,
+        e.peer,
+        e.outcome,
+        e.status,
+        e.mid,
+        e.output_id,
+        e.topic,
+        e.detail,
+        e.rows,
+        e.error
+    ])?;
+    Ok(id)
+}
+
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<i64, StoreError> {
         let e = entry.clone();
-        self.writer
-            .write(move |c| {
-                let id: i64 = c
-                    .prepare_cached("SELECT COALESCE(MAX(id), 0) + 1 FROM audit_log")?
-                    .query_row([], |r| r.get(0))?;
-                c.prepare_cached(concat!(
-                    "INSERT INTO audit_log (id, ",
-                    audit_columns!(),
-                    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                ))?
-                .execute(params![
-                    id,
-                    e.at,
-                    e.actor,
-                    e.action,
-                    e.target,
-                    e.peer,
-                    e.outcome,
-                    e.status,
-                    e.mid,
-                    e.output_id,
-                    e.topic,
-                    e.detail,
-                    e.rows,
-                    e.error
-                ])?;
-                Ok(id)
-            })
-            .await
+        self.writer.write(move |c| insert_audit(c, &e)).await
     }
 
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {

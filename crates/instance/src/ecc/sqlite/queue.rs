@@ -2,7 +2,7 @@
 //! streamed output and purging. The decisions of a write live in [`super::operations`].
 
 use super::*;
-use crate::ecc::Finished;
+use crate::ecc::{Finished, NewAuditEntry};
 
 #[async_trait]
 impl QueueStore for SqliteStore {
@@ -177,8 +177,12 @@ impl QueueStore for SqliteStore {
             .await
     }
 
-    async fn record_express(&self, finished: &[Finished]) -> Result<(), StoreError> {
-        let finished = finished.to_vec();
+    async fn record_express(
+        &self,
+        finished: &[Finished],
+        audit: &[NewAuditEntry],
+    ) -> Result<(), StoreError> {
+        let (finished, audit) = (finished.to_vec(), audit.to_vec());
         self.writer
             .write(move |c| {
                 let mut known = c.prepare_cached("SELECT 1 FROM ecc WHERE id = ?")?;
@@ -188,6 +192,9 @@ impl QueueStore for SqliteStore {
                     }
                     insert_record(c, &f.output)?;
                     insert_record(c, &f.input)?;
+                }
+                for entry in &audit {
+                    super::audit::insert_audit(c, entry)?;
                 }
                 Ok(())
             })
@@ -229,9 +236,13 @@ impl QueueStore for SqliteStore {
     async fn expire_leases(&self, now: i64) -> Result<Vec<Record>, StoreError> {
         self.writer
             .write(move |c| {
+                // In lease order, so the partial index `ecc_leases` answers it: ordered
+                // by id, SQLite walked the whole table in id order instead, on every
+                // sweep, in the writer (most of its time once the queue held 100k
+                // finished records).
                 let lapsed = ecc_rows(
                     c,
-                    concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE state = 'processing' AND lease_expires_at < ? ORDER BY id LIMIT 1000"),
+                    concat!("SELECT ", ecc_columns!(), " FROM ecc WHERE state = 'processing' AND lease_expires_at < ? ORDER BY lease_expires_at, id LIMIT 1000"),
                     [now],
                 )?;
                 end_leases(c, lapsed, "lease lapsed", now)

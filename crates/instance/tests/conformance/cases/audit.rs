@@ -158,3 +158,63 @@ pub async fn a_traceparent_stays_with_its_output_and_input(store: Arc<dyn Store>
         Some("4bf92f3577b34da6a3ce929d0e0e4736")
     );
 }
+
+/// An express call's output, finished, and its input.
+fn express_call(id: &str, to: &str) -> openmid_instance::ecc::Finished {
+    let mut out = output(id, to, Priority::Interactive);
+    out.state = State::Processed;
+    out.attempt = 1;
+    out.max_attempts = 1;
+    out.at_most_once = true;
+    out.claimed_by = Some(to.into());
+    out.claimed_at = Some(NOW);
+    out.processed_at = Some(NOW + 2);
+    out.duration_ms = Some(2);
+    let input = Record {
+        id: format!("{id}-in"),
+        queue: Queue::Input,
+        response_to: Some(id.into()),
+        payload: "{\"status\":200}".into(),
+        claimed_by: None,
+        ..out.clone()
+    };
+    openmid_instance::ecc::Finished { output: out, input }
+}
+
+pub async fn express_records_and_their_audit_are_written_together_once(store: Arc<dyn Store>) {
+    let (a, b) = (express_call("x1", "a"), express_call("x2", "a"));
+    let mut run = entry(NOW, "token:abc", "action.run", Some("a"));
+    run.output_id = Some("x1".into());
+    store
+        .record_express(&[a.clone(), b.clone()], std::slice::from_ref(&run))
+        .await
+        .expect("record");
+    for f in [&a, &b] {
+        assert_eq!(state(&store, &f.output.id).await, f.output, "output whole");
+        let input = store
+            .input_for(&f.output.id)
+            .await
+            .expect("read")
+            .expect("an input");
+        assert_eq!(input, f.input, "input whole");
+    }
+    let logged = store.list_audit(&all()).await.expect("list");
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].entry, run, "the audit entry went with them");
+
+    // Written again (a retried batch): the records stay as they were, and a later
+    // change to a record already there is not taken.
+    let mut again = a.clone();
+    again.output.error = Some("rewritten".into());
+    store
+        .record_express(&[again], &[])
+        .await
+        .expect("record again");
+    assert_eq!(state(&store, "x1").await, a.output);
+    assert_eq!(
+        store.list_audit(&all()).await.expect("list").len(),
+        1,
+        "no entry for a batch without any"
+    );
+    store.record_express(&[], &[]).await.expect("nothing");
+}
