@@ -307,7 +307,7 @@ pub(super) async fn insert_output(
     let span = super::trace::span_for(&headers, "POST /api/v1/ecc".into());
     let submitted = state
         .dispatcher
-        .submit_once(new, key.as_ref(), Some(span.trace))
+        .submit_once(new, key.as_ref(), Some(span.trace), false)
         .await?;
     span.finish(&state, &submitted.record.id, None);
     let status = if submitted.replayed {

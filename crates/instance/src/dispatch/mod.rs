@@ -21,7 +21,7 @@ pub use crate::error::DispatchError;
 pub(crate) use crate::error::invalid;
 pub use crate::registry::lifecycle::AdminAction;
 pub use results::MAX_RESULTS_PER_POST;
-pub use submit::{IDEMPOTENCY_WINDOW, Idempotency, Submitted};
+pub use submit::{IDEMPOTENCY_WINDOW, Idempotency, Submitted, Watch};
 
 use crate::blobs::BlobStore;
 use crate::config::InstanceConfig;

@@ -75,10 +75,19 @@ impl Dispatcher {
         &self,
         id: &str,
         wait: Duration,
+        mut watch: Option<submit::Watch>,
     ) -> Result<(Record, Option<Record>), DispatchError> {
         let deadline = Instant::now() + wait;
         let notify = self.outputs.subscribe(id);
         let outcome = loop {
+            if let Some(watch) = watch.take() {
+                // Armed before the output was written: nothing can have finished it
+                // unseen, so there is no need to read it back first.
+                tokio::select! {
+                    _ = watch.woken() => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+            }
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();

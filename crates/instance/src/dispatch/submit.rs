@@ -24,12 +24,35 @@ pub struct Idempotency {
 
 /// A submitted output, and whether it was written by an earlier request with the
 /// same idempotency key.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Submitted {
     /// The output.
     pub record: Record,
     /// Written earlier; nothing new was queued.
     pub replayed: bool,
+    /// When asked for (a caller who will wait): wakes once the output may have
+    /// finished, for [`Dispatcher::wait_finished`].
+    pub watch: Option<Watch>,
+}
+
+/// A wake-up for one output, armed before the output was written, so whatever
+/// finishes it wakes this however soon that comes: a caller holding one need not
+/// read the record back to learn it is still running.
+pub struct Watch {
+    notified: std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Watch")
+    }
+}
+
+impl Watch {
+    /// Waits for the wake-up.
+    pub(super) async fn woken(mut self) {
+        self.notified.as_mut().await;
+    }
 }
 
 /// Writes an output, once per idempotency key when one is given.
@@ -47,7 +70,7 @@ async fn insert(
 impl Dispatcher {
     /// Checks and queues an output record, assigns it to a MID and wakes that MID.
     pub async fn submit(&self, new: NewOutput) -> Result<Record, DispatchError> {
-        Ok(self.submit_once(new, None, None).await?.record)
+        Ok(self.submit_once(new, None, None, false).await?.record)
     }
 
     /// The output an `Idempotency-Key` was first used for within
@@ -76,12 +99,14 @@ impl Dispatcher {
     /// was used within [`IDEMPOTENCY_WINDOW`] writes nothing and returns the first
     /// output (`replayed`). `trace` is the instance's span of the job (see
     /// [`openmid_proto::trace::TraceParent::continue_or_start`]); without one the job
-    /// starts a trace of its own.
+    /// starts a trace of its own. `watch`: the caller will wait for the output to
+    /// finish (see [`Submitted::watch`]).
     pub async fn submit_once(
         &self,
         new: NewOutput,
         key: Option<&Idempotency>,
         trace: Option<TraceParent>,
+        watch: bool,
     ) -> Result<Submitted, DispatchError> {
         if let Some(key) = key
             && let Some(record) = self.replayed(key).await?
@@ -89,9 +114,15 @@ impl Dispatcher {
             return Ok(Submitted {
                 record,
                 replayed: true,
+                watch: None,
             });
         }
         let mut record = self.prepare(new, trace, None).await?;
+        let watch = watch.then(|| {
+            let mut notified = Box::pin(self.outputs.subscribe(&record.id).notified_owned());
+            notified.as_mut().enable();
+            Watch { notified }
+        });
         let reservation = record
             .assigned_to
             .as_deref()
@@ -115,6 +146,7 @@ impl Dispatcher {
             return Ok(Submitted {
                 record,
                 replayed: false,
+                watch,
             });
         };
         // Its MID is waiting in a poll with a free slot: write it claimed, hand it over.
@@ -144,6 +176,7 @@ impl Dispatcher {
         Ok(Submitted {
             record,
             replayed: false,
+            watch,
         })
     }
 
@@ -283,6 +316,7 @@ impl Dispatcher {
         Ok(Submitted {
             record,
             replayed: true,
+            watch: None,
         })
     }
 }

@@ -24,7 +24,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::ApiQuery;
 use super::idempotency;
-use crate::dispatch::Idempotency;
+use crate::dispatch::{Idempotency, Watch};
 use crate::ecc::Record;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -94,7 +94,7 @@ async fn replay(
     let Some(key) = key else { return Ok(None) };
     match state.dispatcher.replayed(key).await? {
         Some(output) => Ok(Some(idempotency::mark(
-            answer(state, output, wait).await?,
+            answer(state, output, wait, None).await?,
             true,
         ))),
         None => Ok(None),
@@ -115,7 +115,7 @@ pub(super) async fn get_action(
         .await?
         .filter(|r| r.queue == Queue::Output)
         .ok_or_else(|| ApiError::not_found(format!("no action (output record) with id `{id}`")))?;
-    answer(&state, output, wait).await
+    answer(&state, output, wait, None).await
 }
 
 async fn submit_and_answer(
@@ -132,10 +132,10 @@ async fn submit_and_answer(
     }
     let submitted = state
         .dispatcher
-        .submit_once(new, key, Some(span.trace))
+        .submit_once(new, key, Some(span.trace), !wait.is_zero())
         .await?;
     let id = submitted.record.id.clone();
-    let response = answer(state, submitted.record, wait).await?;
+    let response = answer(state, submitted.record, wait, submitted.watch).await?;
     span.finish(state, &id, None);
     Ok(idempotency::mark(response, submitted.replayed))
 }
@@ -177,10 +177,16 @@ async fn express(
     }
 }
 
-/// The action's answer, with its `traceparent` header.
-async fn answer(state: &AppState, output: Record, wait: Duration) -> Result<Response, ApiError> {
+/// The action's answer, with its `traceparent` header. `watch`: the one armed when
+/// this call submitted the output.
+async fn answer(
+    state: &AppState,
+    output: Record,
+    wait: Duration,
+    watch: Option<Watch>,
+) -> Result<Response, ApiError> {
     let traceparent = output.traceparent.clone();
-    let response = answer_body(state, output, wait).await?;
+    let response = answer_body(state, output, wait, watch).await?;
     Ok(super::trace::answer_with(response, traceparent.as_deref()))
 }
 
@@ -188,11 +194,15 @@ async fn answer_body(
     state: &AppState,
     output: Record,
     wait: Duration,
+    watch: Option<Watch>,
 ) -> Result<Response, ApiError> {
     let (output, input) = if output.is_finished() || wait.is_zero() {
         (output, None)
     } else {
-        state.dispatcher.wait_finished(&output.id, wait).await?
+        state
+            .dispatcher
+            .wait_finished(&output.id, wait, watch)
+            .await?
     };
     if !output.is_finished() {
         let pending = ActionPending {
