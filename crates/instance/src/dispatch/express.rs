@@ -201,9 +201,9 @@ impl Recorder {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(RECORDS_PER_COMMIT);
             while rx.recv_many(&mut batch, RECORDS_PER_COMMIT).await > 0 {
-                write_batch(store.as_ref(), &batch).await;
-                count.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-                batch.clear();
+                let taken = batch.len() as u64;
+                write_batch(store.as_ref(), batch.drain(..)).await;
+                count.fetch_sub(taken, Ordering::Relaxed);
                 done.notify_waiters();
             }
         });
@@ -218,7 +218,7 @@ impl Recorder {
 /// One group commit of express records and their audit entries (the API calls', and
 /// what a command or statement ran). A failed commit is retried once per record on
 /// its own, so one bad record does not lose the rest.
-async fn write_batch(store: &dyn Store, batch: &[Unwritten]) {
+async fn write_batch(store: &dyn Store, batch: impl Iterator<Item = Unwritten>) {
     let now = now_ms();
     let mut calls = Vec::new();
     let mut audit = Vec::new();
@@ -226,10 +226,10 @@ async fn write_batch(store: &dyn Store, batch: &[Unwritten]) {
         match item {
             Unwritten::Call(f) => {
                 let mid = f.output.claimed_by.as_deref().unwrap_or_default();
-                audit.extend(crate::audit::jobs::entry(mid, f, now));
-                calls.push(f.as_ref().clone());
+                audit.extend(crate::audit::jobs::entry(mid, &f, now));
+                calls.push(*f);
             }
-            Unwritten::Audit(entry) => audit.push(entry.as_ref().clone()),
+            Unwritten::Audit(entry) => audit.push(*entry),
         }
     }
     if let Err(e) = store.record_express(&calls, &audit).await {
