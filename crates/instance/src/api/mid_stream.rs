@@ -274,12 +274,12 @@ async fn current(state: &AppState, mid: &MidRow) -> Result<MidRow, ApiError> {
         .await
         .map_err(DispatchError::from)?
     {
-        Some(row) if row.status == MidStatus::Invalidated => {
-            state.dispatcher.lanes().refresh(&row);
-            Err(crate::registry::RegistryError::Invalidated.into())
-        }
         Some(row) => {
+            // The express lane sees what this frame saw.
             state.dispatcher.lanes().refresh(&row);
+            if row.status == MidStatus::Invalidated {
+                return Err(crate::registry::RegistryError::Invalidated.into());
+            }
             Ok(row)
         }
         None => Err(ApiError::unauthorized("unknown MID or wrong secret")),

@@ -184,6 +184,16 @@ enum Unwritten {
     Audit(Box<NewAuditEntry>),
 }
 
+impl Unwritten {
+    /// The output it belongs to.
+    fn output_id(&self) -> &str {
+        match self {
+            Unwritten::Call(f) => &f.output.id,
+            Unwritten::Audit(entry) => entry.output_id.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
 /// The task writing express records, started with the first express call.
 pub(super) struct Recorder {
     queue: mpsc::Sender<Unwritten>,
@@ -261,25 +271,19 @@ impl Dispatcher {
     ) -> Result<Option<Finished>, DispatchError> {
         let topic = new.topic;
         let named = match new.agent.parse::<Agent>() {
-            Ok(Agent::Server(name)) => self.lanes.row(&name),
+            Ok(Agent::Server(name)) => self.lane_row(&name).await?,
             _ => None,
         };
-        let mut record = self.prepare(new, trace, named).await?;
+        let mut record = self.prepare(new, trace, named.clone()).await?;
         let Some(mid_name) = record.assigned_to.clone() else {
             return Ok(None);
         };
         let Some((lane, frames)) = self.lanes.sender(&mid_name) else {
             return Ok(None);
         };
-        let mid = match self.lanes.row(&mid_name) {
+        let mid = match named.filter(|row| row.name == mid_name) {
             Some(row) => Some(row),
-            None => {
-                let row = self.store.get_mid(MidKey::Name(&mid_name)).await?;
-                if let Some(row) = &row {
-                    self.lanes.refresh(row);
-                }
-                row
-            }
+            None => self.lane_row(&mid_name).await?,
         };
         let Some(mid) = mid.filter(|m| m.status == MidStatus::Up) else {
             return Ok(None);
@@ -356,28 +360,38 @@ impl Dispatcher {
         );
         tracing::debug!(output = %finished.output.id, mid = %mid_name, %topic, "express call answered");
         self.telemetry.result(AckOutcome::Recorded, Some(&finished));
-        let id = finished.output.id.clone();
-        self.write_later(Unwritten::Call(Box::new(finished.clone())), &id)
+        self.write_later(Unwritten::Call(Box::new(finished.clone())))
             .await;
         Ok(Some(finished))
+    }
+
+    /// `mid`'s row for the express lane: the one its lane keeps while fresh, else
+    /// read from the store (and kept).
+    async fn lane_row(&self, mid: &str) -> Result<Option<MidRow>, DispatchError> {
+        if let Some(row) = self.lanes.row(mid) {
+            return Ok(Some(row));
+        }
+        let row = self.store.get_mid(MidKey::Name(mid)).await?;
+        if let Some(row) = &row {
+            self.lanes.refresh(row);
+        }
+        Ok(row)
     }
 
     /// Writes the audit entry of the API call that made an express call beside its
     /// records: off the caller's path, and lost with them in a crash.
     pub async fn audit_express(&self, entry: NewAuditEntry) {
-        let id = entry.output_id.clone().unwrap_or_default();
-        self.write_later(Unwritten::Audit(Box::new(entry)), &id)
-            .await;
+        self.write_later(Unwritten::Audit(Box::new(entry))).await;
     }
 
-    async fn write_later(&self, item: Unwritten, id: &str) {
+    async fn write_later(&self, item: Unwritten) {
         let recorder = self
             .recorder
             .get_or_init(|| Recorder::start(self.store.clone()));
         recorder.unwritten.fetch_add(1, Ordering::Relaxed);
-        if recorder.queue.send(item).await.is_err() {
+        if let Err(mpsc::error::SendError(item)) = recorder.queue.send(item).await {
             recorder.unwritten.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!(output = %id, "lost the record of an express call that answered: its writer stopped");
+            tracing::error!(output = %item.output_id(), "lost the record of an express call that answered: its writer stopped");
         }
     }
 
