@@ -111,7 +111,7 @@ fn bench(c: &mut Criterion) {
                     .map(|r| WorkResult {
                         output_id: r.id.clone(),
                         attempt: r.attempt,
-                        payload: serde_json::json!({"status": 200}),
+                        payload: serde_json::json!({"status": 200}).into(),
                         error: None,
                         started_at_ms: now,
                         duration_ms: 1,

@@ -12,6 +12,7 @@ use openmid_proto::ecc::Topic;
 use openmid_proto::file_import::FileImport;
 use openmid_proto::ldap::Ldap;
 use openmid_proto::metrics::MetricScrape;
+use openmid_proto::payload::Payload;
 use openmid_proto::probe::{Contract, FieldError, field_error};
 use openmid_proto::rest::Rest;
 use openmid_proto::snmp::Snmp;
@@ -49,8 +50,8 @@ pub struct Checked {
 /// A topic as the instance uses it, its types hidden.
 trait Registered: Send + Sync {
     fn topic(&self) -> Topic;
-    fn check(&self, payload: &serde_json::Value) -> Result<Checked, FieldError>;
-    fn show(&self, output: Record, input: Option<Record>) -> serde_json::Value;
+    fn check(&self, payload: &Payload) -> Result<Checked, FieldError>;
+    fn show(&self, output: Record, input: Option<Record>) -> Vec<u8>;
     fn resumes(&self) -> bool;
     fn resume(
         &self,
@@ -66,17 +67,16 @@ impl<C: Contract> Registered for Entry<C> {
         C::TOPIC
     }
 
-    fn check(&self, payload: &serde_json::Value) -> Result<Checked, FieldError> {
-        let req = openmid_proto::probe::decode::<C>(payload)?;
+    fn check(&self, payload: &Payload) -> Result<Checked, FieldError> {
+        let req = openmid_proto::probe::decode_payload::<C>(payload)?;
         Ok(Checked {
             target_ip: C::target(&req).and_then(|t| t.ip()),
             body_blob: C::body_blob(&req).map(str::to_string),
         })
     }
 
-    fn show(&self, output: Record, input: Option<Record>) -> serde_json::Value {
-        serde_json::to_value(action_result::<C::Response>(output, input))
-            .unwrap_or(serde_json::Value::Null)
+    fn show(&self, output: Record, input: Option<Record>) -> Vec<u8> {
+        encoded(&action_result::<C::Response>(output, input))
     }
 
     fn resumes(&self) -> bool {
@@ -99,7 +99,7 @@ fn registered(topic: Topic) -> Option<&'static dyn Registered> {
 }
 
 /// Checks `payload` for `topic`: decoded as its request and validated.
-pub fn check(topic: Topic, payload: &serde_json::Value) -> Result<Checked, FieldError> {
+pub fn check(topic: Topic, payload: &Payload) -> Result<Checked, FieldError> {
     let entry = registered(topic).ok_or_else(|| {
         let supported: Vec<String> = TABLE.iter().map(|r| r.topic().to_string()).collect();
         field_error(
@@ -131,14 +131,19 @@ pub fn resume(
     }
 }
 
-/// A finished action as the API shows it: the record ids, the MID, the timings and
-/// the input decoded as the topic's response (`null` when it is not one).
-pub fn show(output: Record, input: Option<Record>) -> serde_json::Value {
+/// A finished action as the API shows it, as the JSON text of its answer: the record
+/// ids, the MID, the timings and the input decoded as the topic's response (`null`
+/// when it is not one). Encoded straight from the typed result, with no tree between.
+pub fn show(output: Record, input: Option<Record>) -> Vec<u8> {
     match registered(output.topic) {
         Some(entry) => entry.show(output, input),
-        None => serde_json::to_value(action_result::<serde_json::Value>(output, input))
-            .unwrap_or(serde_json::Value::Null),
+        None => encoded(&action_result::<serde_json::Value>(output, input)),
     }
+}
+
+fn encoded<R: serde::Serialize>(result: &ActionResult<R>) -> Vec<u8> {
+    // Types that came from JSON encode back to it.
+    serde_json::to_vec(result).unwrap_or_else(|_| b"null".to_vec())
 }
 
 fn action_result<R: serde::de::DeserializeOwned>(
@@ -180,7 +185,10 @@ mod tests {
 
     #[test]
     fn rest_payloads() {
-        let ok = check(Topic::RESTProbe, &json!({"url": "http://10.0.0.5:8080/x"}));
+        let ok = check(
+            Topic::RESTProbe,
+            &Payload::from(json!({"url": "http://10.0.0.5:8080/x"})),
+        );
         assert_eq!(
             ok.map(|c| c.target_ip),
             Ok("10.0.0.5".parse().ok()),
@@ -199,10 +207,12 @@ mod tests {
             (json!({"url": "http://x", "surprise": 1}), "payload"),
         ];
         for (payload, field) in bad {
-            let got = check(Topic::RESTProbe, &payload).err().map(|e| e.field);
+            let got = check(Topic::RESTProbe, &Payload::from(&payload))
+                .err()
+                .map(|e| e.field);
             assert_eq!(got.as_deref(), Some(field), "{payload}");
         }
-        let none = check(Topic::SystemCommand, &json!({}))
+        let none = check(Topic::SystemCommand, &Payload::from(json!({})))
             .err()
             .unwrap_or_else(|| field_error("", ""));
         assert_eq!(none.field, "topic");
@@ -216,7 +226,11 @@ mod tests {
 
     #[test]
     fn soap_actions_must_fit_in_a_header() {
-        let soap = |action: &str| json!({"url": "http://10.0.0.5/ws", "operation": "Op", "soap_action": action});
+        let soap = |action: &str| {
+            Payload::from(
+                json!({"url": "http://10.0.0.5/ws", "operation": "Op", "soap_action": action}),
+            )
+        };
         for ok in ["urn:x#Op", "\"urn:x#Op\"", "", "http://tempuri.org/Op"] {
             assert!(check(Topic::SOAPProbe, &soap(ok)).is_ok(), "{ok}");
         }
@@ -228,7 +242,7 @@ mod tests {
 
     #[test]
     fn soap_bodies_must_be_well_formed() {
-        let soap = |body: &str| json!({"url": "http://10.0.0.5/ws", "body": body});
+        let soap = |body: &str| Payload::from(json!({"url": "http://10.0.0.5/ws", "body": body}));
         for ok in [
             "<a/>",
             "<m:Op xmlns:m=\"urn:m\"><m:x>1</m:x></m:Op>",
@@ -251,8 +265,15 @@ mod tests {
 
     #[test]
     fn commands_need_an_absolute_program() {
-        assert!(check(Topic::Command, &json!({"program": "/bin/true"})).is_ok());
-        let e = check(Topic::Command, &json!({"program": "true"})).expect_err("relative");
+        assert!(
+            check(
+                Topic::Command,
+                &Payload::from(json!({"program": "/bin/true"}))
+            )
+            .is_ok()
+        );
+        let e = check(Topic::Command, &Payload::from(json!({"program": "true"})))
+            .expect_err("relative");
         assert_eq!(e.field, "program");
     }
 
@@ -282,7 +303,7 @@ mod tests {
     proptest! {
         #[test]
         fn checker_never_panics(url in ".{0,60}", method in "[A-Za-z ]{0,8}") {
-            let _ = check(Topic::RESTProbe, &json!({"url": url, "method": method}));
+            let _ = check(Topic::RESTProbe, &Payload::from(json!({"url": url, "method": method})));
         }
     }
 }

@@ -490,7 +490,7 @@ fn rest_output(mid: &str, name: &str) -> NewOutput {
         topic: Topic::RESTProbe,
         name: Some(name.into()),
         source: None,
-        payload: json!({"url": "http://127.0.0.1:9/", "method": "GET"}),
+        payload: json!({"url": "http://127.0.0.1:9/", "method": "GET"}).into(),
         priority: None,
         correlator: None,
         max_attempts: None,
@@ -523,7 +523,7 @@ async fn run_one(client: &InstanceClient, output_id: &str) {
             results: vec![WorkResult {
                 output_id: output_id.to_string(),
                 attempt: job.attempt,
-                payload: json!({"status": 200, "headers": {}, "body": "pong", "timings": {"headers_ms": 1.0, "total_ms": 2.0}}),
+                payload: json!({"status": 200, "headers": {}, "body": "pong", "timings": {"headers_ms": 1.0, "total_ms": 2.0}}).into(),
                 error: None,
                 started_at_ms: 0,
                 duration_ms: 2,

@@ -32,7 +32,7 @@ fn output(agent: &str, url: &str, application: Option<&str>) -> NewOutput {
         topic: Topic::RESTProbe,
         name: None,
         source: None,
-        payload: json!({"url": url}),
+        payload: json!({"url": url}).into(),
         priority: None,
         correlator: None,
         max_attempts: None,
@@ -103,7 +103,7 @@ async fn admin_actions_walk_the_status_machine_and_are_recorded() {
             results: vec![openmid_proto::mid::WorkResult {
                 output_id: out.id.clone(),
                 attempt: 1,
-                payload: json!({"status": 204, "headers": {}, "timings": {"headers_ms": 1.0, "total_ms": 1.0}}),
+                payload: json!({"status": 204, "headers": {}, "timings": {"headers_ms": 1.0, "total_ms": 1.0}}).into(),
                 error: None,
                 started_at_ms: 0,
                 duration_ms: 1,

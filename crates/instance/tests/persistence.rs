@@ -24,7 +24,7 @@ async fn a_restart_keeps_the_queue_registry_and_token() {
                 topic: Topic::RESTProbe,
                 name: Some(format!("job {i}")),
                 source: None,
-                payload: json!({"url": format!("http://127.0.0.1:9/{i}")}),
+                payload: json!({"url": format!("http://127.0.0.1:9/{i}")}).into(),
                 priority: None,
                 correlator: Some("restart".into()),
                 max_attempts: None,

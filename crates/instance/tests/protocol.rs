@@ -21,7 +21,7 @@ fn output(mid: &str, at_most_once: bool, max_attempts: Option<u32>) -> NewOutput
         topic: Topic::RESTProbe,
         name: None,
         source: None,
-        payload: json!({"url": "http://127.0.0.1:9/"}),
+        payload: json!({"url": "http://127.0.0.1:9/"}).into(),
         priority: None,
         correlator: None,
         max_attempts,
@@ -49,7 +49,7 @@ fn result(id: &str, attempt: u32, body: &str) -> WorkResult {
     WorkResult {
         output_id: id.to_string(),
         attempt,
-        payload: json!({"status": 200, "headers": {}, "body": body, "timings": {"headers_ms": 1.0, "total_ms": 1.0}}),
+        payload: json!({"status": 200, "headers": {}, "body": body, "timings": {"headers_ms": 1.0, "total_ms": 1.0}}).into(),
         error: None,
         started_at_ms: 0,
         duration_ms: 1,

@@ -16,7 +16,7 @@ fn output(mid: &str, url: &str) -> NewOutput {
         topic: Topic::RESTProbe,
         name: None,
         source: None,
-        payload: json!({ "url": url }),
+        payload: json!({ "url": url }).into(),
         priority: None,
         correlator: None,
         max_attempts: None,
@@ -271,7 +271,7 @@ async fn retried_output_chunks_are_stored_once_and_only_for_the_attempt_held() {
         .insert_output(&NewOutput {
             durability: Default::default(),
             topic: Topic::Command,
-            payload: json!({"program": "/bin/echo", "args": ["x"]}),
+            payload: json!({"program": "/bin/echo", "args": ["x"]}).into(),
             ..output("streamer", "http://unused/")
         })
         .await

@@ -305,7 +305,7 @@ pub fn rest_output(agent: &str, url: &str, correlator: &str) -> openmid_proto::a
         topic: openmid_proto::ecc::Topic::RESTProbe,
         name: None,
         source: None,
-        payload: serde_json::json!({ "url": url }),
+        payload: serde_json::json!({ "url": url }).into(),
         priority: None,
         correlator: Some(correlator.to_string()),
         max_attempts: None,

@@ -186,7 +186,9 @@ async fn run(
     topic: Topic,
     payload: Value,
 ) -> Result<Value, ProbeError> {
-    openmid_mid::probes::run(topic, payload, None, job, ctx).await
+    openmid_mid::probes::run(topic, payload.into(), None, job, ctx)
+        .await
+        .map(|p| p.to_value())
 }
 
 fn decoded<T: serde::de::DeserializeOwned>(r: Result<Value, ProbeError>) -> T {

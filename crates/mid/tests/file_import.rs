@@ -56,7 +56,9 @@ async fn run(
     name: &str,
     payload: Value,
 ) -> Result<FileImportResponse, ProbeError> {
-    let value = openmid_mid::probes::run(Topic::FileImport, payload, None, &job(name), ctx).await?;
+    let value = openmid_mid::probes::run(Topic::FileImport, payload.into(), None, &job(name), ctx)
+        .await?
+        .to_value();
     Ok(serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}")))
 }
 
@@ -669,7 +671,8 @@ async fn a_stalled_import_stops_on_cancel_and_at_its_deadline() {
         cancel.cancel();
     });
     let started = Instant::now();
-    let r = openmid_mid::probes::run(Topic::FileImport, payload.clone(), None, &job, &ctx).await;
+    let r =
+        openmid_mid::probes::run(Topic::FileImport, payload.clone().into(), None, &job, &ctx).await;
     assert!(matches!(r, Err(ProbeError::Cancelled)), "{r:?}");
     assert!(started.elapsed().as_secs() < 5);
     let started = Instant::now();

@@ -97,7 +97,9 @@ async fn run(
     payload: Value,
     credential: Option<CredentialSpec>,
 ) -> Result<Value, ProbeError> {
-    openmid_mid::probes::run(Topic::LDAPProbe, payload, credential, job, ctx).await
+    openmid_mid::probes::run(Topic::LDAPProbe, payload.into(), credential, job, ctx)
+        .await
+        .map(|p| p.to_value())
 }
 
 fn response(value: Result<Value, ProbeError>) -> LdapResponse {

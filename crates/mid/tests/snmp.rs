@@ -92,7 +92,9 @@ async fn run(
     payload: Json,
     cred: Option<CredentialSpec>,
 ) -> Result<SnmpResponse, ProbeError> {
-    let v = openmid_mid::probes::run(Topic::SNMPProbe, payload, cred, &job("snmp"), ctx).await?;
+    let v = openmid_mid::probes::run(Topic::SNMPProbe, payload.into(), cred, &job("snmp"), ctx)
+        .await?
+        .to_value();
     Ok(serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}")))
 }
 
@@ -332,7 +334,8 @@ async fn cancellation_ends_promptly() {
         cancel.cancel();
     });
     let started = Instant::now();
-    let r = openmid_mid::probes::run(Topic::SNMPProbe, req, community("x"), &job, &ctx).await;
+    let r =
+        openmid_mid::probes::run(Topic::SNMPProbe, req.into(), community("x"), &job, &ctx).await;
     assert!(matches!(r, Err(ProbeError::Cancelled)), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     drop(silent);

@@ -98,8 +98,15 @@ async fn run_in(
     credential: CredentialSpec,
     job: &JobContext,
 ) -> Result<SshResponse, ProbeError> {
-    let value = probes::run(Topic::SSHCommand, payload, Some(credential), job, ctx).await?;
-    Ok(serde_json::from_value(value).expect("an SshResponse"))
+    let value = probes::run(
+        Topic::SSHCommand,
+        payload.into(),
+        Some(credential),
+        job,
+        ctx,
+    )
+    .await?;
+    Ok(value.decode().expect("an SshResponse"))
 }
 
 fn payload(server: &Sshd, command: &str) -> Value {

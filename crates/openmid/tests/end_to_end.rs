@@ -191,7 +191,7 @@ async fn an_unvalidated_mid_gets_no_work() {
             topic: Topic::RESTProbe,
             name: None,
             source: None,
-            payload: json!({"url": target.url("/hello")}),
+            payload: json!({"url": target.url("/hello")}).into(),
             priority: None,
             correlator: None,
             max_attempts: None,

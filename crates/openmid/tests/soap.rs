@@ -144,7 +144,7 @@ async fn malformed_bodies_are_refused_at_the_api_door() {
                 topic: Topic::SOAPProbe,
                 name: None,
                 source: None,
-                payload: serde_json::json!({"url": service.url("/calc"), "body": body}),
+                payload: serde_json::json!({"url": service.url("/calc"), "body": body}).into(),
                 priority: None,
                 correlator: None,
                 max_attempts: None,

@@ -114,7 +114,8 @@ async fn a_callers_trace_reaches_the_target_through_the_mid() {
         topic: Topic::RESTProbe,
         name: None,
         source: None,
-        payload: serde_json::json!({"url": stack.target.url("/hello"), "timeout_ms": 10_000}),
+        payload: serde_json::json!({"url": stack.target.url("/hello"), "timeout_ms": 10_000})
+            .into(),
         priority: None,
         correlator: None,
         max_attempts: None,

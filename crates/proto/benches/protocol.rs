@@ -20,7 +20,7 @@ fn poll_answer(n: usize) -> PollResponse {
                 topic: Topic::RESTProbe,
                 name: "GET http://10.0.0.5:8080/api/health".into(),
                 priority: Priority::Interactive,
-                payload: serde_json::json!({"method": "GET", "url": "http://10.0.0.5:8080/api/health", "headers": {"accept": "application/json"}}),
+                payload: serde_json::json!({"method": "GET", "url": "http://10.0.0.5:8080/api/health", "headers": {"accept": "application/json"}}).into(),
                 credential: None,
                 traceparent: Some(
                     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
@@ -36,7 +36,7 @@ fn results(n: usize) -> ResultsRequest {
             .map(|i| WorkResult {
                 output_id: format!("01a2086e-dd63-732c-87b7-ce6073b0{i:04}"),
                 attempt: 1,
-                payload: serde_json::json!({"status": 200, "headers": {"content-type": "application/json"}, "body": "{\"hello\":\"world\"}", "timings": {"headers_ms": 0.4, "total_ms": 0.5}}),
+                payload: serde_json::json!({"status": 200, "headers": {"content-type": "application/json"}, "body": "{\"hello\":\"world\"}", "timings": {"headers_ms": 0.4, "total_ms": 0.5}}).into(),
                 error: None,
                 started_at_ms: 1_795_435_749_123,
                 duration_ms: 1,

@@ -245,8 +245,8 @@ pub struct NewOutput {
     /// Who asks (defaults to `api`).
     #[serde(default)]
     pub source: Option<String>,
-    /// Probe input; checked against the topic's schema.
-    pub payload: serde_json::Value,
+    /// Probe input; checked against the topic's schema, then stored as it is.
+    pub payload: crate::payload::Payload,
     /// Priority (default `interactive`).
     #[serde(default)]
     pub priority: Option<Priority>,

@@ -20,6 +20,7 @@ pub mod ldap;
 pub mod metrics;
 pub mod mid;
 pub mod otlp;
+pub mod payload;
 pub mod probe;
 pub mod rest;
 pub mod seal;

@@ -231,8 +231,8 @@ pub struct WorkItem {
     pub name: String,
     /// The pool to run in.
     pub priority: Priority,
-    /// Probe input.
-    pub payload: serde_json::Value,
+    /// Probe input, as the JSON text it was stored as.
+    pub payload: crate::payload::Payload,
     /// The credential the payload names, sealed to this MID for this attempt: only
     /// this MID's private key opens it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -271,8 +271,9 @@ pub struct WorkResult {
     pub output_id: String,
     /// The attempt this result belongs to.
     pub attempt: u32,
-    /// Probe output (on success) or whatever partial detail the probe had (on error).
-    pub payload: serde_json::Value,
+    /// Probe output (on success) or whatever partial detail the probe had (on error),
+    /// as the JSON text the probe wrote: stored as it is.
+    pub payload: crate::payload::Payload,
     /// Set when the probe failed; the output then ends in `error`.
     pub error: Option<String>,
     /// When the probe started (epoch ms, MID clock).

@@ -8,8 +8,9 @@
 
 use crate::credential::CredentialRef;
 use crate::ecc::Topic;
-use serde::Serialize;
+use crate::payload::Payload;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -102,10 +103,35 @@ pub trait Contract: 'static {
 
 /// Decodes a payload as `C`'s request (a shape error names `payload`) and validates it.
 pub fn decode<C: Contract>(payload: &serde_json::Value) -> Result<C::Request, FieldError> {
-    let req: C::Request = serde_json::from_value(payload.clone())
-        .map_err(|e| field_error("payload", e.to_string()))?;
+    validated::<C>(C::Request::deserialize(payload))
+}
+
+/// [`decode`] for a payload carried as text: read straight into the request.
+pub fn decode_payload<C: Contract>(payload: &Payload) -> Result<C::Request, FieldError> {
+    validated::<C>(payload.decode())
+}
+
+fn validated<C: Contract>(
+    req: Result<C::Request, serde_json::Error>,
+) -> Result<C::Request, FieldError> {
+    let req = req.map_err(|e| field_error("payload", without_position(&e)))?;
     C::validate(&req)?;
     Ok(req)
+}
+
+/// What a decoding error says, without where in the text it was: the text is the
+/// payload as stored, not the body the caller sent, so its line and column would
+/// point nowhere the caller can look.
+fn without_position(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    if e.line() == 0 {
+        return text;
+    }
+    let at = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&at) {
+        Some(message) => message.to_string(),
+        None => text,
+    }
 }
 
 /// Whether `name` is an HTTP header name (an RFC 9110 token).

@@ -91,7 +91,7 @@ impl Connections<'_> {
             topic: Topic::FileImport,
             name: Some(label.chars().take(200).collect()),
             source: Some("api:actions/file_import".into()),
-            payload: serde_json::to_value(&request)
+            payload: openmid_proto::payload::Payload::encode(&request)
                 .map_err(|e| invalid("format", e.to_string()))?,
             priority: Some(Priority::Interactive),
             correlator: action.correlator,

@@ -76,7 +76,7 @@ impl Connections<'_> {
             topic: Topic::LDAPProbe,
             name: Some(name),
             source: Some("api:actions/ldap".into()),
-            payload: serde_json::to_value(&request)
+            payload: openmid_proto::payload::Payload::encode(&request)
                 .map_err(|e| invalid("filter", e.to_string()))?,
             priority: Some(Priority::Interactive),
             correlator: action.correlator,

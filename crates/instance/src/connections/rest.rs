@@ -107,7 +107,8 @@ impl Connections<'_> {
             topic: Topic::RESTProbe,
             name: Some(name),
             source: Some("api:actions/rest".into()),
-            payload: serde_json::to_value(&request).map_err(|e| invalid("body", e.to_string()))?,
+            payload: openmid_proto::payload::Payload::encode(&request)
+                .map_err(|e| invalid("body", e.to_string()))?,
             priority: Some(Priority::Interactive),
             correlator: action.correlator,
             max_attempts: None,

@@ -59,7 +59,7 @@ impl Connections<'_> {
             topic: Topic::SNMPProbe,
             name: Some(format!("{}: snmp", alias.name)),
             source: Some("api:actions/snmp".into()),
-            payload: serde_json::to_value(&request)
+            payload: openmid_proto::payload::Payload::encode(&request)
                 .map_err(|e| invalid("operation", e.to_string()))?,
             priority: Some(Priority::Interactive),
             correlator: action.correlator,

@@ -81,7 +81,8 @@ impl Connections<'_> {
             topic: Topic::SOAPProbe,
             name: Some(name),
             source: Some("api:actions/soap".into()),
-            payload: serde_json::to_value(&request).map_err(|e| invalid("body", e.to_string()))?,
+            payload: openmid_proto::payload::Payload::encode(&request)
+                .map_err(|e| invalid("body", e.to_string()))?,
             priority: Some(Priority::Interactive),
             correlator: action.correlator,
             max_attempts: None,

@@ -61,7 +61,7 @@ impl Connections<'_> {
             topic: Topic::JDBCProbe,
             name: Some(name),
             source: Some("api:actions/sql".into()),
-            payload: serde_json::to_value(&request)
+            payload: openmid_proto::payload::Payload::encode(&request)
                 .map_err(|e| invalid("statement", e.to_string()))?,
             priority: Some(Priority::Interactive),
             correlator: action.correlator,

@@ -52,7 +52,8 @@ impl Connections<'_> {
                     .collect(),
             ),
             source: Some("api:actions/ssh".into()),
-            payload: serde_json::to_value(&request).map_err(|e| invalid("alias", e.to_string()))?,
+            payload: openmid_proto::payload::Payload::encode(&request)
+                .map_err(|e| invalid("alias", e.to_string()))?,
             priority: Some(Priority::Interactive),
             correlator: action.correlator,
             max_attempts: None,

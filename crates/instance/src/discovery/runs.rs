@@ -23,6 +23,7 @@ use openmid_proto::discovery::{
     PortSpec, ScanPage, expand_targets,
 };
 use openmid_proto::ecc::{Priority, State, Topic};
+use openmid_proto::payload::Payload;
 use openmid_proto::time::{now_ms, rfc3339};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -78,7 +79,7 @@ impl Discovery<'_> {
             }
             let stage = stage_name("ping", i, chunks.len());
             jobs.ping.push(
-                self.submit(&request.agent, Topic::Ping, ping, &id, &stage)
+                self.submit(&request.agent, Topic::Ping, ping.into(), &id, &stage)
                     .await?,
             );
         }
@@ -266,7 +267,7 @@ impl Discovery<'_> {
                     }
                     let stage = stage_name("scan", i, chunks.len());
                     jobs.scan.push(
-                        self.submit(&request.agent, Topic::Shazzam, scan, &row.id, &stage)
+                        self.submit(&request.agent, Topic::Shazzam, scan.into(), &row.id, &stage)
                             .await?,
                     );
                 }
@@ -314,8 +315,8 @@ impl Discovery<'_> {
                         i,
                         chunks.len(),
                     );
-                    let payload = serde_json::to_value(&identify)
-                        .map_err(|e| invalid("body", e.to_string()))?;
+                    let payload =
+                        Payload::encode(&identify).map_err(|e| invalid("body", e.to_string()))?;
                     jobs.identify.push(
                         self.submit(&request.agent, Topic::Identify, payload, &row.id, &stage)
                             .await?,
@@ -508,7 +509,7 @@ impl Discovery<'_> {
         &self,
         agent: &str,
         topic: Topic,
-        payload: serde_json::Value,
+        payload: Payload,
         run: &str,
         stage: &str,
     ) -> Result<String, DispatchError> {

@@ -299,8 +299,7 @@ impl Dispatcher {
         let item = self.work_item(&mid, record.clone()).await;
         let timeout = Duration::from_millis(
             item.payload
-                .get("timeout_ms")
-                .and_then(|t| t.as_u64())
+                .field::<u64>("timeout_ms")
                 .unwrap_or(DEFAULT_TIMEOUT_MS),
         ) + ANSWER_GRACE;
         let body = serde_json::to_vec(&item).map_err(|e| invalid("payload", e.to_string()))?;
@@ -350,7 +349,7 @@ impl Dispatcher {
             &mid_name,
             rules::ResultToRecord {
                 attempt: 1,
-                payload: result.payload.to_string(),
+                payload: result.payload.into_string(),
                 error: result.error,
                 duration_ms: i64::try_from(result.duration_ms).unwrap_or(i64::MAX),
             },
@@ -426,7 +425,7 @@ fn lost(record: &Record, started_at_ms: i64, error: String) -> WorkResult {
     WorkResult {
         output_id: record.id.clone(),
         attempt: 1,
-        payload: serde_json::Value::Null,
+        payload: openmid_proto::payload::Payload::null(),
         error: Some(error),
         started_at_ms,
         duration_ms: u64::try_from(now_ms().saturating_sub(started_at_ms)).unwrap_or(0),

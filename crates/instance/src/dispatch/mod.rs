@@ -39,6 +39,7 @@ use openmid_proto::mid::{
     Ack, AckOutcome, HeartbeatRequest, HeartbeatResponse, JobRef, MidStatus, PollRequest,
     PollResponse, RekeyRequest, ResultsRequest, ResultsResponse, WorkItem,
 };
+use openmid_proto::payload::Payload;
 use openmid_proto::time::{now_ms, rfc3339};
 use presence::Presence;
 use selection::{Choice, Needs};
@@ -95,10 +96,9 @@ fn mid_key(name: &str) -> String {
 }
 
 /// Capabilities a payload asks of its MID beyond its topic's (`mid_capabilities`).
-fn more_capabilities(payload: &serde_json::Value) -> Vec<String> {
+fn more_capabilities(payload: &Payload) -> Vec<String> {
     payload
-        .get("mid_capabilities")
-        .and_then(|c| c.as_array())
+        .field::<Vec<serde_json::Value>>("mid_capabilities")
         .map(|a| {
             a.iter()
                 .filter_map(|v| v.as_str().map(str::to_string))

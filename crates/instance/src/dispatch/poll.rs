@@ -3,6 +3,7 @@
 //! the answer seals each claimed job's credential to this MID.
 
 use super::*;
+use openmid_proto::payload::Payload;
 use tracing::Instrument;
 
 impl Dispatcher {
@@ -126,15 +127,13 @@ impl Dispatcher {
 
     /// One claimed output as its MID gets it: resumed where an earlier attempt
     /// stopped, its credential sealed to this MID.
-    pub(super) async fn work_item(&self, mid: &MidRow, r: Record) -> WorkItem {
+    pub(super) async fn work_item(&self, mid: &MidRow, mut r: Record) -> WorkItem {
         {
-            let payload: serde_json::Value =
-                serde_json::from_str(&r.payload).unwrap_or(serde_json::Value::Null);
-            let payload = self.resumed(&r, payload).await;
+            let text = std::mem::take(&mut r.payload);
+            let payload = self.resumed(&r, text).await;
             let credential = match payload
-                .get("credential")
-                .and_then(|c| c.get("id"))
-                .and_then(|id| id.as_str())
+                .field::<serde_json::Value>("credential")
+                .and_then(|c| c.get("id").and_then(|id| id.as_str()).map(str::to_string))
             {
                 None => None,
                 Some(credential_id) => {
@@ -147,7 +146,7 @@ impl Dispatcher {
                         mid,
                         &r.id,
                         r.attempt,
-                        credential_id,
+                        &credential_id,
                     )
                     .await
                     {
@@ -176,7 +175,9 @@ impl Dispatcher {
     /// streamed: their chunks become this attempt's, and the payload says where to go
     /// on from. When that cannot be worked out the attempt starts over, which is
     /// what every attempt did before resuming existed: logged, never silent.
-    async fn resumed(&self, r: &Record, payload: serde_json::Value) -> serde_json::Value {
+    async fn resumed(&self, r: &Record, text: String) -> Payload {
+        // What the store holds was written from a checked payload: it is JSON.
+        let payload = Payload::from_text(text).unwrap_or_default();
         if r.attempt < 2 || !crate::topics::resumes(r.topic) {
             return payload;
         }
@@ -188,10 +189,10 @@ impl Dispatcher {
                 return payload;
             }
         };
-        match crate::topics::resume(r.topic, &payload, &last) {
+        match crate::topics::resume(r.topic, &payload.to_value(), &last) {
             Ok(resumed) => {
                 tracing::info!(output = %r.id, attempt = r.attempt, "a new attempt continues after the output stored so far");
-                resumed
+                Payload::from(resumed)
             }
             Err(e) => {
                 tracing::warn!(output = %r.id, error = %e, "a new attempt starts over: where to continue is unknown");

@@ -273,7 +273,7 @@ impl Dispatcher {
             topic: new.topic,
             name: new.name.unwrap_or_else(|| new.topic.to_string()),
             source: new.source.unwrap_or_else(|| "api".to_string()),
-            payload: new.payload.to_string(),
+            payload: new.payload.into_string(),
             state: State::Ready,
             priority: new.priority.unwrap_or(Priority::Interactive),
             response_to: None,

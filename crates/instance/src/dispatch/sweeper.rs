@@ -114,7 +114,7 @@ impl Dispatcher {
             mids.iter()
                 .any(|m| m.name == name && m.status == MidStatus::Up)
         };
-        let payload: serde_json::Value = serde_json::from_str(&output.payload).unwrap_or_default();
+        let payload = Payload::from_text(output.payload.clone()).unwrap_or_default();
         let needs = Needs {
             capability: output.topic.capability(),
             application: output.application.as_deref(),

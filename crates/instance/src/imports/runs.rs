@@ -23,6 +23,7 @@ use openmid_proto::api::NewOutput;
 use openmid_proto::ecc::Priority;
 use openmid_proto::import::{DataSource, SourceRead};
 use openmid_proto::ldap::LdapRequest;
+use openmid_proto::payload::Payload;
 use openmid_proto::sql::{SqlDriver, SqlRequest};
 
 /// The output of one run of `source`, reading from `marker_from` when given.
@@ -108,11 +109,14 @@ fn in_read(e: DispatchError) -> DispatchError {
 }
 
 fn payload<T: serde::de::DeserializeOwned>(output: &NewOutput) -> Result<T, DispatchError> {
-    serde_json::from_value(output.payload.clone()).map_err(|e| invalid("read", e.to_string()))
+    output
+        .payload
+        .decode()
+        .map_err(|e| invalid("read", e.to_string()))
 }
 
-fn to_payload<T: serde::Serialize>(req: &T) -> Result<serde_json::Value, DispatchError> {
-    serde_json::to_value(req).map_err(|e| invalid("read", e.to_string()))
+fn to_payload<T: serde::Serialize>(req: &T) -> Result<Payload, DispatchError> {
+    Payload::encode(req).map_err(|e| invalid("read", e.to_string()))
 }
 
 /// A filter with its outer parentheses (RFC 4515 allows a bare `cn=x` in many

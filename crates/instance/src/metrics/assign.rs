@@ -122,7 +122,7 @@ impl Metrics<'_> {
                 version: u64::try_from(version).unwrap_or(0),
                 targets: list.values().cloned().collect(),
             };
-            let payload = serde_json::to_value(&assignment)
+            let payload = openmid_proto::payload::Payload::encode(&assignment)
                 .map_err(|e| crate::dispatch::invalid("targets", e.to_string()))?;
             let record = self
                 .dispatcher

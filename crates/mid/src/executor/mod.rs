@@ -8,6 +8,7 @@ use crate::probes::{self, ProbeContext, ProbeError};
 use openmid_proto::credential::CredentialSpec;
 use openmid_proto::ecc::Priority;
 use openmid_proto::mid::{Capacity, JobRef, WorkItem, WorkResult};
+use openmid_proto::payload::Payload;
 use openmid_proto::time::now_ms;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -252,7 +253,7 @@ impl Executor {
             return WorkResult {
                 output_id: item.output_id,
                 attempt: item.attempt,
-                payload: serde_json::Value::Null,
+                payload: Payload::null(),
                 error: Some("the MID is stopping".into()),
                 started_at_ms: now_ms(),
                 duration_ms: 0,
@@ -289,7 +290,7 @@ impl Executor {
         let topic = item.topic;
         let mut outcome_label = crate::telemetry::JobOutcome::Error;
         let (payload, error) = match self.credential_of(&item) {
-            Err(e) => (serde_json::Value::Null, Some(e.to_string())),
+            Err(e) => (Payload::null(), Some(e.to_string())),
             Ok(credential) => {
                 let input = item.payload.clone();
                 // A panicking probe must not take the MID down or lose the job's answer.
@@ -315,7 +316,7 @@ impl Executor {
                     Err(e) => {
                         outcome_label = crate::telemetry::JobOutcome::Crashed;
                         (
-                            serde_json::Value::Null,
+                            Payload::null(),
                             Some(format!("the {topic} probe crashed: {e}")),
                         )
                     }
@@ -338,7 +339,11 @@ impl Executor {
     /// The credential a job's payload names, opened with this MID's key. The payload
     /// holds only a reference; the secret came sealed beside it.
     fn credential_of(&self, item: &WorkItem) -> Result<Option<CredentialSpec>, ProbeError> {
-        let Some(wanted) = item.payload.get("credential").filter(|c| !c.is_null()) else {
+        let Some(wanted) = item
+            .payload
+            .field::<serde_json::Value>("credential")
+            .filter(|c| !c.is_null())
+        else {
             return Ok(None);
         };
         let name = wanted

@@ -199,7 +199,8 @@ mod tests {
         WorkResult {
             output_id: id.to_string(),
             attempt,
-            payload: serde_json::json!({"status": 200, "body": "x".repeat(attempt as usize % 40)}),
+            payload: serde_json::json!({"status": 200, "body": "x".repeat(attempt as usize % 40)})
+                .into(),
             error: None,
             started_at_ms: 1,
             duration_ms: 2,

@@ -160,9 +160,8 @@ pub fn body_path(outbox_dir: &Path, job: &JobRef) -> PathBuf {
 fn body_file_bytes(result: &WorkResult) -> u64 {
     result
         .payload
-        .get(BODY_FILE_KEY)
-        .and_then(|m| m.get("size"))
-        .and_then(|s| s.as_u64())
+        .field::<serde_json::Value>(BODY_FILE_KEY)
+        .and_then(|m| m.get("size").and_then(|s| s.as_u64()))
         .unwrap_or(0)
 }
 
@@ -402,7 +401,7 @@ impl Outbox {
                 state.forget(&old);
                 // Only a result that spilled its body has a body file to remove.
                 let payload = &old.result.payload;
-                if payload.get(BODY_FILE_KEY).is_some() || payload.get("body_blob").is_some() {
+                if payload.has_field(BODY_FILE_KEY) || payload.has_field("body_blob") {
                     bodies.push(body_path(&shared.dir, &job));
                 }
                 match ack_frame(&job) {

@@ -47,7 +47,7 @@ impl Shared {
             output_id: result.output_id.clone(),
             attempt: result.attempt,
         };
-        let names_body = result.payload.get(BODY_FILE_KEY).is_some();
+        let names_body = result.payload.has_field(BODY_FILE_KEY);
         let mut state = self.lock();
         let seq = state.append(&self.log_dir, self.segment_bytes, &frame)?;
         state.place(job, Arc::new(result), frame.len() as u64, json_len, seq);

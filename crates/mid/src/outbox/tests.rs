@@ -5,7 +5,7 @@ fn result(id: &str, attempt: u32) -> WorkResult {
     WorkResult {
         output_id: id.to_string(),
         attempt,
-        payload: serde_json::json!({"status": 200}),
+        payload: serde_json::json!({"status": 200}).into(),
         error: None,
         started_at_ms: 1,
         duration_ms: 2,
@@ -97,7 +97,8 @@ async fn body_files_leave_with_their_result_and_strays_are_cleared() {
     let job = job("a");
     std::fs::write(body_path(dir.path(), &job), b"hello").expect("body");
     let mut big = result("a", 1);
-    big.payload = serde_json::json!({"status": 200, BODY_FILE_KEY: {"size": 5, "sha256": "x"}});
+    big.payload =
+        serde_json::json!({"status": 200, BODY_FILE_KEY: {"size": 5, "sha256": "x"}}).into();
     outbox.put(big).await.expect("put");
     assert_eq!(outbox.held(), vec![job.clone()]);
     let stray = body_path(dir.path(), &self::job("acknowledged"));
@@ -351,7 +352,7 @@ async fn a_replaced_result_keeps_its_old_segment_until_the_replacement_is_durabl
     outbox.put(result("a", 1)).await.expect("put");
     outbox.make_durable().await.expect("durable");
     let mut uploaded = result("a", 1);
-    uploaded.payload = serde_json::json!({"body_blob": {"id": "x"}});
+    uploaded.payload = serde_json::json!({"body_blob": {"id": "x"}}).into();
     outbox.put(uploaded.clone()).await.expect("put"); // lands in a newer segment
     outbox.remove(vec![job("other")]).await; // a chance to collect garbage
     assert!(
@@ -443,7 +444,7 @@ async fn large_results_are_appended_off_the_runtime_and_replay() {
     let dir = tempfile::tempdir().expect("tempdir");
     let outbox = Outbox::open(dir.path(), 1 << 30).expect("open");
     let mut big = result("big", 1);
-    big.payload = serde_json::json!({"body": "x".repeat(INLINE_APPEND_BYTES * 2)});
+    big.payload = serde_json::json!({"body": "x".repeat(INLINE_APPEND_BYTES * 2)}).into();
     outbox.put(big.clone()).await.expect("put");
     outbox.put(result("small", 1)).await.expect("put");
     drop(outbox);

@@ -27,6 +27,7 @@ use credentials::{Credential, TokenCache};
 use openmid_proto::credential::CredentialSpec;
 use openmid_proto::ecc::Topic;
 use openmid_proto::mid::JobRef;
+use openmid_proto::payload::Payload;
 use openmid_proto::trace::TraceParent;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -265,10 +266,10 @@ pub enum ProbeError {
 impl ProbeError {
     /// The payload of the failed job's input record: what the target answered when the
     /// error kept it ([`ProbeError::Answered`]), else null.
-    pub fn into_response(self) -> serde_json::Value {
+    pub fn into_response(self) -> Payload {
         match self {
-            ProbeError::Answered { response, .. } => *response,
-            _ => serde_json::Value::Null,
+            ProbeError::Answered { response, .. } => Payload::from(*response),
+            _ => Payload::null(),
         }
     }
 }
@@ -323,11 +324,11 @@ impl JobContext {
 /// yet resolved: local secrets are read here, under the MID's policy).
 pub async fn run(
     topic: Topic,
-    payload: serde_json::Value,
+    payload: Payload,
     credential: Option<CredentialSpec>,
     job: &JobContext,
     ctx: &ProbeContext,
-) -> Result<serde_json::Value, ProbeError> {
+) -> Result<Payload, ProbeError> {
     let credential = credential
         .map(|spec| credentials::resolve(spec, &ctx.local_secrets))
         .transpose()?;

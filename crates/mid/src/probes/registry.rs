@@ -14,6 +14,7 @@ use super::{
 use crate::policy::Protocol;
 use futures::future::BoxFuture;
 use openmid_proto::ecc::Topic;
+use openmid_proto::payload::Payload;
 use openmid_proto::probe::Contract;
 
 /// Every probe this MID runs, one line each.
@@ -95,9 +96,9 @@ trait Runs: Send + Sync {
     fn topic(&self) -> Topic;
     fn run<'a>(
         &'a self,
-        payload: serde_json::Value,
+        payload: Payload,
         call: Call<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, ProbeError>>;
+    ) -> BoxFuture<'a, Result<Payload, ProbeError>>;
 }
 
 struct Registered<P>(P);
@@ -109,11 +110,11 @@ impl<P: Probe> Runs for Registered<P> {
 
     fn run<'a>(
         &'a self,
-        payload: serde_json::Value,
+        payload: Payload,
         call: Call<'a>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, ProbeError>> {
+    ) -> BoxFuture<'a, Result<Payload, ProbeError>> {
         Box::pin(async move {
-            let req = openmid_proto::probe::decode::<P::Contract>(&payload)
+            let req = openmid_proto::probe::decode_payload::<P::Contract>(&payload)
                 .map_err(|e| ProbeError::InvalidInput(e.to_string()))?;
             if let (Some(protocol), Some(target), false) =
                 (P::PROTOCOL, P::Contract::target(&req), P::CHECKS_TARGETS)
@@ -149,11 +150,16 @@ impl<P: Probe> Runs for Registered<P> {
                     }
                 }
             };
+            let Some(file) = ran.body_file else {
+                // The usual case: the response written straight as the result's text.
+                return Payload::encode(&ran.response)
+                    .map_err(|e| ProbeError::InvalidInput(e.to_string()));
+            };
             let mut value = encode(&ran.response)?;
-            if let (Some(file), Some(map)) = (ran.body_file, value.as_object_mut()) {
+            if let Some(map) = value.as_object_mut() {
                 map.insert(crate::outbox::BODY_FILE_KEY.into(), encode(&file)?);
             }
-            Ok(value)
+            Ok(Payload::from(value))
         })
     }
 }
@@ -168,11 +174,7 @@ pub fn topics() -> Vec<Topic> {
 }
 
 /// Runs the probe for `topic`.
-pub async fn run(
-    topic: Topic,
-    payload: serde_json::Value,
-    call: Call<'_>,
-) -> Result<serde_json::Value, ProbeError> {
+pub async fn run(topic: Topic, payload: Payload, call: Call<'_>) -> Result<Payload, ProbeError> {
     let probe = PROBES
         .iter()
         .find(|p| p.topic() == topic)

@@ -87,10 +87,10 @@ impl Session {
                     // One result larger than the instance accepts: report that instead
                     // of retrying forever; the output ends in error with the reason.
                     let big = &batch[0];
-                    let size = serde_json::to_vec(&big.payload).map_or(0, |v| v.len());
+                    let size = big.payload.as_str().len();
                     tracing::error!(output = %big.output_id, bytes = size, "result too large for the instance; reporting an error instead");
                     let replacement = openmid_proto::mid::WorkResult {
-                        payload: serde_json::Value::Null,
+                        payload: openmid_proto::payload::Payload::null(),
                         error: Some(format!(
                             "the result ({size} bytes) is larger than the instance accepts (max_request_bytes); lower max_response_bytes on the MID or raise the instance's limit"
                         )),
@@ -132,11 +132,11 @@ impl Session {
     ) -> Result<Vec<Arc<WorkResult>>, SessionError> {
         let mut out = Vec::with_capacity(batch.len());
         for result in batch {
-            let Some(marker) = result.payload.get(BODY_FILE_KEY) else {
+            let Some(marker) = result.payload.field::<serde_json::Value>(BODY_FILE_KEY) else {
                 out.push(result);
                 continue;
             };
-            let spilled: Option<SpilledBody> = serde_json::from_value(marker.clone()).ok();
+            let spilled: Option<SpilledBody> = serde_json::from_value(marker).ok();
             let job = JobRef {
                 output_id: result.output_id.clone(),
                 attempt: result.attempt,
@@ -148,16 +148,18 @@ impl Session {
             match uploaded {
                 Ok(blob) if spilled.as_ref().is_none_or(|s| s.sha256 == blob.sha256) => {
                     tracing::debug!(output = %job.output_id, attempt = job.attempt, bytes = blob.size, ms = started.elapsed().as_millis() as u64, "response body uploaded");
-                    if let Some(map) = updated.payload.as_object_mut() {
+                    let mut payload = updated.payload.to_value();
+                    if let Some(map) = payload.as_object_mut() {
                         map.remove(BODY_FILE_KEY);
                         map.insert(
                             "body_blob".into(),
                             serde_json::to_value(&blob).unwrap_or_default(),
                         );
                     }
+                    updated.payload = payload.into();
                 }
                 Ok(blob) => {
-                    updated.payload = serde_json::Value::Null;
+                    updated.payload = openmid_proto::payload::Payload::null();
                     updated.error = Some(format!(
                         "the response body changed on its way to the instance (SHA-256 {} here, {} there); the call is reported as failed",
                         spilled.map_or_else(String::new, |s| s.sha256),
@@ -176,7 +178,7 @@ impl Session {
                 Err(e) => {
                     let size = spilled.map_or(0, |s| s.size);
                     tracing::warn!(output = %job.output_id, attempt = job.attempt, error = %e, "the instance did not take a response body");
-                    updated.payload = serde_json::Value::Null;
+                    updated.payload = openmid_proto::payload::Payload::null();
                     updated.error = Some(format!(
                         "the response body ({size} bytes) could not be stored on the instance: {e}"
                     ));

@@ -250,7 +250,9 @@ pub async fn run(
     payload: Value,
     credential: CredentialSpec,
 ) -> Result<Value, ProbeError> {
-    openmid_mid::probes::run(Topic::JDBCProbe, payload, Some(credential), job, ctx).await
+    openmid_mid::probes::run(Topic::JDBCProbe, payload.into(), Some(credential), job, ctx)
+        .await
+        .map(|p| p.to_value())
 }
 
 /// What the stand-in instance saw.

@@ -286,8 +286,8 @@ async fn run_command(args: Args) -> Result<ExitCode> {
             correlator,
         }) => {
             let topic: Topic = topic.parse().context("--topic")?;
-            let payload: serde_json::Value =
-                serde_json::from_str(&payload).context("--payload is not valid JSON")?;
+            let payload = openmid_proto::payload::Payload::from_text(payload)
+                .context("--payload is not valid JSON")?;
             let priority = priority
                 .map(|p| p.parse::<Priority>())
                 .transpose()

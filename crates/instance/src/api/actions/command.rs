@@ -36,7 +36,7 @@ fn command_output(action: CommandAction) -> Result<NewOutput, ApiError> {
             ));
         }
     };
-    let payload = serde_json::to_value(action.request())
+    let payload = openmid_proto::payload::Payload::encode(&action.request())
         .map_err(|e| ApiError::invalid_field("payload", e))?;
     Ok(NewOutput {
         durability: Default::default(),

@@ -105,7 +105,7 @@ fn output<R: Serialize>(
             "api:actions/{}",
             if topic == Topic::Ping { "ping" } else { "scan" }
         )),
-        payload: serde_json::to_value(request)
+        payload: openmid_proto::payload::Payload::encode(&request)
             .map_err(|e| ApiError::invalid_field("body", e.to_string()))?,
         priority: Some(Priority::Standard),
         correlator,

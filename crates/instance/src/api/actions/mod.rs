@@ -153,7 +153,7 @@ async fn express(
         Some(finished) => {
             let id = finished.output.id.clone();
             let traceparent = finished.output.traceparent.clone();
-            let body = Json(crate::topics::show(finished.output, Some(finished.input)));
+            let body = json_answer(crate::topics::show(finished.output, Some(finished.input)));
             let response = super::trace::answer_with(
                 (
                     [(
@@ -216,5 +216,17 @@ async fn answer_body(
         Some(input) => Some(input),
         None => state.dispatcher.store().input_for(&output.id).await?,
     };
-    Ok(Json(crate::topics::show(output, input)).into_response())
+    Ok(json_answer(crate::topics::show(output, input)))
+}
+
+/// A 200 answer of JSON text already encoded.
+fn json_answer(body: Vec<u8>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
 }

@@ -89,7 +89,7 @@ fn result(id: &str, attempt: u32, error: Option<&str>) -> WorkResult {
     WorkResult {
         output_id: id.into(),
         attempt,
-        payload: serde_json::json!({"status": 200, "attempt": attempt}),
+        payload: serde_json::json!({"status": 200, "attempt": attempt}).into(),
         error: error.map(str::to_string),
         started_at_ms: NOW,
         duration_ms: 5,

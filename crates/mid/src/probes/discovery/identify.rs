@@ -421,14 +421,14 @@ mod tests {
         });
         let out = crate::probes::run(
             openmid_proto::ecc::Topic::Identify,
-            payload,
+            payload.into(),
             None,
             &job,
             &ctx,
         )
         .await
         .expect("the job runs");
-        let out: IdentifyResponse = serde_json::from_value(out).expect("response");
+        let out: IdentifyResponse = out.decode().expect("response");
         let local = &out.hosts[0];
         assert_eq!(
             local.web,

@@ -72,7 +72,7 @@ async fn simulated_mid(
                         WorkResult {
                             output_id: w.output_id,
                             attempt: w.attempt,
-                            payload: serde_json::json!({"status": 200, "headers": {}, "timings": {"headers_ms": 0.0, "total_ms": 0.0}}),
+                            payload: serde_json::json!({"status": 200, "headers": {}, "timings": {"headers_ms": 0.0, "total_ms": 0.0}}).into(),
                             error: None,
                             started_at_ms: now_ms(),
                             duration_ms: 0,
