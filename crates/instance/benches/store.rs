@@ -117,7 +117,9 @@ fn bench(c: &mut Criterion) {
                         duration_ms: 1,
                     })
                     .collect();
-                let _ = store.record_results("m", &results, now_ms()).await;
+                let _ = store
+                    .record_results("m", &results, Default::default(), now_ms())
+                    .await;
             })
         });
     }

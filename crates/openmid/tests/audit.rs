@@ -394,3 +394,57 @@ async fn admin_calls_and_what_a_mid_ran_are_audited_without_secrets() {
     assert_eq!(delete.status().as_u16(), 405);
     rig.stop().await;
 }
+
+/// A durable action a caller waits on is audited once, with what the call answered:
+/// a 200 when its result came in time (the entry written with the result), a 202 when
+/// the wait ran out first, and no 200 for that call when its result comes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waited_action_is_audited_once_with_what_it_answered() {
+    let rig = Rig::start().await;
+    let api = &rig.instance.api;
+    let in_time = CommandAction::on(MID, "/bin/echo", &["in time"]);
+    match api
+        .command_action(&in_time, Duration::from_secs(30))
+        .await
+        .expect("accepted")
+    {
+        ActionOutcome::Done(r) => assert_eq!(r.state, State::Processed, "{:?}", r.error),
+        ActionOutcome::Pending(p) => panic!("not finished: {p:?}"),
+    }
+    let runs = rig.audit(action("action.run")).await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0].outcome.as_str(), runs[0].status),
+        ("ok", Some(200))
+    );
+    assert!(runs[0].actor.starts_with("token:"), "{}", runs[0].actor);
+    assert_eq!(runs[0].from.as_deref(), Some("127.0.0.1"));
+
+    let mut late = CommandAction::on(MID, "/bin/sh", &["-e"]);
+    late.script = Some("sleep 2; echo late".into());
+    let pending = match api
+        .command_action(&late, Duration::from_millis(300))
+        .await
+        .expect("accepted")
+    {
+        ActionOutcome::Pending(p) => p,
+        ActionOutcome::Done(r) => panic!("finished within 0.3 s: {r:?}"),
+    };
+    match api
+        .get_action::<serde_json::Value>(&pending.output_id, Duration::from_secs(30))
+        .await
+        .expect("polled")
+    {
+        ActionOutcome::Done(r) => assert_eq!(r.state, State::Processed, "{:?}", r.error),
+        ActionOutcome::Pending(p) => panic!("not finished: {p:?}"),
+    }
+    let runs = rig.audit(action("action.run")).await;
+    assert_eq!(runs.len(), 2, "one entry a call: {runs:?}");
+    assert_eq!(
+        (runs[0].outcome.as_str(), runs[0].status),
+        ("ok", Some(202)),
+        "the late call answered 202: {runs:?}"
+    );
+    assert_eq!(runs[0].target, runs[1].target);
+    rig.stop().await;
+}

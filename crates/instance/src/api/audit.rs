@@ -16,12 +16,41 @@ use axum::response::Response;
 use openmid_proto::audit::{AuditPage, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use openmid_proto::time::now_ms;
 use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Largest error body read back for its message.
 const ERROR_BODY_LIMIT: usize = 16 * 1024;
 
 /// Longest error message kept in an entry.
 const ERROR_CHARS: usize = 500;
+
+/// The audit entry of the admin call a task serves, for a handler that can have it
+/// written with its action's result rather than after it (a durable action a caller
+/// waits on: see `dispatch::caller_audit`).
+struct CallEntry {
+    /// The entry as it reads when the call answers 200.
+    if_ok: NewAuditEntry,
+    /// Set when it was written with the result: the call answers 200, and the entry
+    /// is not written again.
+    written: AtomicBool,
+}
+
+tokio::task_local! {
+    static CALL_ENTRY: Arc<CallEntry>;
+}
+
+/// The entry of the admin call this task serves, as it reads when the call answers
+/// 200 (`None` outside an audited call).
+pub(super) fn entry_if_ok() -> Option<NewAuditEntry> {
+    CALL_ENTRY.try_with(|c| c.if_ok.clone()).ok()
+}
+
+/// Says the entry of the call this task serves was written with its action's
+/// result: the call answers 200 and its entry is not written again.
+pub(super) fn entry_written() {
+    let _ = CALL_ENTRY.try_with(|c| c.written.store(true, Ordering::Relaxed));
+}
 
 /// Records the admin call, after it ran, with its status. Sits outside the admin
 /// check, so a call refused for its token is recorded (as `unauthenticated`) too.
@@ -40,7 +69,23 @@ pub(super) async fn record_admin(
         Some(token) if token_matches(token, &state.admin_token_hash) => Actor::token(token),
         _ => Actor::Unauthenticated,
     };
-    let response = next.run(req).await;
+    let call = Arc::new(CallEntry {
+        if_ok: NewAuditEntry {
+            at: now_ms(),
+            actor: actor.to_string(),
+            action,
+            target,
+            peer: origin.peer.map(|p| p.ip().to_string()),
+            outcome: audit::outcome_of_status(200).to_string(),
+            status: Some(200),
+            ..NewAuditEntry::default()
+        },
+        written: AtomicBool::new(false),
+    });
+    let response = CALL_ENTRY.scope(call.clone(), next.run(req)).await;
+    if call.written.load(Ordering::Relaxed) {
+        return response;
+    }
     let status = response.status();
     let (response, error) = if status.is_client_error() || status.is_server_error() {
         error_message(response).await
@@ -49,14 +94,10 @@ pub(super) async fn record_admin(
     };
     let entry = NewAuditEntry {
         at: now_ms(),
-        actor: actor.to_string(),
-        action,
-        target,
-        peer: origin.peer.map(|p| p.ip().to_string()),
         outcome: audit::outcome_of_status(status.as_u16()).to_string(),
         status: Some(i64::from(status.as_u16())),
         error,
-        ..NewAuditEntry::default()
+        ..call.if_ok.clone()
     };
     // An express call (`durability: relaxed`) does not wait on the store, its audit
     // entry included: it is written beside the call's records, and a crash can lose

@@ -2,6 +2,7 @@
 //! through a cluster, or by `mid.auto` selection), hands them out by long-poll, records
 //! results exactly once, notices MIDs that go away, and moves their work elsewhere.
 
+mod caller_audit;
 mod cancel;
 pub mod express;
 pub mod handoff;
@@ -27,8 +28,8 @@ use crate::blobs::BlobStore;
 use crate::config::InstanceConfig;
 use crate::connections::{self, Connections};
 use crate::ecc::{
-    Cancelled, Claim, Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, Record,
-    RecordedResult, SessionChange, Store, StoreError,
+    Cancelled, Claim, Finished, IdempotencyKey, IdempotentHit, Load, MidKey, MidRow, NewAuditEntry,
+    Record, RecordedResult, ResultAudit, SessionChange, Store, StoreError,
 };
 use crate::vault::Vault;
 use handoff::ParkedPolls;
@@ -81,6 +82,8 @@ pub struct Dispatcher {
     lanes: Arc<express::Lanes>,
     /// Writes express calls' records after they answered (started with the first).
     recorder: std::sync::OnceLock<express::Recorder>,
+    /// Audit entries of API calls waiting on their outputs, for the results' writes.
+    caller_audits: caller_audit::CallerAudits,
 }
 
 /// What `instance_nodes` calls this node: its host and listen address.
@@ -134,6 +137,7 @@ impl Dispatcher {
             telemetry: Arc::new(crate::telemetry::Telemetry::new()),
             lanes: Arc::default(),
             recorder: std::sync::OnceLock::new(),
+            caller_audits: Default::default(),
         }
     }
 

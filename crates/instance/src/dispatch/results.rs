@@ -21,12 +21,32 @@ impl Dispatcher {
             ));
         }
         let now = now_ms();
+        let ids = || req.results.iter().map(|r| r.output_id.as_str());
+        // What a MID ran is audited once, where its result is recorded (a repeated
+        // post is `Duplicate` and not again); a caller waiting on the output has its
+        // entry written there too.
+        let audit = ResultAudit {
+            job: Some(crate::audit::jobs::entry),
+            callers: self.caller_audits.take(ids()),
+        };
         let recorded = self
             .store
-            .record_results(&mid.name, &req.results, now)
-            .await?;
+            .record_results(&mid.name, &req.results, audit, now)
+            .await;
+        let written: Vec<bool> = match &recorded {
+            Ok(recorded) => recorded.iter().map(|r| r.caller_audited).collect(),
+            Err(_) => Vec::new(),
+        };
+        self.caller_audits.settle(ids(), &written);
+        let recorded = recorded?;
         let mut acks = Vec::with_capacity(recorded.len());
-        for (result, RecordedResult { outcome, finished }) in req.results.iter().zip(recorded) {
+        for (
+            result,
+            RecordedResult {
+                outcome, finished, ..
+            },
+        ) in req.results.iter().zip(recorded)
+        {
             self.telemetry.result(outcome, finished.as_ref());
             match outcome {
                 AckOutcome::Recorded => {
@@ -39,11 +59,6 @@ impl Dispatcher {
                                 "result recorded"
                             )
                         });
-                        // What a MID ran is audited once, here, where its result is
-                        // recorded (a repeated post is `Duplicate` and not again).
-                        if let Some(entry) = crate::audit::jobs::entry(&mid.name, finished, now) {
-                            crate::audit::append(self.store.as_ref(), entry).await;
-                        }
                     }
                     if let Some(finished) = finished
                         && self.outputs.is_awaited(&result.output_id)
@@ -117,6 +132,25 @@ impl Dispatcher {
             self.take_finished(id);
         }
         outcome
+    }
+
+    /// Leaves the audit entry of the API call waiting on `output_id` (as it reads when
+    /// the call answers 200), to be written with the result that finishes the output
+    /// ([`caller_audit`]).
+    pub fn leave_caller_audit(&self, output_id: &str, entry: NewAuditEntry) {
+        self.caller_audits.leave(output_id, entry);
+    }
+
+    /// Whether the entry left for `output_id` was written with its result (then the
+    /// output is finished); when not, it is the caller's to write. Waits out a write
+    /// under way.
+    pub async fn caller_audit_written(&self, output_id: &str) -> bool {
+        self.caller_audits.written(output_id).await
+    }
+
+    /// Drops the entry left for `output_id` by a caller that is gone.
+    pub fn forget_caller_audit(&self, output_id: &str) {
+        self.caller_audits.forget(output_id);
     }
 
     /// Keeps a finished output for the API call waiting on it.

@@ -601,6 +601,51 @@ pub struct RecordedResult {
     pub outcome: AckOutcome,
     /// When recorded: the output as finished and the input written for it.
     pub finished: Option<Finished>,
+    /// Whether the entry of the API call waiting on the output
+    /// ([`ResultAudit::callers`]) was written with it.
+    pub caller_audited: bool,
+}
+
+/// The audit entry of a finished job, if it gets one: given the MID's name, the
+/// finished records and the time.
+pub type JobAudit = fn(&str, &Finished, i64) -> Option<NewAuditEntry>;
+
+/// Audit entries [`Store::record_results`] writes in the transaction of the results
+/// they belong to, so that none of them costs a commit of its own (nor the MID's
+/// acknowledgement, nor the waiting caller's answer, a wait for one).
+#[derive(Debug, Clone, Default)]
+pub struct ResultAudit {
+    /// The entry a finished job gets for what it ran (a command, a statement), if
+    /// any.
+    pub job: Option<JobAudit>,
+    /// Per result, in order: the entry of the API call waiting on its output,
+    /// written only when that result finishes the output.
+    pub callers: Vec<Option<NewAuditEntry>>,
+}
+
+impl ResultAudit {
+    /// The entries to write beside the `index`th result, recorded as `recorded`.
+    pub(crate) fn entries(
+        &mut self,
+        index: usize,
+        mid_name: &str,
+        recorded: &mut RecordedResult,
+        now: i64,
+    ) -> Vec<NewAuditEntry> {
+        let Some(finished) = &recorded.finished else {
+            return Vec::new();
+        };
+        let mut entries: Vec<NewAuditEntry> = self
+            .job
+            .and_then(|job| job(mid_name, finished, now))
+            .into_iter()
+            .collect();
+        if let Some(caller) = self.callers.get_mut(index).and_then(Option::take) {
+            entries.push(caller);
+            recorded.caller_audited = true;
+        }
+        entries
+    }
 }
 
 /// An output that has just finished, and its input.

@@ -151,10 +151,12 @@ pub trait QueueStore: Send + Sync + 'static {
     /// Records a batch of results from one MID in one transaction, exactly once each:
     /// a result for the current attempt becomes the output's input record and finishes
     /// the output; a repeat is `duplicate`; a superseded attempt is discarded.
+    /// `audit`: the entries written in the same transaction (see [`ResultAudit`]).
     async fn record_results(
         &self,
         mid_name: &str,
         results: &[WorkResult],
+        audit: ResultAudit,
         now: i64,
     ) -> Result<Vec<RecordedResult>, StoreError>;
     /// Writes the records of express calls (`durability: relaxed`) that already ran:

@@ -77,6 +77,7 @@ macro_rules! every_conformance_case {
             the_audit_log_is_appended_filtered_paged_and_purged_by_age,
             a_traceparent_stays_with_its_output_and_input,
             express_records_and_their_audit_are_written_together_once,
+            results_write_their_audit_entries_in_their_own_transaction,
             queue_depth_counts_waiting_and_running_outputs_by_topic,
             dashboard_sessions_expire_move_on_with_use_and_end_at_logout,
         );

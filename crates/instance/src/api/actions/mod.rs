@@ -94,7 +94,7 @@ async fn replay(
     let Some(key) = key else { return Ok(None) };
     match state.dispatcher.replayed(key).await? {
         Some(output) => Ok(Some(idempotency::mark(
-            answer(state, output, wait, None).await?,
+            answer(state, output, wait, None, false).await?,
             true,
         ))),
         None => Ok(None),
@@ -115,7 +115,7 @@ pub(super) async fn get_action(
         .await?
         .filter(|r| r.queue == Queue::Output)
         .ok_or_else(|| ApiError::not_found(format!("no action (output record) with id `{id}`")))?;
-    answer(&state, output, wait, None).await
+    answer(&state, output, wait, None, false).await
 }
 
 async fn submit_and_answer(
@@ -135,9 +135,39 @@ async fn submit_and_answer(
         .submit_once(new, key, Some(span.trace), !wait.is_zero())
         .await?;
     let id = submitted.record.id.clone();
-    let response = answer(state, submitted.record, wait, submitted.watch).await?;
+    // A caller who waits has its audit entry written with the result, when it comes
+    // in time, instead of in a commit of its own after it.
+    let left = (!wait.is_zero() && !submitted.replayed && !submitted.record.is_finished())
+        .then(super::audit::entry_if_ok)
+        .flatten()
+        .map(|entry| {
+            state.dispatcher.leave_caller_audit(&id, entry);
+            Left { state, id: &id }
+        });
+    let response = answer(
+        state,
+        submitted.record,
+        wait,
+        submitted.watch,
+        left.is_some(),
+    )
+    .await?;
+    drop(left);
     span.finish(state, &id, None);
     Ok(idempotency::mark(response, submitted.replayed))
+}
+
+/// The audit entry a waiting caller left with the dispatcher: dropped with the call
+/// when the caller goes away before it settled it (see `answer_body`).
+struct Left<'a> {
+    state: &'a AppState,
+    id: &'a str,
+}
+
+impl Drop for Left<'_> {
+    fn drop(&mut self) {
+        self.state.dispatcher.forget_caller_audit(self.id);
+    }
 }
 
 /// An express call: answered from the MID's answer, its records written afterwards;
@@ -178,15 +208,17 @@ async fn express(
 }
 
 /// The action's answer, with its `traceparent` header. `watch`: the one armed when
-/// this call submitted the output.
+/// this call submitted the output; `left`: this call left its audit entry to be
+/// written with the output's result.
 async fn answer(
     state: &AppState,
     output: Record,
     wait: Duration,
     watch: Option<Watch>,
+    left: bool,
 ) -> Result<Response, ApiError> {
     let traceparent = output.traceparent.clone();
-    let response = answer_body(state, output, wait, watch).await?;
+    let response = answer_body(state, output, wait, watch, left).await?;
     Ok(super::trace::answer_with(response, traceparent.as_deref()))
 }
 
@@ -195,14 +227,31 @@ async fn answer_body(
     output: Record,
     wait: Duration,
     watch: Option<Watch>,
+    left: bool,
 ) -> Result<Response, ApiError> {
     let (output, input) = if output.is_finished() || wait.is_zero() {
         (output, None)
     } else {
-        state
+        let waited = state
             .dispatcher
             .wait_finished(&output.id, wait, watch)
-            .await?
+            .await;
+        if left && state.dispatcher.caller_audit_written(&output.id).await {
+            // The entry went in with the result, as a 200: answer that.
+            super::audit::entry_written();
+            match waited {
+                Ok((o, i)) if o.is_finished() => (o, i),
+                // Its result was being written as the wait ran out: finished now.
+                _ => {
+                    state
+                        .dispatcher
+                        .wait_finished(&output.id, Duration::ZERO, None)
+                        .await?
+                }
+            }
+        } else {
+            waited?
+        }
     };
     if !output.is_finished() {
         let pending = ActionPending {

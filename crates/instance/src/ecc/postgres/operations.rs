@@ -78,6 +78,7 @@ pub(super) async fn record_result(
         return Ok(RecordedResult {
             outcome,
             finished: None,
+            caller_audited: false,
         });
     };
     let cancelled = take_cancel_request(c, &output.id).await?;
@@ -107,6 +108,7 @@ pub(super) async fn record_result(
     Ok(RecordedResult {
         outcome,
         finished: Some(finished),
+        caller_audited: false,
     })
 }
 

@@ -8,7 +8,7 @@ use super::{PgStore, ecc_row, ecc_rows, output_chunks};
 use crate::ecc::rows::ecc_columns;
 use crate::ecc::{
     Cancelled, ChunksStored, Claim, Finished, IdempotencyKey, IdempotentHit, Load, NewAuditEntry,
-    QueueStore, Record, RecordFilter, RecordedResult, StoreError,
+    QueueStore, Record, RecordFilter, RecordedResult, ResultAudit, StoreError,
 };
 use async_trait::async_trait;
 use openmid_proto::command_output::DecodedChunk;
@@ -190,13 +190,18 @@ impl QueueStore for PgStore {
         &self,
         mid_name: &str,
         results: &[WorkResult],
+        mut audit: ResultAudit,
         now: i64,
     ) -> Result<Vec<RecordedResult>, StoreError> {
         // One transaction for the batch: one commit however many results a post holds.
         let mut tx = self.pool().begin().await?;
         let mut out = Vec::with_capacity(results.len());
-        for result in results {
-            out.push(record_result(&mut tx, mid_name, result, now).await?);
+        for (i, result) in results.iter().enumerate() {
+            let mut recorded = record_result(&mut tx, mid_name, result, now).await?;
+            for entry in audit.entries(i, mid_name, &mut recorded, now) {
+                super::audit::insert_audit(&mut tx, &entry).await?;
+            }
+            out.push(recorded);
         }
         tx.commit().await?;
         Ok(out)

@@ -99,6 +99,7 @@ pub(super) fn record_result(
         return Ok(RecordedResult {
             outcome,
             finished: None,
+            caller_audited: false,
         });
     };
     let cancelled = take_cancel_request(c, &output.id)?;
@@ -128,6 +129,7 @@ pub(super) fn record_result(
     Ok(RecordedResult {
         outcome,
         finished: Some(finished),
+        caller_audited: false,
     })
 }
 

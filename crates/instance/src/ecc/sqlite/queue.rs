@@ -2,7 +2,7 @@
 //! streamed output and purging. The decisions of a write live in [`super::operations`].
 
 use super::*;
-use crate::ecc::{Finished, NewAuditEntry};
+use crate::ecc::{Finished, NewAuditEntry, ResultAudit};
 
 #[async_trait]
 impl QueueStore for SqliteStore {
@@ -154,6 +154,7 @@ impl QueueStore for SqliteStore {
         &self,
         mid_name: &str,
         results: &[WorkResult],
+        mut audit: ResultAudit,
         now: i64,
     ) -> Result<Vec<RecordedResult>, StoreError> {
         let mid_name = mid_name.to_string();
@@ -171,7 +172,14 @@ impl QueueStore for SqliteStore {
             .write(move |c| {
                 results
                     .into_iter()
-                    .map(|result| record_result(c, &mid_name, result, now))
+                    .enumerate()
+                    .map(|(i, result)| {
+                        let mut recorded = record_result(c, &mid_name, result, now)?;
+                        for entry in audit.entries(i, &mid_name, &mut recorded, now) {
+                            super::audit::insert_audit(c, &entry)?;
+                        }
+                        Ok(recorded)
+                    })
                     .collect()
             })
             .await

@@ -218,3 +218,76 @@ pub async fn express_records_and_their_audit_are_written_together_once(store: Ar
     );
     store.record_express(&[], &[]).await.expect("nothing");
 }
+
+/// The entry a job's own audit gets in this case: one for every finished job.
+fn job_entry(mid: &str, f: &openmid_instance::ecc::Finished, now: i64) -> Option<NewAuditEntry> {
+    let mut e = entry(now, &format!("mid:{mid}"), "job.run", Some(mid));
+    e.output_id = Some(f.output.id.clone());
+    Some(e)
+}
+
+pub async fn results_write_their_audit_entries_in_their_own_transaction(store: Arc<dyn Store>) {
+    use openmid_instance::ecc::ResultAudit;
+    for id in ["r1", "r2"] {
+        store
+            .insert_output(&output(id, "a", Priority::Interactive))
+            .await
+            .expect("insert");
+    }
+    assert_eq!(claim(&store, "a", free(5, 0, 0), NOW).await.len(), 2);
+    let mut caller = entry(NOW + 1, "token:abc", "action.run", None);
+    caller.target = Some("rest".into());
+    let results = [result("r1", 1, None), result("r2", 1, None)];
+    let audit = ResultAudit {
+        job: Some(job_entry),
+        callers: vec![Some(caller.clone()), None],
+    };
+    let recorded = store
+        .record_results("a", &results, audit, NOW + 5)
+        .await
+        .expect("record");
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|r| r.caller_audited)
+            .collect::<Vec<_>>(),
+        [true, false],
+        "only the result with a caller's entry wrote one"
+    );
+    let logged = store.list_audit(&all()).await.expect("list");
+    let mut actions: Vec<(String, Option<String>)> = logged
+        .iter()
+        .map(|l| (l.entry.action.clone(), l.entry.output_id.clone()))
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            ("action.run".to_string(), None),
+            ("job.run".to_string(), Some("r1".to_string())),
+            ("job.run".to_string(), Some("r2".to_string())),
+        ],
+        "each finished job's entry and the caller's, with the results"
+    );
+    assert!(
+        logged.iter().any(|l| l.entry == caller),
+        "the caller's entry whole"
+    );
+
+    // A repeated post records nothing, so it writes no entry, the caller's neither.
+    let again = store
+        .record_results(
+            "a",
+            &results[..1],
+            ResultAudit {
+                job: Some(job_entry),
+                callers: vec![Some(caller.clone())],
+            },
+            NOW + 6,
+        )
+        .await
+        .expect("record again");
+    assert_eq!(again[0].outcome, AckOutcome::Duplicate);
+    assert!(!again[0].caller_audited);
+    assert_eq!(store.list_audit(&all()).await.expect("list").len(), 3);
+}

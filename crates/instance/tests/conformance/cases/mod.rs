@@ -98,7 +98,7 @@ fn result(id: &str, attempt: u32, error: Option<&str>) -> WorkResult {
 
 async fn record(store: &Arc<dyn Store>, mid: &str, r: WorkResult, now: i64) -> AckOutcome {
     let mut out = store
-        .record_results(mid, &[r], now)
+        .record_results(mid, &[r], Default::default(), now)
         .await
         .expect("record results");
     assert_eq!(out.len(), 1, "one outcome per result");
