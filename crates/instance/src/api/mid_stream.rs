@@ -23,7 +23,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use openmid_proto::PROTOCOL_HEADER;
 use openmid_proto::mid::MidStatus;
-use openmid_proto::session::{Decoder, Frame, FrameError, HEADER_LEN, Kind};
+use openmid_proto::session::{Decoder, Frame, FrameError, HEADER_LEN, JOINED_BYTES, Kind, joined};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -69,8 +69,12 @@ pub(super) async fn session(
     tracing::debug!(mid = %mid.name, "session stream opened");
     tokio::spawn(serve(state, mid, body, tx));
     let mut rx = rx;
-    let frames =
-        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).map(Ok::<_, std::convert::Infallible>);
+    // Frames waiting together go down as one piece of the body.
+    let frames = futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|first| first.map(|first| joined(first, || rx.try_recv().ok(), JOINED_BYTES)))
+    })
+    .map(Ok::<_, std::convert::Infallible>);
     Ok((
         [(header::CONTENT_TYPE, "application/vnd.openmid.session")],
         Body::from_stream(frames),

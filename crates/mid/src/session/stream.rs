@@ -12,7 +12,7 @@
 use super::client::SessionError;
 use bytes::Bytes;
 use openmid_proto::mid::WorkItem;
-use openmid_proto::session::{Decoder, Frame, Kind};
+use openmid_proto::session::{self, Decoder, Frame, Kind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -102,8 +102,15 @@ impl Stream {
         pushed: Option<mpsc::Sender<Pushed>>,
     ) -> Result<Arc<Stream>, OpenError> {
         let (up, mut up_rx) = mpsc::channel::<Bytes>(FRAMES_QUEUED);
+        // Frames waiting together go up as one piece of the body.
         let body = futures::StreamExt::map(
-            futures::stream::poll_fn(move |cx| up_rx.poll_recv(cx)),
+            futures::stream::poll_fn(move |cx| {
+                up_rx.poll_recv(cx).map(|first| {
+                    first.map(|first| {
+                        session::joined(first, || up_rx.try_recv().ok(), session::JOINED_BYTES)
+                    })
+                })
+            }),
             Ok::<Bytes, std::convert::Infallible>,
         );
         let response = request
