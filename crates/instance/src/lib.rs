@@ -188,14 +188,14 @@ pub async fn start(config: InstanceConfig) -> Result<RunningInstance, InstanceEr
         Ok(None) => None,
         Err(e) => return Err(InstanceError::Config(e)),
     };
-    let app = api::router(AppState {
+    let app = api::router(AppState::new(api::Shared {
         dispatcher: dispatcher.clone(),
         admin_token_hash: Arc::new(admin_token_hash),
         config: config.clone(),
         shutdown: shutdown.clone(),
         auth_failures: auth_failures.clone(),
         spans,
-    });
+    }));
     let listener = tokio::net::TcpListener::from_std(listener).map_err(InstanceError::Serve)?;
     let server = tokio::spawn(server::serve(
         listener,
