@@ -80,7 +80,10 @@ where
     }
     let span = super::trace::span_for(headers, format!("POST /api/v1/{route}"));
     let output = build(action).await?;
-    submit_and_answer(state, output, key.as_ref(), span, wait).await
+    // Boxed, as the futures under it are: each is large (the store's, the
+    // dispatcher's and the answer's state machines nest), and an unboxed one is
+    // copied into its parent's state on every level it is awaited from.
+    Box::pin(submit_and_answer(state, output, key.as_ref(), span, wait)).await
 }
 
 /// A retry of an earlier submission (same `Idempotency-Key`) is answered with the
@@ -128,12 +131,15 @@ async fn submit_and_answer(
     // The express lane answers a caller who waits; one who gives an Idempotency-Key
     // asks for a stored record to replay, which only the durable path has first.
     if new.durability.is_relaxed() && key.is_none() && !wait.is_zero() {
-        return express(state, new, span, wait).await;
+        return Box::pin(express(state, new, span, wait)).await;
     }
-    let submitted = state
-        .dispatcher
-        .submit_once(new, key, Some(span.trace), !wait.is_zero())
-        .await?;
+    let submitted = Box::pin(state.dispatcher.submit_once(
+        new,
+        key,
+        Some(span.trace),
+        !wait.is_zero(),
+    ))
+    .await?;
     let id = submitted.record.id.clone();
     // A caller who waits has its audit entry written with the result, when it comes
     // in time, instead of in a commit of its own after it.
@@ -144,13 +150,13 @@ async fn submit_and_answer(
             state.dispatcher.leave_caller_audit(&id, entry);
             Left { state, id: &id }
         });
-    let response = answer(
+    let response = Box::pin(answer(
         state,
         submitted.record,
         wait,
         submitted.watch,
         left.is_some(),
-    )
+    ))
     .await?;
     drop(left);
     span.finish(state, &id, None);
@@ -179,7 +185,7 @@ async fn express(
     wait: Duration,
 ) -> Result<Response, ApiError> {
     let fallback = new.clone();
-    match state.dispatcher.express(new, Some(span.trace)).await? {
+    match Box::pin(state.dispatcher.express(new, Some(span.trace))).await? {
         Some(finished) => {
             let id = finished.output.id.clone();
             let traceparent = finished.output.traceparent.clone();
