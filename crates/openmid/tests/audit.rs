@@ -93,6 +93,14 @@ fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// The result of an action that must have finished within its wait.
+fn finished<R>(outcome: ActionOutcome<R>) -> Box<openmid_proto::api::ActionResult<R>> {
+    match outcome {
+        ActionOutcome::Done(r) => r,
+        ActionOutcome::Pending(p) => panic!("not finished: {p:?}"),
+    }
+}
+
 fn action(a: &str) -> AuditQuery {
     AuditQuery {
         action: Some(a.into()),
@@ -403,14 +411,12 @@ async fn a_waited_action_is_audited_once_with_what_it_answered() {
     let rig = Rig::start().await;
     let api = &rig.instance.api;
     let in_time = CommandAction::on(MID, "/bin/echo", &["in time"]);
-    match api
-        .command_action(&in_time, Duration::from_secs(30))
-        .await
-        .expect("accepted")
-    {
-        ActionOutcome::Done(r) => assert_eq!(r.state, State::Processed, "{:?}", r.error),
-        ActionOutcome::Pending(p) => panic!("not finished: {p:?}"),
-    }
+    let done = finished(
+        api.command_action(&in_time, Duration::from_secs(30))
+            .await
+            .expect("accepted"),
+    );
+    assert_eq!(done.state, State::Processed, "{:?}", done.error);
     let runs = rig.audit(action("action.run")).await;
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!(
@@ -430,14 +436,12 @@ async fn a_waited_action_is_audited_once_with_what_it_answered() {
         ActionOutcome::Pending(p) => p,
         ActionOutcome::Done(r) => panic!("finished within 0.3 s: {r:?}"),
     };
-    match api
-        .get_action::<serde_json::Value>(&pending.output_id, Duration::from_secs(30))
-        .await
-        .expect("polled")
-    {
-        ActionOutcome::Done(r) => assert_eq!(r.state, State::Processed, "{:?}", r.error),
-        ActionOutcome::Pending(p) => panic!("not finished: {p:?}"),
-    }
+    let done = finished(
+        api.get_action::<serde_json::Value>(&pending.output_id, Duration::from_secs(30))
+            .await
+            .expect("polled"),
+    );
+    assert_eq!(done.state, State::Processed, "{:?}", done.error);
     let runs = rig.audit(action("action.run")).await;
     assert_eq!(runs.len(), 2, "one entry a call: {runs:?}");
     assert_eq!(
