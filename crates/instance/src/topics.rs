@@ -51,7 +51,7 @@ pub struct Checked {
 trait Registered: Send + Sync {
     fn topic(&self) -> Topic;
     fn check(&self, payload: &Payload) -> Result<Checked, FieldError>;
-    fn show(&self, output: Record, input: Option<Record>) -> Vec<u8>;
+    fn show(&self, output: &Record, input: Option<&Record>) -> Vec<u8>;
     fn resumes(&self) -> bool;
     fn resume(
         &self,
@@ -75,7 +75,7 @@ impl<C: Contract> Registered for Entry<C> {
         })
     }
 
-    fn show(&self, output: Record, input: Option<Record>) -> Vec<u8> {
+    fn show(&self, output: &Record, input: Option<&Record>) -> Vec<u8> {
         encoded(&action_result::<C::Response>(output, input))
     }
 
@@ -134,7 +134,7 @@ pub fn resume(
 /// A finished action as the API shows it, as the JSON text of its answer: the record
 /// ids, the MID, the timings and the input decoded as the topic's response (`null`
 /// when it is not one). Encoded straight from the typed result, with no tree between.
-pub fn show(output: Record, input: Option<Record>) -> Vec<u8> {
+pub fn show(output: &Record, input: Option<&Record>) -> Vec<u8> {
     match registered(output.topic) {
         Some(entry) => entry.show(output, input),
         None => encoded(&action_result::<serde_json::Value>(output, input)),
@@ -147,19 +147,16 @@ fn encoded<R: serde::Serialize>(result: &ActionResult<R>) -> Vec<u8> {
 }
 
 fn action_result<R: serde::de::DeserializeOwned>(
-    output: Record,
-    input: Option<Record>,
+    output: &Record,
+    input: Option<&Record>,
 ) -> ActionResult<R> {
     // A failed call usually has no response (null payload), but a probe may keep what
     // the target answered beside the error (a SOAP call answered with an HTML 401).
-    let response = input
-        .as_ref()
-        .and_then(|i| serde_json::from_str::<R>(&i.payload).ok());
+    let response = input.and_then(|i| serde_json::from_str::<R>(&i.payload).ok());
     ActionResult {
         state: output.state,
-        input_id: input.as_ref().map(|i| i.id.clone()),
+        input_id: input.map(|i| i.id.clone()),
         mid: input
-            .as_ref()
             .map(|i| i.source.clone())
             .or(output.claimed_by.clone()),
         attempt: output.attempt,
@@ -168,12 +165,11 @@ fn action_result<R: serde::de::DeserializeOwned>(
         timings: ActionTimings {
             queued_ms: output.claimed_at.map_or(0, |c| c - output.created_at),
             run_ms: input
-                .as_ref()
                 .and_then(|i| i.duration_ms)
                 .map_or(0, |d| d.max(0) as u64),
             total_ms: output.processed_at.map_or(0, |p| p - output.created_at),
         },
-        output_id: output.id,
+        output_id: output.id.clone(),
     }
 }
 

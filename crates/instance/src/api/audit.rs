@@ -4,14 +4,12 @@
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{ApiQuery, Origin, bearer};
+use super::extract::{ApiQuery, Origin};
 use crate::audit::{self, Actor};
-use crate::auth::token_matches;
 use crate::ecc::{AuditFilter, NewAuditEntry};
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::Response;
 use openmid_proto::audit::{AuditPage, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE};
 use openmid_proto::time::now_ms;
@@ -52,22 +50,24 @@ pub(super) fn entry_written() {
     let _ = CALL_ENTRY.try_with(|c| c.written.store(true, Ordering::Relaxed));
 }
 
-/// Records the admin call, after it ran, with its status. Sits outside the admin
-/// check, so a call refused for its token is recorded (as `unauthenticated`) too.
-pub(super) async fn record_admin(
-    State(state): State<AppState>,
+/// Runs an admin call (`run`: the admin check, then the handler) and records it after
+/// it ran, with its status: a call refused for its token is recorded (as
+/// `unauthenticated`) too. `actor`: who the call's token says it is.
+pub(super) async fn record_admin<F, Fut>(
+    state: &AppState,
     req: Request,
-    next: Next,
-) -> Response {
+    actor: Actor,
+    run: F,
+) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let origin = Origin::of(req.extensions(), req.uri());
     let Some((action, target)) =
         audit::admin::describe(req.method(), &origin.route, req.uri().path())
     else {
-        return next.run(req).await;
-    };
-    let actor = match bearer(req.headers()) {
-        Some(token) if token_matches(token, &state.admin_token_hash) => Actor::token(token),
-        _ => Actor::Unauthenticated,
+        return run(req).await;
     };
     let call = Arc::new(CallEntry {
         if_ok: NewAuditEntry {
@@ -82,7 +82,7 @@ pub(super) async fn record_admin(
         },
         written: AtomicBool::new(false),
     });
-    let response = CALL_ENTRY.scope(call.clone(), next.run(req)).await;
+    let response = CALL_ENTRY.scope(call.clone(), run(req)).await;
     if call.written.load(Ordering::Relaxed) {
         return response;
     }

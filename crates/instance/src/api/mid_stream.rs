@@ -300,12 +300,15 @@ fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// About how long a reply's body is (an acknowledgement, a heartbeat's answer).
+const REPLY_BYTES: usize = 256;
+
 async fn reply<T: Serialize>(tx: &mpsc::Sender<Bytes>, id: u64, answer: Result<T, ApiError>) {
-    let frame = match answer.map(|a| serde_json::to_vec(&a)) {
-        Ok(Ok(body)) => Frame::new(Kind::Reply, id, body),
-        Ok(Err(e)) => Frame::refusal(id, 500, "internal", &e.to_string()),
-        Err(e) => Frame::refusal(id, e.status.as_u16(), e.code, &e.message),
+    let frame = match answer.map(|a| Frame::encode_json(Kind::Reply, id, &a, REPLY_BYTES)) {
+        Ok(Ok(frame)) => frame,
+        Ok(Err(e)) => Frame::refusal(id, 500, "internal", &e.to_string()).encode(),
+        Err(e) => Frame::refusal(id, e.status.as_u16(), e.code, &e.message).encode(),
     };
     // A closed stream: the MID is gone, and so is whoever waited for this.
-    let _ = tx.send(Bytes::from(frame.encode())).await;
+    let _ = tx.send(Bytes::from(frame)).await;
 }

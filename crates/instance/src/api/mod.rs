@@ -12,6 +12,7 @@ mod blobs;
 mod command_output;
 mod connections;
 mod discovery;
+mod edge;
 pub mod error;
 mod extract;
 mod idempotency;
@@ -23,6 +24,7 @@ mod nodes;
 mod openapi;
 mod trace;
 
+use crate::audit::Actor;
 use crate::auth::{AuthFailures, token_matches};
 use crate::config::InstanceConfig;
 use crate::dispatch::Dispatcher;
@@ -42,7 +44,7 @@ pub const MAX_HEADERS: usize = 100;
 
 /// How many headers hyper parses before refusing a request itself (with an empty
 /// body). Above [`MAX_HEADERS`], so the usual "too many" case reaches
-/// [`check_headers`] and gets the API's JSON error.
+/// the API's edge ([`edge`]) and gets the API's JSON error.
 pub const HEADER_PARSE_LIMIT: usize = 256;
 
 /// Largest body of the one unauthenticated route that reads a body (enrollment):
@@ -198,12 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(audit::list))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            require_admin,
-        ))
-        // Outside the admin check: refused calls are recorded too.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            audit::record_admin,
+            admin_gate,
         ));
     let mid = Router::new()
         // The only body read before authentication: capped small, refused from its
@@ -251,33 +248,40 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.max_request_bytes))
-        .layer(axum::middleware::from_fn(check_headers))
-        .layer(axum::middleware::map_response(error::json_errors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::telemetry::http::track,
+            edge::edge,
         ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
 
-async fn require_admin(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let refusal = match extract::bearer(req.headers()) {
+/// The admin API's gate: the admin token checked once, the call run (or refused) and
+/// recorded in the audit log — refused calls too, with their status.
+async fn admin_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let (actor, refusal) = match extract::bearer(req.headers()) {
         None => (
-            "no admin token",
-            "missing admin token: send `Authorization: Bearer <admin token>`",
+            Actor::Unauthenticated,
+            Some((
+                "no admin token",
+                "missing admin token: send `Authorization: Bearer <admin token>`",
+            )),
         ),
-        Some(token) if !token_matches(token, &state.admin_token_hash) => {
-            ("invalid admin token", "the admin token is not valid")
-        }
-        Some(_) => return Ok(next.run(req).await),
+        Some(token) if !token_matches(token, &state.admin_token_hash) => (
+            Actor::Unauthenticated,
+            Some(("invalid admin token", "the admin token is not valid")),
+        ),
+        Some(token) => (Actor::token(token), None),
     };
-    auth_failed(&state, &req, refusal.0);
-    Err(ApiError::unauthorized(refusal.1))
+    let run = |req: Request| async {
+        match refusal {
+            None => next.run(req).await,
+            Some((reason, message)) => {
+                auth_failed(&state, &req, reason);
+                ApiError::unauthorized(message).into_response()
+            }
+        }
+    };
+    audit::record_admin(&state, req, actor, run).await
 }
 
 /// The bearer token of a request, if it sends one.
@@ -307,20 +311,6 @@ pub(crate) fn record_auth_failure(
     state
         .auth_failures
         .record(origin.peer, &origin.route, reason);
-}
-
-/// Refuses requests with more than [`MAX_HEADERS`] headers, in the API's format.
-async fn check_headers(req: Request, next: Next) -> Response {
-    let count = req.headers().len();
-    if count > MAX_HEADERS {
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "too_many_headers",
-            format!("the request has {count} headers; at most {MAX_HEADERS} are accepted"),
-        )
-        .into_response();
-    }
-    next.run(req).await
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -165,12 +165,12 @@ impl Telemetry {
         });
     }
 
-    /// One HTTP request answered.
-    pub(super) fn request(&self, route: String, method: String, status: u16, seconds: f64) {
+    /// One HTTP request answered; `route` is its route template (see `api::edge`).
+    pub fn request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.with(|| {
-            metrics::histogram!(HTTP_SECONDS, "route" => route.clone(), "method" => method.clone())
+            metrics::histogram!(HTTP_SECONDS, "route" => route.to_string(), "method" => method.to_string())
                 .record(seconds);
-            metrics::counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status.to_string())
+            metrics::counter!(HTTP_REQUESTS, "route" => route.to_string(), "method" => method.to_string(), "status" => status.to_string())
                 .increment(1);
         });
     }

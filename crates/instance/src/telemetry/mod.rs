@@ -10,7 +10,6 @@
 
 pub mod events;
 pub mod health;
-pub mod http;
 pub mod scrape;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -129,7 +128,7 @@ mod tests {
             text.contains("openmid_lease_expiries_total{topic=\"RESTProbe\"} 0\n"),
             "{text}"
         );
-        a.request("/healthz".into(), "GET".into(), 200, 0.002);
+        a.request("/healthz", "GET", 200, 0.002);
         assert!(a.render().contains(
             "openmid_http_requests_total{route=\"/healthz\",method=\"GET\",status=\"200\"} 1\n"
         ));

@@ -52,18 +52,21 @@ pub struct ExpressJob {
     pub up: mpsc::Sender<Bytes>,
 }
 
+/// About how long a result's fields are beside its payload, as JSON.
+const RESULT_FIELDS_BYTES: usize = 256;
+
 impl ExpressJob {
     /// Sends the job's answer up the stream it came on; lost (and logged) when that
     /// stream has ended, as the instance has then answered its caller with an error.
     pub async fn answer(&self, result: &openmid_proto::mid::WorkResult) {
-        let body = match serde_json::to_vec(result) {
-            Ok(body) => body,
+        let hint = result.payload.as_str().len() + RESULT_FIELDS_BYTES;
+        let frame = match Frame::encode_json(Kind::ExpressDone, self.call, result, hint) {
+            Ok(frame) => frame,
             Err(e) => {
                 tracing::error!(error = %e, "could not encode an express answer");
                 return;
             }
         };
-        let frame = Frame::new(Kind::ExpressDone, self.call, body).encode();
         if self.up.send(Bytes::from(frame)).await.is_err() {
             tracing::warn!(output = %self.item.output_id, "the session stream ended before an express answer went up");
         }

@@ -189,7 +189,7 @@ async fn express(
         Some(finished) => {
             let id = finished.output.id.clone();
             let traceparent = finished.output.traceparent.clone();
-            let body = json_answer(crate::topics::show(finished.output, Some(finished.input)));
+            let body = json_answer(crate::topics::show(&finished.output, Some(&finished.input)));
             let response = super::trace::answer_with(
                 (
                     [(
@@ -271,7 +271,7 @@ async fn answer_body(
         Some(input) => Some(input),
         None => state.dispatcher.store().input_for(&output.id).await?,
     };
-    Ok(json_answer(crate::topics::show(output, input)))
+    Ok(json_answer(crate::topics::show(&output, input.as_ref())))
 }
 
 /// A 200 answer of JSON text already encoded.
