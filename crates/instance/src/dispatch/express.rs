@@ -387,9 +387,9 @@ impl Dispatcher {
         Ok(Some(finished))
     }
 
-    /// `mid`'s row for the express lane: the one its lane keeps while fresh, else
+    /// `mid`'s row as its session stream here keeps it while fresh (see [`ROW_FRESH`]), else
     /// read from the store (and kept).
-    async fn lane_row(&self, mid: &str) -> Result<Option<MidRow>, DispatchError> {
+    pub(super) async fn lane_row(&self, mid: &str) -> Result<Option<MidRow>, DispatchError> {
         if let Some(row) = self.lanes.row(mid) {
             return Ok(Some(row));
         }

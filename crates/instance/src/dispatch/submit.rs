@@ -193,10 +193,13 @@ impl Dispatcher {
             .parse()
             .map_err(|e: openmid_proto::ecc::InvalidAgent| invalid("agent", e.to_string()))?;
         if let Agent::Server(mid_name) = &agent {
-            // `named`: the MID's row as the caller just read it, when it has.
+            // `named`: the MID's row as the caller just read it, when it has; else the
+            // one its session stream on this node keeps fresh (an invalidation made
+            // on another node is then seen up to a second late, as the express lane
+            // sees it), else the store's.
             let row = match named.filter(|row| row.name == *mid_name) {
                 Some(row) => Some(row),
-                None => self.store.get_mid(MidKey::Name(mid_name)).await?,
+                None => self.lane_row(mid_name).await?,
             };
             match row {
                 None => {
