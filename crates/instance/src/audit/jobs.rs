@@ -77,6 +77,14 @@ fn ssh_line(req: &SshRequest) -> String {
 pub fn entry(mid: &str, finished: &Finished, now: i64) -> Option<NewAuditEntry> {
     let output = &finished.output;
     let input = &finished.input;
+    // Asked of every finished job (REST and SOAP calls are most of them), inside the
+    // transaction that records it: the topic is looked at before a payload is read.
+    if !matches!(
+        output.topic,
+        Topic::Command | Topic::SystemCommand | Topic::SSHCommand | Topic::JDBCProbe
+    ) {
+        return None;
+    }
     let request: Value = serde_json::from_str(&output.payload).ok()?;
     let response: Value = serde_json::from_str(&input.payload).unwrap_or(Value::Null);
     let (action, target, detail, status, rows, ended) = match output.topic {
@@ -134,6 +142,7 @@ pub fn entry(mid: &str, finished: &Finished, now: i64) -> Option<NewAuditEntry> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ecc::Record;
 
     #[test]
     fn command_lines_read_back_as_a_shell_would() {
@@ -154,6 +163,64 @@ mod tests {
             ..CommandRequest::default()
         };
         assert_eq!(command_line(&script), "/bin/sh <script of 16 bytes>");
+    }
+
+    fn finished(topic: Topic, payload: &str, response: &str) -> Finished {
+        let output = Record {
+            id: "out".into(),
+            queue: openmid_proto::ecc::Queue::Output,
+            agent: "mid.server.a".into(),
+            topic,
+            name: "n".into(),
+            source: "s".into(),
+            payload: payload.into(),
+            state: openmid_proto::ecc::State::Processed,
+            priority: openmid_proto::ecc::Priority::Interactive,
+            response_to: None,
+            correlator: None,
+            attempt: 1,
+            max_attempts: 3,
+            at_most_once: false,
+            error: None,
+            claimed_by: Some("a".into()),
+            lease_expires_at: None,
+            created_at: 0,
+            claimed_at: None,
+            processed_at: None,
+            duration_ms: None,
+            assigned_to: Some("a".into()),
+            selection: None,
+            application: None,
+            traceparent: None,
+        };
+        let input = Record {
+            id: "in".into(),
+            queue: openmid_proto::ecc::Queue::Input,
+            payload: response.into(),
+            response_to: Some("out".into()),
+            ..output.clone()
+        };
+        Finished { output, input }
+    }
+
+    #[test]
+    fn only_commands_and_statements_are_audited() {
+        // The same texts either way: only the topic decides.
+        let payload = r#"{"program": "/bin/echo", "args": ["x"]}"#;
+        let response = r#"{"status": 200}"#;
+        let command =
+            entry("a", &finished(Topic::Command, payload, response), 1).expect("a command's entry");
+        assert_eq!(
+            (command.action.as_str(), command.outcome.as_str()),
+            ("command.run", "ok")
+        );
+        assert_eq!(command.detail.as_deref(), Some("/bin/echo x"));
+        for topic in [Topic::RESTProbe, Topic::SOAPProbe] {
+            assert!(
+                entry("a", &finished(topic, payload, response), 1).is_none(),
+                "{topic}"
+            );
+        }
     }
 
     #[test]

@@ -259,15 +259,19 @@ async fn write_batch(store: &dyn Store, batch: impl Iterator<Item = Unwritten>) 
             Unwritten::Audit(entry) => audit.push(*entry),
         }
     }
-    if let Err(e) = store.record_express(&calls, &audit).await {
+    let (calls, audit): (Arc<[Finished]>, Arc<[NewAuditEntry]>) = (calls.into(), audit.into());
+    if let Err(e) = store.record_express(calls.clone(), audit.clone()).await {
         tracing::warn!(calls = calls.len(), error = %e, "could not write a batch of express records; writing them one by one");
-        for f in &calls {
-            if let Err(e) = store.record_express(std::slice::from_ref(f), &[]).await {
+        for f in calls.iter() {
+            if let Err(e) = store
+                .record_express(Arc::from([f.clone()]), Arc::from([]))
+                .await
+            {
                 tracing::error!(output = %f.output.id, error = %e, "lost the record of an express call that answered");
             }
         }
-        for entry in audit {
-            crate::audit::append(store, entry).await;
+        for entry in audit.iter() {
+            crate::audit::append(store, entry.clone()).await;
         }
     }
 }

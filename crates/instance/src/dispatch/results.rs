@@ -50,7 +50,11 @@ impl Dispatcher {
             self.telemetry.result(outcome, finished.as_ref());
             match outcome {
                 AckOutcome::Recorded => {
-                    if let Some(finished) = &finished {
+                    // The job's span is made for the debug line only, so only when
+                    // that line is wanted: per result, it is not free.
+                    if let Some(finished) = &finished
+                        && tracing::enabled!(tracing::Level::DEBUG)
+                    {
                         finished.output.span("result").in_scope(|| {
                             tracing::debug!(
                                 mid = %mid.name,

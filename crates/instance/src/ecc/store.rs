@@ -2,6 +2,7 @@
 //! and aliases, the ECC queue. A backend implements all four.
 
 use super::*;
+use std::sync::Arc;
 
 /// Instance settings (the store's own key–value table).
 #[async_trait]
@@ -163,11 +164,12 @@ pub trait QueueStore: Send + Sync + 'static {
     /// each one's output, finished, and its input, all in one transaction. Calls
     /// already written (same output id) are left as they are. `audit` (the entries of
     /// the API calls that made them, and of what they ran) go in the same transaction:
-    /// one write for the lot instead of one per entry.
+    /// one write for the lot instead of one per entry. Shared rather than borrowed:
+    /// a store that writes on a thread of its own takes them there without a copy.
     async fn record_express(
         &self,
-        finished: &[Finished],
-        audit: &[NewAuditEntry],
+        finished: Arc<[Finished]>,
+        audit: Arc<[NewAuditEntry]>,
     ) -> Result<(), StoreError>;
     /// Extends the leases of jobs a MID still runs; returns the jobs it no longer holds.
     async fn renew_leases(

@@ -16,6 +16,7 @@ use openmid_proto::ecc::{Priority, State};
 use openmid_proto::mid::{JobRef, WorkResult};
 use sqlx::Row;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Lapsed leases ended per sweep (the rest wait for the next one).
 const EXPIRE_BATCH: i64 = 1000;
@@ -209,14 +210,14 @@ impl QueueStore for PgStore {
 
     async fn record_express(
         &self,
-        finished: &[Finished],
-        audit: &[NewAuditEntry],
+        finished: Arc<[Finished]>,
+        audit: Arc<[NewAuditEntry]>,
     ) -> Result<(), StoreError> {
         if finished.is_empty() && audit.is_empty() {
             return Ok(());
         }
         let mut tx = self.pool().begin().await?;
-        for f in finished {
+        for f in finished.iter() {
             let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM ecc WHERE id = $1")
                 .bind(&f.output.id)
                 .fetch_optional(&mut *tx)
@@ -227,7 +228,7 @@ impl QueueStore for PgStore {
             insert_record(&mut tx, &f.output).await?;
             insert_record(&mut tx, &f.input).await?;
         }
-        for entry in audit {
+        for entry in audit.iter() {
             super::audit::insert_audit(&mut tx, entry).await?;
         }
         tx.commit().await?;

@@ -187,21 +187,20 @@ impl QueueStore for SqliteStore {
 
     async fn record_express(
         &self,
-        finished: &[Finished],
-        audit: &[NewAuditEntry],
+        finished: Arc<[Finished]>,
+        audit: Arc<[NewAuditEntry]>,
     ) -> Result<(), StoreError> {
-        let (finished, audit) = (finished.to_vec(), audit.to_vec());
         self.writer
             .write(move |c| {
                 let mut known = c.prepare_cached("SELECT 1 FROM ecc WHERE id = ?")?;
-                for f in &finished {
+                for f in finished.iter() {
                     if known.exists([&f.output.id])? {
                         continue;
                     }
                     insert_record(c, &f.output)?;
                     insert_record(c, &f.input)?;
                 }
-                for entry in &audit {
+                for entry in audit.iter() {
                     super::audit::insert_audit(c, entry)?;
                 }
                 Ok(())

@@ -186,7 +186,7 @@ pub async fn express_records_and_their_audit_are_written_together_once(store: Ar
     let mut run = entry(NOW, "token:abc", "action.run", Some("a"));
     run.output_id = Some("x1".into());
     store
-        .record_express(&[a.clone(), b.clone()], std::slice::from_ref(&run))
+        .record_express(Arc::from([a.clone(), b.clone()]), Arc::from([run.clone()]))
         .await
         .expect("record");
     for f in [&a, &b] {
@@ -207,7 +207,7 @@ pub async fn express_records_and_their_audit_are_written_together_once(store: Ar
     let mut again = a.clone();
     again.output.error = Some("rewritten".into());
     store
-        .record_express(&[again], &[])
+        .record_express(Arc::from([again]), Arc::from([]))
         .await
         .expect("record again");
     assert_eq!(state(&store, "x1").await, a.output);
@@ -216,7 +216,10 @@ pub async fn express_records_and_their_audit_are_written_together_once(store: Ar
         1,
         "no entry for a batch without any"
     );
-    store.record_express(&[], &[]).await.expect("nothing");
+    store
+        .record_express(Arc::from([]), Arc::from([]))
+        .await
+        .expect("nothing");
 }
 
 /// The entry a job's own audit gets in this case: one for every finished job.
