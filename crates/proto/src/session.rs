@@ -180,25 +180,33 @@ impl Frame {
         size_hint: usize,
     ) -> Result<Vec<u8>, serde_json::Error> {
         let mut out = Vec::with_capacity(4 + HEADER_LEN + size_hint);
-        out.extend_from_slice(&[0; 4]);
-        out.push(kind.byte());
-        out.extend_from_slice(&id.to_be_bytes());
+        put_header(&mut out, 0, kind, id);
         serde_json::to_writer(&mut out, body)?;
-        let len = u32::try_from(out.len() - 4).unwrap_or(u32::MAX);
+        // The length is known once the body is written: filled in now.
+        let len = frame_len(out.len() - 4 - HEADER_LEN);
         out[..4].copy_from_slice(&len.to_be_bytes());
         Ok(out)
     }
 
     /// Appends the frame to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        // A body over 4 GiB cannot be framed; the sender's limit (far lower) stops it
-        // before, and a saturated length would be refused by the reader as too long.
-        let len = u32::try_from(HEADER_LEN + self.body.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_be_bytes());
-        out.push(self.kind.byte());
-        out.extend_from_slice(&self.id.to_be_bytes());
+        put_header(out, frame_len(self.body.len()), self.kind, self.id);
         out.extend_from_slice(&self.body);
     }
+}
+
+/// The length field of a frame whose body is `body_len` bytes. A body over 4 GiB
+/// cannot be framed; the sender's limit (far lower) stops it before, and a saturated
+/// length would be refused by the reader as too long.
+fn frame_len(body_len: usize) -> u32 {
+    u32::try_from(HEADER_LEN + body_len).unwrap_or(u32::MAX)
+}
+
+/// Appends a frame's length field and header.
+fn put_header(out: &mut Vec<u8>, len: u32, kind: Kind, id: u64) {
+    out.extend_from_slice(&len.to_be_bytes());
+    out.push(kind.byte());
+    out.extend_from_slice(&id.to_be_bytes());
 }
 
 /// Bytes of encoded frames a sender joins into one write.

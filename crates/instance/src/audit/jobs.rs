@@ -167,31 +167,10 @@ mod tests {
 
     fn finished(topic: Topic, payload: &str, response: &str) -> Finished {
         let output = Record {
-            id: "out".into(),
-            queue: openmid_proto::ecc::Queue::Output,
-            agent: "mid.server.a".into(),
             topic,
-            name: "n".into(),
-            source: "s".into(),
             payload: payload.into(),
             state: openmid_proto::ecc::State::Processed,
-            priority: openmid_proto::ecc::Priority::Interactive,
-            response_to: None,
-            correlator: None,
-            attempt: 1,
-            max_attempts: 3,
-            at_most_once: false,
-            error: None,
-            claimed_by: Some("a".into()),
-            lease_expires_at: None,
-            created_at: 0,
-            claimed_at: None,
-            processed_at: None,
-            duration_ms: None,
-            assigned_to: Some("a".into()),
-            selection: None,
-            application: None,
-            traceparent: None,
+            ..Record::sample("out")
         };
         let input = Record {
             id: "in".into(),

@@ -195,36 +195,6 @@ mod tests {
         }
     }
 
-    fn record(id: &str) -> Record {
-        Record {
-            id: id.into(),
-            queue: openmid_proto::ecc::Queue::Output,
-            agent: "mid.server.a".into(),
-            topic: openmid_proto::ecc::Topic::RESTProbe,
-            name: "n".into(),
-            source: "s".into(),
-            payload: "{}".into(),
-            state: openmid_proto::ecc::State::Processing,
-            priority: Priority::Interactive,
-            response_to: None,
-            correlator: None,
-            attempt: 1,
-            max_attempts: 3,
-            at_most_once: false,
-            error: None,
-            claimed_by: Some("a".into()),
-            lease_expires_at: None,
-            created_at: 0,
-            claimed_at: None,
-            processed_at: None,
-            duration_ms: None,
-            assigned_to: Some("a".into()),
-            selection: None,
-            application: None,
-            traceparent: None,
-        }
-    }
-
     #[tokio::test]
     async fn slots_are_limited_by_the_polls_capacity_and_priority() {
         let polls = Arc::new(ParkedPolls::default());
@@ -252,7 +222,7 @@ mod tests {
         let again = polls.reserve("a", Priority::Interactive);
         assert!(again.is_some(), "a dropped reservation gives its slot back");
         drop(again);
-        one.hand_over(record("r1"));
+        one.hand_over(Record::sample("r1"));
         tokio::time::timeout(Duration::from_secs(5), parking.handed())
             .await
             .expect("woken by the hand-over");
@@ -271,7 +241,7 @@ mod tests {
         let reservation = polls.reserve("a", Priority::Interactive).expect("slot");
         let late = tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            reservation.hand_over(record("late"));
+            reservation.hand_over(Record::sample("late"));
         });
         let handed = tokio::time::timeout(Duration::from_secs(5), parking.close())
             .await

@@ -196,6 +196,38 @@ pub struct Record {
 }
 
 impl Record {
+    /// A REST output claimed by MID `a`, for unit tests to change what they need of.
+    #[cfg(test)]
+    pub(crate) fn sample(id: &str) -> Record {
+        Record {
+            id: id.into(),
+            queue: openmid_proto::ecc::Queue::Output,
+            agent: "mid.server.a".into(),
+            topic: openmid_proto::ecc::Topic::RESTProbe,
+            name: "n".into(),
+            source: "s".into(),
+            payload: "{}".into(),
+            state: openmid_proto::ecc::State::Processing,
+            priority: openmid_proto::ecc::Priority::Interactive,
+            response_to: None,
+            correlator: None,
+            attempt: 1,
+            max_attempts: 3,
+            at_most_once: false,
+            error: None,
+            claimed_by: Some("a".into()),
+            lease_expires_at: None,
+            created_at: 0,
+            claimed_at: None,
+            processed_at: None,
+            duration_ms: None,
+            assigned_to: Some("a".into()),
+            selection: None,
+            application: None,
+            traceparent: None,
+        }
+    }
+
     /// The record as the API shows it.
     pub fn to_api(&self) -> EccRecord {
         EccRecord {
