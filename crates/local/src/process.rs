@@ -18,8 +18,9 @@ pub struct MidProcess {
 }
 
 impl MidProcess {
-    /// Writes `config` next to its state dir and starts `bin mid --config …`. Logs go
-    /// to `state_dir/mid.log`.
+    /// Writes `config` next to its state dir and starts `bin mid --config …` (`bin
+    /// --config …` when `bin` is the MID-only `openmid-mid`). Logs go to
+    /// `state_dir/mid.log`.
     pub fn spawn(bin: &Path, config: &MidConfig) -> std::io::Result<Self> {
         let level = std::env::var("OPENMID_LOG").unwrap_or_else(|_| "info".into());
         Self::spawn_logging(bin, config, &level)
@@ -32,8 +33,12 @@ impl MidProcess {
         let text = toml::to_string(config).map_err(std::io::Error::other)?;
         std::fs::write(&config_path, text)?;
         let log = std::fs::File::create(config.state_dir.join("mid.log"))?;
-        let child = Command::new(bin)
-            .args(["mid", "--config"])
+        let mut command = Command::new(bin);
+        if !is_mid_only(bin) {
+            command.arg("mid");
+        }
+        let child = command
+            .arg("--config")
             .arg(&config_path)
             .env("OPENMID_LOG", level)
             .stdin(Stdio::null())
@@ -61,6 +66,27 @@ impl MidProcess {
     /// Resident memory in bytes.
     pub fn rss_bytes(&self) -> Option<u64> {
         rss_bytes(self.pid())
+    }
+}
+
+/// The file name of the MID-only binary, built beside `openmid`.
+const MID_ONLY: &str = "openmid-mid";
+
+fn is_mid_only(bin: &Path) -> bool {
+    bin.file_stem().is_some_and(|n| n == MID_ONLY)
+}
+
+/// The MID-only binary (`openmid-mid`) beside `openmid` at `main`, when it was built
+/// there (cargo builds both), else `main` itself, whose `mid` command runs the same
+/// MID. Benchmarks measure the MID as it is deployed: on its own binary.
+pub fn mid_binary(main: &Path) -> PathBuf {
+    let beside = main
+        .with_file_name(MID_ONLY)
+        .with_extension(std::env::consts::EXE_EXTENSION);
+    if beside.is_file() {
+        beside
+    } else {
+        main.to_path_buf()
     }
 }
 

@@ -18,6 +18,7 @@ mod express;
 mod imports;
 mod large_bodies;
 mod metrics;
+mod mid_only;
 mod postgres_store;
 mod recovery;
 mod redirects;

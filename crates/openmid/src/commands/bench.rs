@@ -144,8 +144,9 @@ where
 
 /// What every process-based benchmark starts with.
 struct Setup {
-    /// This program, to start `openmid instance` / `openmid mid` from.
-    bin: std::path::PathBuf,
+    /// The binary MIDs run from: `openmid-mid` beside this program when it was built,
+    /// as MIDs are deployed, else this program's `mid` command.
+    mid_bin: std::path::PathBuf,
     /// The instance, as its own process.
     instance: openmid_local::InstanceProcess,
     /// Its admin API.
@@ -164,7 +165,7 @@ fn setup() -> Result<Setup> {
         .context("starting the instance process")?;
     let api = instance.api()?;
     Ok(Setup {
-        bin,
+        mid_bin: openmid_local::process::mid_binary(&bin),
         dir,
         instance,
         api,
@@ -184,7 +185,7 @@ impl Setup {
         config.policy = openmid_mid::policy::EgressPolicy::new(table)
             .context("compiling the benchmark's policy")?;
         config.pools = pools;
-        let mid = MidProcess::spawn(&self.bin, &config).context("starting the MID process")?;
+        let mid = MidProcess::spawn(&self.mid_bin, &config).context("starting the MID process")?;
         let api = &self.api;
         wait(Duration::from_secs(20), || async {
             api.get_mid(name)

@@ -263,7 +263,10 @@ fn print_record(r: &EccRecord) -> Result<()> {
 pub async fn run(args: Args) -> Result<ExitCode> {
     match run_command(args).await {
         Err(e) => match super::ctl_hints::hint(&e) {
-            Some(hint) => Err(anyhow!("{}\n  hint: {hint}", crate::error_chain(&e))),
+            Some(hint) => Err(anyhow!(
+                "{}\n  hint: {hint}",
+                openmid::entry::error_chain(&e)
+            )),
             None => Err(e),
         },
         done => done,

@@ -1,7 +1,7 @@
 //! `openmid instance`: runs the hub until Ctrl-C / SIGTERM.
 
-use crate::config_file;
 use anyhow::{Context, Result};
+use openmid::config_file;
 use openmid_instance::config::InstanceConfig;
 use std::net::SocketAddr;
 use std::path::PathBuf;

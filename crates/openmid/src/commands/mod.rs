@@ -1,4 +1,8 @@
-//! One module per subcommand.
+//! One module per subcommand (the MID's, shared with `openmid-mid`, is in the library).
+
+pub use openmid::mid_command as mid;
+use openmid::service_unit;
+pub use openmid::signals::stop_requested;
 
 pub mod bench;
 pub mod completions;
@@ -16,31 +20,6 @@ mod ctl_registry;
 mod ctl_tail;
 pub mod demo;
 pub mod instance;
-pub mod mid;
 mod rows_output;
 mod run_action;
 pub mod run_command;
-mod service_unit;
-
-/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM, as systemd sends).
-pub async fn stop_requested() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}

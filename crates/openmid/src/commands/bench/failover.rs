@@ -55,6 +55,7 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
         _ => bail!("--nodes is 1 (kill a MID) or 2 with --database (kill a node)"),
     }
     let bin = std::env::current_exe().context("finding this program")?;
+    let mid_bin = openmid_local::process::mid_binary(&bin);
     let dir = tempfile::Builder::new()
         .prefix("openmid-bench-")
         .tempdir()?;
@@ -80,7 +81,7 @@ pub(super) async fn failover(args: FailoverArgs) -> Result<ExitCode> {
                 interactive: (args.jobs as u32).max(1),
                 ..PoolSizes::default()
             };
-            mids.push(MidProcess::spawn(&bin, &config)?);
+            mids.push(MidProcess::spawn(&mid_bin, &config)?);
         }
         for name in &names {
             wait(Duration::from_secs(20), || async {

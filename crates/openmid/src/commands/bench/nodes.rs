@@ -146,6 +146,7 @@ struct NodesRun {
 /// dealt to the nodes in turn, so most jobs cross from one node to another.
 pub(super) async fn rest_on_nodes(args: rest::RestArgs) -> Result<ExitCode> {
     let bin = std::env::current_exe().context("finding this program")?;
+    let mid_bin = openmid_local::process::mid_binary(&bin);
     let target = TargetService::start().await?;
     let url = args.database.clone().unwrap_or_default();
     let mut configs: Vec<(Option<&str>, usize)> = vec![(None, 1)];
@@ -180,7 +181,7 @@ pub(super) async fn rest_on_nodes(args: rest::RestArgs) -> Result<ExitCode> {
             let name = name.clone();
             let token = openmid_local::auto_validating_token(&nodes.apis[0]).await?;
             let config = nodes.mid_config(i % n, &name, &dir.path().join(&name), token);
-            mids.push(MidProcess::spawn(&bin, &config)?);
+            mids.push(MidProcess::spawn(&mid_bin, &config)?);
             let api = &nodes.apis[0];
             wait(Duration::from_secs(20), || async {
                 api.get_mid(&name)
@@ -332,6 +333,7 @@ pub(super) async fn failover_on_nodes(
     args: &failover::FailoverArgs,
 ) -> Result<Vec<failover::Round>> {
     let bin = std::env::current_exe().context("finding this program")?;
+    let mid_bin = openmid_local::process::mid_binary(&bin);
     let url = args.database.clone().unwrap_or_default();
     let target = TargetService::start().await?;
     eprintln!(
@@ -358,7 +360,7 @@ pub(super) async fn failover_on_nodes(
             interactive: (args.jobs as u32).max(1),
             ..PoolSizes::default()
         };
-        let mid = MidProcess::spawn(&bin, &config)?;
+        let mid = MidProcess::spawn(&mid_bin, &config)?;
         wait(Duration::from_secs(20), || async {
             survivor
                 .get_mid(&name)

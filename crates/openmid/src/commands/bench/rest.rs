@@ -175,7 +175,7 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
         return nodes::rest_on_nodes(args).await;
     }
     let Setup {
-        bin,
+        mid_bin,
         dir,
         instance,
         api,
@@ -188,7 +188,7 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
         let token = openmid_local::auto_validating_token(&api).await?;
         let config = instance.mid_config(&name, &dir.path().join(&name), Some(token));
         let started = Instant::now();
-        mids.push(MidProcess::spawn(&bin, &config)?);
+        mids.push(MidProcess::spawn(&mid_bin, &config)?);
         wait(Duration::from_secs(20), || async {
             api.get_mid(&name)
                 .await
@@ -358,8 +358,11 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
     memory
         .load_preset(comfy_table::presets::UTF8_BORDERS_ONLY)
         .set_header(vec!["figure", "value", "target"]);
+    let mid_program = mid_bin
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     memory.add_row(vec![
-        "MID RSS idle / load".into(),
+        format!("MID RSS idle / load ({mid_program})"),
         format!("{mid_rss_idle:.1} / {mid_rss_load:.1} MB"),
         "≤ 15 / 40 MB".to_string(),
     ]);

@@ -97,7 +97,7 @@ pub(super) async fn scale(args: ScaleArgs) -> Result<ExitCode> {
         bail!("--idle-seconds must be more than 0 and at most 3600");
     }
     let Setup {
-        bin: _,
+        mid_bin: _,
         dir,
         instance,
         api,

@@ -1,5 +1,6 @@
-//! `openmid mid`: runs a MID Server until Ctrl-C / SIGTERM or until the instance refuses
-//! it; `openmid mid install-service` writes a systemd unit that runs it as a daemon.
+//! `openmid mid` (and `openmid-mid`, the same command as a binary of its own): runs a
+//! MID Server until Ctrl-C / SIGTERM or until the instance refuses it; `install-service`
+//! writes a systemd unit that runs it as a daemon.
 
 use crate::config_file;
 use anyhow::{Context, Result};
@@ -22,7 +23,7 @@ pub struct Args {
 enum MidCommand {
     /// Write a hardened systemd unit that runs this MID as a daemon (its own user,
     /// read-only system, writes only its state directory): `--dry-run` prints it.
-    InstallService(super::service_unit::ServiceArgs),
+    InstallService(crate::service_unit::ServiceArgs),
     /// Explain what this MID's egress policy would do with a job, rule by rule:
     /// `check-policy --url https://api.corp/x`, `check-policy --protocol ssh --host
     /// db1 --port 22`, `check-policy --command /usr/bin/df -- -h /`.
@@ -73,10 +74,13 @@ fn load(config: Option<&Path>) -> Result<MidConfig> {
     Ok(config)
 }
 
-pub async fn run(args: Args) -> Result<ExitCode> {
+/// Runs the command. `invoked_as` is what comes between the program and `--config` on
+/// its command line (`["mid"]` for `openmid`, nothing for `openmid-mid`), for the
+/// systemd unit to run the same way.
+pub async fn run(args: Args, invoked_as: &[&str]) -> Result<ExitCode> {
     match &args.command {
         Some(MidCommand::InstallService(service)) => {
-            return install_service(args.config.as_deref(), service);
+            return install_service(args.config.as_deref(), service, invoked_as);
         }
         Some(MidCommand::CheckPolicy(check)) => {
             return check_policy(&load(args.config.as_deref())?, check).await;
@@ -92,7 +96,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     tracing::info!(mid = %mid.name, %instance, state_dir = %state_dir.display(), "MID Server started");
     let stop = mid.shutdown_token();
     tokio::spawn(async move {
-        super::stop_requested().await;
+        crate::signals::stop_requested().await;
         tracing::info!("stopping: finishing running jobs");
         stop.cancel();
     });
@@ -149,21 +153,22 @@ async fn check_policy(config: &MidConfig, check: &CheckPolicy) -> Result<ExitCod
 
 fn install_service(
     config: Option<&Path>,
-    service: &super::service_unit::ServiceArgs,
+    service: &crate::service_unit::ServiceArgs,
+    invoked_as: &[&str],
 ) -> Result<ExitCode> {
     let config_path =
-        config.context("--config: the unit runs `openmid mid --config FILE`, so name the file")?;
+        config.context("--config: the unit runs the MID with `--config FILE`, so name the file")?;
     let config_path = std::fs::canonicalize(config_path)
         .with_context(|| format!("--config {}", config_path.display()))?;
     let mid = load(Some(&config_path))?;
-    super::service_unit::Unit {
+    crate::service_unit::Unit {
         name: "openmid-mid",
         description: format!("openmid MID Server {}", mid.name),
-        args: vec![
-            "mid".into(),
-            "--config".into(),
-            config_path.display().to_string(),
-        ],
+        args: invoked_as
+            .iter()
+            .map(|a| a.to_string())
+            .chain(["--config".into(), config_path.display().to_string()])
+            .collect(),
         writes: &mid.state_dir,
         bind_low_port: mid
             .telemetry
