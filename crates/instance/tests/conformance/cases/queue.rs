@@ -3,12 +3,13 @@
 use super::*;
 
 pub async fn claims_take_the_most_urgent_first_up_to_capacity(store: Arc<dyn Store>) {
+    // Inserted out of id order: age is the id's order, not the insertion's.
     for (id, p) in [
-        ("01-std", Priority::Standard),
+        ("05-std", Priority::Standard),
         ("02-int", Priority::Interactive),
         ("03-std", Priority::Standard),
         ("04-exp", Priority::Expedited),
-        ("05-std", Priority::Standard),
+        ("01-std", Priority::Standard),
     ] {
         store
             .insert_output(&output(id, "a", p))
