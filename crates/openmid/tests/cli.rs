@@ -620,6 +620,8 @@ fn bench_rest_and_scale_report_their_figures() {
     }
     assert_eq!(rest["mid_failed"], 0);
     assert!(rest["mid_rps"].as_f64().is_some_and(|r| r > 0.0));
+    // cargo builds the MID-only binary beside this one: the MID is measured on it.
+    assert_eq!(rest["mid_program"], "openmid-mid", "{rest}");
 
     let scale = bench_json(&[
         "scale",

@@ -398,6 +398,7 @@ pub(super) async fn rest(args: RestArgs) -> Result<ExitCode> {
             "p50_overhead_ms": m.p50 - d.p50,
             "express_p50_overhead_ms": e.p50 - d.p50,
             "mid_failed": mid_failed,
+            "mid_program": mid_program,
             "mid_rss_idle_mb": mid_rss_idle,
             "mid_anon_idle_mb": mid_anon_idle,
             "mid_rss_load_mb": mid_rss_load,
