@@ -308,6 +308,12 @@ async fn failed_authentication_is_logged_with_the_peer_once_per_window() {
         .with_writer(move || writer.clone())
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Other tests of this binary run on other threads without a subscriber: a callsite
+    // one of them registered while this subscriber was being set could keep the
+    // "nobody listens" interest it computed then, and this test would see nothing
+    // of it. Computing every callsite's interest again, with this subscriber in
+    // place, closes that window.
+    tracing::callsite::rebuild_interest_cache();
     let (instance, _dir) = instance_with(|_| {}).await;
     let raw = Raw::new(&instance);
     let wrong = "omadm_this-token-is-wrong-and-secret";
