@@ -411,4 +411,13 @@ CREATE INDEX ecc_topic ON ecc (topic, id);
 CREATE INDEX ecc_agent ON ecc (agent, id);
 "#,
     ),
+    (
+        14,
+        r#"
+-- A MID's running jobs are found through ecc_state (queue, state) as well: they are
+-- the `processing` outputs, as many as the MIDs have slots. A second index over the
+-- same rows cost every claim an entry and every result its removal.
+DROP INDEX ecc_running;
+"#,
+    ),
 ];
