@@ -560,10 +560,18 @@ mod tests {
                 ],
             )
             .expect("insert");
-            let ids = ready_ids(&conn, mid, Priority::ALL[1], 4).expect("ids");
-            for id in &ids {
-                ecc_row(&conn, CLAIM_ONE, params![mid, now, now + 10, id]).expect("claim");
-            }
+            let ids = ready_ids(&conn, mid, Priority::Expedited, 4).expect("ids");
+            assert_eq!(ids, [format!("id-{i}")], "the one ready output of {mid}");
+            let claimed = ecc_row(&conn, CLAIM_ONE, params![mid, now, now + 10, ids[0]])
+                .expect("claim")
+                .expect("claimed");
+            assert_eq!((claimed.state, claimed.attempt), (State::Processing, 1));
+            assert!(
+                ecc_row(&conn, CLAIM_ONE, params![mid, now, now + 10, ids[0]])
+                    .expect("claim again")
+                    .is_none(),
+                "claimed once"
+            );
         }
         let select = conn.prepare_cached(READY_IDS).expect("prepare");
         assert_eq!(
