@@ -1,7 +1,7 @@
 //! Clusters with real `openmid mid` processes: failover after kill -9, load balancing,
 //! a partitioned MID whose late results are discarded, and draining under load.
 
-use crate::support::outbox_pending;
+use crate::support::{outbox_pending, up_and_heartbeated};
 use openmid_mid::config::PoolSizes;
 use openmid_proto::api::{ClusterKind, NewCluster, RecordQuery};
 use openmid_proto::ecc::{EccRecord, Queue, State};
@@ -51,12 +51,7 @@ impl Rig {
         let process = MidProcess::spawn(Path::new(BIN), &config).expect("MID process starts");
         let api = &self.instance.api;
         assert!(
-            wait_until(Duration::from_secs(20), || async {
-                api.get_mid(name)
-                    .await
-                    .is_ok_and(|m| m.status == MidStatus::Up && m.health.is_some())
-            })
-            .await,
+            up_and_heartbeated(api, name).await,
             "MID {name} enrolled, is up and has heartbeated"
         );
         process

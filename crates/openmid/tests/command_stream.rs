@@ -3,6 +3,7 @@
 //! prints the output and exits with the command's code.
 
 use crate::command::{MID, POLICY};
+use crate::support::up_and_heartbeated;
 use openmid_client::{ActionOutcome, ApiClient};
 use openmid_mid::policy::{EgressPolicy, PolicyConfig};
 use openmid_proto::api::CommandAction;
@@ -10,7 +11,7 @@ use openmid_proto::command::{CommandExit, CommandResponse};
 use openmid_proto::command_output::{OutputEnd, OutputLine, OutputStream};
 use openmid_proto::ecc::State;
 use openmid_proto::mid::MidStatus;
-use openmid_testkit::{MidProcess, TestInstance, loopback_any_port, wait_until};
+use openmid_testkit::{MidProcess, TestInstance, loopback_any_port};
 use std::path::Path;
 use std::time::Duration;
 
@@ -156,15 +157,7 @@ async fn a_100_mb_output_streams_through_a_mid_process_in_bounded_memory() {
     config.policy = policy();
     let process = MidProcess::spawn(Path::new(BIN), &config).expect("MID process starts");
     let api = &instance.api;
-    assert!(
-        wait_until(Duration::from_secs(20), || async {
-            api.get_mid(MID)
-                .await
-                .is_ok_and(|m| m.status == MidStatus::Up && m.health.is_some())
-        })
-        .await,
-        "MID is up"
-    );
+    assert!(up_and_heartbeated(api, MID).await, "MID is up");
 
     let idle = openmid_testkit::bodies::peak_rss_bytes(Some(process.pid())).unwrap_or(0);
     let started = std::time::Instant::now();

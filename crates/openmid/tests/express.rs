@@ -3,13 +3,13 @@
 //! an error and never run again; and a MID on the previous protocol (long-polls)
 //! still works, its express calls taking the durable path.
 
-use crate::support::{MID, Stack, get, run};
+use crate::support::{MID, Stack, get, instance_target_and_mid_config, run, up_and_heartbeated};
 use openmid_proto::alias::{Alias, ConnectionKind, Execution};
 use openmid_proto::api::{Durability, RestAction};
 use openmid_proto::ecc::{Queue, State};
 use openmid_proto::mid::MidStatus;
 use openmid_proto::rest::{RestResponse, RetryPolicy};
-use openmid_testkit::{MidProcess, TargetService, TestInstance, loopback_any_port, wait_until};
+use openmid_testkit::{MidProcess, wait_until};
 use std::path::Path;
 use std::time::Duration;
 
@@ -125,35 +125,13 @@ async fn an_express_call_answers_from_the_mid_and_is_recorded_afterwards() {
     stack.stop().await;
 }
 
-/// An instance and a target service in `dir`, and the config of a MID that enrolls
-/// validated at once.
-async fn instance_target_and_mid_config(
-    dir: &Path,
-) -> (TestInstance, TargetService, openmid_mid::config::MidConfig) {
-    let instance = TestInstance::start_in(&dir.join("instance"), loopback_any_port(), None)
-        .await
-        .expect("instance");
-    let target = TargetService::start().await.expect("target");
-    let token = instance.auto_validating_token().await.expect("token");
-    let config = instance.mid_config(MID, &dir.join("mid"), Some(token));
-    (instance, target, config)
-}
-
 #[tokio::test]
 async fn an_express_call_whose_mid_dies_is_answered_with_an_error_and_never_run_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (instance, target, config) = instance_target_and_mid_config(dir.path()).await;
     let mut process = MidProcess::spawn(Path::new(BIN), &config).expect("MID process starts");
     let api = instance.api.clone();
-    assert!(
-        wait_until(Duration::from_secs(20), || async {
-            api.get_mid(MID)
-                .await
-                .is_ok_and(|m| m.status == MidStatus::Up && m.health.is_some())
-        })
-        .await,
-        "MID is up"
-    );
+    assert!(up_and_heartbeated(&api, MID).await, "MID is up");
     let action = relaxed(get(target.url("/slow?ms=5000")));
     let call = {
         let api = api.clone();

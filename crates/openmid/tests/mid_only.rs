@@ -2,34 +2,21 @@
 //! as `openmid mid` does, has none of the instance's commands, and installs a unit that
 //! runs it without the `mid` word.
 
-use crate::support::{MID, get, run};
+use crate::support::{MID, get, instance_target_and_mid_config, run, up_and_heartbeated};
 use openmid_proto::ecc::State;
-use openmid_proto::mid::MidStatus;
-use openmid_testkit::{MidProcess, TargetService, TestInstance, loopback_any_port, wait_until};
+use openmid_testkit::MidProcess;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 const MID_BIN: &str = env!("CARGO_BIN_EXE_openmid-mid");
 
 #[tokio::test]
 async fn the_mid_only_binary_runs_a_mid_that_serves_calls() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let instance = TestInstance::start_in(&dir.path().join("instance"), loopback_any_port(), None)
-        .await
-        .expect("instance");
-    let target = TargetService::start().await.expect("target");
-    let token = instance.auto_validating_token().await.expect("token");
-    let config = instance.mid_config(MID, &dir.path().join("mid"), Some(token));
+    let (instance, target, config) = instance_target_and_mid_config(dir.path()).await;
     let process = MidProcess::spawn(Path::new(MID_BIN), &config).expect("MID process starts");
-    let api = instance.api.clone();
     assert!(
-        wait_until(Duration::from_secs(20), || async {
-            api.get_mid(MID)
-                .await
-                .is_ok_and(|m| m.status == MidStatus::Up && m.health.is_some())
-        })
-        .await,
+        up_and_heartbeated(&instance.api, MID).await,
         "the MID is up: {}",
         std::fs::read_to_string(dir.path().join("mid").join("mid.log")).unwrap_or_default()
     );

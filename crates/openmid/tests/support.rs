@@ -77,3 +77,27 @@ pub async fn processed_within(api: &openmid_client::ApiClient, id: &str, limit: 
 pub fn outbox_pending(state_dir: &std::path::Path) -> usize {
     openmid_mid::outbox::pending_on_disk(&state_dir.join("outbox")).unwrap_or(0)
 }
+
+/// Whether MID `name` is `up` and has sent its first heartbeat within 20 s.
+pub async fn up_and_heartbeated(api: &openmid_client::ApiClient, name: &str) -> bool {
+    openmid_testkit::wait_until(Duration::from_secs(20), || async {
+        api.get_mid(name)
+            .await
+            .is_ok_and(|m| m.status == openmid_proto::mid::MidStatus::Up && m.health.is_some())
+    })
+    .await
+}
+
+/// An instance and a target service in `dir`, and the config of a MID that enrolls
+/// validated at once.
+pub async fn instance_target_and_mid_config(
+    dir: &std::path::Path,
+) -> (TestInstance, TargetService, openmid_mid::config::MidConfig) {
+    let instance = TestInstance::start_in(&dir.join("instance"), loopback_any_port(), None)
+        .await
+        .expect("instance");
+    let target = TargetService::start().await.expect("target");
+    let token = instance.auto_validating_token().await.expect("token");
+    let config = instance.mid_config(MID, &dir.join("mid"), Some(token));
+    (instance, target, config)
+}
