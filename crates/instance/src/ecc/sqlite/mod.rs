@@ -100,6 +100,13 @@ impl SqliteStore {
         }
         // FULL: a result acknowledged to a MID is on disk, even across power loss.
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // The writer runs each operation of a group inside a savepoint, and SQLite
+        // copies every page an operation changes that the group changed before into a
+        // statement journal, which it spills to a temporary file past 64 KiB: under
+        // load that was more `pwrite`s (and a file made per group) than the WAL got.
+        // In memory it costs a copy per page, undone at each savepoint's release. Only
+        // the writer: the readers' large sorts may still spill to disk.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate(&conn)?;
         // The WAL and shared-memory files exist now; SQLite gives them the database
         // file's mode, but ones left by an older version may be wider.
@@ -266,4 +273,27 @@ pub(super) fn alias_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRow> {
         created_at: row.get(4)?,
         updated_at: row.get(5)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer keeps its statement journals in memory (see `open`); the readers
+    /// keep SQLite's default, which lets a large sort spill to disk.
+    #[tokio::test]
+    async fn only_the_writer_keeps_its_journals_in_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("s.db"))
+            .await
+            .expect("open");
+        let temp_store = |conn: &Connection| {
+            conn.query_row("PRAGMA temp_store", [], |r| r.get::<_, i64>(0))
+                .map_err(StoreError::from)
+        };
+        let writer: i64 = store.writer.write(temp_store).await.expect("writer");
+        assert_eq!(writer, 2, "PRAGMA temp_store = MEMORY on the writer");
+        let reader = store.read(temp_store).expect("reader");
+        assert_eq!(reader, 0, "the readers keep the default");
+    }
 }
