@@ -100,14 +100,15 @@ impl SqliteStore {
         }
         // FULL: a result acknowledged to a MID is on disk, even across power loss.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        // The writer runs each operation of a group inside a savepoint, and SQLite
-        // copies every page an operation changes that the group changed before into a
-        // statement journal, which it spills to a temporary file past 64 KiB: under
-        // load that was more `pwrite`s (and a file made per group) than the WAL got.
-        // In memory it costs a copy per page, undone at each savepoint's release. Only
-        // the writer: the readers' large sorts may still spill to disk.
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
         migrate(&conn)?;
+        // The writer runs each operation of a group inside a savepoint, and SQLite
+        // copies each page an operation changes into a statement journal, which it
+        // spills to a temporary file past 64 KiB: under load that was more `pwrite`s
+        // (and a file made per group) than the WAL got. In memory it costs a copy per
+        // page, let go when the savepoint is released. Set after the migrations, so
+        // an index built over a large table still sorts on disk; the readers keep the
+        // default for their large sorts too.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         // The WAL and shared-memory files exist now; SQLite gives them the database
         // file's mode, but ones left by an older version may be wider.
         restrict_files(path)?;
