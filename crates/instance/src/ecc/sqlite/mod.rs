@@ -267,30 +267,3 @@ pub(super) fn alias_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AliasRow> {
         updated_at: row.get(5)?,
     })
 }
-
-#[cfg(test)]
-mod tests {
-    /// The writer runs each operation of a group inside a savepoint, and SQLite copies
-    /// the pages an operation changes into a statement journal, spilled to a temporary
-    /// file past `SQLITE_STMTJRNL_SPILL`: at SQLite's 64 KiB, under load, that was
-    /// more `pwrite`s (and a file made per group) than the WAL got. The build sets it
-    /// to 4 MiB (`.cargo/config.toml`): an operation's journal stays in memory, and a
-    /// larger one (a purge of a big output) still goes to disk. (`temp_store =
-    /// MEMORY` did the first and not the second: a purge of 256 MiB of chunks held
-    /// 265 MiB.)
-    #[test]
-    fn the_bundled_sqlite_keeps_statement_journals_in_memory_up_to_4_mib() {
-        let conn = rusqlite::Connection::open_in_memory().expect("open");
-        let options: Vec<String> = conn
-            .prepare("PRAGMA compile_options")
-            .expect("prepare")
-            .query_map([], |r| r.get(0))
-            .expect("query")
-            .collect::<Result<_, _>>()
-            .expect("rows");
-        assert!(
-            options.iter().any(|o| o == "STMTJRNL_SPILL=4194304"),
-            "built without LIBSQLITE3_FLAGS from .cargo/config.toml: {options:?}"
-        );
-    }
-}

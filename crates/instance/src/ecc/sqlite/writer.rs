@@ -2,7 +2,8 @@
 //! operation of the store. The operations waiting when the thread comes round run in
 //! one transaction — each inside its own savepoint, so one that fails undoes only
 //! itself — and are committed together: one fsync for the whole group, whether they
-//! are new outputs from the API, claims from MIDs' polls or results.
+//! are new outputs from the API, claims from MIDs' polls or results. (A savepoint's
+//! journal stays in memory up to 4 MiB: see `.cargo/config.toml`.)
 //!
 //! Why a thread of our own rather than an async driver: such a driver hands every
 //! statement to its worker thread and the answer back, two context switches per
@@ -249,6 +250,25 @@ mod tests {
             .await;
         assert!(err.is_err());
         assert_eq!(count(&w).await, 3, "its insert was undone");
+    }
+
+    /// Each operation's savepoint journal stays in memory up to 4 MiB and a larger one
+    /// goes to disk: the bundled SQLite's `SQLITE_STMTJRNL_SPILL`, set in
+    /// `.cargo/config.toml`, which says why.
+    #[test]
+    fn the_bundled_sqlite_keeps_statement_journals_in_memory_up_to_4_mib() {
+        let conn = Connection::open_in_memory().expect("open");
+        let options: Vec<String> = conn
+            .prepare("PRAGMA compile_options")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert!(
+            options.iter().any(|o| o == "STMTJRNL_SPILL=4194304"),
+            "built without LIBSQLITE3_FLAGS from .cargo/config.toml: {options:?}"
+        );
     }
 
     #[tokio::test]
